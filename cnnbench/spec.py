@@ -1,0 +1,142 @@
+"""What is measured: frozen case specifications and the one function that names a case.
+
+`CaseSpec` mirrors torch.utils.benchmark's `TaskSpec`: it says *what* was measured, never how it
+went. It is pure data (no torch), hashable, and round-trips through JSON, so the parent process
+can expand a suite and ship each case to a worker without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BACKENDS", "PRECISIONS", "MODES", "CaseSpec", "Measure"]
+
+BACKENDS = ("eager", "compile", "onnxrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+MODES = ("inference", "train")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How long and how carefully a case is timed. Not part of the case key.
+
+    The timed loop stops when the 95% confidence interval of the median is within
+    `target_rel_ci` of the median (after at least `min_time_s` and `min_samples`), or when
+    `max_time_s` or `max_samples` is reached; the reason is recorded on the result.
+    """
+
+    warmup: int = 5  # warmup calls (or blocks), run first and stored apart from the samples
+    min_time_s: float = 0.5
+    max_time_s: float = 5.0
+    min_samples: int = 10
+    max_samples: int = 10_000
+    target_rel_ci: float = 0.01  # half-width of the median's 95% CI, relative to the median
+    block_min_ms: float = 1.0  # calls shorter than this are timed in blocks of N calls
+    repeats: int = 1  # separate worker processes per case
+    timeout_s: float = 300.0  # wall time for one worker, model build and export included
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Measure":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One measurable case: a model at a batch size on a backend, precision and device.
+
+    `input_size` is (C, H, W) and always resolved (a model's default filled in), `device` is
+    resolved (`auto` already replaced by `cuda` or `cpu`) and `threads` is explicit, so the key
+    says exactly what ran. `options` holds backend settings (e.g. compile mode) as sorted pairs.
+    `source` is the import path of a user model (`package.module:callable`), None for registry
+    models. `model_kwargs` are passed to the builder.
+    """
+
+    model: str
+    batch_size: int
+    input_size: tuple[int, int, int]
+    backend: str = "eager"
+    precision: str = "fp32"
+    device: str = "cpu"
+    threads: int = 1
+    channels_last: bool = False
+    mode: str = "inference"
+    options: tuple[tuple[str, Any], ...] = ()
+    source: str | None = None
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    measure: Measure = field(default_factory=Measure, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """The stable identity of a case, used to pair cases across runs and to resume.
+
+        Everything that changes what is computed is in the key; how long it is measured is not.
+        """
+        c, h, w = self.input_size
+        backend = self.backend
+        if self.options:
+            backend += "[" + ",".join(f"{k}={v}" for k, v in self.options) + "]"
+        parts = [
+            self.model,
+            self.mode,
+            backend,
+            self.precision,
+            f"b{self.batch_size}",
+            f"{c}x{h}x{w}",
+            self.device,
+            f"t{self.threads}",
+        ]
+        if self.channels_last:
+            parts.append("cl")
+        if self.model_kwargs:
+            parts.append(",".join(f"{k}={v}" for k, v in self.model_kwargs))
+        return "|".join(parts)
+
+    @property
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as stored under `spec` in a results file."""
+        return {
+            "model": self.model,
+            "batch_size": self.batch_size,
+            "backend": self.backend,
+            "precision": self.precision,
+            "input_size": list(self.input_size),
+            "device": self.device,
+            "threads": self.threads,
+            "channels_last": self.channels_last,
+            "mode": self.mode,
+            "options": dict(self.options),
+            "source": self.source,
+            "model_kwargs": dict(self.model_kwargs),
+            "measure": self.measure.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CaseSpec":
+        return cls(
+            model=data["model"],
+            batch_size=int(data["batch_size"]),
+            input_size=tuple(data["input_size"]),  # type: ignore[arg-type]
+            backend=data.get("backend", "eager"),
+            precision=data.get("precision", "fp32"),
+            device=data.get("device", "cpu"),
+            threads=int(data.get("threads", 1)),
+            channels_last=bool(data.get("channels_last", False)),
+            mode=data.get("mode", "inference"),
+            options=tuple(sorted((data.get("options") or {}).items())),
+            source=data.get("source"),
+            model_kwargs=tuple(sorted((data.get("model_kwargs") or {}).items())),
+            measure=Measure.from_dict(data.get("measure") or {}),
+        )
+
+    def replace(self, **changes: Any) -> "CaseSpec":
+        return dataclasses.replace(self, **changes)
