@@ -40,3 +40,21 @@ class ResultsFileError(UserError):
     def __init__(self, path: str, message: str):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
+
+
+class CaseFailure(Exception):
+    """Raised inside a worker to end a case with a specific status (not a user input error)."""
+
+    status = "error"
+
+
+class Unsupported(CaseFailure):
+    """This machine or backend cannot run the case as specified (device, precision, mode)."""
+
+    status = "unsupported"
+
+
+class ExportFailed(CaseFailure):
+    """The model could not be exported for the backend (e.g. ONNX export rejected an op)."""
+
+    status = "export_failed"
