@@ -1,0 +1,54 @@
+"""Backends behind one small protocol.
+
+A backend turns an eager model and an example input into a `Prepared` case: a zero-argument
+`run()` that performs one forward pass on inputs prepared in advance (outside the timed region)
+and forces its outputs, a `sync()` for the device, and `info` recorded on the case (provider
+actually used, exporter, compile settings...). `outputs()` returns the outputs of one call as a
+CPU float32 tensor, for parity checks against eager.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+__all__ = ["Prepared", "Backend", "get_backend", "BACKEND_MODULES"]
+
+
+@dataclass
+class Prepared:
+    run: Callable[[], Any]
+    sync: Callable[[], None] | None
+    outputs: Callable[[], Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    # Called after the timed loop; returns warnings to put on the case (e.g. recompiles seen).
+    after_timing: Callable[[], list[str]] | None = None
+
+
+class Backend(Protocol):
+    name: str
+
+    def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared: ...
+
+
+BACKEND_MODULES = {
+    "eager": "cnnbench.backends.eager",
+    "compile": "cnnbench.backends.compiled",
+    "onnxrt": "cnnbench.backends.onnxrt",
+}
+
+
+def get_backend(name: str) -> Backend:
+    """Import a backend module on demand (each pulls in heavy dependencies of its own)."""
+    from cnnbench.errors import Unsupported
+
+    try:
+        module_name = BACKEND_MODULES[name]
+    except KeyError:
+        raise Unsupported(f"unknown backend {name!r}") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise Unsupported(f"backend {name!r} is not available: {exc}") from exc
+    return module.BACKEND

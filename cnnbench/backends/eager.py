@@ -1,0 +1,49 @@
+"""Eager PyTorch: eval(), inference_mode, autocast for fp16/bf16, optional channels_last."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from cnnbench.backends import Prepared
+from cnnbench.backends.common import autocast_dtype, check_device, check_precision, device_sync
+
+
+def amp_context(device: str, precision: str):
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=autocast_dtype(precision))
+
+
+class EagerBackend:
+    name = "eager"
+
+    def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared:
+        import torch
+
+        check_device(spec.device)
+        check_precision(spec.device, spec.precision)
+        model = model.eval().to(spec.device)
+        x = example.to(spec.device)
+        if spec.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def run():
+            with torch.inference_mode(), amp_context(spec.device, spec.precision):
+                return model(x)
+
+        def outputs():
+            return run().float().cpu()
+
+        return Prepared(
+            run=run,
+            sync=device_sync(spec.device),
+            outputs=outputs,
+            info={"autocast": spec.precision != "fp32", "channels_last": spec.channels_last},
+        )
+
+
+BACKEND = EagerBackend()

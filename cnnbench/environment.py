@@ -1,0 +1,125 @@
+"""The environment a run was measured in, recorded at the top of every results file.
+
+Versions come from package metadata (no import needed); CUDA facts need torch and are read only
+when a run starts. `machine_fingerprint` hashes the hardware facts that make timings comparable
+(CPU model, core count, memory, GPU), so compare can tell a same-machine baseline from another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["collect_environment", "package_versions", "cpu_model", "git_commit"]
+
+_PACKAGES = ("torch", "torchvision", "onnxruntime-gpu", "onnxruntime", "onnx", "fvcore", "numpy", "rich")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _total_memory_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def git_commit(path: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The project's commit and whether the tree had uncommitted changes (None outside git)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=path, capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+        )
+        return {"commit": sha, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _cuda_facts() -> dict[str, Any]:
+    import torch
+
+    facts: dict[str, Any] = {
+        "cuda_available": torch.cuda.is_available(),
+        "torch_cuda_build": torch.version.cuda,
+        "cudnn": None,
+        "gpu_name": None,
+        "gpu_count": 0,
+        "driver": None,
+    }
+    if facts["cuda_available"]:
+        facts["gpu_count"] = torch.cuda.device_count()
+        facts["gpu_name"] = torch.cuda.get_device_name(0)
+        facts["cudnn"] = torch.backends.cudnn.version()
+        try:
+            facts["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            facts["driver"] = None
+    facts["torch_default_threads"] = torch.get_num_threads()
+    return facts
+
+
+def collect_environment(*, with_torch: bool = True) -> dict[str, Any]:
+    versions = package_versions()
+    env: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_bytes": _total_memory_bytes(),
+        "torch": versions["torch"],
+        "torchvision": versions["torchvision"],
+        "onnxruntime": versions["onnxruntime-gpu"] or versions["onnxruntime"],
+        "onnxruntime_package": "onnxruntime-gpu" if versions["onnxruntime-gpu"] else ("onnxruntime" if versions["onnxruntime"] else None),
+        "onnx": versions["onnx"],
+        "fvcore": versions["fvcore"],
+        "numpy": versions["numpy"],
+        "rich": versions["rich"],
+        "git": git_commit(),
+        "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if os.environ.get(k)},
+    }
+    if with_torch:
+        env.update(_cuda_facts())
+    fingerprint_src = "|".join(
+        str(env.get(k)) for k in ("cpu_model", "cpu_count", "memory_bytes", "gpu_name", "gpu_count")
+    )
+    env["machine_fingerprint"] = hashlib.sha256(fingerprint_src.encode()).hexdigest()[:16]
+    return env

@@ -1,0 +1,278 @@
+"""Case records and results files: the contract CI users script against.
+
+A results file is JSON:
+    {"schema_version": int, "tool": "cnnbench", "created": iso8601, "updated": iso8601,
+     "environment": {...}, "suite": {...}, "cases": [record, ...]}
+A record (one per case key) holds the spec, the status, the static counts, every repeat's raw
+samples and the statistics derived from them (see `build_record`). Statistics are always derived
+here from raw samples (one place), never rounded; rendering rounds.
+
+The file is rewritten atomically (temporary file in the same directory, fsync, rename) after
+every case, so an interrupted run leaves a file that loads with every completed case.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from cnnbench import stats
+from cnnbench.errors import ResultsFileError
+from cnnbench.spec import CaseSpec
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "FAILED_STATUSES",
+    "build_record",
+    "new_results",
+    "load_results",
+    "write_results",
+    "upsert_record",
+]
+
+# Schema history (one line per version; `_migrate` branches on it):
+# 1: cnnbench 0.1 - cases with spec, status, counts, repeats (raw samples), latency_ms, warnings.
+SCHEMA_VERSION = 1
+
+STATUSES = (
+    "ok",
+    "error",
+    "timeout",
+    "oom",
+    "crashed",
+    "export_failed",
+    "unsupported",
+    "interrupted",
+    "fail_accuracy",
+)
+FAILED_STATUSES = tuple(s for s in STATUSES if s != "ok")
+
+# Fields a worker reports once per case (identical across repeats); copied onto the record
+# from the first repeat that has them.
+_STATIC_FIELDS = (
+    "params",
+    "trainable_params",
+    "gmacs",
+    "gflops",
+    "gmacs_per_image",
+    "counter",
+    "counts",
+    "aux_heads_included",
+    "backend_info",
+    "published",
+    "parity",
+    "memory",
+    "accuracy",
+)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats: int | None = None) -> dict[str, Any]:
+    """Combine the runs (one per worker process / repeat) of one case into its record.
+
+    Each run is what a worker returned, or what the runner made of a worker that died: at least
+    `status` and `error`, and for ok runs `samples_ms` (per-call latencies, ms), `warmup_ms`,
+    `first_call_ms`, `block_size`, `stop_reason`. The record's `samples_ms` pools the ok runs'
+    samples, `repeat_medians_ms` keeps each run's median (what a regression check compares), and
+    the status is the first non-ok status of any run, else ok.
+    """
+    ok_runs = [r for r in runs if r.get("status") == "ok"]
+    bad_runs = [r for r in runs if r.get("status") != "ok"]
+    status = bad_runs[0]["status"] if bad_runs else ("ok" if ok_runs else "interrupted")
+    error = bad_runs[0].get("error") if bad_runs else None
+
+    record: dict[str, Any] = {
+        "key": spec.key,
+        "spec": spec.to_dict(),
+        "status": status,
+        "error": error,
+    }
+    for name in _STATIC_FIELDS:
+        record[name] = next((r[name] for r in runs if r.get(name) is not None), None)
+
+    samples: list[float] = [s for r in ok_runs for s in r.get("samples_ms", [])]
+    first = ok_runs[0] if ok_runs else (runs[0] if runs else {})
+    record["first_call_ms"] = first.get("first_call_ms")
+    record["warmup_ms"] = list(first.get("warmup_ms") or [])
+    record["samples_ms"] = samples
+    record["block_size"] = first.get("block_size")
+    record["stop_reason"] = first.get("stop_reason")
+    record["repeat_medians_ms"] = [stats.median(r["samples_ms"]) for r in ok_runs if r.get("samples_ms")]
+    record["repeats_done"] = len(runs)
+    record["repeats_planned"] = planned_repeats or len(runs)
+    record["runs"] = [_run_summary(r) for r in runs]
+
+    warnings: list[str] = []
+    for r in runs:
+        for w in r.get("warnings") or []:
+            if w not in warnings:
+                warnings.append(w)
+    if samples:
+        lat = stats.summarize(samples)
+        record["latency_ms"] = lat
+        record["throughput_per_s"] = spec.batch_size / (lat["median"] / 1000.0) if lat["median"] > 0 else None
+        rel_iqr = lat["iqr"] / lat["median"] if lat["median"] > 0 else float("inf")
+        if rel_iqr > stats.IQR_WARN_THRESHOLD:
+            msg = f"high dispersion: IQR is {rel_iqr:.0%} of the median (> {stats.IQR_WARN_THRESHOLD:.0%})"
+            warnings.append(msg)
+        if len(samples) < spec.measure.min_samples:
+            warnings.append(f"few samples: {len(samples)} < {spec.measure.min_samples}")
+    else:
+        record["latency_ms"] = None
+        record["throughput_per_s"] = None
+    record["warnings"] = warnings
+    return record
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """What is kept of each repeat besides the pooled samples: its own samples and context."""
+    keep = (
+        "status",
+        "error",
+        "samples_ms",
+        "warmup_ms",
+        "first_call_ms",
+        "block_size",
+        "stop_reason",
+        "threads_used",
+        "device_name",
+        "overhead_ms",
+        "started",
+        "duration_s",
+        "exit_code",
+        "signal",
+        "stderr_tail",
+        "traceback",
+        "recompiles",
+        "host",
+    )
+    out = {k: run[k] for k in keep if k in run}
+    if run.get("samples_ms"):
+        out["median_ms"] = stats.median(run["samples_ms"])
+    return out
+
+
+def new_results(*, environment: dict[str, Any], suite: dict[str, Any]) -> dict[str, Any]:
+    now = now_iso()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "cnnbench",
+        "created": now,
+        "updated": now,
+        "environment": environment,
+        "suite": suite,
+        "cases": [],
+    }
+
+
+def upsert_record(results: dict[str, Any], record: dict[str, Any]) -> None:
+    """Insert a record, or replace the one with the same key (keeping its position)."""
+    for i, existing in enumerate(results["cases"]):
+        if existing["key"] == record["key"]:
+            results["cases"][i] = record
+            return
+    results["cases"].append(record)
+
+
+def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None:
+    """Write atomically: a temporary file in the same directory, fsync, then rename over `path`.
+
+    On any failure the previous file is untouched and a ResultsFileError names the path.
+    """
+    path = Path(path)
+    results["updated"] = now_iso()
+    try:
+        data = json.dumps(results, indent=1, allow_nan=False, default=_json_default)
+    except ValueError as exc:  # NaN/inf slipped into a record: a bug, but never lose the file
+        data = json.dumps(_sanitize(results), indent=1, default=_json_default)
+        results.setdefault("notes", []).append(f"non-finite values replaced by null: {exc}")
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise ResultsFileError(str(path), f"cannot write results ({exc.strerror or exc})") from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def _sanitize(obj: Any) -> Any:
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _sanitize(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_sanitize(v) for v in obj]
+    return obj
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a results file, migrating older schema versions; refuse newer ones and garbage."""
+    path = Path(path)
+    if not path.exists():
+        raise ResultsFileError(str(path), "no such results file")
+    if path.is_dir():
+        raise ResultsFileError(str(path), "is a directory, not a results file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(str(path), f"cannot read ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(
+            str(path), f"not valid JSON at line {exc.lineno} (truncated or corrupted?): {exc.msg}"
+        ) from exc
+    if not isinstance(data, dict) or "schema_version" not in data or "cases" not in data:
+        raise ResultsFileError(str(path), "not a cnnbench results file (no schema_version/cases)")
+    version = data["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ResultsFileError(str(path), f"schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ResultsFileError(
+            str(path),
+            f"written by a newer cnnbench (schema {version} > {SCHEMA_VERSION}); upgrade cnnbench",
+        )
+    return _migrate(data, path)
+
+
+def _migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    version = data["schema_version"]
+    if version < 1:
+        raise ResultsFileError(str(path), f"schema {version} is older than any cnnbench release")
+    # Future: `if version == 1: data = _v1_to_v2(data)` and so on, one step per version.
+    if not isinstance(data["cases"], list):
+        raise ResultsFileError(str(path), "`cases` is not a list")
+    return data
+
+
+def iter_specs(results: dict[str, Any]) -> Iterable[tuple[CaseSpec, dict[str, Any]]]:
+    for record in results["cases"]:
+        yield CaseSpec.from_dict(record["spec"]), record

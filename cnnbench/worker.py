@@ -1,0 +1,142 @@
+"""Worker mode: measure one case in this process and write its result to a file.
+
+Started by the runner as `python -m cnnbench.worker SPEC_FILE RESULT_FILE` (pyperf's manager and
+worker split): stdout and stderr stay free for humans and logs, and the result travels through a
+JSON file written atomically at the end. A worker that dies before writing it is classified by
+the runner from its exit code or signal. The worker never decides about other cases.
+
+Order inside the worker, each step outside the timed region: set threads, build the model, count
+parameters and MACs (cached across workers), prepare the backend (compile/export/session), reset
+memory peaks, time (first call, warmup, samples), read memory peaks, parity vs eager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import CaseFailure, UserError
+from cnnbench.spec import CaseSpec
+
+__all__ = ["run_case", "main", "classify_exception"]
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The status a failed case gets: oom for allocator failures, else the typed status, else error."""
+    if isinstance(exc, CaseFailure):
+        return exc.status
+    if isinstance(exc, MemoryError):
+        return "oom"
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        return "oom"
+    return "error"
+
+
+def _set_threads(threads: int) -> int:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+    return torch.get_num_threads()
+
+
+def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = None) -> dict[str, Any]:
+    """Measure `spec` in this process and return the run record (see results.build_record)."""
+    import torch
+
+    from cnnbench.backends import get_backend
+    from cnnbench.backends.common import example_batch
+    from cnnbench.counting import counts_for
+    from cnnbench.memory import MemoryTracker
+    from cnnbench.models.registry import build_model, published_metadata
+    from cnnbench.timing import time_callable
+
+    marks = marks if marks is not None else {}
+    out: dict[str, Any] = {"status": "ok", "error": None, "warnings": []}
+    out["threads_used"] = _set_threads(spec.threads)
+    kwargs = dict(spec.model_kwargs)
+
+    counts = counts_for(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
+    out["params"] = counts["params"]
+    out["trainable_params"] = counts["trainable_params"]
+    out["gmacs_per_image"] = counts["gmacs"]
+    out["gmacs"] = counts["gmacs"] * spec.batch_size
+    out["gflops"] = 2 * out["gmacs"]
+    out["counter"] = counts.get("counter", "fvcore")
+    out["counts"] = {k: v for k, v in counts.items() if k not in ("warnings",)}
+    out["warnings"].extend(counts.get("warnings") or [])
+    if spec.source is None:
+        out["published"] = published_metadata(spec.model)
+
+    torch.manual_seed(0)
+    model = build_model(spec.model, source=spec.source, kwargs=kwargs)
+    example = example_batch(spec)
+    backend = get_backend(spec.backend)
+    prepared = backend.prepare(model, example, spec, workdir=workdir)
+    out["backend_info"] = prepared.info
+    out["device_name"] = (
+        torch.cuda.get_device_name(torch.device(spec.device)) if spec.device == "cuda" else "cpu"
+    )
+
+    tracker = MemoryTracker(spec.device, backend=spec.backend)
+    tracker.start()
+    timing = time_callable(
+        prepared.run,
+        measure=spec.measure,
+        sync=prepared.sync,
+        on_warmup_start=lambda: marks.__setitem__("first_warmup_ns", time.monotonic_ns()),
+    )
+    out["memory"] = tracker.stop()
+    out.update(timing.to_dict())
+    out["warnings"] = out["warnings"] + timing.warnings
+    if prepared.after_timing is not None:
+        out["warnings"].extend(prepared.after_timing())
+    return out
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".result.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, default=str)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m cnnbench.worker SPEC_FILE RESULT_FILE", file=sys.stderr)
+        return 2
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    started = time.monotonic_ns()
+    spec = CaseSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
+    marks: dict[str, int] = {}
+    try:
+        result = run_case(spec, workdir=str(result_path.parent), marks=marks)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes data on the case
+        status = classify_exception(exc)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result = {
+            "status": status,
+            "error": f"{type(exc).__name__}: {message}" if not isinstance(exc, (CaseFailure, UserError)) else message,
+            "traceback": "".join(traceback.format_exception(exc)[-6:]),
+            "warnings": [],
+        }
+    result["worker_started_ns"] = started
+    if "first_warmup_ns" in marks:
+        result["first_warmup_ns"] = marks["first_warmup_ns"]
+    result["duration_s"] = (time.monotonic_ns() - started) / 1e9
+    _write_json_atomic(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
