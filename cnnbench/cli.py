@@ -1,0 +1,72 @@
+"""Command-line entry point: `python bench.py COMMAND ...` or `cnnbench COMMAND ...`.
+
+The only place that prints user-facing errors and chooses exit codes. Each subcommand lives in
+`cnnbench/commands/<name>.py` and exposes `HELP` (one line), `ORDER` (position in --help),
+`add_arguments(parser)` and `run(args) -> int`. Command modules must not import torch at import
+time, so `bench.py --help` answers instantly.
+
+Exit codes (one map for every command): 0 success, 1 the work ran but something measured is not
+ok (a failed case, a regression), 2 usage or input error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from cnnbench.errors import UserError
+
+__all__ = ["main", "EXIT_OK", "EXIT_NOT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_NOT_OK = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _command_modules():
+    import cnnbench.commands as pkg
+
+    mods = [importlib.import_module(f"{pkg.__name__}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+    return sorted((m for m in mods if hasattr(m, "run")), key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line error (its default already uses 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bench.py",
+        description="cnnbench: benchmark and profile CNN architectures (latency, throughput, "
+        "FLOPs, parameters, memory, accuracy) across backends.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        name = mod.__name__.rsplit(".", 1)[1].replace("_", "-")
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""`bench.py list models|suites|backends`: what the registry and the project offer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "list models (with an optional glob), suites or backends"
+ORDER = 60
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=("models", "suites", "backends"), help="what to list")
+    p.add_argument("pattern", nargs="?", help="glob for models, e.g. 'resnet*' (quote it)")
+    p.add_argument("--details", action="store_true", help="models: show source, input size and classes")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.what == "models":
+        from cnnbench.models.catalog import MODELS, list_models, suggest
+
+        names = list_models(args.pattern)
+        if not names and args.pattern:
+            from cnnbench.errors import UserError
+
+            near = suggest(args.pattern.strip("*?"))
+            hint = f" (did you mean: {', '.join(near)}?)" if near else ""
+            raise UserError(f"no model matches {args.pattern!r}{hint}")
+        for name in names:
+            if args.details:
+                info = MODELS[name]
+                size = "x".join(map(str, info.input_size))
+                print(f"{name:28s} {info.source:12s} {size:12s} {info.description}")
+            else:
+                print(name)
+    elif args.what == "suites":
+        from cnnbench.runner import PROJECT_ROOT
+
+        for path in sorted(Path(PROJECT_ROOT, "suites").glob("*.yaml")):
+            print(path.relative_to(PROJECT_ROOT))
+    else:
+        from cnnbench.spec import BACKENDS
+
+        for name in BACKENDS:
+            print(name)
+    return 0
