@@ -10,7 +10,7 @@ from typing import Any
 
 from cnnbench.spec import CaseSpec
 
-__all__ = ["CONVENTIONS", "table_rows", "render_table", "ConsoleReporter", "QuietReporter"]
+__all__ = ["CONVENTIONS", "make_console", "table_rows", "render_table", "ConsoleReporter", "QuietReporter"]
 
 CONVENTIONS = (
     "latency = per-call median ± IQR over timed samples (ms), warmup and first call excluded; "
@@ -18,6 +18,19 @@ CONVENTIONS = (
     "\"GFLOPS\"), FLOPs = 2 × MACs; params = all parameters as built (no auxiliary heads); "
     "speedup = eager median / this median"
 )
+
+
+def make_console(**kwargs: Any):
+    """A rich Console; when output is not a terminal (CI logs, pipes) it is 200 columns wide
+    rather than rich's 80, so the table is not squeezed into unreadable wrapped cells."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        kwargs.setdefault("width", 200)
+    return Console(**kwargs)
 
 
 def _group_key(spec: dict[str, Any]) -> tuple:
@@ -146,9 +159,7 @@ class ConsoleReporter:
     """Progress bar with ETA at the bottom, one line per finished run above it."""
 
     def __init__(self, console=None, *, title: str = "cnnbench"):
-        from rich.console import Console
-
-        self.console = console or Console(stderr=False)
+        self.console = console or make_console()
         self.title = title
         self._progress = None
         self._task = None

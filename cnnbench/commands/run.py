@@ -216,9 +216,9 @@ def run(args: argparse.Namespace) -> int:
             restore()
         reporter.finish(results)
     if args.quiet:
-        from rich.console import Console
+        from cnnbench.console import make_console
 
-        console = Console()
+        console = make_console()
         console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}"))
         for line in render_notes(results["cases"]):
             console.print(line, markup=False, highlight=False)
