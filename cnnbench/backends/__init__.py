@@ -3,8 +3,9 @@
 A backend turns an eager model and an example input into a `Prepared` case: a zero-argument
 `run()` that performs one forward pass on inputs prepared in advance (outside the timed region)
 and forces its outputs, a `sync()` for the device, and `info` recorded on the case (provider
-actually used, exporter, compile settings...). `outputs()` returns the outputs of one call as a
-CPU float32 tensor, for parity checks against eager.
+actually used, exporter, compile settings...). `predict(x)` runs the prepared model on any CPU
+input batch of the case's shape and returns CPU float32 outputs: it is what parity checks and
+accuracy evaluation call, never timed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["Prepared", "Backend", "get_backend", "BACKEND_MODULES"]
 class Prepared:
     run: Callable[[], Any]
     sync: Callable[[], None] | None
-    outputs: Callable[[], Any]
+    predict: Callable[[Any], Any]
     info: dict[str, Any] = field(default_factory=dict)
     # Called after the timed loop; returns warnings to put on the case (e.g. recompiles seen).
     after_timing: Callable[[], list[str]] | None = None

@@ -35,13 +35,17 @@ class EagerBackend:
             with torch.inference_mode(), amp_context(spec.device, spec.precision):
                 return model(x)
 
-        def outputs():
-            return run().float().cpu()
+        def predict(batch):
+            batch = batch.to(spec.device)
+            if spec.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), amp_context(spec.device, spec.precision):
+                return model(batch).float().cpu()
 
         return Prepared(
             run=run,
             sync=device_sync(spec.device),
-            outputs=outputs,
+            predict=predict,
             info={"autocast": spec.precision != "fp32", "channels_last": spec.channels_last},
         )
 
