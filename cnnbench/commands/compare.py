@@ -1,0 +1,98 @@
+"""`bench.py compare BASE CURRENT`: pair cases, decide with statistics, exit non-zero on a regression.
+
+The work is `cnnbench.compare` (compute, then render); this module only reads the files, writes
+the requested outputs and picks the exit code. No torch import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from cnnbench.errors import UserError
+
+HELP = "compare two results files and decide, with statistics, whether anything regressed"
+ORDER = 30
+DESCRIPTION = """\
+Pair the cases of BASE and CURRENT by key and give each a verdict: regressed, improved,
+unchanged, noisy (too little evidence; says how many repeats would settle it), failed, invalid
+(failed parity), incomparable, missing or new. A case regresses only when its median is slower
+than the threshold allows AND a one-sided Mann-Whitney U test on the per-repeat medians is
+significant at --alpha (this needs at least 5 repeats per side at the default alpha 0.01).
+Memory growth beyond the memory threshold is a regression too.
+
+Prints a table, writes Markdown (for a pull-request comment) to --markdown and appends it to
+$GITHUB_STEP_SUMMARY when that is set. Exit codes: 0 no regression, 1 at least one regression
+(or a case that was ok in BASE and fails in CURRENT), 2 usage or file error. See docs/compare.md.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE", help="the reference results file")
+    parser.add_argument("current", metavar="CURRENT", help="the results file under test")
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="[METRIC:]PCT",
+        help="slowdown that counts as a regression, e.g. 5%% (latency) or memory:10%%; repeatable. "
+        "Default: the suite's `thresholds`, else latency 5%% and memory 10%%",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        metavar="P",
+        help="significance level of each one-sided test, i.e. the false-alarm rate per case (default 0.01)",
+    )
+    parser.add_argument("--markdown", metavar="FILE", help="write the Markdown summary to FILE")
+    parser.add_argument("--json", metavar="FILE", help="write the comparison as JSON to FILE")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnbench import compare
+    from cnnbench.cli import EXIT_NOT_OK, EXIT_OK
+    from cnnbench.results import load_results
+
+    thresholds: dict[str, compare.Threshold] = {}
+    for text in args.threshold:
+        thr = compare.parse_threshold(text, source="command line")
+        thresholds[thr.metric] = thr
+    alpha = compare.DEFAULT_ALPHA if args.alpha is None else args.alpha
+    if not 0 < alpha < 0.5:
+        raise UserError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
+
+    base = load_results(args.base)
+    current = load_results(args.current)
+    comparison = compare.compare_results(
+        base,
+        current,
+        alpha=alpha,
+        thresholds=thresholds,
+        base_name=args.base,
+        current_name=args.current,
+    )
+
+    markdown = compare.render_markdown(comparison)
+    if args.markdown:
+        _write(args.markdown, markdown)
+    if args.json:
+        _write(args.json, json.dumps(compare.to_json(comparison), indent=1, allow_nan=False) + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _write(summary, markdown + "\n", append=True)
+
+    from rich.console import Console
+
+    compare.render_terminal(comparison, Console(soft_wrap=False))
+    return EXIT_NOT_OK if comparison.has_regression else EXIT_OK
+
+
+def _write(path: str, text: str, *, append: bool = False) -> None:
+    try:
+        with Path(path).open("a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc
