@@ -8,6 +8,8 @@ can expand a suite and ship each case to a worker without importing torch.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +57,9 @@ class CaseSpec:
     resolved (`auto` already replaced by `cuda` or `cpu`) and `threads` is explicit, so the key
     says exactly what ran. `options` holds backend settings (e.g. compile mode) as sorted pairs.
     `source` is the import path of a user model (`package.module:callable`), None for registry
-    models. `model_kwargs` are passed to the builder.
+    models. `model_kwargs` are passed to the builder. `evaluation` is the case's accuracy
+    evaluation as canonical JSON (`{"dataset": {...}, "weights": ...}`, paths absolute; see
+    cnnbench.accuracy), None when accuracy is not measured.
     """
 
     model: str
@@ -70,6 +74,7 @@ class CaseSpec:
     options: tuple[tuple[str, Any], ...] = ()
     source: str | None = None
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    evaluation: str | None = None
     measure: Measure = field(default_factory=Measure, compare=False, hash=False)
 
     @property
@@ -96,6 +101,8 @@ class CaseSpec:
             parts.append("cl")
         if self.model_kwargs:
             parts.append(",".join(f"{k}={v}" for k, v in self.model_kwargs))
+        if self.evaluation:
+            parts.append(_evaluation_label(self.evaluation))
         return "|".join(parts)
 
     @property
@@ -117,6 +124,7 @@ class CaseSpec:
             "options": dict(self.options),
             "source": self.source,
             "model_kwargs": dict(self.model_kwargs),
+            **({"evaluation": json.loads(self.evaluation)} if self.evaluation else {}),
             "measure": self.measure.to_dict(),
         }
 
@@ -135,8 +143,44 @@ class CaseSpec:
             options=tuple(sorted((data.get("options") or {}).items())),
             source=data.get("source"),
             model_kwargs=tuple(sorted((data.get("model_kwargs") or {}).items())),
+            evaluation=canonical_evaluation(data.get("evaluation")),
             measure=Measure.from_dict(data.get("measure") or {}),
         )
 
     def replace(self, **changes: Any) -> "CaseSpec":
         return dataclasses.replace(self, **changes)
+
+
+def canonical_evaluation(evaluation: dict[str, Any] | str | None) -> str | None:
+    """The one JSON text of an accuracy evaluation (sorted keys, compact), None when empty."""
+    if isinstance(evaluation, str):
+        evaluation = json.loads(evaluation)
+    if not evaluation:
+        return None
+    return json.dumps(evaluation, sort_keys=True, separators=(",", ":"))
+
+
+def _evaluation_label(evaluation: str) -> str:
+    """The key part of an evaluation: what is evaluated, readable and free of absolute paths
+    (so keys pair across checkouts): `acc=digits:test,w=lenet5_digits.pt`, plus `limit=N` and a
+    short hash of explicit transforms when given."""
+    import hashlib
+
+    config = json.loads(evaluation)
+    dataset = config.get("dataset") or {}
+    parts = []
+    if dataset:
+        kind = dataset.get("kind", "?")
+        name = dataset.get("split") if kind == "digits" else os.path.basename(str(dataset.get("path", "")).rstrip("/\\"))
+        parts.append(f"{kind}:{name or 'test'}")
+        if dataset.get("limit"):
+            parts.append(f"limit={dataset['limit']}")
+        if dataset.get("strict"):
+            parts.append("strict")
+        if dataset.get("transforms"):
+            text = json.dumps(dataset["transforms"], sort_keys=True, separators=(",", ":"))
+            parts.append("tf=" + hashlib.sha256(text.encode()).hexdigest()[:8])
+    if config.get("weights"):
+        parts.append("w=" + os.path.basename(str(config["weights"])))
+    label = "acc=" + ",".join(parts)
+    return label.replace("|", "_")

@@ -27,6 +27,16 @@ Schema (unknown keys anywhere are errors)::
         measure: {warmup: 5, ...}   # merged over Measure() and defaults.measure
         include: [{model: "resnet*", batch_size: 1}]   # keep cases matching any rule
         exclude: [{backend: onnxrt, precision: bf16}]  # drop cases matching any rule
+        accuracy:                   # measured top-1/top-5 after timing (see cnnbench/accuracy.py)
+          dataset: {kind: imagefolder, path: val/, limit: 1000, strict: false,
+                    transforms: {resize: 256, crop: 224, mean: [...], std: [...],
+                                 interpolation: bilinear, grayscale: false}}
+                    # or {kind: digits, split: test} or {kind: tensors, path: data.pt}
+          weights: model.pth        # or a torchvision name (ResNet18_Weights.IMAGENET1K_V1)
+
+A matrix's `accuracy` replaces the one in `defaults` (`accuracy: null` turns it off). Paths are
+relative to the suite file's directory; a missing or empty dataset, or a missing weights file, is
+an error here, before anything runs.
 
 Cases come out in a stable order: matrix order, then models, batch sizes, backends, precisions,
 input sizes, channels_last, threads, devices, modes. A case whose key an earlier case already
@@ -50,9 +60,10 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from cnnbench.accuracy import DATASET_KINDS, INTERPOLATIONS, check_dataset_path, is_torchvision_weights_name
 from cnnbench.errors import SuiteError, UnknownModelError
 from cnnbench.models.catalog import MODELS, list_models, suggest
-from cnnbench.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, Measure
+from cnnbench.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, Measure, canonical_evaluation
 
 __all__ = ["Suite", "Option", "BACKEND_OPTIONS", "THRESHOLD_METRICS", "load_suite", "expand", "default_threads"]
 
@@ -112,8 +123,15 @@ _MATRIX_AXES = (
     "models", "batch_sizes", "backends", "precisions", "input_size",
     "channels_last", "threads", "device", "mode",
 )  # fmt: skip
-_MATRIX_KEYS = ("name", *_MATRIX_AXES, "measure", "include", "exclude")
-_DEFAULTS_KEYS = (*_MATRIX_AXES, "measure")
+_MATRIX_KEYS = ("name", *_MATRIX_AXES, "measure", "include", "exclude", "accuracy")
+_DEFAULTS_KEYS = (*_MATRIX_AXES, "measure", "accuracy")
+_ACCURACY_KEYS = ("dataset", "weights")
+_DATASET_KEYS = ("kind", "path", "split", "limit", "strict", "transforms")
+_TRANSFORM_KEYS = {  # per dataset kind
+    "imagefolder": ("resize", "crop", "mean", "std", "interpolation", "grayscale"),
+    "digits": ("mean", "std"),
+    "tensors": (),
+}
 _TOP_KEYS = ("name", "description", "thresholds", "defaults", "matrices")
 _MODEL_KEYS = ("name", "import", "input_size", "kwargs")
 _RULE_KEYS = (
@@ -456,6 +474,8 @@ class _Validator:
         self.check_imports = check_imports
         self.python_path = python_path
         self._imported: set[str] = set()
+        # relative dataset and weights paths: from the suite file's directory (else the cwd)
+        self.base_dir = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else os.getcwd()
 
     # -- errors and scalar checks ------------------------------------------------------------
 
@@ -616,6 +636,7 @@ class _Validator:
         devices = axis("device", self.device, [self.device(None)])
         modes = axis("mode", lambda n: self.choice(n, MODES, "mode"), ["inference"])
         measure = self.measure([n for n in (defaults.get("measure"), fields.get("measure")) if n is not None])
+        evaluation = self.accuracy(get("accuracy"))
         include = self.rules(fields["include"]) if "include" in fields else None
         exclude = self.rules(fields["exclude"]) if "exclude" in fields else []
 
@@ -643,6 +664,7 @@ class _Validator:
                     options=options,
                     source=model.source,
                     model_kwargs=model.kwargs,
+                    evaluation=evaluation,
                     measure=measure,
                 )
                 if include is not None and not any(all(m(case) for m in rule) for rule in include):
@@ -900,6 +922,93 @@ class _Validator:
             return self.float_(node, 0.0, 60_000.0, key)
         # min_time_s, max_time_s, timeout_s
         return self.float_(node, 0.0, 86_400.0, key)
+
+    # -- accuracy -------------------------------------------------------------------------
+
+    def accuracy(self, node: _Node | None) -> str | None:
+        """The `accuracy` mapping as the case's canonical evaluation JSON (None: not measured)."""
+        if node is None or node.value is None:
+            return None
+        acc = self.mapping(node, _ACCURACY_KEYS, "accuracy")
+        if "dataset" not in acc:
+            raise self.fail(node, "required key `dataset` is missing (what to evaluate on)")
+        config: dict[str, Any] = {"dataset": self.dataset(acc["dataset"])}
+        if "weights" in acc and acc["weights"].value is not None:
+            config["weights"] = self.weights(acc["weights"])
+        return canonical_evaluation(config)
+
+    def dataset(self, node: _Node) -> dict[str, Any]:
+        ds = self.mapping(node, _DATASET_KEYS, "dataset")
+        if "kind" not in ds:
+            raise self.fail(node, f"required key `kind` is missing ({' | '.join(DATASET_KINDS)})")
+        kind = self.choice(ds["kind"], DATASET_KINDS, "dataset kind")
+        out: dict[str, Any] = {"kind": kind}
+        if kind == "digits":
+            if "path" in ds:
+                raise self.fail(ds["path"], "the digits dataset is bundled with scikit-learn; it takes no path", at_key=True)
+            out["split"] = self.choice(ds["split"], ("train", "test"), "digits split") if "split" in ds else "test"
+        else:
+            if "path" not in ds:
+                raise self.fail(node, f"required key `path` is missing (the {kind} dataset's location)")
+            if "split" in ds:
+                raise self.fail(ds["split"], "only the digits dataset has a split", at_key=True)
+            path = self.path_(ds["path"])
+            problem = check_dataset_path(kind, path)
+            if problem:
+                raise self.fail(ds["path"], problem)
+            out["path"] = path
+        if "strict" in ds:
+            if kind != "imagefolder":
+                raise self.fail(ds["strict"], "strict applies to imagefolder images only", at_key=True)
+            out["strict"] = self.bool_(ds["strict"])
+        if "limit" in ds:
+            out["limit"] = self.int_(ds["limit"], 1, 10**9, "limit")
+        if "transforms" in ds:
+            out["transforms"] = self.transforms(ds["transforms"], kind)
+        return out
+
+    def transforms(self, node: _Node, kind: str) -> dict[str, Any]:
+        allowed = _TRANSFORM_KEYS[kind]
+        if not allowed and node.value is not None:
+            raise self.fail(node, "a tensors dataset is used as it is; it takes no transforms", at_key=True)
+        out: dict[str, Any] = {}
+        for key, child in self.mapping(node, allowed, f"{kind} transforms").items():
+            if key in ("resize", "crop"):
+                out[key] = self.side_or_pair(child, key)
+            elif key in ("mean", "std"):
+                values = child.value if isinstance(child.value, list) else [child]
+                if not values:
+                    raise self.fail(child, f"{key} is empty; give one value or one per channel")
+                lo = 0.0 if key == "std" else -1e6
+                out[key] = [self.float_(v, lo, 1e6, key, lo_open=key == "std") for v in values]
+            elif key == "interpolation":
+                out[key] = self.choice(child, INTERPOLATIONS, "interpolation")
+            else:
+                out[key] = self.bool_(child)
+        return out
+
+    def side_or_pair(self, node: _Node, what: str) -> int | list[int]:
+        if isinstance(node.value, list):
+            if len(node.value) != 2:
+                raise self.fail(node, f"{what} is one side (int) or [height, width]")
+            return [self.int_(v, 1, MAX_SIDE, what) for v in node.value]
+        return self.int_(node, 1, MAX_SIDE, what)
+
+    def path_(self, node: _Node) -> str:
+        text = self.str_(node, what="a path")
+        if not text.strip():
+            raise self.fail(node, "empty path")
+        return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(text)))
+
+    def weights(self, node: _Node) -> str:
+        text = self.str_(node, what="a weights file or a torchvision weights name")
+        if is_torchvision_weights_name(text):
+            return text  # resolved in the worker, from the local torch hub cache only
+        path = self.path_(node)
+        if not os.path.isfile(path):
+            what = "is a folder, not a weights file" if os.path.isdir(path) else "not found"
+            raise self.fail(node, f"weights file {what}: {path}")
+        return path
 
     # -- include / exclude ---------------------------------------------------------------
 
