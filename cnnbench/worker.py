@@ -6,8 +6,10 @@ JSON file written atomically at the end. A worker that dies before writing it is
 the runner from its exit code or signal. The worker never decides about other cases.
 
 Order inside the worker, each step outside the timed region: set threads, build the model, count
-parameters and MACs (cached across workers), prepare the backend (compile/export/session), reset
-memory peaks, time (first call, warmup, samples), read memory peaks, parity vs eager.
+parameters and MACs (cached across workers), load trained weights and open the accuracy dataset
+(cnnbench.accuracy), prepare the backend (compile/export/session), reset memory peaks, time
+(first call, warmup, samples), read memory peaks, parity vs eager, measured accuracy through the
+prepared backend.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     """Measure `spec` in this process and return the run record (see results.build_record)."""
     import torch
 
+    from cnnbench import accuracy
     from cnnbench.backends import get_backend
     from cnnbench.backends.common import example_batch
     from cnnbench.counting import counts_for
@@ -102,6 +105,7 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
 
     torch.manual_seed(0)
     model = build_model(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
+    evaluation = accuracy.prepare(model, spec)  # weights go in before the backend compiles/exports
     example = example_batch(spec)
     backend = get_backend(spec.backend)
     prepared = backend.prepare(model, example, spec, workdir=workdir)
@@ -123,6 +127,8 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     out["warnings"] = out["warnings"] + timing.warnings
     if prepared.after_timing is not None:
         out["warnings"].extend(prepared.after_timing())
+    if evaluation is not None:  # last, outside the timed region; a failure becomes the status
+        evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
     return out
 
 
