@@ -68,6 +68,7 @@ _STATIC_FIELDS = (
     "parity",
     "memory",
     "accuracy",
+    "train",
 )
 
 

@@ -39,6 +39,7 @@ class Measure:
     block_min_ms: float = 1.0  # calls shorter than this are timed in blocks of N calls
     repeats: int = 1  # separate worker processes per case
     timeout_s: float = 300.0  # wall time for one worker, model build and export included
+    detail: bool = False  # train mode: also time forward / backward / optimizer apart (training.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -99,11 +99,15 @@ def _check_cache(value: str) -> str | None:
     return None
 
 
+_OPTIMIZER = Option(str, choices=("sgd", "adamw"), help="training-step optimizer (mode train; default sgd)")
+TRAIN_ONLY_OPTIONS = ("optimizer",)  # dropped from inference cases, whose computation they do not change
+
 # Backend name -> option name -> Option. The one table of what each backend accepts; a new
 # backend or option is one entry here (plus its name in spec.BACKENDS).
 BACKEND_OPTIONS: dict[str, dict[str, Option]] = {
-    "eager": {},
+    "eager": {"optimizer": _OPTIMIZER},
     "compile": {
+        "optimizer": _OPTIMIZER,
         "mode": Option(str, choices=("default", "reduce-overhead", "max-autotune")),
         "freezing": Option(bool, help="torch._inductor.config.freezing; what makes CPU inference fast"),
         "dynamic": Option(bool),
@@ -651,6 +655,8 @@ class _Validator:
             for bs, (backend, options), precision, size, cl, nthreads, device, mode in itertools.product(
                 batch_sizes, backends, precisions, resolved, channels_last, threads, devices, modes
             ):
+                if mode != "train":
+                    options = tuple(o for o in options if o[0] not in TRAIN_ONLY_OPTIONS)
                 case = CaseSpec(
                     model=model.name,
                     batch_size=bs,
@@ -916,6 +922,8 @@ class _Validator:
             return self.int_(node, 1, 10_000_000, key)
         if key == "repeats":
             return self.int_(node, 1, 1000, key)
+        if key == "detail":
+            return self.bool_(node)
         if key == "target_rel_ci":
             return self.float_(node, 0.0, 1.0, key, hi_open=True)
         if key == "block_min_ms":

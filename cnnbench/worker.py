@@ -107,8 +107,12 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     model = build_model(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
     evaluation = accuracy.prepare(model, spec)  # weights go in before the backend compiles/exports
     example = example_batch(spec)
-    backend = get_backend(spec.backend)
-    prepared = backend.prepare(model, example, spec, workdir=workdir)
+    if spec.mode == "train":  # one optimizer step per call instead of the backend's forward
+        from cnnbench.training import prepare_train
+
+        prepared = prepare_train(model, example, spec, workdir=workdir)
+    else:
+        prepared = get_backend(spec.backend).prepare(model, example, spec, workdir=workdir)
     out["backend_info"] = prepared.info
     out["device_name"] = (
         torch.cuda.get_device_name(torch.device(spec.device)) if spec.device == "cuda" else "cpu"
@@ -127,6 +131,8 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     out["warnings"] = out["warnings"] + timing.warnings
     if prepared.after_timing is not None:
         out["warnings"].extend(prepared.after_timing())
+    if spec.mode == "train":
+        out["train"] = prepared.train_record(timing.samples_ms)
     if evaluation is not None:  # last, outside the timed region; a failure becomes the status
         evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
     return out

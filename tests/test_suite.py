@@ -535,7 +535,7 @@ BAD = [
     ("name: t\nmodels: [lenet5]\nbackends: [{compile: {freezing: 'yes'}}]\n", 3, "backends[0].compile.freezing", "expected true or false"),
     ("name: t\nmodels: [lenet5]\nbackends: [{onnxrt: {opset: 99}}]\n", 3, "backends[0].onnxrt.opset", "too large (at most 30)"),
     ("name: t\nmodels: [lenet5]\nbackends: [{compile: {cache: 'a,b'}}]\n", 3, "backends[0].compile.cache", "may not contain"),
-    ("name: t\nmodels: [lenet5]\nbackends: [{eager: {x: 1}}]\n", 3, "backends[0].eager", "takes no options"),
+    ("name: t\nmodels: [lenet5]\nbackends: [{eager: {x: 1}}]\n", 3, "backends[0].eager.x", "unknown key 'x'"),
     ("name: t\nmodels: [lenet5]\nbackends: [{tensorrt: {}}]\n", 3, "backends[0].tensorrt", "unknown backend"),
     ("name: t\nmodels: [lenet5]\nbackends: [{eager: , compile: }]\n", 3, "backends[0]", "exactly one key"),
     ("name: t\nmodels: [lenet5]\nprecisions: [fp64]\n", 3, "precisions[0]", "unknown precision 'fp64'"),
