@@ -1,0 +1,204 @@
+"""Deterministic, cost-balanced shards of a suite, so N machines split one run. Pure: no torch.
+
+`bench.py run SUITE --shard K/N` runs shard K (1-based) of N. Every machine of a CI matrix or a
+cluster job array expands the same suite file and calls `select_shard`, so the split must come
+out the same everywhere without any coordination:
+
+- **Disjoint and complete**: each case belongs to exactly one shard; shards 1..N together are the
+  suite. A shard may be empty when N exceeds the number of cases.
+- **Balanced by expected cost**: cases are assigned greedily, longest first, each to the shard
+  with the least expected cost so far (LPT scheduling: the longest shard is within 4/3 of the
+  best possible split).
+- **Independent of the machine**: the cost and the tie-breaking use only what a spec says about
+  the work (model, input size, batch size, backend and options, precision, mode, measure), never
+  `device` or `threads`, which `device: auto` and `threads: null` resolve per machine. Ties are
+  broken by that machine-independent identity, so reordering the suite file does not move cases
+  between shards either (cases differing only in device or threads tie-break by suite order).
+
+**The cost model** (`expected_cost_s`) estimates a case's wall time in seconds, a pure function
+of its spec:
+
+    repeats x (WORKER_START_S + SETUP_S[backend]
+               + (warmup + 2) x call_s                       # first call, calibration, warmup
+               + min(max(min_time_s, min_samples x call_s), max(max_time_s, call_s))
+               + detail_s)                                   # train with detail: ~1 s more
+    call_s = GMACs per image x batch size x (3 for a training step, else 1) / GMACS_PER_S
+
+GMACs per image come from `REFERENCE_GMACS` (torchvision's published `_ops`, which are MACs, at
+the catalog's default input size; the course's seed models as counted by cnnbench.counting),
+scaled by the case's pixel count over the reference pixel count. Unknown models (user models)
+get DEFAULT_GMACS at 224x224. `GMACS_PER_S` is a rough CPU figure: only the ratio of compute to
+the fixed per-process overheads matters for the balance, not the absolute seconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from typing import Iterable, Sequence
+
+from cnnbench.errors import UserError
+from cnnbench.spec import CaseSpec
+
+__all__ = [
+    "SHARD_HELP",
+    "MAX_SHARDS",
+    "parse_shard",
+    "select_shard",
+    "apply_shard",
+    "assign_shards",
+    "expected_cost_s",
+    "format_shard",
+]
+
+SHARD_HELP = (
+    "run only shard K of N (1-based, e.g. 2/4): a deterministic split of the suite's cases, "
+    "balanced by expected cost, the same on every machine; `bench.py merge` joins the N results files"
+)
+MAX_SHARDS = 10_000
+
+# Rough constants of the cost model (seconds, GMAC/s); see the module docstring.
+WORKER_START_S = 4.0  # a worker process: import torch + torchvision, build the model
+SETUP_S = {"eager": 0.0, "compile": 30.0, "onnxrt": 8.0}  # cold compile / export + session
+TRAIN_FACTOR = 3.0  # forward + backward (~2x forward) + optimizer
+GMACS_PER_S = 50.0
+DETAIL_S = 1.0  # training.DETAIL_TARGET_S
+DEFAULT_GMACS = 2.0  # a user model at 224x224, when nothing is known about it
+
+# GMACs per image at the catalog's default input size (generated from torchvision 0.29.1's
+# weight metadata `_ops` of each builder's DEFAULT weights, and cnnbench.counting for the seeds).
+REFERENCE_GMACS: dict[str, float] = {
+    "alexnet": 0.714, "convnext_base": 15.355, "convnext_large": 34.361, "convnext_small": 8.684,
+    "convnext_tiny": 4.456, "densenet121": 2.834, "densenet161": 7.728, "densenet169": 3.36,
+    "densenet201": 4.291, "efficientnet_b0": 0.386, "efficientnet_b1": 0.687, "efficientnet_b2": 1.088,
+    "efficientnet_b3": 1.827, "efficientnet_b4": 4.394, "efficientnet_b5": 10.266, "efficientnet_b6": 19.068,
+    "efficientnet_b7": 37.746, "efficientnet_v2_l": 56.08, "efficientnet_v2_m": 24.582,
+    "efficientnet_v2_s": 8.366, "googlenet": 1.498, "inception_v3": 5.713, "maxvit_t": 5.558,
+    "mnasnet0_5": 0.104, "mnasnet0_75": 0.215, "mnasnet1_0": 0.314, "mnasnet1_3": 0.526,
+    "mobilenet_v2": 0.301, "mobilenet_v3_large": 0.217, "mobilenet_v3_small": 0.057,
+    "regnet_x_1_6gf": 1.603, "regnet_x_3_2gf": 3.177, "regnet_x_8gf": 7.995, "regnet_x_16gf": 15.941,
+    "regnet_x_32gf": 31.736, "regnet_x_400mf": 0.414, "regnet_x_800mf": 0.8, "regnet_y_1_6gf": 1.612,
+    "regnet_y_3_2gf": 3.176, "regnet_y_8gf": 8.473, "regnet_y_16gf": 15.912, "regnet_y_32gf": 32.28,
+    "regnet_y_128gf": 374.57, "regnet_y_400mf": 0.402, "regnet_y_800mf": 0.834, "resnet18": 1.814,
+    "resnet34": 3.664, "resnet50": 4.089, "resnet101": 7.801, "resnet152": 11.514,
+    "resnext50_32x4d": 4.23, "resnext101_32x8d": 16.414, "resnext101_64x4d": 15.46,
+    "shufflenet_v2_x0_5": 0.04, "shufflenet_v2_x1_0": 0.145, "shufflenet_v2_x1_5": 0.296,
+    "shufflenet_v2_x2_0": 0.583, "squeezenet1_0": 0.819, "squeezenet1_1": 0.349, "swin_b": 15.431,
+    "swin_s": 8.741, "swin_t": 4.491, "swin_v2_b": 20.325, "swin_v2_s": 11.546, "swin_v2_t": 5.94,
+    "vgg11": 7.609, "vgg11_bn": 7.609, "vgg13": 11.308, "vgg13_bn": 11.308, "vgg16": 15.47,
+    "vgg16_bn": 15.47, "vgg19": 19.632, "vgg19_bn": 19.632, "vit_b_16": 17.564, "vit_b_32": 4.409,
+    "vit_h_14": 1016.717, "vit_l_16": 61.555, "vit_l_32": 15.378, "wide_resnet50_2": 11.398,
+    "wide_resnet101_2": 22.753,
+    # seeds (cnnbench.counting, fvcore MACs)
+    "lenet5": 0.00042, "mnist_cnn_bn": 0.00288, "mnist_cnn": 0.00424, "mnist_fcn": 0.00568,
+    "inception_naive": 0.8542, "inception_bottleneck": 0.27135,
+}  # fmt: skip
+
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse "K/N" (1 <= K <= N <= MAX_SHARDS) into (K, N).
+
+    Raises:
+        UserError: naming the text and what a shard looks like.
+    """
+    m = _SHARD.match(str(text))
+    if not m:
+        raise UserError(f"--shard {text!r}: expected K/N, the 1-based shard K of N, e.g. 2/4")
+    k, n = int(m.group(1)), int(m.group(2))
+    if n < 1:
+        raise UserError(f"--shard {text!r}: the number of shards N must be at least 1")
+    if n > MAX_SHARDS:
+        raise UserError(f"--shard {text!r}: at most {MAX_SHARDS} shards")
+    if not 1 <= k <= n:
+        raise UserError(f"--shard {text!r}: K must be between 1 and N ({n}); shards are numbered from 1")
+    return k, n
+
+
+def format_shard(k: int, n: int) -> str:
+    """The "K/N" text stored as `suite.shard` in a shard's results file."""
+    return f"{k}/{n}"
+
+
+def _reference(spec: CaseSpec) -> tuple[float, int]:
+    """(GMACs per image at the reference size, reference pixel count) of a spec's model."""
+    if spec.source is None and spec.model in REFERENCE_GMACS:
+        from cnnbench.models.catalog import MODELS
+
+        _, h, w = MODELS[spec.model].input_size
+        return REFERENCE_GMACS[spec.model], h * w
+    return DEFAULT_GMACS, 224 * 224
+
+
+def expected_cost_s(spec: CaseSpec) -> float:
+    """Expected wall time of a case in seconds (see the module docstring). Pure; ignores
+    device and threads so that every machine computes the same number."""
+    gmacs_ref, pixels_ref = _reference(spec)
+    _, h, w = spec.input_size
+    gmacs = gmacs_ref * (h * w) / pixels_ref * spec.batch_size
+    call_s = gmacs * (TRAIN_FACTOR if spec.mode == "train" else 1.0) / GMACS_PER_S
+    m = spec.measure
+    timed_s = min(max(m.min_time_s, m.min_samples * call_s), max(m.max_time_s, call_s))
+    detail_s = DETAIL_S if spec.mode == "train" and getattr(m, "detail", False) else 0.0
+    per_repeat = WORKER_START_S + SETUP_S.get(spec.backend, 0.0) + (m.warmup + 2) * call_s + timed_s + detail_s
+    return m.repeats * per_repeat
+
+
+def _identity(spec: CaseSpec) -> str:
+    """What a case computes, without the machine-resolved fields (device, threads)."""
+    c, h, w = spec.input_size
+    return "|".join(
+        (
+            spec.model,
+            spec.source or "",
+            spec.mode,
+            spec.backend,
+            repr(spec.options),
+            spec.precision,
+            f"b{spec.batch_size}",
+            f"{c}x{h}x{w}",
+            "cl" if spec.channels_last else "",
+            repr(spec.model_kwargs),
+        )
+    )
+
+
+def assign_shards(cases: Sequence[CaseSpec], n: int) -> list[int]:
+    """The 0-based shard of each case (LPT: longest expected cost first, to the least loaded)."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    costs = [expected_cost_s(c) for c in cases]
+    order = sorted(range(len(cases)), key=lambda i: (-costs[i], _identity(cases[i]), i))
+    heap = [(0.0, s) for s in range(n)]  # (load, shard): the least loaded, lowest index first
+    shard_of = [0] * len(cases)
+    for i in order:
+        load, target = heapq.heappop(heap)
+        shard_of[i] = target
+        heapq.heappush(heap, (load + costs[i], target))
+    return shard_of
+
+
+def select_shard(cases: Iterable[CaseSpec], k: int, n: int) -> list[CaseSpec]:
+    """The cases of shard `k` (1-based) of `n`, in their suite order.
+
+    Deterministic for the same suite on any machine; shards 1..n are disjoint and their union is
+    `cases`. See the module docstring for the cost model and the tie-breaking.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {k}/{n}: k must be between 1 and n")
+    cases = list(cases)
+    shard_of = assign_shards(cases, n)
+    return [case for case, s in zip(cases, shard_of) if s == k - 1]
+
+
+def apply_shard(cases: Sequence[CaseSpec], shard_text: str | None) -> list[CaseSpec]:
+    """`--shard K/N` applied to a suite's cases (all of them when `shard_text` is None).
+
+    Raises:
+        UserError: a malformed shard text.
+    """
+    if shard_text is None:
+        return list(cases)
+    k, n = parse_shard(shard_text)
+    return select_shard(cases, k, n)
