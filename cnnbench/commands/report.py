@@ -1,0 +1,59 @@
+"""`bench.py report RESULTS... --out DIR`: Markdown, HTML, CSV and plots from results files."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write a report (Markdown, self-contained HTML, CSV, PNG/SVG plots) from results files"
+DESCRIPTION = (
+    "Merge one or more results files (shards, machines, days) into one report: report.md, "
+    "report.html (plots embedded, readable offline, printable), results.csv (one row per case) "
+    "and plots/*.png|svg. Rows say where they were measured; different environments are reported "
+    "separately and never averaged. Failed and invalid cases are listed with their status and error."
+)
+ORDER = 20
+_ALL_FORMATS = "md,html,csv,png,svg"
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    from cnnbench.errors import UserError
+    from cnnbench.report import parse_formats
+
+    try:
+        return parse_formats(value)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="results files (JSON) written by `bench.py run`")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=_ALL_FORMATS,
+        metavar="LIST",
+        help=f"comma-separated outputs among {_ALL_FORMATS} (default: all)",
+    )
+    p.add_argument("--title", default=None, help="report title (default: 'cnnbench report')")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnbench.report import parse_formats, write_report
+
+    formats = args.formats if isinstance(args.formats, tuple) else parse_formats(args.formats)
+    out = write_report(args.results, args.out, formats=formats, title=args.title)
+    for path in out.files:
+        if path.parent == out.out_dir:
+            print(path)
+    n_plots = sum(1 for p in out.files if p.parent != out.out_dir)
+    if n_plots:
+        print(f"{out.out_dir / 'plots'}/ ({n_plots} images)")
+    summary = f"{out.n_cases} cases: {out.n_valid} valid"
+    if out.n_invalid:
+        summary += f", {out.n_invalid} failed or invalid (listed in the report)"
+    if len(out.environments) > 1:
+        summary += f"; {len(out.environments)} environments reported separately: {', '.join(out.environments)}"
+    print(summary)
+    return 0

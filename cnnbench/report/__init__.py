@@ -1,0 +1,149 @@
+"""Comparison reports from results files: Markdown, a self-contained HTML page, CSV and plots.
+
+Import-light: nothing here imports matplotlib (only drawing does) or torch (never needed).
+
+    from cnnbench.report import write_report
+    out = write_report(["results/a.json", "results/b.json"], "report/", formats=("md", "html"))
+
+Pipeline: `model.load_report_data` (load, merge, compute every number) -> `plots.plan_plots`
+and `plots.render_plot` -> `document.build_document` (format-neutral blocks) -> the renderers
+`markdown`, `html` and `csv`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from cnnbench.errors import UserError
+
+__all__ = ["FORMATS", "ReportOutput", "parse_formats", "write_report"]
+
+FORMATS = ("md", "html", "csv", "png", "svg")
+MARKDOWN_NAME, HTML_NAME, CSV_NAME, PLOTS_DIR = "report.md", "report.html", "results.csv", "plots"
+
+
+@dataclass(frozen=True)
+class ReportOutput:
+    """What `write_report` wrote, and the counts a caller may print."""
+
+    out_dir: Path
+    files: tuple[Path, ...]
+    n_cases: int
+    n_valid: int
+    n_invalid: int
+    environments: tuple[str, ...] = field(default=())
+
+
+def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
+    """`"md,html"` or an iterable of names -> a tuple in canonical order; UserError on unknown."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [s.strip().lower() for s in items if s.strip()]
+    aliases = {"markdown": "md", "htm": "html"}
+    names = [aliases.get(n, n) for n in names]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown report format {', '.join(unknown)!s}; choose from {','.join(FORMATS)}")
+    if not names:
+        raise UserError(f"no report format given; choose from {','.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in names)
+
+
+def write_report(
+    results: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    formats: str | Iterable[str] = FORMATS,
+    title: str | None = None,
+) -> ReportOutput:
+    """Load and merge `results`, then write the requested formats into `out_dir`.
+
+    Args:
+        results: results files (shards, machines, days); merged, grouped by environment.
+        out_dir: created if missing; existing report files in it are overwritten.
+        formats: any of "md", "html", "csv", "png", "svg" (a comma list or an iterable).
+        title: the report's title (default "cnnbench report").
+
+    Returns:
+        A ReportOutput listing the files written and the case counts.
+
+    Raises:
+        ResultsFileError: a file is not a results file, is corrupt or is from a newer cnnbench.
+        UserError: no ok case in any file, an unknown format, or matplotlib missing for plots.
+    """
+    from cnnbench.report import csv as csv_out
+    from cnnbench.report import document, markdown, plots
+    from cnnbench.report import html as html_out
+    from cnnbench.report.model import load_report_data
+
+    fmts = parse_formats(formats)
+    data = load_report_data([str(p) for p in results])  # every input error before any output
+    image_fmts = [f for f in plots.IMAGE_FORMATS if f in fmts]
+    render_fmts = list(image_fmts)
+    if "html" in fmts and "png" not in render_fmts:
+        render_fmts.insert(0, "png")  # the HTML page embeds PNGs
+    specs = plots.plan_plots(data)
+    if render_fmts and specs:
+        plots.require_matplotlib()
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output directory ({exc.strerror or exc})") from exc
+
+    written: list[Path] = []
+    images: dict[str, dict[str, bytes]] = {}
+    if render_fmts:
+        for spec in specs:
+            images[spec.name] = plots.render_plot(data, spec, render_fmts)
+    figure_links: dict[str, str] = {}
+    if image_fmts and specs:
+        (out / PLOTS_DIR).mkdir(exist_ok=True)
+        for spec in specs:
+            for fmt in image_fmts:
+                path = out / PLOTS_DIR / f"{spec.name}.{fmt}"
+                _write(path, images[spec.name][fmt])
+                written.append(path)
+            # Markdown shows the PNG when there is one (GitHub renders both).
+            figure_links[spec.name] = f"{PLOTS_DIR}/{spec.name}.{image_fmts[0]}"
+
+    figures = [document.Figure(s.name, s.title, s.caption) for s in specs]
+    doc_title = title or "cnnbench report"
+    if "md" in fmts:
+        blocks = document.build_document(data, [f for f in figures if f.name in figure_links], title=doc_title)
+        path = out / MARKDOWN_NAME
+        _write(path, markdown.render_markdown(blocks, figure_links=figure_links).encode("utf-8"))
+        written.append(path)
+    if "html" in fmts:
+        blocks = document.build_document(data, figures, title=doc_title)
+        embedded = {name: ("image/png", imgs["png"]) for name, imgs in images.items()}
+        path = out / HTML_NAME
+        _write(path, html_out.render_html(blocks, images=embedded, title=doc_title).encode("utf-8"))
+        written.append(path)
+    if "csv" in fmts:
+        path = out / CSV_NAME
+        _write(path, csv_out.render_csv(data).encode("utf-8"))
+        written.append(path)
+    return ReportOutput(
+        out_dir=out,
+        files=tuple(written),
+        n_cases=len(data.rows),
+        n_valid=len(data.valid_rows),
+        n_invalid=len(data.invalid_rows),
+        environments=tuple(e.label for e in data.envs),
+    )
+
+
+def _write(path: Path, blob: bytes) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc

@@ -1,0 +1,156 @@
+"""`results.csv`: one flat row per case, full precision, for spreadsheets and pandas.
+
+Invalid rows (status not ok, or parity failed) keep their identity, status and error but leave
+every timing column empty, so no tool can average them by accident.
+"""
+
+from __future__ import annotations
+
+import csv as _csv
+import io
+from typing import Any
+
+from cnnbench.report.model import CaseRow, ReportData
+
+__all__ = ["CSV_COLUMNS", "render_csv", "csv_record"]
+
+_LATENCY_KEYS = ("median", "iqr", "mean", "std", "min", "max", "p5", "p25", "p75", "p90", "p95", "p99", "ci95_low", "ci95_high")
+_MEMORY_KEYS = (
+    "peak_rss_delta_bytes",
+    "cuda_peak_allocated_bytes",
+    "cuda_peak_reserved_bytes",
+    "param_bytes",
+    "activation_bytes",
+)
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "environment",
+    "environment_id",
+    "host",
+    "source_file",
+    "key",
+    "model",
+    "backend",
+    "precision",
+    "batch_size",
+    "input_size",
+    "device",
+    "threads",
+    "channels_last",
+    "mode",
+    "status",
+    "valid",
+    "invalid_reason",
+    "error",
+    *(f"latency_{k}_ms" for k in _LATENCY_KEYS),
+    "n_samples",
+    "throughput_per_s",
+    "speedup_vs_eager",
+    "first_call_ms",
+    "warmup_total_ms",
+    "params",
+    "trainable_params",
+    "gmacs",
+    "gmacs_per_image",
+    "gflops",
+    "counter",
+    "achieved_gflops_per_s",
+    "peak_gflops",
+    "pct_of_peak",
+    *(f"memory_{k}" for k in _MEMORY_KEYS),
+    "parity_ok",
+    "parity_max_abs_err",
+    "parity_max_rel_err",
+    "parity_top1_agreement",
+    "accuracy_kind",
+    "accuracy_top1_pct",
+    "accuracy_top5_pct",
+    "accuracy_dataset",
+    "published_acc1",
+    "published_acc5",
+    "published_weights",
+    "torch",
+    "onnxruntime",
+    "cpu_model",
+    "gpu_name",
+    "warnings",
+)
+
+
+def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
+    env = data.env(r.env)
+    lat = r.latency_ms or {}
+    model = data.models.get((r.env, r.model))
+    acc = model.accuracy if model else None
+    parity = r.parity or {}
+    published = r.published or {}
+    rec: dict[str, Any] = {
+        "environment": env.label,
+        "environment_id": env.fingerprint,
+        "host": r.host,
+        "source_file": r.source,
+        "key": r.key,
+        "model": r.model,
+        "backend": r.backend,
+        "precision": r.precision,
+        "batch_size": r.batch_size,
+        "input_size": "x".join(str(x) for x in r.input_size),
+        "device": r.device,
+        "threads": r.threads,
+        "channels_last": r.channels_last,
+        "mode": r.mode,
+        "status": r.status,
+        "valid": r.valid,
+        "invalid_reason": r.invalid_reason,
+        "error": r.error,
+        **{f"latency_{k}_ms": lat.get(k) for k in _LATENCY_KEYS},
+        "n_samples": lat.get("n"),
+        "throughput_per_s": r.throughput_per_s,
+        "speedup_vs_eager": r.speedup_vs_eager,
+        "first_call_ms": r.first_call_ms if r.valid else None,
+        "warmup_total_ms": r.warmup_ms_total if r.valid else None,
+        "params": r.params,
+        "trainable_params": r.trainable_params,
+        "gmacs": r.gmacs,
+        "gmacs_per_image": r.gmacs_per_image,
+        "gflops": r.gflops,
+        "counter": r.counter,
+        "achieved_gflops_per_s": r.achieved_gflops_per_s,
+        "peak_gflops": r.peak_gflops,
+        "pct_of_peak": r.pct_of_peak,
+        **{f"memory_{k}": (r.memory.get(k) if r.valid else None) for k in _MEMORY_KEYS},
+        "parity_ok": parity.get("ok"),
+        "parity_max_abs_err": parity.get("max_abs_err"),
+        "parity_max_rel_err": parity.get("max_rel_err"),
+        "parity_top1_agreement": parity.get("top1_agreement"),
+        "accuracy_kind": acc.kind if acc else None,
+        "accuracy_top1_pct": acc.top1 if acc else None,
+        "accuracy_top5_pct": acc.top5 if acc else None,
+        "accuracy_dataset": acc.dataset if acc else None,
+        "published_acc1": published.get("acc1"),
+        "published_acc5": published.get("acc5"),
+        "published_weights": published.get("weights"),
+        "torch": env.environment.get("torch"),
+        "onnxruntime": env.environment.get("onnxruntime"),
+        "cpu_model": env.environment.get("cpu_model"),
+        "gpu_name": env.environment.get("gpu_name"),
+        "warnings": "; ".join(r.warnings),
+    }
+    return rec
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip text: full precision
+    return value
+
+
+def render_csv(data: ReportData) -> str:
+    buf = io.StringIO()
+    writer = _csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in data.rows:
+        writer.writerow({k: _cell(v) for k, v in csv_record(data, r).items()})
+    return buf.getvalue()

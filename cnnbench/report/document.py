@@ -1,0 +1,566 @@
+"""The report as a list of format-neutral blocks (headings, paragraphs, tables, figures).
+
+`build_document` turns `ReportData` into blocks whose cells are already formatted text; the
+Markdown and HTML renderers only escape and lay them out, so both always say the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+from cnnbench.report.fmt import (
+    DASH,
+    fmt_bytes,
+    fmt_count,
+    fmt_gflops,
+    fmt_gmacs,
+    fmt_latency,
+    fmt_ms,
+    fmt_pct,
+    fmt_rate,
+    fmt_speedup,
+)
+from cnnbench.report.model import (
+    AccuracyFigure,
+    CaseRow,
+    EnvGroup,
+    ReportData,
+    backend_sort_key,
+    reference_row,
+)
+
+__all__ = ["Heading", "Para", "Table", "Bullets", "Figure", "Block", "build_document", "CONVENTIONS"]
+
+# A span of inline text: (style, text) with style "" (plain), "b" (bold), "code" or "em".
+Span = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+    anchor: str
+
+
+@dataclass(frozen=True)
+class Para:
+    spans: tuple[Span, ...]
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    row_classes: tuple[str, ...] = ()  # per row: "", "invalid" or "warn"
+    caption: str = ""
+    numeric: tuple[bool, ...] = ()  # per column: right-align
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[tuple[Span, ...], ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # plot id, see plots.PlotSpec
+    title: str
+    caption: str
+
+
+Block = Union[Heading, Para, Table, Bullets, Figure]
+
+
+def P(*parts: str | Span, cls: str = "") -> Para:
+    return Para(tuple(("", p) if isinstance(p, str) else p for p in parts), cls)
+
+
+def B(text: str) -> Span:
+    return ("b", text)
+
+
+def C(text: str) -> Span:
+    return ("code", text)
+
+
+def anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+CONVENTIONS: tuple[tuple[str, str], ...] = (
+    (
+        "Latency",
+        "the median of the per-call times of the timed samples (ms). Warmup calls run first and are "
+        "excluded from every statistic; ± is the interquartile range (p75 − p25) of the same samples. "
+        "Calls shorter than about 1 ms are timed in blocks of N calls and each sample is the block time / N.",
+    ),
+    ("Throughput", "batch size / median latency, in images per second."),
+    (
+        "Speedup over eager",
+        "eager median / backend median, for the same model, batch size, precision, input size, device "
+        "and threads, measured in the same environment.",
+    ),
+    (
+        "First call",
+        "the time of the first call, which includes compilation (torch.compile), export and session "
+        "creation (ONNX Runtime) or autotuning; it is never part of the latency.",
+    ),
+    (
+        "MACs and FLOPs",
+        "MACs are multiply-accumulates, the unit of fvcore's FlopCountAnalysis and of torchvision's "
+        "published \"GFLOPS\"; FLOPs = 2 × MACs (torch.utils.flop_counter's unit). GMACs are per image "
+        "at the stated input size unless the column says otherwise; the counter is named per model.",
+    ),
+    (
+        "Achieved GFLOP/s",
+        "2 × MACs of the whole batch / median latency; % of peak divides it by the machine's peak, "
+        "measured once per run with a large matrix multiply in the same worker settings.",
+    ),
+    (
+        "Parameters",
+        "total (and trainable), counted on the model as built; each card says whether auxiliary heads "
+        "(GoogLeNet/Inception) are included.",
+    ),
+    (
+        "Memory",
+        "measured: on CPU the peak RSS growth of the worker over its post-load baseline, on CUDA the "
+        "peak allocated bytes after a reset (for ONNX Runtime, which does not allocate through torch, the "
+        "device-level growth read from NVML); analytic: parameter bytes + the sum of activation bytes "
+        "from forward hooks. MiB = 2^20 bytes.",
+    ),
+    (
+        "Accuracy",
+        "measured top-1/top-5 on the named dataset when the run measured it, else published (torchvision "
+        "weight metadata, ImageNet-1K validation); always labelled. Parity compares each backend's "
+        "outputs with eager fp32 on the same inputs.",
+    ),
+    (
+        "Invalid rows",
+        "a case whose status is not ok, or whose parity check failed, is shown without numbers and "
+        "listed under failed and invalid cases with its status and error.",
+    ),
+    (
+        "Merged files",
+        "rows are grouped by environment (machine fingerprint and the torch, torchvision, onnxruntime, "
+        "Python, CUDA versions); different environments get separate tables and are never averaged. A "
+        "case measured twice in the same environment shows the newest file's record.",
+    ),
+)
+
+
+def build_document(data: ReportData, figures: Sequence[Figure] = (), *, title: str | None = None) -> list[Block]:
+    blocks: list[Block] = [Heading(1, title or "cnnbench report", "top")]
+    blocks += _intro(data)
+    blocks.append(Heading(2, "Summary", "summary"))
+    for env in data.envs:
+        if len(data.envs) > 1:
+            blocks.append(Heading(3, f"Measured on {env.label}", anchor(f"summary {env.label}")))
+        blocks.append(_summary_table(data, env))
+    if figures:
+        blocks.append(Heading(2, "Plots", "plots"))
+        blocks += list(figures)
+    blocks.append(Heading(2, "Models", "models"))
+    for name in data.model_names():
+        blocks += _model_card(data, name)
+    blocks += _failed_section(data)
+    blocks += _environment_section(data)
+    blocks.append(Heading(2, "Conventions", "conventions"))
+    blocks.append(Bullets(tuple(((("b", k + ":"), ("", " " + v))) for k, v in CONVENTIONS)))
+    return blocks
+
+
+def _intro(data: ReportData) -> list[Block]:
+    n_valid = len(data.valid_rows)
+    n_bad = len(data.rows) - n_valid
+    files = ", ".join(f"{s.path} ({s.host}, {s.n_cases} cases)" for s in data.sources)
+    out: list[Block] = [
+        P(
+            f"{len(data.rows)} cases from {len(data.sources)} results file{'s' if len(data.sources) != 1 else ''}: ",
+            B(f"{n_valid} valid"),
+            ", ",
+            B(f"{n_bad} failed or invalid") if n_bad else "none failed",
+            f". Models: {len(data.model_names())}. Files: {files}.",
+        ),
+        P(
+            "Measured on: "
+            + "; ".join(f"{e.label} ({_env_short(e)})" for e in data.envs)
+            + (". Different environments are reported separately and never averaged." if len(data.envs) > 1 else "."),
+        ),
+    ]
+    if n_bad:
+        out.append(P("Failed and invalid cases are listed below with their status and error.", cls="warn"))
+    return out
+
+
+def _env_short(env: EnvGroup) -> str:
+    e = env.environment
+    hw = e.get("gpu_name") or e.get("cpu_model") or "unknown hardware"
+    return f"{hw}, torch {e.get('torch') or '?'}"
+
+
+def _acc_text(acc: AccuracyFigure | None) -> str:
+    if acc is None:
+        return DASH
+    return f"{acc.top1:.2f}% ({acc.kind})"
+
+
+def _best(rows: list[CaseRow], key: str) -> CaseRow | None:
+    valid = [r for r in rows if r.valid]
+    if not valid:
+        return None
+    if key == "latency":
+        smallest = min(r.batch_size for r in valid)
+        return min((r for r in valid if r.batch_size == smallest), key=lambda r: r.median_ms)  # type: ignore[arg-type,return-value]
+    return max(valid, key=lambda r: r.throughput_per_s or 0.0)
+
+
+def _summary_table(data: ReportData, env: EnvGroup) -> Table:
+    rows, classes = [], []
+    for name in data.model_names(env.fingerprint):
+        m = data.models[(env.fingerprint, name)]
+        mrows = data.rows_of(env.fingerprint, name)
+        fast = _best(mrows, "latency")
+        tput = _best(mrows, "throughput")
+        rows.append(
+            (
+                name,
+                fmt_count(m.params),
+                fmt_gmacs(m.gmacs_per_image),
+                _acc_text(m.accuracy),
+                f"{fmt_ms(fast.median_ms)} ms ({fast.backend}, batch {fast.batch_size})" if fast else DASH,
+                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend}, batch {tput.batch_size})" if tput else DASH,
+                f"{m.n_valid}/{m.n_cases}",
+            )
+        )
+        classes.append("" if m.n_valid == m.n_cases else "warn")
+    return Table(
+        headers=(
+            "Model",
+            "Params",
+            "GMACs/image",
+            "Top-1",
+            "Lowest latency at the smallest batch",
+            "Highest throughput",
+            "Valid cases",
+        ),
+        rows=tuple(rows),
+        row_classes=tuple(classes),
+        numeric=(False, True, True, True, False, False, True),
+    )
+
+
+def _status_text(r: CaseRow) -> str:
+    if not r.valid:
+        return f"INVALID: {r.invalid_reason}" if r.status == "ok" else r.status
+    return "ok ⚠" if r.warnings else "ok"
+
+
+def _notes(r: CaseRow) -> str:
+    notes = list(r.warnings)
+    if not r.valid and r.error:
+        notes.insert(0, _one_line(r.error))
+    return "; ".join(notes) or ""
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _gflops_text(r: CaseRow) -> str:
+    g = r.achieved_gflops_per_s
+    if g is None:
+        return DASH
+    pct = r.pct_of_peak
+    return fmt_gflops(g) + (f" ({fmt_pct(pct, 1)})" if pct is not None else "")
+
+
+def _memory_text(r: CaseRow) -> str:
+    m = r.memory_measured
+    return DASH if m is None else fmt_bytes(m[1])
+
+
+DETAIL_HEADERS = (
+    "Backend",
+    "Batch",
+    "Precision",
+    "Latency ms (median ± IQR)",
+    "Throughput (img/s)",
+    "Speedup vs eager",
+    "First call ms (compile/export)",
+    "Peak memory (measured)",
+    "GFLOP/s (% of peak)",
+    "Parity",
+    "Status",
+    "Measured on",
+    "Notes",
+)
+
+
+def detail_row(r: CaseRow) -> tuple[str, ...]:
+    """One case as the cells of a detail table; invalid rows carry no timing number."""
+    ok = r.valid
+    return (
+        r.backend,
+        str(r.batch_size),
+        r.precision,
+        fmt_latency(r.median_ms, r.iqr_ms) if ok else DASH,
+        fmt_rate(r.throughput_per_s) if ok else DASH,
+        fmt_speedup(r.speedup_vs_eager) if ok else DASH,
+        fmt_ms(r.first_call_ms) if ok else DASH,
+        _memory_text(r) if ok else DASH,
+        _gflops_text(r) if ok else DASH,
+        r.parity_label,
+        _status_text(r),
+        r.host,
+        _notes(r),
+    )
+
+
+def _pivot(rows: list[CaseRow], cell, *, caption: str) -> Table:
+    """Rows: (variant,) batch size; columns: backends side by side."""
+    backends = sorted({r.backend for r in rows}, key=backend_sort_key)
+    variants = sorted({r.variant_label for r in rows})
+    keys = sorted({(r.variant_label, r.batch_size) for r in rows}, key=lambda k: (k[0], k[1]))
+    by = {(r.variant_label, r.batch_size, r.backend): r for r in rows}
+    out = []
+    for v, b in keys:
+        label = str(b) if len(variants) == 1 else f"{b} ({v})"
+        cells = []
+        for be in backends:
+            r = by.get((v, b, be))
+            cells.append(DASH if r is None else (cell(r) if r.valid else _status_text(r)))
+        out.append((label, *cells))
+    return Table(
+        headers=("Batch", *backends),
+        rows=tuple(out),
+        caption=caption,
+        numeric=(True,) + (True,) * len(backends),
+    )
+
+
+def _model_card(data: ReportData, name: str) -> list[Block]:
+    envs = [e for e in data.envs if (e.fingerprint, name) in data.models]
+    m0 = data.models[(envs[0].fingerprint, name)]
+    blocks: list[Block] = [Heading(3, name, anchor(f"model {name}"))]
+    sizes = ", ".join("x".join(str(x) for x in s) for s in m0.input_sizes) or DASH
+    params = fmt_count(m0.params)
+    if m0.trainable_params is not None and m0.trainable_params != m0.params:
+        params += f" ({fmt_count(m0.trainable_params)} trainable)"
+    if m0.params is not None:
+        params += f" = {m0.params:,}"
+    if m0.aux_heads_included is not None:
+        params += "; auxiliary heads " + ("included" if m0.aux_heads_included else "not included")
+    compute = DASH
+    if m0.gmacs_per_image is not None:
+        g = m0.gmacs_per_image
+        small = f" ({fmt_gmacs(1000 * g)} MMACs)" if g < 0.1 else ""
+        compute = f"{fmt_gmacs(g)} GMACs{small} per image = {fmt_gmacs(2 * g)} GFLOPs at {sizes}"
+        if m0.counter:
+            compute += f"; counter: {m0.counter}"
+        cross = m0.crosscheck or {}
+        if cross.get("counter") and isinstance(cross.get("gmacs"), (int, float)):
+            compute += f", cross-checked with {cross['counter']}: {fmt_gmacs(cross['gmacs'])} GMACs"
+            if isinstance(cross.get("disagreement"), (int, float)):
+                compute += f" ({100 * cross['disagreement']:.1f}% apart)"
+    acc = m0.accuracy
+    if acc is None:
+        acc_text = "not measured, none published"
+    else:
+        acc_text = f"top-1 {acc.top1:.2f}%" + (f", top-5 {acc.top5:.2f}%" if acc.top5 is not None else "")
+        if acc.kind == "published":
+            acc_text += f" — published for {acc.detail or 'the torchvision weights'} on {acc.dataset}"
+        else:
+            acc_text += f" — measured on {acc.dataset}" + (f": {acc.detail}" if acc.detail else "")
+        if acc.kind == "measured" and m0.published is not None:
+            acc_text += f"; published: top-1 {m0.published.top1:.2f}% ({m0.published.detail or 'torchvision'})"
+    items: list[tuple[Span, ...]] = [
+        (B("What:"), ("", " " + m0.description)),
+        (B("Parameters:"), ("", " " + params)),
+        (B("Compute:"), ("", " " + compute)),
+        (B("Accuracy:"), ("", " " + acc_text)),
+        (B("Measured on:"), ("", " " + "; ".join(e.label for e in envs))),
+    ]
+    blocks.append(Bullets(tuple(items)))
+    for env in envs:
+        rows = data.rows_of(env.fingerprint, name)
+        if len(envs) > 1:
+            blocks.append(Heading(4, f"{name} on {env.label}", anchor(f"model {name} {env.label}")))
+        blocks.append(
+            _pivot(rows, lambda r: fmt_latency(r.median_ms, r.iqr_ms), caption="Latency, ms (median ± IQR), by backend and batch size")
+        )
+        blocks.append(_pivot(rows, lambda r: fmt_rate(r.throughput_per_s), caption="Throughput, images/s, by backend and batch size"))
+        blocks.append(
+            Table(
+                headers=DETAIL_HEADERS,
+                rows=tuple(detail_row(r) for r in rows),
+                row_classes=tuple("" if r.valid and not r.warnings else ("warn" if r.valid else "invalid") for r in rows),
+                caption="All cases",
+                numeric=(False, True, False, True, True, True, True, True, True, False, False, False, False),
+            )
+        )
+        blocks += _memory_para(rows)
+        blocks += _alternatives(data, env, name)
+    return blocks
+
+
+def _memory_para(rows: list[CaseRow]) -> list[Block]:
+    valid = [r for r in rows if r.valid]
+    param = next((r.memory.get("param_bytes") for r in valid if r.memory.get("param_bytes") is not None), None)
+    param_note = ""
+    if param is None:  # the worker did not record it: parameters are fp32 (autocast keeps them so)
+        param = next((4 * r.params for r in valid if r.params), None)
+        param_note = " (fp32, 4 bytes each)"
+    acts: dict[int, Any] = {}
+    for r in sorted(valid, key=lambda r: r.backend != "eager"):
+        if r.memory.get("activation_bytes") is not None:
+            acts.setdefault(r.batch_size, r.memory["activation_bytes"])
+    measured = [r for r in valid if r.memory_measured]
+    if param is None and not acts and not measured:
+        return [P(B("Memory:"), " not measured.")]
+    parts: list[str] = []
+    if param is not None:
+        parts.append(f"parameters {fmt_bytes(param)}{param_note}")
+    if acts:
+        parts.append("activations (sum over layers) " + ", ".join(f"batch {b}: {fmt_bytes(a)}" for b, a in sorted(acts.items())))
+    if measured:
+        kinds = sorted({r.memory_measured[0] for r in measured})  # type: ignore[index]
+        hi = max(measured, key=lambda r: r.memory_measured[1])  # type: ignore[index]
+        parts.append(
+            f"highest measured peak {fmt_bytes(hi.memory_measured[1])} ({hi.backend}, batch {hi.batch_size}; "  # type: ignore[index]
+            f"{', '.join(kinds)})"
+        )
+    return [P(B("Memory:"), " " + "; ".join(parts) + ".")]
+
+
+def _alternatives(data: ReportData, env: EnvGroup, name: str) -> list[Block]:
+    alts = data.alternatives.get((env.fingerprint, name), [])
+    ref = reference_row(data.rows_of(env.fingerprint, name))
+    if ref is None:
+        return [P(B("Closest alternatives:"), " none (no valid case of this model).")]
+    config = f"{ref.backend}, batch {ref.batch_size}, {ref.precision}, {ref.device} t{ref.threads}"
+    mine = data.models[(env.fingerprint, name)].accuracy
+    if not alts:
+        if mine is not None:
+            text = (
+                f" none in these results: no other model measured at the same setting ({config}) is faster "
+                "at equal or better top-1 accuracy."
+            )
+        else:
+            text = f" none faster in these results at the same setting ({config})."
+        return [P(B("Closest alternatives:"), text)]
+    blocks: list[Block] = [P(B("Closest alternatives"), f" (compared at {config}, same environment):")]
+    if mine is not None and not any(a.relation.startswith("faster") for a in alts):
+        blocks.append(
+            P("None is faster at equal or better top-1 accuracy: no other model measured at the same setting beats it.")
+        )
+    items = []
+    for a in alts:
+        acc = f"top-1 {a.top1:.2f}% ({a.accuracy_kind})" if a.top1 is not None else "accuracy unknown"
+        items.append(
+            (
+                B(a.model),
+                ("", f" — {a.relation}: {fmt_ms(a.latency_ms)} ms vs {fmt_ms(a.reference_ms)} ms "
+                f"({a.latency_ratio:.2f}× the latency), {acc}"),
+            )
+        )
+    return blocks + [Bullets(tuple(items))]
+
+
+def _failed_section(data: ReportData) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Failed and invalid cases", "failed")]
+    bad = data.invalid_rows
+    if not bad:
+        blocks.append(P("None: every case is ok and passed its parity check."))
+    else:
+        blocks.append(
+            Table(
+                headers=("Case", "Status", "Error or reason", "Measured on", "File"),
+                rows=tuple(
+                    (
+                        r.key,
+                        r.status if r.status != "ok" else "ok (invalid)",
+                        _one_line(r.error or "") or (r.invalid_reason or ""),
+                        r.host,
+                        r.source,
+                    )
+                    for r in bad
+                ),
+                row_classes=tuple("invalid" for _ in bad),
+            )
+        )
+    if data.superseded:
+        blocks.append(Heading(3, "Superseded measurements", "superseded"))
+        blocks.append(
+            P("These cases were measured again in the same environment; the newer record is shown above.")
+        )
+        blocks.append(
+            Table(
+                headers=("Case", "Older file", "Shown instead", "Measured on"),
+                rows=tuple((old.key, old.source, newer, old.host) for old, newer in data.superseded),
+            )
+        )
+    return blocks
+
+
+_ENV_FACTS: tuple[tuple[str, str], ...] = (
+    ("CPU", "cpu_model"),
+    ("CPU cores", "cpu_count"),
+    ("Memory", "memory_bytes"),
+    ("GPU", "gpu_name"),
+    ("GPU driver", "driver"),
+    ("CUDA (torch build)", "torch_cuda_build"),
+    ("cuDNN", "cudnn"),
+    ("OS", "os"),
+    ("Python", "python"),
+    ("torch", "torch"),
+    ("torchvision", "torchvision"),
+    ("onnxruntime", "onnxruntime"),
+    ("onnx", "onnx"),
+    ("fvcore", "fvcore"),
+    ("numpy", "numpy"),
+    ("Machine fingerprint", "machine_fingerprint"),
+)
+
+
+def _env_value(env: EnvGroup, key: str) -> str:
+    value = env.environment.get(key)
+    if value is None or value == "":
+        return DASH
+    if key == "memory_bytes":
+        return fmt_bytes(value)
+    if key == "onnxruntime" and env.environment.get("onnxruntime_package"):
+        return f"{value} ({env.environment['onnxruntime_package']})"
+    return str(value)
+
+
+def _environment_section(data: ReportData) -> list[Block]:
+    headers = ("", *(e.label for e in data.envs))
+    rows: list[tuple[str, ...]] = [
+        ("Hosts", *(", ".join(e.hosts) for e in data.envs)),
+        ("Results files", *(", ".join(e.sources) for e in data.envs)),
+    ]
+    for label, key in _ENV_FACTS:
+        values = tuple(_env_value(e, key) for e in data.envs)
+        if all(v == DASH for v in values):
+            continue
+        rows.append((label, *values))
+    rows.append(("Project commit", *(", ".join(e.git_commits) or DASH for e in data.envs)))
+    rows.append(
+        (
+            "Peak GFLOP/s",
+            *(", ".join(fmt_gflops(p) for p in e.peak_gflops) or "not measured" for e in data.envs),
+        )
+    )
+    rows.append(("Environment id", *(e.fingerprint for e in data.envs)))
+    return [
+        Heading(2, "Environments", "environments"),
+        P(
+            "Each column is one environment: files whose machine fingerprint and library versions match. "
+            "Timings from different columns are never averaged."
+        ),
+        Table(headers=headers, rows=tuple(rows)),
+    ]

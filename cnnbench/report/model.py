@@ -1,0 +1,748 @@
+"""Gather results files into plain, already-computed records that the renderers only format.
+
+Compute, then render (google/benchmark's `get_difference_report`): everything a table or a plot
+shows is decided here - which rows are valid, the speedup over eager, achieved GFLOP/s, which
+environments may share a table, the closest alternatives to a model - and the renderers
+(`document`, `markdown`, `html`, `csv`, `plots`) never compute a statistic themselves.
+
+Merging. Several files (shards, machines, days) become one report. Rows are grouped by an
+*environment fingerprint* (the machine's hardware fingerprint plus the software versions that
+change timings, `COMPARABLE_KEYS`); rows of different groups are never put in the same table,
+compared or averaged. Within a group, a case measured twice (same key, e.g. re-run on another
+day) is not averaged either: the newest file's record wins and the older one is listed as
+superseded. Every row keeps the host and the file it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from cnnbench.errors import ResultsFileError, UserError
+from cnnbench.results import load_results
+
+__all__ = [
+    "COMPARABLE_KEYS",
+    "BACKEND_ORDER",
+    "Source",
+    "EnvGroup",
+    "CaseRow",
+    "ModelSummary",
+    "Alternative",
+    "ReportData",
+    "environment_fingerprint",
+    "load_report_data",
+    "build_report_data",
+]
+
+# Environment facts that must match for two timings to share a table. The machine is identified
+# by `machine_fingerprint` (hardware: CPU model, cores, memory, GPU) when the file has one, else
+# by hostname + CPU + GPU. The project's git commit is deliberately not here: it is shown, and a
+# report over several commits of the same machine is the usual "days" case.
+COMPARABLE_KEYS = (
+    "machine",
+    "cpu_model",
+    "gpu_name",
+    "torch",
+    "torchvision",
+    "onnxruntime",
+    "python",
+    "torch_cuda_build",
+    "cudnn",
+    "driver",
+)
+
+BACKEND_ORDER = ("eager", "compile", "onnxrt")
+
+# Published accuracy from torchvision's weight metadata is ImageNet-1K validation, center crop.
+PUBLISHED_DATASET = "ImageNet-1K val"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One results file as given on the command line."""
+
+    path: str
+    host: str
+    env: str  # environment fingerprint
+    schema_version: int
+    created: str | None
+    updated: str | None
+    suite: str | None
+    n_cases: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnvGroup:
+    """Files whose environments are comparable (same fingerprint): one set of tables."""
+
+    fingerprint: str
+    label: str  # what a row says about where it was measured
+    slug: str  # file-name-safe label, for per-environment plot files
+    hosts: tuple[str, ...]
+    environment: dict[str, Any]  # the first file's environment (identical in COMPARABLE_KEYS)
+    git_commits: tuple[str, ...]
+    peak_gflops: tuple[float, ...]  # every distinct peak measured by the group's files
+    sources: tuple[str, ...]
+
+    @property
+    def peak_gflops_median(self) -> float | None:
+        if not self.peak_gflops:
+            return None
+        xs = sorted(self.peak_gflops)
+        mid = len(xs) // 2
+        return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    """One case of one file, flattened. Timing fields are None unless the row is valid.
+
+    A row is valid when its status is ok, it has samples and its parity check (if any) passed;
+    any other row is shown as invalid with `invalid_reason`, never with a number.
+    """
+
+    source: str
+    host: str
+    env: str
+    key: str
+    model: str
+    backend: str  # backend name plus options, e.g. "compile[mode=max-autotune]"
+    backend_name: str
+    precision: str
+    batch_size: int
+    input_size: tuple[int, ...]
+    device: str
+    threads: int
+    channels_last: bool
+    mode: str
+    model_kwargs: tuple[tuple[str, Any], ...]
+    status: str
+    error: str | None
+    valid: bool
+    invalid_reason: str | None
+    latency_ms: dict[str, float] | None  # the record's summary of raw samples (valid rows only)
+    throughput_per_s: float | None
+    first_call_ms: float | None
+    warmup_ms_total: float | None
+    params: int | None
+    trainable_params: int | None
+    aux_heads_included: bool | None
+    gmacs: float | None  # whole batch
+    gmacs_per_image: float | None
+    gflops: float | None
+    counter: str | None
+    crosscheck: dict[str, Any] | None  # the second counter's figure (counts.crosscheck)
+    memory: dict[str, Any]
+    parity: dict[str, Any] | None
+    accuracy: dict[str, Any] | None
+    published: dict[str, Any] | None
+    backend_info: dict[str, Any]
+    warnings: tuple[str, ...]
+    peak_gflops: float | None  # the peak measured by this row's run, if any
+    speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
+
+    @property
+    def median_ms(self) -> float | None:
+        return self.latency_ms["median"] if self.latency_ms else None
+
+    @property
+    def iqr_ms(self) -> float | None:
+        return self.latency_ms["iqr"] if self.latency_ms else None
+
+    @property
+    def variant(self) -> tuple[Any, ...]:
+        """Everything but the model, backend and batch size that changes what is computed."""
+        return (
+            self.precision,
+            tuple(self.input_size),
+            self.device,
+            self.threads,
+            self.channels_last,
+            self.mode,
+            self.model_kwargs,
+        )
+
+    @property
+    def variant_label(self) -> str:
+        c, h, w = (list(self.input_size) + [None, None, None])[:3]
+        parts = [self.precision, f"{c}x{h}x{w}", f"{self.device} t{self.threads}"]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.mode != "inference":
+            parts.append(self.mode)
+        if self.model_kwargs:
+            parts.append(",".join(f"{k}={v}" for k, v in self.model_kwargs))
+        return " ".join(parts)
+
+    @property
+    def macs_total(self) -> float | None:
+        if self.gmacs is not None:
+            return self.gmacs
+        if self.gmacs_per_image is not None:
+            return self.gmacs_per_image * self.batch_size
+        return None
+
+    @property
+    def achieved_gflops_per_s(self) -> float | None:
+        """FLOPs (2 x MACs of the whole batch) per second of median latency, in GFLOP/s."""
+        macs = self.macs_total
+        if macs is None or not self.median_ms:
+            return None
+        return 2.0 * macs / (self.median_ms / 1000.0)
+
+    @property
+    def pct_of_peak(self) -> float | None:
+        achieved = self.achieved_gflops_per_s
+        if achieved is None or not self.peak_gflops:
+            return None
+        return 100.0 * achieved / self.peak_gflops
+
+    @property
+    def memory_measured(self) -> tuple[str, int] | None:
+        """The measured peak shown in tables: on CUDA the peak allocated by torch (device-level
+        growth for ONNX Runtime), on CPU the RSS growth over the post-load baseline."""
+        if self.device == "cuda":
+            # ONNX Runtime does not allocate through torch: its figure is the device-level delta.
+            torch_first = ("cuda_peak_allocated_bytes", "device_used_delta_bytes")
+            order = torch_first[::-1] if self.backend_name == "onnxrt" else torch_first
+        else:
+            order = ("peak_rss_delta_bytes",)
+        for name in order:
+            value = self.memory.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return name, int(value)
+        return None
+
+    @property
+    def memory_analytic_bytes(self) -> int | None:
+        """Parameter bytes plus the sum of activation bytes (the textbook per-layer table)."""
+        p, a = self.memory.get("param_bytes"), self.memory.get("activation_bytes")
+        if p is None and a is None:
+            return None
+        return int(p or 0) + int(a or 0)
+
+    @property
+    def parity_label(self) -> str:
+        if not self.parity:
+            return "reference" if self.backend_name == "eager" and self.precision == "fp32" else "—"
+        if self.parity.get("ok") is False:
+            err = self.parity.get("max_abs_err")
+            return "FAILED" + (f" (max abs err {err:.3g})" if isinstance(err, (int, float)) else "")
+        agree = self.parity.get("top1_agreement")
+        return "ok" + (f" (top-1 {100.0 * agree:.0f}%)" if isinstance(agree, (int, float)) else "")
+
+
+@dataclass(frozen=True, slots=True)
+class AccuracyFigure:
+    """One top-1/top-5 figure and what kind it is: measured on a dataset, or published."""
+
+    kind: str  # "measured" or "published"
+    top1: float  # percent
+    top5: float | None
+    dataset: str
+    detail: str  # e.g. "9,000/10,000 images" or the published weights' name
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """What one model is, in one environment group: static counts and its accuracy."""
+
+    env: str
+    name: str
+    description: str
+    params: int | None
+    trainable_params: int | None
+    aux_heads_included: bool | None
+    gmacs_per_image: float | None
+    counter: str | None
+    crosscheck: dict[str, Any] | None
+    input_sizes: tuple[tuple[int, ...], ...]
+    accuracy: AccuracyFigure | None
+    published: AccuracyFigure | None
+    n_cases: int
+    n_valid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """Another model of the same results, compared at one configuration (same env and setup)."""
+
+    relation: str  # "faster, at least as accurate" | "more accurate" | "faster"
+    model: str
+    latency_ms: float
+    latency_ratio: float  # alternative / this model (below 1 is faster)
+    top1: float | None
+    accuracy_kind: str | None
+    reference_ms: float
+    reference_top1: float | None
+    config: str  # the configuration both were compared at
+
+
+@dataclass(slots=True)
+class ReportData:
+    sources: list[Source]
+    envs: list[EnvGroup]
+    rows: list[CaseRow]  # every case, valid or not, superseded ones excluded
+    superseded: list[tuple[CaseRow, str]] = field(default_factory=list)  # (old row, newer file)
+    models: dict[tuple[str, str], ModelSummary] = field(default_factory=dict)  # (env, model)
+    alternatives: dict[tuple[str, str], list[Alternative]] = field(default_factory=dict)
+
+    def env(self, fingerprint: str) -> EnvGroup:
+        return next(e for e in self.envs if e.fingerprint == fingerprint)
+
+    @property
+    def valid_rows(self) -> list[CaseRow]:
+        return [r for r in self.rows if r.valid]
+
+    @property
+    def invalid_rows(self) -> list[CaseRow]:
+        return [r for r in self.rows if not r.valid]
+
+    def rows_of(self, env: str, model: str | None = None, *, valid_only: bool = False) -> list[CaseRow]:
+        return [
+            r
+            for r in self.rows
+            if r.env == env and (model is None or r.model == model) and (r.valid or not valid_only)
+        ]
+
+    def model_names(self, env: str | None = None) -> list[str]:
+        names = {r.model for r in self.rows if env is None or r.env == env}
+        return sorted(names, key=natural_key)
+
+    def backends(self, env: str | None = None) -> list[str]:
+        return sorted({r.backend for r in self.rows if env is None or r.env == env}, key=backend_sort_key)
+
+
+# --------------------------------------------------------------------------------------------
+# Small pure helpers
+
+
+def natural_key(name: str) -> list[object]:
+    """resnet18 < resnet50 < resnet101 (same rule as the model registry)."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+
+
+def backend_sort_key(label: str) -> tuple[int, str]:
+    name = label.split("[", 1)[0]
+    return (BACKEND_ORDER.index(name) if name in BACKEND_ORDER else len(BACKEND_ORDER), label)
+
+
+def row_sort_key(row: CaseRow) -> tuple[Any, ...]:
+    return (natural_key(row.model), repr(row.variant), row.batch_size, backend_sort_key(row.backend), row.host)
+
+
+def _git_commit(env: dict[str, Any]) -> str | None:
+    if env.get("git_commit"):
+        return str(env["git_commit"])
+    git = env.get("git")
+    if isinstance(git, dict) and git.get("commit"):
+        return str(git["commit"]) + ("+dirty" if git.get("dirty") else "")
+    return None
+
+
+def comparable_facts(env: dict[str, Any]) -> dict[str, Any]:
+    """The facts (COMPARABLE_KEYS) that decide whether two environments share a table."""
+    machine = env.get("machine_fingerprint") or "host:" + str(env.get("hostname"))
+    facts = {k: env.get(k) for k in COMPARABLE_KEYS if k != "machine"}
+    facts["machine"] = machine
+    return facts
+
+
+def environment_fingerprint(env: dict[str, Any]) -> str:
+    """A short stable hash of `comparable_facts(env)`."""
+    blob = json.dumps(comparable_facts(env), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "env"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)
+
+
+_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("resnext", "ResNeXt (Xie et al. 2017): ResNet bottlenecks with grouped 3x3 convolutions (cardinality)"),
+    ("wide_resnet", "Wide ResNet (Zagoruyko & Komodakis 2016): ResNet bottlenecks with twice the width"),
+    ("resnet", "ResNet (He et al. 2015): stacked residual blocks with identity shortcuts and batch norm"),
+    ("vgg", "VGG (Simonyan & Zisserman 2014): stacks of 3x3 convolutions and max pooling, three large FC layers"),
+    ("alexnet", "AlexNet (Krizhevsky et al. 2012): five convolutions (11x11, 5x5, 3x3) and three FC layers"),
+    ("googlenet", "GoogLeNet / Inception v1 (Szegedy et al. 2014): Inception modules with 1x1 bottlenecks"),
+    ("inception_v3", "Inception v3 (Szegedy et al. 2015): factorized Inception modules, 299x299 input"),
+    ("densenet", "DenseNet (Huang et al. 2017): each layer takes the concatenated maps of all earlier layers"),
+    ("squeezenet", "SqueezeNet (Iandola et al. 2016): Fire modules (1x1 squeeze, 1x1/3x3 expand), no FC layer"),
+    ("mobilenet_v2", "MobileNetV2 (Sandler et al. 2018): inverted residuals with depthwise separable convolutions"),
+    ("mobilenet_v3", "MobileNetV3 (Howard et al. 2019): searched inverted residuals with squeeze-excitation, hard-swish"),
+    ("shufflenet", "ShuffleNetV2 (Ma et al. 2018): channel split and shuffle, depthwise convolutions"),
+    ("mnasnet", "MnasNet (Tan et al. 2019): mobile architecture found by latency-aware search"),
+    ("efficientnet_v2", "EfficientNetV2 (Tan & Le 2021): fused-MBConv early stages, trained with progressive resizing"),
+    ("efficientnet", "EfficientNet (Tan & Le 2019): MBConv blocks scaled jointly in depth, width and resolution"),
+    ("regnet", "RegNet (Radosavovic et al. 2020): widths and depths from a simple quantized linear rule"),
+    ("convnext", "ConvNeXt (Liu et al. 2022): a ResNet modernized with 7x7 depthwise convolutions and LayerNorm"),
+    ("vit", "Vision Transformer (Dosovitskiy et al. 2020): patch embedding and transformer encoder (not a CNN)"),
+    ("swin", "Swin Transformer (Liu et al. 2021): shifted-window attention in a hierarchy (not a CNN)"),
+    ("maxvit", "MaxViT (Tu et al. 2022): MBConv plus block and grid attention"),
+)
+
+
+def describe_model(name: str, source: str | None = None) -> str:
+    """One line saying what a model is: the registry's description or the family's."""
+    if source:
+        return f"user model {source}"
+    try:
+        from cnnbench.models.catalog import MODELS
+
+        info = MODELS.get(name)
+    except Exception:  # noqa: BLE001 - the catalog is a convenience, never a failure
+        info = None
+    if info is not None and info.source != "torchvision" and info.description:
+        return info.description
+    for prefix, text in _FAMILIES:
+        if name.startswith(prefix):
+            return f"{text} (torchvision {name})"
+    if info is not None:
+        return info.description
+    return "model not in the cnnbench registry"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_report_data(paths: Sequence[str | Path]) -> ReportData:
+    """Load and merge results files (raises ResultsFileError / UserError with one-line messages)."""
+    if not paths:
+        raise UserError("no results files given")
+    loaded = [(str(p), load_results(p)) for p in paths]
+    return build_report_data(loaded)
+
+
+def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportData:
+    """Merge already loaded results (path, results dict) into report records."""
+    sources: list[Source] = []
+    raw_rows: list[tuple[int, str, CaseRow]] = []  # (file order, updated, row)
+    envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for order, (path, results) in enumerate(loaded):
+        env = results.get("environment")
+        if not isinstance(env, dict):
+            env = {}
+        host = str(env.get("hostname") or "unknown host")
+        fp = environment_fingerprint(env)
+        cases = results.get("cases")
+        if not isinstance(cases, list):
+            raise ResultsFileError(path, "`cases` is not a list")
+        suite = results.get("suite") if isinstance(results.get("suite"), dict) else {}
+        sources.append(
+            Source(
+                path=path,
+                host=host,
+                env=fp,
+                schema_version=int(results.get("schema_version", 0)),
+                created=results.get("created"),
+                updated=results.get("updated") or results.get("created"),
+                suite=(suite or {}).get("name"),
+                n_cases=len(cases),
+            )
+        )
+        envs_by_fp.setdefault(fp, []).append((path, env))
+        for i, record in enumerate(cases):
+            row = _row_from_record(path, host, fp, env, record, i)
+            raw_rows.append((order, str(results.get("updated") or results.get("created") or ""), row))
+
+    rows, superseded = _dedupe(raw_rows)
+    if not any(r.valid for r in rows):
+        counts = Counter(r.status if r.status != "ok" else f"ok but {r.invalid_reason}" for r in rows)
+        what = ", ".join(f"{n} {s}" for s, n in counts.most_common()) or "no cases at all"
+        names = ", ".join(s.path for s in sources)
+        raise UserError(f"no ok cases in {names}: nothing to report ({what})")
+
+    envs = _env_groups(envs_by_fp)
+    rows = _with_speedups(rows)
+    rows.sort(key=lambda r: ([e.fingerprint for e in envs].index(r.env), row_sort_key(r)))
+    data = ReportData(sources=sources, envs=envs, rows=rows, superseded=superseded)
+    for env in envs:
+        for name in data.model_names(env.fingerprint):
+            data.models[(env.fingerprint, name)] = _model_summary(data.rows_of(env.fingerprint, name), env.fingerprint, name)
+    for env in envs:
+        for name in data.model_names(env.fingerprint):
+            data.alternatives[(env.fingerprint, name)] = closest_alternatives(data, env.fingerprint, name)
+    return data
+
+
+def _row_from_record(path: str, host: str, fp: str, env: dict[str, Any], record: Any, index: int) -> CaseRow:
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+        raise ResultsFileError(path, f"case {index} has no `spec`: not a cnnbench results file?")
+    spec = record["spec"]
+    try:
+        model = str(spec["model"])
+        batch = int(spec["batch_size"])
+    except (KeyError, TypeError, ValueError):
+        raise ResultsFileError(path, f"case {index}: spec lacks a model or an integer batch_size") from None
+    options = spec.get("options") or {}
+    backend_name = str(spec.get("backend", "eager"))
+    backend = backend_name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
+    status = str(record.get("status") or "unknown")
+    parity = record.get("parity") if isinstance(record.get("parity"), dict) else None
+    latency = record.get("latency_ms") if isinstance(record.get("latency_ms"), dict) else None
+    invalid: str | None = None
+    if status != "ok":
+        invalid = status
+    elif not latency or _number(latency.get("median")) is None or latency["median"] <= 0:
+        invalid = "no timed samples"
+    elif parity is not None and parity.get("ok") is False:
+        invalid = "parity failed"
+    valid = invalid is None
+    throughput = _number(record.get("throughput_per_s")) if valid else None
+    if valid and throughput is None:
+        throughput = batch / (latency["median"] / 1000.0)  # type: ignore[index]
+    warmup = record.get("warmup_ms") or []
+    peak = _number(env.get("peak_gflops"))
+    return CaseRow(
+        source=path,
+        host=host,
+        env=fp,
+        key=str(record.get("key") or ""),
+        model=model,
+        backend=backend,
+        backend_name=backend_name,
+        precision=str(spec.get("precision", "fp32")),
+        batch_size=batch,
+        input_size=tuple(int(x) for x in spec.get("input_size") or ()),
+        device=str(spec.get("device", "cpu")),
+        threads=int(spec.get("threads") or 1),
+        channels_last=bool(spec.get("channels_last", False)),
+        mode=str(spec.get("mode", "inference")),
+        model_kwargs=tuple(sorted((spec.get("model_kwargs") or {}).items())),
+        status=status,
+        error=record.get("error"),
+        valid=valid,
+        invalid_reason=invalid,
+        latency_ms=dict(latency) if valid else None,  # type: ignore[arg-type]
+        throughput_per_s=throughput,
+        first_call_ms=_number(record.get("first_call_ms")),
+        warmup_ms_total=sum(float(x) for x in warmup) if warmup else None,
+        params=record.get("params"),
+        trainable_params=record.get("trainable_params"),
+        aux_heads_included=record.get("aux_heads_included"),
+        gmacs=_number(record.get("gmacs")),
+        gmacs_per_image=_number(record.get("gmacs_per_image")),
+        gflops=_number(record.get("gflops")),
+        counter=record.get("counter"),
+        crosscheck=(record.get("counts") or {}).get("crosscheck") if isinstance(record.get("counts"), dict) else None,
+        memory=dict(record.get("memory") or {}),
+        parity=parity,
+        accuracy=record.get("accuracy") if isinstance(record.get("accuracy"), dict) else None,
+        published=record.get("published") if isinstance(record.get("published"), dict) else None,
+        backend_info=dict(record.get("backend_info") or {}),
+        warnings=tuple(str(w) for w in record.get("warnings") or ()),
+        peak_gflops=peak,
+        speedup_vs_eager=None,
+    )
+
+
+def _dedupe(raw: list[tuple[int, str, CaseRow]]) -> tuple[list[CaseRow], list[tuple[CaseRow, str]]]:
+    """Per (env, key): keep the record of the newest file (by `updated`, then argument order)."""
+    best: dict[tuple[str, str], tuple[tuple[str, int], CaseRow]] = {}
+    superseded: list[tuple[CaseRow, str]] = []
+    for order, updated, row in raw:
+        ident = (row.env, row.key or f"{row.source}#{id(row)}")
+        rank = (updated, order)
+        if ident in best:
+            old_rank, old = best[ident]
+            if rank >= old_rank:
+                superseded.append((old, row.source))
+                best[ident] = (rank, row)
+            else:
+                superseded.append((row, old.source))
+        else:
+            best[ident] = (rank, row)
+    return [row for _, row in best.values()], superseded
+
+
+def _env_groups(envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[EnvGroup]:
+    hosts_of = {
+        fp: tuple(sorted({str(e.get("hostname") or "unknown host") for _, e in items}))
+        for fp, items in envs_by_fp.items()
+    }
+    labels: dict[str, str] = {}
+    for fp, hosts in hosts_of.items():
+        labels[fp] = hosts[0] if len(hosts) == 1 else f"{hosts[0]} +{len(hosts) - 1}"
+    label_counts = Counter(labels.values())
+    groups = []
+    for fp, items in envs_by_fp.items():
+        label = labels[fp]
+        if label_counts[label] > 1:  # same host with other software: say which
+            env = items[0][1]
+            label = f"{label} (torch {env.get('torch')}, {fp[:6]})"
+        commits = tuple(dict.fromkeys(c for c in (_git_commit(e) for _, e in items) if c))
+        peaks = tuple(sorted({p for p in (_number(e.get("peak_gflops")) for _, e in items) if p}))
+        groups.append(
+            EnvGroup(
+                fingerprint=fp,
+                label=label,
+                slug=_slug(label),
+                hosts=hosts_of[fp],
+                environment=dict(items[0][1]),
+                git_commits=commits,
+                peak_gflops=peaks,
+                sources=tuple(dict.fromkeys(p for p, _ in items)),
+            )
+        )
+    return groups
+
+
+def _with_speedups(rows: list[CaseRow]) -> list[CaseRow]:
+    """Speedup over eager: eager median / this median, same env, model, variant and batch size."""
+    eager = {
+        (r.env, r.model, r.variant, r.batch_size): r.median_ms
+        for r in rows
+        if r.valid and r.backend == "eager"
+    }
+    out = []
+    for r in rows:
+        ref = eager.get((r.env, r.model, r.variant, r.batch_size))
+        if r.valid and ref and r.median_ms:
+            r = replace(r, speedup_vs_eager=ref / r.median_ms)
+        out.append(r)
+    return out
+
+
+def _first(values: Iterable[Any]) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _accuracy_of(rows: list[CaseRow]) -> tuple[AccuracyFigure | None, AccuracyFigure | None]:
+    """(measured, published) for a model. Measured prefers a valid eager fp32 row."""
+    ordered = sorted(rows, key=lambda r: (not r.valid, r.backend != "eager", r.precision != "fp32", r.batch_size))
+    measured = None
+    for r in ordered:
+        acc = r.accuracy
+        if acc and _number(acc.get("top1")) is not None and acc.get("kind", "measured") == "measured":
+            top1 = _percent(acc, "top1", "correct1")
+            top5 = _percent(acc, "top5", "correct5") if _number(acc.get("top5")) is not None else None
+            detail = ""
+            if acc.get("correct1") is not None and acc.get("total"):
+                detail = f"{int(acc['correct1']):,}/{int(acc['total']):,} images correct (top-1)"
+            measured = AccuracyFigure("measured", top1, top5, str(acc.get("dataset") or "unnamed dataset"), detail)
+            if r.valid:
+                break
+    published = None
+    for r in ordered:
+        pub = r.published or {}
+        # The registry writes torchvision's own keys (`acc@1`); `acc1` is accepted as well.
+        acc1 = _number(pub.get("acc@1", pub.get("acc1")))
+        if acc1 is not None:
+            top5 = _number(pub.get("acc@5", pub.get("acc5")))
+            dataset = f"{pub['dataset']} val" if pub.get("dataset") else PUBLISHED_DATASET
+            published = AccuracyFigure("published", acc1, top5, dataset, str(pub.get("weights") or ""))
+            break
+    return measured, published
+
+
+def _percent(acc: dict[str, Any], name: str, count_name: str) -> float:
+    """A measured accuracy in percent: from the counts when present (unambiguous), else from
+    the stored figure, read as a fraction when it is at most 1 (0.69) and as a percent above."""
+    count, total = _number(acc.get(count_name)), _number(acc.get("total"))
+    if count is not None and total:
+        return 100.0 * count / total
+    value = float(acc[name])
+    return value * 100.0 if value <= 1.0 else value
+
+
+def _model_summary(rows: list[CaseRow], env: str, name: str) -> ModelSummary:
+    measured, published = _accuracy_of(rows)
+    counted = sorted(rows, key=lambda r: (r.backend != "eager", not r.valid, r.batch_size))
+    sources = {r.backend_info.get("source") for r in rows if r.backend_info.get("source")}
+    return ModelSummary(
+        env=env,
+        name=name,
+        description=describe_model(name, next(iter(sources)) if sources else None),
+        params=_first(r.params for r in counted),
+        trainable_params=_first(r.trainable_params for r in counted),
+        aux_heads_included=_first(r.aux_heads_included for r in counted),
+        gmacs_per_image=_first(
+            r.gmacs_per_image if r.gmacs_per_image is not None else (r.gmacs / r.batch_size if r.gmacs else None)
+            for r in counted
+        ),
+        counter=_first(r.counter for r in counted),
+        crosscheck=_first(r.crosscheck for r in counted),
+        input_sizes=tuple(dict.fromkeys(tuple(r.input_size) for r in rows)),
+        accuracy=measured or published,
+        published=published,
+        n_cases=len(rows),
+        n_valid=sum(r.valid for r in rows),
+    )
+
+
+def reference_row(rows: list[CaseRow]) -> CaseRow | None:
+    """The configuration a model is summarized at: eager, fp32, the smallest batch size measured."""
+    valid = [r for r in rows if r.valid]
+    if not valid:
+        return None
+    return min(valid, key=lambda r: (r.backend != "eager", r.precision != "fp32", r.batch_size, backend_sort_key(r.backend)))
+
+
+def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int = 3) -> list[Alternative]:
+    """Other models of the same environment, compared at this model's reference configuration.
+
+    Lists (a) models that are faster at equal or better top-1 (fastest first), (b) the fastest
+    model that is more accurate, or, when this model has no accuracy figure, (c) faster models.
+    Only the same backend, batch size, precision, device, threads and mode are compared.
+    """
+    ref = reference_row(data.rows_of(env, model))
+    if ref is None or ref.median_ms is None:
+        return []
+    mine = data.models[(env, model)].accuracy
+    config = f"{ref.backend}, batch {ref.batch_size}, {ref.precision}, {ref.device} t{ref.threads}"
+    candidates: list[tuple[CaseRow, AccuracyFigure | None]] = []
+    for other in data.model_names(env):
+        if other == model:
+            continue
+        match = [
+            r
+            for r in data.rows_of(env, other, valid_only=True)
+            if (r.backend, r.batch_size, r.precision, r.device, r.threads, r.channels_last, r.mode)
+            == (ref.backend, ref.batch_size, ref.precision, ref.device, ref.threads, ref.channels_last, ref.mode)
+        ]
+        if match:
+            candidates.append((match[0], data.models[(env, other)].accuracy))
+
+    def alt(relation: str, row: CaseRow, acc: AccuracyFigure | None) -> Alternative:
+        return Alternative(
+            relation=relation,
+            model=row.model,
+            latency_ms=row.median_ms,  # type: ignore[arg-type]
+            latency_ratio=row.median_ms / ref.median_ms,  # type: ignore[operator]
+            top1=acc.top1 if acc else None,
+            accuracy_kind=acc.kind if acc else None,
+            reference_ms=ref.median_ms,  # type: ignore[arg-type]
+            reference_top1=mine.top1 if mine else None,
+            config=config,
+        )
+
+    out: list[Alternative] = []
+    if mine is not None:
+        better = [
+            (r, a) for r, a in candidates if a is not None and a.top1 >= mine.top1 and r.median_ms < ref.median_ms  # type: ignore[operator]
+        ]
+        better.sort(key=lambda ra: ra[0].median_ms)  # type: ignore[arg-type,return-value]
+        out += [alt("faster, at least as accurate", r, a) for r, a in better[:limit]]
+        more = [(r, a) for r, a in candidates if a is not None and a.top1 > mine.top1 and (r, a) not in better]
+        if more:
+            r, a = min(more, key=lambda ra: ra[0].median_ms)  # type: ignore[arg-type,return-value]
+            out.append(alt("more accurate (the fastest such)", r, a))
+    else:
+        faster = sorted((ra for ra in candidates if ra[0].median_ms < ref.median_ms), key=lambda ra: ra[0].median_ms)  # type: ignore[operator]
+        out += [alt("faster (accuracy unknown here)", r, a) for r, a in faster[:limit]]
+    return out

@@ -1,0 +1,422 @@
+"""The report's charts, drawn with matplotlib's object API on the Agg canvas.
+
+`plan_plots` (pure, no matplotlib) decides which charts the data supports; `render_plot` draws
+one and returns its bytes per format. matplotlib is imported inside the drawing functions, and
+`matplotlib.figure.Figure` is used directly (never pyplot), so reporting neither needs a display
+nor changes the caller's global backend.
+
+Charts, one set per environment (different environments are never drawn on the same axes):
+latency vs batch size (one panel per model, a line per backend, IQR bars: p25..p75),
+throughput vs batch size, speedup over eager, memory vs batch size (measured peak per backend,
+analytic parameters + activations dashed), achieved GFLOP/s against the measured peak. And one
+accuracy vs GMACs chart with marker area proportional to the parameter count (the chart the
+course shows for ImageNet models).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from cnnbench.errors import UserError
+from cnnbench.report.model import CaseRow, EnvGroup, ReportData, backend_sort_key
+
+__all__ = ["PlotSpec", "plan_plots", "render_plot", "IMAGE_FORMATS", "require_matplotlib"]
+
+IMAGE_FORMATS = ("png", "svg")
+PNG_DPI = 110
+_PANEL_W, _PANEL_H, _MAX_COLS = 4.3, 3.1, 3
+_BACKEND_STYLE = {
+    "eager": ("#1f77b4", "o"),
+    "compile": ("#d62728", "s"),
+    "onnxrt": ("#2ca02c", "^"),
+}
+_OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e")
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    name: str  # file stem, unique in a report
+    kind: str  # latency | throughput | speedup | memory | gflops | accuracy
+    env: str | None  # environment fingerprint, None for cross-environment charts
+    title: str
+    caption: str
+
+
+def require_matplotlib() -> None:
+    """Raise a one-line UserError when matplotlib is missing (plots and HTML need it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "plots and the HTML page need matplotlib: `pip install matplotlib`, "
+            "or ask only for --format md,csv"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Planning (pure)
+
+
+def _accuracy_points(data: ReportData) -> list[dict[str, Any]]:
+    """One point per model: accuracy (measured preferred) against GMACs per image."""
+    points: dict[str, dict[str, Any]] = {}
+    for (env, name), m in data.models.items():
+        if m.accuracy is None or not m.gmacs_per_image:
+            continue
+        have = points.get(name)
+        if have is not None and not (have["kind"] == "published" and m.accuracy.kind == "measured"):
+            continue
+        points[name] = {
+            "model": name,
+            "gmacs": m.gmacs_per_image,
+            "params": m.params,
+            "top1": m.accuracy.top1,
+            "kind": m.accuracy.kind,
+            "dataset": m.accuracy.dataset,
+        }
+    return sorted(points.values(), key=lambda p: p["gmacs"])
+
+
+def plan_plots(data: ReportData) -> list[PlotSpec]:
+    specs: list[PlotSpec] = []
+    multi = len(data.envs) > 1
+    for env in data.envs:
+        valid = data.rows_of(env.fingerprint, valid_only=True)
+        if not valid:
+            continue
+        sfx = f"-{env.slug}" if multi else ""
+        where = f" — {env.label}" if multi else ""
+        specs.append(
+            PlotSpec(
+                f"latency{sfx}", "latency", env.fingerprint, f"Latency vs batch size{where}",
+                "Median latency per call (ms, log scale) against batch size, one panel per model and a "
+                "line per backend; bars span the interquartile range (p25 to p75). Invalid cases are omitted.",
+            )
+        )
+        specs.append(
+            PlotSpec(
+                f"throughput{sfx}", "throughput", env.fingerprint, f"Throughput vs batch size{where}",
+                "Images per second (batch size / median latency) against batch size, a line per backend.",
+            )
+        )
+        if any(r.speedup_vs_eager is not None and r.backend != "eager" for r in valid):
+            specs.append(
+                PlotSpec(
+                    f"speedup{sfx}", "speedup", env.fingerprint, f"Speedup over eager{where}",
+                    "Eager median / backend median at each batch size (above 1: faster than eager).",
+                )
+            )
+        if any(r.memory_measured or r.memory_analytic_bytes for r in valid):
+            specs.append(
+                PlotSpec(
+                    f"memory{sfx}", "memory", env.fingerprint, f"Memory vs batch size{where}",
+                    "Measured peak per backend (CPU: RSS growth over the post-load baseline; CUDA: peak "
+                    "allocated) and, dashed, the analytic parameter + activation bytes.",
+                )
+            )
+        if env.peak_gflops and any(r.achieved_gflops_per_s for r in valid):
+            specs.append(
+                PlotSpec(
+                    f"gflops{sfx}", "gflops", env.fingerprint, f"Achieved GFLOP/s vs the machine's peak{where}",
+                    "2 × MACs / median latency per case; the dashed line is the peak measured by a large "
+                    "matrix multiply in the same worker settings (right axis: % of peak).",
+                )
+            )
+    if _accuracy_points(data):
+        specs.append(
+            PlotSpec(
+                "accuracy_vs_gmacs", "accuracy", None, "Top-1 accuracy vs GMACs per image",
+                "Top-1 accuracy against compute (GMACs per image, log scale); marker area is proportional "
+                "to the parameter count. Filled: measured; hollow: published (torchvision, ImageNet-1K val).",
+            )
+        )
+    return specs
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing
+
+
+def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE_FORMATS) -> dict[str, bytes]:
+    """Draw one chart; returns {format: bytes} for each of `formats` ("png", "svg")."""
+    require_matplotlib()
+    import matplotlib
+
+    drawers: dict[str, Callable[..., Any]] = {
+        "latency": _draw_latency,
+        "throughput": _draw_throughput,
+        "speedup": _draw_speedup,
+        "memory": _draw_memory,
+        "gflops": _draw_gflops,
+        "accuracy": _draw_accuracy,
+    }
+    rc = {
+        "svg.hashsalt": "cnnbench",  # stable element ids: identical data, identical SVG
+        "svg.fonttype": "path",  # text as paths: renders the same without the fonts installed
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+    }
+    out: dict[str, bytes] = {}
+    for fmt in formats:
+        # A fresh figure per format: saving one figure twice lays it out twice, and the second
+        # layout differs in the last digits, which would change the SVG's clip-path ids.
+        with matplotlib.rc_context(rc):
+            fig = drawers[spec.kind](data, spec)
+            buf = io.BytesIO()
+            if fmt == "png":
+                fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
+            elif fmt == "svg":
+                fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+            else:
+                raise ValueError(f"unknown image format {fmt!r}")
+            out[fmt] = buf.getvalue()
+    return out
+
+
+def _style(backend: str, index: int) -> tuple[str, str]:
+    name = backend.split("[", 1)[0]
+    if backend in _BACKEND_STYLE:
+        return _BACKEND_STYLE[backend]
+    color = _OTHER_COLORS[index % len(_OTHER_COLORS)]
+    return color, _BACKEND_STYLE.get(name, ("", "D"))[1]
+
+
+def _grid(n: int):
+    from matplotlib.figure import Figure
+
+    cols = max(1, min(_MAX_COLS, n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(_PANEL_W * cols, _PANEL_H * rows + 0.7), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _series(rows: list[CaseRow]) -> dict[str, list[CaseRow]]:
+    """Lines of one panel: one per backend (and per variant when a model has several)."""
+    variants = {r.variant_label for r in rows}
+    out: dict[str, list[CaseRow]] = {}
+    for r in sorted(rows, key=lambda r: (backend_sort_key(r.backend), r.variant_label, r.batch_size)):
+        label = r.backend if len(variants) == 1 else f"{r.backend} {r.variant_label}"
+        out.setdefault(label, []).append(r)
+    return out
+
+
+def _plain_log_axis(axis, ax, which: str) -> None:
+    """Log scale labelled 2, 5, 10, 20 ... instead of 2x10^1 (readers compare values, not powers)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.6g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+
+
+def _batch_axis(ax, batches: Sequence[int]) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(batches))
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(t) for t in ticks])
+    if len(ticks) == 1:
+        ax.set_xlim(ticks[0] / 2, ticks[0] * 2)
+    ax.set_xlabel("batch size")
+
+
+def _per_model_chart(
+    data: ReportData,
+    spec: PlotSpec,
+    *,
+    value: Callable[[CaseRow], float | None],
+    ylabel: str,
+    logy: bool = False,
+    yerr: Callable[[CaseRow], tuple[float, float]] | None = None,
+    skip: Callable[[CaseRow], bool] = lambda r: False,
+    decorate: Callable[[Any, str, EnvGroup], None] | None = None,
+    panel_if: Callable[[CaseRow], bool] | None = None,
+    extra_legend: Sequence[tuple[Any, str]] = (),
+):
+    """One panel per model with a valid row (`panel_if`, default: a value to plot)."""
+    env = data.env(spec.env)  # type: ignore[arg-type]
+    wanted = panel_if or (lambda r: value(r) is not None and not skip(r))
+    models = [
+        m
+        for m in data.model_names(env.fingerprint)
+        if any(wanted(r) for r in data.rows_of(env.fingerprint, m, valid_only=True))
+    ]
+    fig, axes = _grid(len(models))
+    handles: dict[str, Any] = {}
+    for ax, model in zip(axes, models):
+        rows = [r for r in data.rows_of(env.fingerprint, model, valid_only=True) if value(r) is not None and not skip(r)]
+        for i, (label, series) in enumerate(_series(rows).items()):
+            color, marker = _style(series[0].backend, i)
+            xs = [r.batch_size for r in series]
+            ys = [value(r) for r in series]
+            if yerr is not None:
+                lo_hi = [yerr(r) for r in series]
+                err = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, lo_hi)], [max(0.0, hi - y) for y, (_, hi) in zip(ys, lo_hi)]]
+                cont = ax.errorbar(xs, ys, yerr=err, color=color, marker=marker, ms=4, lw=1.4, capsize=3, label=label)
+                handles.setdefault(label, cont)
+            else:
+                (line,) = ax.plot(xs, ys, color=color, marker=marker, ms=4, lw=1.4, label=label)
+                handles.setdefault(label, line)
+        _batch_axis(ax, [r.batch_size for r in data.rows_of(env.fingerprint, model, valid_only=True) if wanted(r)])
+        if logy:
+            _plain_log_axis(ax.yaxis, ax, "y")
+        if decorate is not None:
+            decorate(ax, model, env)
+        ax.set_title(model)
+        ax.set_ylabel(ylabel)
+    fig.suptitle(spec.title, fontsize=11)
+    for handle, label in extra_legend:
+        handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(6, len(handles)), frameon=False)
+    return fig
+
+
+def _draw_latency(data: ReportData, spec: PlotSpec):
+    return _per_model_chart(
+        data,
+        spec,
+        value=lambda r: r.median_ms,
+        yerr=lambda r: (r.latency_ms.get("p25", r.median_ms), r.latency_ms.get("p75", r.median_ms)),  # type: ignore[union-attr]
+        ylabel="median latency (ms)",
+        logy=True,
+    )
+
+
+def _draw_throughput(data: ReportData, spec: PlotSpec):
+    return _per_model_chart(data, spec, value=lambda r: r.throughput_per_s, ylabel="images / s", logy=True)
+
+
+def _draw_speedup(data: ReportData, spec: PlotSpec):
+    def decorate(ax, model, env):
+        ax.axhline(1.0, color="0.4", lw=1, ls="--")
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(min(lo, 0.9), max(hi, 1.1))
+
+    return _per_model_chart(
+        data,
+        spec,
+        value=lambda r: r.speedup_vs_eager,
+        skip=lambda r: r.backend == "eager",
+        ylabel="speedup over eager (×)",
+        decorate=decorate,
+    )
+
+
+def _draw_memory(data: ReportData, spec: PlotSpec):
+    from matplotlib.lines import Line2D
+
+    def measured(r: CaseRow) -> float | None:
+        m = r.memory_measured
+        return None if m is None else m[1] / 2**20
+
+    def decorate(ax, model, env):
+        analytic: dict[int, int] = {}
+        for r in sorted(data.rows_of(env.fingerprint, model, valid_only=True), key=lambda r: r.backend != "eager"):
+            if r.memory_analytic_bytes is not None:
+                analytic.setdefault(r.batch_size, r.memory_analytic_bytes)
+        if analytic:
+            xs = sorted(analytic)
+            ax.plot(xs, [analytic[x] / 2**20 for x in xs], color="0.3", ls="--", lw=1.2, marker="x", ms=4)
+        ax.set_ylim(bottom=0)
+
+    return _per_model_chart(
+        data,
+        spec,
+        value=measured,
+        ylabel="memory (MiB)",
+        decorate=decorate,
+        panel_if=lambda r: measured(r) is not None or r.memory_analytic_bytes is not None,
+        extra_legend=[(Line2D([], [], color="0.3", ls="--", marker="x"), "analytic: params + activations")],
+    )
+
+
+def _draw_gflops(data: ReportData, spec: PlotSpec):
+    env = data.env(spec.env)  # type: ignore[arg-type]
+    peak = env.peak_gflops_median
+
+    def decorate(ax, model, env):
+        ax.axhline(peak, color="0.25", ls="--", lw=1.2)
+        ax.text(0.02, 0.97, f"peak {peak:,.0f} GFLOP/s", transform=ax.transAxes, va="top", fontsize=8, color="0.25")
+        ax.set_ylim(0, peak * 1.1)
+        sec = ax.secondary_yaxis("right", functions=(lambda g: 100.0 * g / peak, lambda p: p * peak / 100.0))
+        sec.set_ylabel("% of peak")
+
+    return _per_model_chart(
+        data, spec, value=lambda r: r.achieved_gflops_per_s, ylabel="achieved GFLOP/s", decorate=decorate
+    )
+
+
+def _draw_accuracy(data: ReportData, spec: PlotSpec):
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    points = _accuracy_points(data)
+    fig = Figure(figsize=(9.0, 5.2), layout="constrained")
+    ax = fig.subplots()
+    datasets = sorted({(p["dataset"], p["kind"]) for p in points})
+    colors = {d: c for d, c in zip(datasets, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b"))}
+    known = [p["params"] for p in points if p["params"]]
+    # Area (points^2) proportional to parameters: the largest model gets ~1600 pt^2.
+    scale = 1600.0 / max(known) if known else 1.0
+    for p in points:
+        area = (p["params"] or (min(known) if known else 1e6)) * scale
+        color = colors[(p["dataset"], p["kind"])]
+        ax.scatter(
+            [p["gmacs"]],
+            [p["top1"]],
+            s=max(area, 12.0),
+            facecolors=color if p["kind"] == "measured" else "none",
+            edgecolors=color,
+            alpha=0.75 if p["kind"] == "measured" else 1.0,
+            linewidths=1.5,
+            zorder=3,
+        )
+        r = math.sqrt(max(area, 12.0)) / 2.0  # marker radius in points: label just outside it
+        ax.annotate(p["model"], (p["gmacs"], p["top1"]), xytext=(0.72 * r + 3, 0.72 * r + 2), textcoords="offset points",
+                    fontsize=8)
+    _plain_log_axis(ax.xaxis, ax, "x")
+    ax.set_xlabel("GMACs per image (multiply-accumulates; FLOPs = 2 × MACs)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(spec.title)
+    ys = [p["top1"] for p in points]
+    pad = max(2.0, (max(ys) - min(ys)) * 0.15)
+    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    xs = [p["gmacs"] for p in points]
+    ax.set_xlim(min(xs) / 1.8, max(xs) * 1.8)
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=8, markerfacecolor=colors[d] if d[1] == "measured" else "none",
+               markeredgecolor=colors[d], label=f"{d[0]} ({d[1]})")
+        for d in datasets
+    ]
+    if known:
+        for n in _nice_sizes(min(known), max(known)):
+            handles.append(
+                Line2D([], [], ls="", marker="o", ms=math.sqrt(n * scale), markerfacecolor="none",
+                       markeredgecolor="0.4", label=f"{n / 1e6:g} M params")
+            )
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, labelspacing=2.2, handletextpad=1.6,
+               borderpad=1.2, frameon=False)
+    return fig
+
+
+def _nice_sizes(lo: float, hi: float) -> list[float]:
+    """Up to three round parameter counts spanning [lo, hi] for the size legend."""
+    nice = [m * 10**e for e in range(3, 10) for m in (1, 2, 5)]
+    inside = [n for n in nice if lo * 0.7 <= n <= hi * 1.3]
+    if len(inside) > 3:
+        inside = [inside[0], inside[len(inside) // 2], inside[-1]]
+    return inside or [hi]
