@@ -70,12 +70,14 @@ __all__ = ["Suite", "Option", "BACKEND_OPTIONS", "THRESHOLD_METRICS", "load_suit
 # Limits that turn hostile or mistyped input into an error instead of a hang or a crash.
 MAX_NODES = 100_000  # YAML nodes visited while converting: aliases expand, so a "billion laughs" stops here
 MAX_DEPTH = 64  # nesting depth (a recursive alias would otherwise recurse forever)
-MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_EVENTS = 50_000  # YAML events in the file itself, counted before anything is built from them
+MAX_FILE_BYTES = 1024 * 1024  # a large handwritten suite is a few KB
 MAX_CASES = 100_000  # cases one matrix may expand to before include/exclude
 MAX_BATCH_SIZE = 65_536
 MAX_THREADS = 4_096
 MAX_CHANNELS = 4_096
 MAX_SIDE = 16_384
+_MAX_MESSAGE = 400  # characters of one error message
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,8 @@ class _Node:
 
 
 def _join(path: str, key: str) -> str:
+    if len(key) > 40:  # a field path is for messages: a hostile megabyte-long key stays short there
+        key = key[:37] + "..."
     return f"{path}.{key}" if path else key
 
 
@@ -281,14 +285,77 @@ def _read_bytes(path: str) -> bytes:
         raise SuiteError(path, "no such file")
     if os.path.isdir(path):
         raise SuiteError(path, "is a directory, not a suite file")
+    # A FIFO would block the open forever and /dev/zero never ends: only regular files.
+    if not os.path.isfile(path):
+        raise SuiteError(path, "is not a regular file")
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise SuiteError(path, f"file is {size} bytes; a suite may be at most {MAX_FILE_BYTES}")
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded, even if the file grows while read
     except OSError as e:
         raise SuiteError(path, f"cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SuiteError(path, f"file is larger than {MAX_FILE_BYTES} bytes, the most a suite may be")
+    return data
+
+
+# libyaml when PyYAML was built with it: the pure-Python parser needs seconds for a large
+# hostile file, libyaml milliseconds. Both raise the same error classes with the same marks.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _prescan(path: str, text: str) -> None:
+    """Refuse a document too deep or too large from its event stream, before any node is built.
+
+    The parser is iterative, but PyYAML's composer recurses once per nesting level, so a file
+    of ten thousand `[` would end in a RecursionError (or a C stack overflow) without this.
+    Syntax errors are left to the composing pass, which reports them with their context.
+    """
+    loader = _YAML_LOADER(text)
+    # One entry per open collection: [is_mapping, index or key, expecting a key]
+    open_: list[list[Any]] = []
+    events = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            events += 1
+            line = event.start_mark.line + 1
+            if events > MAX_EVENTS:
+                message = f"the document has more than {MAX_EVENTS} YAML nodes; refusing to load it"
+                raise SuiteError(path, message, field=_event_path(open_) or None, line=line)
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                open_.pop()
+                continue
+            if not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)):
+                continue
+            if open_:
+                level = open_[-1]
+                if level[0] and level[2]:  # a mapping key
+                    level[1], level[2] = (event.value if isinstance(event, yaml.ScalarEvent) else "?"), False
+                elif level[0]:
+                    level[2] = True
+                else:
+                    level[1] += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(open_) >= MAX_DEPTH:
+                    message = f"nested deeper than {MAX_DEPTH} levels"
+                    raise SuiteError(path, message, field=_event_path(open_) or None, line=line)
+                is_map = isinstance(event, yaml.MappingStartEvent)
+                open_.append([is_map, "" if is_map else -1, True])
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+
+
+def _event_path(open_: list[list[Any]]) -> str:
+    path = ""
+    for is_map, where, _ in open_:
+        if is_map:
+            key = str(where)
+            path = _join(path, key if len(key) <= 40 else key[:37] + "...")
+        else:
+            path = f"{path}[{where}]"
+    return path
 
 
 def _parse(path: str, data: bytes) -> _Node:
@@ -298,31 +365,57 @@ def _parse(path: str, data: bytes) -> _Node:
         line = data[: e.start].count(b"\n") + 1
         raise SuiteError(path, f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start}", line=line) from None
     text = text.removeprefix("\ufeff")
+    _prescan(path, text)
     loader = None
     try:
         try:
-            loader = yaml.SafeLoader(text)  # checks the characters of the whole text
+            loader = _YAML_LOADER(text)  # checks the characters of the whole text
             node = loader.get_single_node()
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            what = "; ".join(_one_line(s) for s in (e.context, e.problem) if s)
-            raise SuiteError(path, f"malformed YAML: {what}", line=mark.line + 1 if mark else None) from None
-        except yaml.YAMLError as e:  # ReaderError: a control character, for instance
-            pos = getattr(e, "position", None)
-            line = text[:pos].count("\n") + 1 if isinstance(pos, int) else None
-            what = getattr(e, "reason", None) or e
-            char = getattr(e, "character", None)
-            if isinstance(char, str):
-                char = ord(char)
-            if isinstance(char, int):
-                what = f"unacceptable character #x{char:04x}: {what}"
-            raise SuiteError(path, f"malformed YAML: {_one_line(what)}", line=line) from None
+        except yaml.YAMLError as e:
+            raise _yaml_error(path, text, _python_yaml_error(text) or e) from None
         if node is None:
             raise SuiteError(path, "empty suite file; expected a mapping with at least `name` and `models`", line=1)
         return _Converter(path, loader).convert(node, "", 0)
     finally:
         if loader is not None:
             loader.dispose()
+
+
+# Below this size a malformed file is parsed again by the pure-Python parser, whose messages
+# ("mapping values are not allowed here") are the ones PyYAML users know; above it libyaml's own.
+_PY_MESSAGE_BYTES = 64 * 1024
+
+
+def _python_yaml_error(text: str) -> yaml.YAMLError | None:
+    if _YAML_LOADER is yaml.SafeLoader or len(text) > _PY_MESSAGE_BYTES:
+        return None
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # its reader checks every character at once
+        loader.get_single_node()
+    except yaml.YAMLError as e:
+        return e
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return None
+
+
+def _yaml_error(path: str, text: str, e: yaml.YAMLError) -> SuiteError:
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        what = "; ".join(_one_line(s) for s in (e.context, e.problem) if s)
+        return SuiteError(path, f"malformed YAML: {what}", line=mark.line + 1 if mark else None)
+    # ReaderError: a control character, for instance
+    pos = getattr(e, "position", None)
+    line = text[:pos].count("\n") + 1 if isinstance(pos, int) else None
+    what = getattr(e, "reason", None) or e
+    char = getattr(e, "character", None)
+    if isinstance(char, str):
+        char = ord(char)
+    if isinstance(char, int):
+        what = f"unacceptable character #x{char:04x}: {what}"
+    return SuiteError(path, f"malformed YAML: {_one_line(what)}", line=line)
 
 
 class _Converter:
@@ -405,7 +498,7 @@ class _Converter:
             line = knode.start_mark.line + 1
             if key in seen:
                 raise SuiteError(
-                    self.path, f"duplicate key {key!r} (first at line {seen[key]})", field=_join(path, key), line=line
+                    self.path, f"duplicate key {_show(key)} (first at line {seen[key]})", field=_join(path, key), line=line
                 )
             seen[key] = line
             result.append((key, knode, vnode))
@@ -477,7 +570,9 @@ class _Validator:
         self.cuda_available = cuda_available
         self.check_imports = check_imports
         self.python_path = python_path
-        self._imported: set[str] = set()
+        # User models' modules to import, checked last: importing one may take seconds (torch),
+        # and a typo elsewhere in the file should not cost that.
+        self._imported: dict[str, _Node] = {}
         # relative dataset and weights paths: from the suite file's directory (else the cwd)
         self.base_dir = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else os.getcwd()
 
@@ -485,6 +580,8 @@ class _Validator:
 
     def fail(self, node: _Node, message: str, *, at_key: bool = False) -> SuiteError:
         line = node.key_line if at_key and node.key_line is not None else node.line
+        if len(message) > _MAX_MESSAGE:  # some messages quote the user's value, which may be huge
+            message = message[: _MAX_MESSAGE - 3] + "..."
         return SuiteError(self.path, message, field=node.path or None, line=line)
 
     def mapping(self, node: _Node, allowed: Iterable[str], what: str) -> dict[str, _Node]:
@@ -589,6 +686,8 @@ class _Validator:
                 cases.setdefault(case.key, case)
         if not cases:  # unreachable while each matrix must yield a case; kept as the contract
             raise SuiteError(self.path, "the suite expands to no cases", line=root.line)
+        for target, node in self._imported.items():
+            self.check_import(node, target)
         return name, description, thresholds, list(cases.values())
 
     def thresholds(self, node: _Node) -> dict[str, Any]:
@@ -747,8 +846,7 @@ class _Validator:
         if not _IMPORT_PATH.match(target):
             raise self.fail(node, f"malformed import path {target!r}; expected 'package.module:callable'")
         if self.check_imports and target not in self._imported:
-            self.check_import(node, target)
-            self._imported.add(target)
+            self._imported[target] = node  # imported once the whole file is known good
         return target
 
     def check_import(self, node: _Node, target: str) -> None:
