@@ -831,6 +831,8 @@ def prepare(model: "nn.Module", spec: "CaseSpec") -> Evaluation | None:
     """Load the case's weights into `model` and open its dataset; None when it has neither."""
     if not spec.evaluation:
         return None
+    if spec.mode != "inference":
+        raise AccuracyError(f"accuracy is measured on inference cases, not {spec.mode} (the training steps change the weights)")
     config = json.loads(spec.evaluation)
     weights_name = config.get("weights")
     weights = load_weights(model, weights_name) if weights_name else None

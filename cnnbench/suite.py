@@ -34,9 +34,10 @@ Schema (unknown keys anywhere are errors)::
                     # or {kind: digits, split: test} or {kind: tensors, path: data.pt}
           weights: model.pth        # or a torchvision name (ResNet18_Weights.IMAGENET1K_V1)
 
-A matrix's `accuracy` replaces the one in `defaults` (`accuracy: null` turns it off). Paths are
-relative to the suite file's directory; a missing or empty dataset, or a missing weights file, is
-an error here, before anything runs.
+A matrix's `accuracy` replaces the one in `defaults` (`accuracy: null` turns it off); it applies
+to the matrix's inference cases (train cases carry none). Paths are relative to the suite file's
+directory; a missing or empty dataset, or a missing weights file, is an error here, before
+anything runs.
 
 Cases come out in a stable order: matrix order, then models, batch sizes, backends, precisions,
 input sizes, channels_last, threads, devices, modes. A case whose key an earlier case already
@@ -769,7 +770,7 @@ class _Validator:
                     options=options,
                     source=model.source,
                     model_kwargs=model.kwargs,
-                    evaluation=evaluation,
+                    evaluation=evaluation if mode == "inference" else None,  # accuracy is an inference figure
                     measure=measure,
                 )
                 if include is not None and not any(all(m(case) for m in rule) for rule in include):

@@ -462,6 +462,18 @@ def test_suite_keeps_torchvision_weights_names_for_the_worker(tmp_path):
     assert json.loads(suite.cases[0].evaluation)["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
 
 
+def test_suite_accuracy_applies_to_inference_cases_only(tmp_path):
+    suite = load_suite(write_suite(tmp_path, """
+        name: acc
+        models: [lenet5]
+        mode: [inference, train]
+        accuracy: {dataset: {kind: digits}}
+    """))
+    assert [(c.mode, c.evaluation is not None) for c in suite.cases] == [("inference", True), ("train", False)]
+    with pytest.raises(AccuracyError, match="accuracy is measured on inference cases, not train"):
+        accuracy.prepare(nn.Linear(1, 1), suite.cases[0].replace(mode="train"))
+
+
 @pytest.mark.parametrize(
     "body, line, field, fragment",
     [

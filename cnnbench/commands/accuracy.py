@@ -21,7 +21,7 @@ DESCRIPTION = """\
 Evaluate MODEL on a dataset with the given weights through each backend (eager, compile,
 onnxrt), each in a fresh worker process, after a short timing run. Prints backend, top-1, top-5
 and correct/total, and flags a backend whose correct count differs from eager's by more than
-0.1%% of the images (at least one image). Published figures (torchvision's metadata) are shown
+0.1% of the images (at least one image). Published figures (torchvision's metadata) are shown
 apart, labelled as published. Datasets: imagefolder:PATH (class subfolders), digits[:train|test]
 (scikit-learn's digits), tensors:FILE.pt. Weights: a state-dict file, or a torchvision weights
 name found in the local torch hub cache (nothing is downloaded). Exit codes: 0 every backend ok
