@@ -127,6 +127,7 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         on_warmup_start=lambda: marks.__setitem__("first_warmup_ns", time.monotonic_ns()),
     )
     out["memory"] = tracker.stop()
+    out["memory"].update(_analytic_memory(model, example, spec, out["warnings"]))
     out.update(timing.to_dict())
     out["warnings"] = out["warnings"] + timing.warnings
     if prepared.after_timing is not None:
@@ -136,6 +137,28 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if evaluation is not None:  # last, outside the timed region; a failure becomes the status
         evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
     return out
+
+
+def _analytic_memory(model: Any, example: Any, spec: CaseSpec, warnings: list[str]) -> dict[str, Any]:
+    """Parameter bytes as stored and activation bytes of one forward at this batch/precision.
+
+    Computed after the timed loop: the extra forward would otherwise raise the RSS baseline the
+    measured peak is taken against. Autocast keeps weights stored in fp32, so parameters are
+    counted at their stored size; activations at the case precision.
+    """
+    from cnnbench.profile import activation_bytes
+
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = example.device
+    try:
+        stored = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+        acts = activation_bytes(model, example.to(device), spec.precision)
+    except Exception as exc:  # noqa: BLE001 - analytic figures are extras, never fail a case
+        warnings.append(f"analytic memory failed: {type(exc).__name__}: {str(exc).strip()[:160]}")
+        return {}
+    return {"param_bytes": stored, "activation_bytes": acts, "analytic_precision": spec.precision}
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
