@@ -1,0 +1,587 @@
+"""Interleaved A/B runs: measure two variants of the code in one job, then compare them.
+
+Why interleave
+--------------
+On a shared machine timings drift (a resnet18 case moved 8% within half an hour here) while
+processes started close together agree within about 1.3%. A baseline recorded earlier therefore
+carries the drift into the comparison as a bias no statistical test can remove. `run_ab` runs the
+base and the current variant's worker processes alternately, case by case, so both sides see the
+same machine at the same time and the drift falls equally on both.
+
+The order: ABBA
+---------------
+For repeat r, for each case in suite order, one *pair* of worker processes runs: base then current
+on even repeats, current then base on odd ones (`pair_order`). For one case the sequence of its
+processes is A B | B A | A B | B A ...: the classic ABBA design. It cancels, in each pair of
+repeats, any effect of a process's position in its pair (the second of two processes of the same
+model may find warmer page caches, a hotter CPU, a different frequency) and, to first order, a
+drift that is linear in time across the four processes. With an odd number of repeats (the default
+5) one pair is left unbalanced (three AB, two BA): its position effect is diluted, not cancelled;
+an even count cancels it fully. Repeats are interleaved across cases (all cases once, then all
+again), as `run` does, so slow drift spreads over every case instead of biasing the last ones.
+
+A case stops (on both sides) after the first pair in which either side's process did not end
+`ok`: a crash or a timeout is deterministic or costly, and the case cannot be compared anyway.
+
+The file
+--------
+One JSON file holds both variants and the comparison, rewritten atomically after every worker
+process (so Ctrl-C or a crash keeps everything measured so far)::
+
+    {"schema_version": 1, "tool": "cnnbench", "kind": "ab", "ab_format_version": 1,
+     "created", "updated", "status": "running" | "complete" | "interrupted",
+     "environment": {...},      # the manager's machine facts (no torch)
+     "suite": {...},            # as in a results file
+     "design": {"order": "ABBA", "repeats": N, "cases": K, "alpha", "thresholds"},
+     "variants": {
+        "base":    {<a complete results file: schema_version, environment, suite, cases>,
+                    "variant": {"name", "python", "paths", "cnnbench_dir", "cnnbench_version"}},
+        "current": {...}},
+     "sequence": [{"n", "repeat", "key", "variant", "status", "median_ms", "started"}, ...],
+     "notes": [...],
+     "comparison": <cnnbench.compare.to_json(...)> | null}
+
+Each `variants[name]` is a results file of its own (the same schema `bench.py run` writes, and
+each variant's `environment` is collected *by that variant's interpreter*, so torch versions and
+the git commit of its checkout are its own): `variant_results` returns one and `split_ab` writes
+both out for `bench.py compare` or `bench.py report`. `sequence` is the order the processes
+really ran in, for audits. The top level deliberately has no `cases` list, so an A/B file is never
+mistaken for a single results file.
+
+The variants
+------------
+A `Variant` is an interpreter plus extra import paths placed first on the worker's PYTHONPATH. The
+worker is always `python -m cnnbench.worker SPEC RESULT`, so each variant measures with *its own*
+cnnbench (and its own user model code) as long as the base speaks the same worker protocol.
+`probe_variant` checks that before anything is measured: the interpreter exists and runs, imports
+`cnnbench` (reporting which directory it came from) and can collect its environment (torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+from cnnbench.errors import ResultsFileError, UserError
+from cnnbench.results import SCHEMA_VERSION, build_record, load_results, new_results, now_iso, upsert_record, write_results
+from cnnbench.runner import PROJECT_ROOT, StopFlag, Variant
+from cnnbench.spec import CaseSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cnnbench.compare import Comparison
+
+__all__ = [
+    "AB_KIND",
+    "AB_FORMAT_VERSION",
+    "VARIANT_NAMES",
+    "DEFAULT_REPEATS",
+    "VariantError",
+    "pair_order",
+    "schedule",
+    "probe_variant",
+    "probe_variants",
+    "new_ab_results",
+    "run_ab",
+    "compare_ab",
+    "load_ab",
+    "variant_results",
+    "split_ab",
+    "describe_variant",
+]
+
+AB_KIND = "ab"
+# Format history of the A/B wrapper (the variant pieces follow results.SCHEMA_VERSION):
+# 1: cnnbench 0.1 - variants {base, current} as results files, sequence, design, comparison.
+AB_FORMAT_VERSION = 1
+VARIANT_NAMES = ("base", "current")
+# Repeats per side when neither --repeats nor the suite (measure.repeats > 1) says: the fewest
+# with which the one-sided rank test can reach the default alpha of 0.01 (1 / C(10, 5) = 0.004).
+DEFAULT_REPEATS = 5
+# A probe imports torch (environment facts); a cold import on a loaded machine can take long.
+PROBE_TIMEOUT_S = 180.0
+_PROBE_MARK = "CNNBENCH-PROBE "
+_SAFE_PATH = "PYTHONSAFEPATH"
+
+# Run by each variant's interpreter with that variant's PYTHONPATH: which cnnbench it imports,
+# and its environment. Only stdlib before `import cnnbench`; prints one marked JSON line.
+_PROBE_CODE = f"""
+import json, os, sys
+out = {{"executable": sys.executable, "python": sys.version.split()[0]}}
+try:
+    import cnnbench, cnnbench.worker
+except BaseException as exc:
+    out["error"] = "cannot import cnnbench: %s: %s" % (type(exc).__name__, exc)
+else:
+    out["cnnbench_dir"] = os.path.dirname(os.path.abspath(cnnbench.__file__))
+    out["cnnbench_version"] = getattr(cnnbench, "__version__", None)
+    try:
+        from cnnbench.environment import collect_environment
+        out["environment"] = collect_environment()
+    except BaseException as exc:
+        out["error"] = "cannot collect its environment (is torch installed for it?): %s: %s" % (type(exc).__name__, exc)
+print({_PROBE_MARK!r} + json.dumps(out, default=str))
+"""
+
+
+class VariantError(UserError):
+    """A variant that cannot run workers (bad interpreter, no cnnbench, no torch): exit code 2."""
+
+
+# -- the order ------------------------------------------------------------------------------------
+
+
+def pair_order(repeat: int) -> tuple[str, str]:
+    """Which variant runs first in the pair of processes of `repeat` (0-based): ABBA."""
+    return ("base", "current") if repeat % 2 == 0 else ("current", "base")
+
+
+def schedule(cases: Sequence[CaseSpec]) -> list[tuple[int, CaseSpec, str]]:
+    """The planned order of worker processes: (repeat, case, variant), repeats interleaved."""
+    return [(repeat, spec, name) for repeat, spec in _pairs(cases) for name in pair_order(repeat)]
+
+
+# -- variants -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def safe_path_env() -> Iterator[None]:
+    """Set PYTHONSAFEPATH=1 for the workers started inside (restored afterwards).
+
+    `python -m cnnbench.worker` puts the working directory *first* on sys.path, ahead of
+    PYTHONPATH: run from the pull request's checkout, the base's workers would import the pull
+    request's `cnnbench` (and models) instead of those on `--base-path`, and the A/B run would
+    silently compare the code with itself. PYTHONSAFEPATH (Python 3.11+) drops that entry; the
+    directory stays importable through the suite's python_path, which PYTHONPATH carries after
+    the variant's own paths.
+    """
+    previous = os.environ.get(_SAFE_PATH)
+    os.environ[_SAFE_PATH] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_SAFE_PATH, None)
+        else:
+            os.environ[_SAFE_PATH] = previous
+
+
+def _worker_pythonpath(variant: Variant, extra_paths: Iterable[str]) -> str:
+    """The PYTHONPATH `runner.run_worker` gives this variant's workers (kept in step with it)."""
+    paths = [*variant.paths, *extra_paths, PROJECT_ROOT]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(paths)
+
+
+def resolve_python(python: str, *, option: str) -> str:
+    """An interpreter given on the command line, as an absolute path; VariantError if unusable."""
+    if os.sep not in python and not Path(python).exists():
+        found = shutil.which(python)
+        if found is None:
+            raise VariantError(f"{option} {python}: not found on PATH")
+        python = found
+    path = Path(python).expanduser()
+    if not path.exists():
+        raise VariantError(f"{option} {python}: no such file")
+    if path.is_dir():
+        raise VariantError(f"{option} {python}: is a directory, not a Python interpreter")
+    if not os.access(path, os.X_OK):
+        raise VariantError(f"{option} {python}: not executable")
+    # Absolute but not resolved: a venv's bin/python is a symlink whose *path* selects the venv.
+    return str(path.absolute())
+
+
+def resolve_paths(paths: Iterable[str], *, option: str) -> tuple[str, ...]:
+    """Import paths given on the command line, absolute; VariantError if one is not a directory."""
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.is_dir():
+            raise VariantError(f"{option} {p}: no such directory")
+        out.append(str(path.resolve()))
+    return tuple(out)
+
+
+def _option(name: str, what: str) -> str:
+    return f"--{name}-{what}"
+
+
+def _start_probe(variant: Variant, extra_paths: Sequence[str]) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _worker_pythonpath(variant, extra_paths)
+    env[_SAFE_PATH] = "1"  # as the workers get it (see `safe_path_env`)
+    try:
+        return subprocess.Popen(
+            [variant.python, "-c", _PROBE_CODE],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    except OSError as exc:
+        raise VariantError(f"{_option(variant.name, 'python')} {variant.python}: cannot run it ({exc.strerror or exc})") from exc
+
+
+def _finish_probe(variant: Variant, proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
+    where = f"{variant.name} ({variant.python}" + (f" with {', '.join(variant.paths)} first on the path" if variant.paths else "") + ")"
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise VariantError(f"{where}: did not answer within {timeout_s:g} s") from None
+    lines = [ln for ln in out.splitlines() if ln.startswith(_PROBE_MARK)]
+    if not lines:
+        tail = [ln.strip() for ln in (err or out).strip().splitlines() if ln.strip()]
+        why = tail[-1] if tail else f"exit code {proc.returncode}"
+        raise VariantError(f"{where}: is not a working Python interpreter ({why})")
+    info = json.loads(lines[-1][len(_PROBE_MARK):])
+    if info.get("error"):
+        raise VariantError(f"{where}: {info['error']}")
+    return info
+
+
+def probe_variant(variant: Variant, *, extra_paths: Sequence[str] = (), timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
+    """Check that `variant` can run workers and return what it runs with.
+
+    Returns:
+        {"executable", "python", "cnnbench_dir", "cnnbench_version", "environment"}.
+
+    Raises:
+        VariantError: one line naming the variant and what is wrong.
+    """
+    return _finish_probe(variant, _start_probe(variant, tuple(extra_paths)), timeout_s)
+
+
+def probe_variants(
+    variants: Mapping[str, Variant], *, extra_paths: Sequence[str] = (), timeout_s: float = PROBE_TIMEOUT_S
+) -> dict[str, dict[str, Any]]:
+    """`probe_variant` for every variant, the interpreters started together (each imports torch)."""
+    procs = {name: _start_probe(v, tuple(extra_paths)) for name, v in variants.items()}
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for name, proc in procs.items():
+            out[name] = _finish_probe(variants[name], proc, timeout_s)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return out
+
+
+def describe_variant(variant: Variant, info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the file records about a variant (and the reports show)."""
+    info = info or {}
+    env = info.get("environment") or {}
+    git = env.get("git") if isinstance(env.get("git"), dict) else {}
+    return {
+        "name": variant.name,
+        "python": variant.python,
+        "python_version": info.get("python"),
+        "paths": list(variant.paths),
+        "cnnbench_dir": info.get("cnnbench_dir"),
+        "cnnbench_version": info.get("cnnbench_version"),
+        "git_commit": git.get("commit"),
+    }
+
+
+def variant_notes(variants: Mapping[str, Variant], infos: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Facts about the two variants a reader should not have to dig for."""
+    notes = []
+    b, c = variants["base"], variants["current"]
+    bi, ci = infos.get("base") or {}, infos.get("current") or {}
+    if b.python == c.python and b.paths == c.paths:
+        notes.append("base and current are the same interpreter with the same import paths: this is an A/A run")
+    elif bi.get("cnnbench_dir") and bi.get("cnnbench_dir") == ci.get("cnnbench_dir"):
+        notes.append(
+            f"both variants import cnnbench from {bi['cnnbench_dir']}: only code on the variants' own paths "
+            "(user models) or interpreters differs"
+        )
+    be, ce = bi.get("environment") or {}, ci.get("environment") or {}
+    if be.get("torch") and ce.get("torch") and be["torch"] != ce["torch"]:
+        notes.append(
+            f"the variants run different torch versions ({be['torch']} vs {ce['torch']}): compare marks every case incomparable"
+        )
+    return notes
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+class AbReporter(Protocol):
+    def start(self, total_runs: int) -> None: ...
+    def case_started(self, spec: CaseSpec, repeat: int, variant: str) -> None: ...
+    def case_finished(self, record: dict[str, Any], run: dict[str, Any], variant: str) -> None: ...
+    def finish(self, ab: dict[str, Any]) -> None: ...
+
+
+class NullReporter:
+    def start(self, total_runs: int) -> None: ...
+    def case_started(self, spec: CaseSpec, repeat: int, variant: str) -> None: ...
+    def case_finished(self, record: dict[str, Any], run: dict[str, Any], variant: str) -> None: ...
+    def finish(self, ab: dict[str, Any]) -> None: ...
+
+
+def new_ab_results(
+    *,
+    environment: dict[str, Any],
+    suite: dict[str, Any],
+    variants: Mapping[str, Variant],
+    infos: Mapping[str, Mapping[str, Any]] | None = None,
+    design: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An empty A/B document: one results file per variant, nothing measured yet."""
+    infos = infos or {}
+    now = now_iso()
+    pieces = {}
+    for name in VARIANT_NAMES:
+        info = infos.get(name) or {}
+        piece = new_results(environment=dict(info.get("environment") or environment), suite=dict(suite))
+        piece["variant"] = describe_variant(variants[name], info)
+        pieces[name] = piece
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "cnnbench",
+        "kind": AB_KIND,
+        "ab_format_version": AB_FORMAT_VERSION,
+        "created": now,
+        "updated": now,
+        "status": "running",
+        "environment": environment,
+        "suite": suite,
+        "design": {"order": "ABBA", **dict(design or {})},
+        "variants": pieces,
+        "sequence": [],
+        "notes": variant_notes(variants, infos),
+        "comparison": None,
+    }
+
+
+@dataclass
+class AbState:
+    """Runs gathered so far, per variant and case key."""
+
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: {n: {} for n in VARIANT_NAMES})
+    interrupted: bool = False
+
+
+def run_ab(
+    cases: Sequence[CaseSpec],
+    *,
+    ab: dict[str, Any],
+    out_path: str | os.PathLike[str],
+    variants: Mapping[str, Variant],
+    reporter: AbReporter | None = None,
+    extra_paths: Iterable[str] = (),
+    stop: StopFlag | None = None,
+    workdir: str | None = None,
+    worker: Callable[..., dict[str, Any]] | None = None,
+) -> AbState:
+    """Run every case for both variants in ABBA order, saving `ab` after every worker process.
+
+    Args:
+        cases: the cases; each runs `measure.repeats` times per variant.
+        ab: the document from `new_ab_results`; records land in `ab["variants"][name]["cases"]`.
+        out_path: where `ab` is written (atomically, after every process).
+        variants: {"base": Variant, "current": Variant}.
+        reporter: progress callbacks (default: none).
+        extra_paths: import paths for both variants after their own (the suite's python_path).
+        stop: a StopFlag; when set, the in-flight process is recorded `interrupted` and nothing
+            else starts.
+        workdir: scratch directory for the workers' spec/result files.
+        worker: `runner.run_worker` or a stand-in with its signature (tests).
+
+    Returns:
+        The runs per variant and key, and whether the run was interrupted.
+    """
+    if worker is None:
+        from cnnbench.runner import run_worker as worker
+    reporter = reporter or NullReporter()
+    state = AbState()
+    extra_paths = tuple(extra_paths)
+    reporter.start(len(schedule(cases)))
+    own_workdir = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="cnnbench-ab-")
+    try:
+        with safe_path_env():
+            for repeat, spec in _pairs(cases):
+                if _case_failed(state, spec.key):
+                    continue  # a pair had a failed process: no more pairs for this case
+                for name in pair_order(repeat):
+                    if stop is not None and stop.requested:
+                        state.interrupted = True
+                        break
+                    run, record = _run_one(spec, repeat, name, ab=ab, state=state, variants=variants, reporter=reporter,
+                                           worker=worker, workdir=workdir, stop=stop, extra_paths=extra_paths)
+                    write_results(out_path, ab)
+                    reporter.case_finished(record, run, name)
+                    if run.get("status") == "interrupted":
+                        state.interrupted = True
+                        break
+                if state.interrupted:
+                    break
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    ab["status"] = "interrupted" if state.interrupted else "complete"
+    write_results(out_path, ab)
+    return state
+
+
+def _pairs(cases: Sequence[CaseSpec]) -> Iterable[tuple[int, CaseSpec]]:
+    """(repeat, case) for every pair of processes, repeats interleaved across cases."""
+    for repeat in range(max((c.measure.repeats for c in cases), default=0)):
+        for spec in cases:
+            if repeat < spec.measure.repeats:
+                yield repeat, spec
+
+
+def _run_one(
+    spec: CaseSpec,
+    repeat: int,
+    name: str,
+    *,
+    ab: dict[str, Any],
+    state: AbState,
+    variants: Mapping[str, Variant],
+    reporter: AbReporter,
+    worker: Callable[..., dict[str, Any]],
+    workdir: str,
+    stop: StopFlag | None,
+    extra_paths: tuple[str, ...],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One worker process of one variant; its record and the sequence entry go into `ab`."""
+    runs = state.runs[name].setdefault(spec.key, [])
+    reporter.case_started(spec, repeat, name)
+    run = worker(spec, variant=variants[name], workdir=workdir, stop=stop, extra_paths=extra_paths)
+    run["repeat"] = repeat
+    run["variant"] = name
+    runs.append(run)
+    record = build_record(spec, runs, planned_repeats=spec.measure.repeats)
+    piece = ab["variants"][name]
+    upsert_record(piece, record)
+    piece["updated"] = now_iso()
+    ab["sequence"].append(
+        {
+            "n": len(ab["sequence"]),
+            "repeat": repeat,
+            "key": spec.key,
+            "variant": name,
+            "status": run.get("status"),
+            "median_ms": record["runs"][-1].get("median_ms") if record.get("runs") else None,
+            "started": run.get("started"),
+        }
+    )
+    return run, record
+
+
+def _case_failed(state: AbState, key: str) -> bool:
+    return any(r.get("status") != "ok" for name in VARIANT_NAMES for r in state.runs[name].get(key, []))
+
+
+# -- comparing and reading ------------------------------------------------------------------------
+
+
+def variant_results(ab: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One variant of an A/B document as a plain results dict (what `load_results` returns)."""
+    if name not in VARIANT_NAMES:
+        raise UserError(f"unknown variant {name!r} (an A/B file holds {', '.join(VARIANT_NAMES)})")
+    piece = (ab.get("variants") or {}).get(name)
+    if not isinstance(piece, dict) or not isinstance(piece.get("cases"), list):
+        raise ResultsFileError("A/B file", f"has no {name} results")
+    return piece
+
+
+def compare_ab(
+    ab: Mapping[str, Any], *, alpha: float | None = None, thresholds: Mapping[str, Any] | None = None
+) -> "Comparison":
+    """Compare the two variants of an A/B document with `cnnbench.compare` (same verdicts)."""
+    from cnnbench import compare
+
+    return compare.compare_results(
+        variant_results(ab, "base"),
+        variant_results(ab, "current"),
+        alpha=compare.DEFAULT_ALPHA if alpha is None else alpha,
+        thresholds=thresholds,
+        base_name="base",
+        current_name="current",
+    )
+
+
+def load_ab(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load an A/B file: the results-file checks, then the A/B shape. ResultsFileError if not."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsFileError(str(path), "no such A/B results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(str(path), f"cannot read ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(str(path), f"not valid JSON at line {exc.lineno} (truncated or corrupted?): {exc.msg}") from exc
+    if not isinstance(data, dict) or data.get("kind") != AB_KIND:
+        hint = " (a results file from `bench.py run`: use `bench.py compare`)" if isinstance(data, dict) and "cases" in data else ""
+        raise ResultsFileError(str(path), f"not a cnnbench A/B file{hint}")
+    version = data.get("ab_format_version")
+    if not isinstance(version, int) or version > AB_FORMAT_VERSION:
+        raise ResultsFileError(str(path), f"A/B format {version!r} is newer than this cnnbench ({AB_FORMAT_VERSION}); upgrade cnnbench")
+    # Each variant is a results file: check it with the results loader's own rules.
+    with tempfile.TemporaryDirectory(prefix="cnnbench-ab-") as tmp:
+        for name in VARIANT_NAMES:
+            piece = (data.get("variants") or {}).get(name)
+            if not isinstance(piece, dict):
+                raise ResultsFileError(str(path), f"has no {name} variant")
+            check = Path(tmp) / f"{name}.json"
+            check.write_text(json.dumps(piece), encoding="utf-8")
+            try:
+                data["variants"][name] = load_results(check)
+            except ResultsFileError as exc:
+                raise ResultsFileError(str(path), f"variants.{name}: {str(exc).split(': ', 1)[-1]}") from exc
+    return data
+
+
+def split_ab(ab: Mapping[str, Any], prefix: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write each variant as its own results file, `PREFIX-base.json` and `PREFIX-current.json`."""
+    out = {}
+    for name in VARIANT_NAMES:
+        path = Path(f"{os.fspath(prefix)}-{name}.json")
+        write_results(path, dict(variant_results(ab, name)))
+        out[name] = path
+    return out
+
+
+def render_ab_markdown(ab: Mapping[str, Any], comparison: "Comparison") -> str:
+    """The compare summary, plus how the A/B run was made (variants, order, repeats)."""
+    from cnnbench import compare
+
+    text = compare.render_markdown(comparison).replace("cnnbench compare:", "cnnbench A/B:", 1)
+    design = ab.get("design") or {}
+    lines = ["", "<details>", "<summary>How this was measured</summary>", ""]
+    lines.append(
+        f"Interleaved A/B run: base and current worker processes alternate case by case in {design.get('order', 'ABBA')} "
+        f"order, {design.get('repeats', '?')} repeat(s) per side, {len(ab.get('sequence') or [])} worker processes "
+        f"({ab.get('status', '?')})."
+    )
+    lines.append("")
+    for name in VARIANT_NAMES:
+        v = (ab.get("variants") or {}).get(name, {}).get("variant") or {}
+        paths = ", ".join(f"`{p}`" for p in v.get("paths") or []) or "none"
+        commit = f", commit {str(v['git_commit'])[:10]}" if v.get("git_commit") else ""
+        lines.append(
+            f"- **{name}**: `{v.get('python')}` (Python {v.get('python_version') or '?'}), extra paths {paths}; "
+            f"cnnbench from `{v.get('cnnbench_dir') or '?'}`{commit}"
+        )
+    for note in ab.get("notes") or []:
+        lines.append(f"- {note}")
+    lines += ["", "</details>", ""]
+    return text.rstrip("\n") + "\n" + "\n".join(lines)

@@ -1,0 +1,288 @@
+"""`bench.py ab SUITE`: measure a base and a current variant interleaved, in one job, and compare.
+
+The work is `cnnbench.ab` (probe the variants, run in ABBA order, save both in one file) and
+`cnnbench.compare` (verdicts, renderers); this module parses options, writes the requested outputs
+and picks the exit code. No torch import here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import fnmatch
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import ResultsFileError, UserError
+
+HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
+ORDER = 35
+DESCRIPTION = """\
+Run every case of SUITE for two variants of the code in one job, alternating base and current
+worker processes case by case in ABBA order (base then current on even repeats, current then
+base on odd ones), so machine drift falls equally on both. A variant is an interpreter
+(--base-python, --current-python; default: this one) and extra import paths put first on the
+worker's PYTHONPATH (--base-path, --current-path; e.g. a checkout of the base commit), so each
+side measures with its own cnnbench and model code. Before measuring, each variant is probed:
+the interpreter must run, import cnnbench and torch (exit 2 otherwise).
+
+One file (--out) holds both variants' results and the comparison, rewritten after every worker
+process; Ctrl-C keeps everything measured (exit 130). The verdicts, the Markdown summary (to
+--markdown, and appended to $GITHUB_STEP_SUMMARY when set) and the exit codes are those of
+`bench.py compare`: 0 no regression, 1 a regression, 2 usage or file error.
+
+`bench.py ab --from FILE` compares a saved A/B file again (other --threshold/--alpha, or one cut
+short by Ctrl-C); --split PREFIX writes each variant as its own results file
+(PREFIX-base.json, PREFIX-current.json) for `compare` and `report`. See docs/ci.md.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from cnnbench.ab import DEFAULT_REPEATS
+
+    p.add_argument("suite", nargs="?", metavar="SUITE", help="suite YAML file (or use --from FILE)")
+    p.add_argument("--from", dest="from_file", metavar="FILE", help="do not measure: compare the variants of a saved A/B file")
+    for side, what in (("base", "the reference, e.g. a checkout of the target branch"), ("current", "the code under test")):
+        p.add_argument(
+            f"--{side}-python", metavar="PY", help=f"interpreter for {what} (default: the one running bench.py)"
+        )
+        p.add_argument(
+            f"--{side}-path",
+            metavar="DIR",
+            action="append",
+            default=[],
+            help=f"import path put first for {side} workers (repeatable), e.g. the directory holding its cnnbench/",
+        )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help=f"worker processes per case and side (default: the suite's measure.repeats if > 1, else {DEFAULT_REPEATS})",
+    )
+    p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="[METRIC:]PCT",
+        help="slowdown that counts as a regression, e.g. 5%% or memory:10%%; repeatable (default: the suite's, else 5%%/10%%)",
+    )
+    p.add_argument("--alpha", type=float, metavar="P", help="significance level of each one-sided test (default 0.01)")
+    p.add_argument("--out", "-o", metavar="FILE", help="the A/B results file (default: results/ab-<suite>-<time>.json)")
+    p.add_argument("--replace", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary to FILE")
+    p.add_argument("--json", metavar="FILE", help="write the comparison as JSON to FILE")
+    p.add_argument("--split", metavar="PREFIX", help="also write PREFIX-base.json and PREFIX-current.json (plain results files)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the comparison")
+
+
+def _thresholds(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
+    from cnnbench import compare
+
+    thresholds: dict[str, Any] = {}
+    for text in args.threshold:
+        thr = compare.parse_threshold(text, source="command line")
+        thresholds[thr.metric] = thr
+    alpha = compare.DEFAULT_ALPHA if args.alpha is None else args.alpha
+    if not 0 < alpha < 0.5:
+        raise UserError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
+    return thresholds, alpha
+
+
+def _select_cases(cases: list, args: argparse.Namespace) -> list:
+    from cnnbench.ab import DEFAULT_REPEATS
+
+    if args.repeats is not None and args.repeats < 1:
+        raise UserError(f"--repeats must be positive, got {args.repeats}")
+    if args.models:
+        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in args.models)]
+        if not cases:
+            raise UserError("no case left after --models filters")
+    out = []
+    for c in cases:
+        repeats = args.repeats or (c.measure.repeats if c.measure.repeats > 1 else DEFAULT_REPEATS)
+        out.append(c.replace(measure=c.measure.__class__(**{**c.measure.to_dict(), "repeats": repeats})))
+    return out
+
+
+def _write(path: str, text: str, *, append: bool = False) -> None:
+    try:
+        with Path(path).open("a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, Any], alpha: float):
+    """Compare, write every requested output, print the table; returns the Comparison."""
+    from cnnbench import compare
+    from cnnbench.ab import compare_ab, render_ab_markdown, split_ab
+    from cnnbench.console import make_console
+
+    comparison = compare_ab(ab, alpha=alpha, thresholds=thresholds)
+    markdown = render_ab_markdown(ab, comparison)
+    if args.markdown:
+        _write(args.markdown, markdown)
+    if args.json:
+        _write(args.json, json.dumps(compare.to_json(comparison), indent=1, allow_nan=False) + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _write(summary, markdown + "\n", append=True)
+    if args.split:
+        for path in split_ab(ab, args.split).values():
+            print(f"wrote {path}")
+    console = make_console(soft_wrap=False)
+    compare.render_terminal(comparison, console)
+    for note in ab.get("notes") or []:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    return comparison
+
+
+class ConsoleAbReporter:
+    """A progress bar with ETA, and one line per finished worker process tagged with its variant."""
+
+    def __init__(self, title: str):
+        from cnnbench.console import make_console
+
+        self.console = make_console()
+        self.title = title
+        self._progress = None
+        self._task = None
+
+    def start(self, total_runs: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, transient=True,
+        )  # fmt: skip
+        self._progress.start()
+        self._task = self._progress.add_task(self.title, total=total_runs)
+
+    def case_started(self, spec, repeat: int, variant: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{variant}: {spec.model} b{spec.batch_size} {spec.backend}")
+
+    def case_finished(self, record: dict[str, Any], run: dict[str, Any], variant: str) -> None:
+        if self._progress is None:
+            return
+        tag = f"[cyan]{variant:>7}[/cyan]"
+        rep = f"repeat {run.get('repeat', 0) + 1}/{record['repeats_planned']}"
+        last = (record.get("runs") or [{}])[-1]
+        if run.get("status") == "ok" and last.get("median_ms") is not None:
+            line = f"{tag} [green]✓[/green] {record['key']} ({rep}): {last['median_ms']:.3f} ms median"
+        else:
+            line = f"{tag} [red]✗[/red] {record['key']} ({rep}): [red]{run.get('status')}[/red]: {run.get('error') or ''}"
+        self._progress.console.print(line, highlight=False)
+        self._progress.advance(self._task)
+
+    def finish(self, ab: dict[str, Any]) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _default_out(suite_name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"ab-{suite_name}-{stamp}.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnbench.cli import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK
+
+    thresholds, alpha = _thresholds(args)
+    if args.from_file:
+        if args.suite:
+            raise UserError("give either SUITE (to measure) or --from FILE (to compare a saved run), not both")
+        from cnnbench.ab import load_ab
+
+        ab = load_ab(args.from_file)
+        comparison = _report(ab, args, thresholds, alpha)
+        if ab.get("status") != "complete":
+            print(f"note: {args.from_file} is {ab.get('status')}: not every planned worker process ran")
+        return EXIT_NOT_OK if comparison.has_regression else EXIT_OK
+    if not args.suite:
+        raise UserError("give a SUITE to measure, or --from FILE to compare a saved A/B run")
+    return _measure(args, thresholds, alpha, EXIT_OK, EXIT_NOT_OK, EXIT_INTERRUPTED)
+
+
+def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float, ok: int, not_ok: int, interrupted: int) -> int:
+    from cnnbench import ab as abmod
+    from cnnbench.runner import StopFlag, Variant
+    from cnnbench.suite import load_suite
+
+    suite_path = Path(args.suite)
+    suite = load_suite(suite_path, cuda_available=False)  # validate before anything heavy
+    cases = _select_cases(list(suite.cases), args)
+    out = Path(args.out) if args.out else _default_out(suite.name)
+    if out.exists() and out.is_dir():
+        raise ResultsFileError(str(out), "is a directory")
+    if out.exists() and not args.replace:
+        raise ResultsFileError(str(out), "exists; pass --replace to overwrite it")
+
+    variants = {
+        name: Variant(
+            name=name,
+            python=abmod.resolve_python(getattr(args, f"{name}_python") or sys.executable, option=f"--{name}-python"),
+            paths=abmod.resolve_paths(getattr(args, f"{name}_path"), option=f"--{name}-path"),
+        )
+        for name in abmod.VARIANT_NAMES
+    }
+    if not args.quiet:
+        print("checking the variants (each imports cnnbench and torch) ...", flush=True)
+    infos = abmod.probe_variants(variants, extra_paths=suite.python_path)
+    if (infos["current"].get("environment") or {}).get("cuda_available") and any(c.device == "cpu" for c in cases):
+        suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
+        cases = _select_cases(list(suite.cases), args)
+
+    from cnnbench.environment import collect_environment
+
+    suite_info = {
+        "name": suite.name,
+        "path": str(suite_path),
+        "sha256": suite.sha256,
+        "description": suite.description,
+        "thresholds": suite.thresholds,
+        "case_count": len(cases),
+    }
+    repeats = sorted({c.measure.repeats for c in cases})
+    design = {
+        "repeats": repeats[0] if len(repeats) == 1 else repeats,
+        "cases": len(cases),
+        "worker_processes_planned": len(abmod.schedule(cases)),
+        "alpha": alpha,
+        "thresholds": {m: str(t) for m, t in thresholds.items()},
+    }
+    doc = abmod.new_ab_results(
+        environment=collect_environment(with_torch=False), suite=suite_info, variants=variants, infos=infos, design=design
+    )
+    from cnnbench.results import write_results
+
+    write_results(out, doc)  # fail early (permissions, disk) before measuring anything
+    if not args.quiet:
+        for name in abmod.VARIANT_NAMES:
+            v = doc["variants"][name]["variant"]
+            print(f"{name:>7}: {v['python']} {' '.join(v['paths'])} (cnnbench from {v['cnnbench_dir']})")
+    reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(f"ab {suite.name}")
+    stop = StopFlag()
+    restore = stop.install()
+    try:
+        state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
+                             extra_paths=suite.python_path, stop=stop)  # fmt: skip
+    finally:
+        restore()
+        reporter.finish(doc)
+
+    from cnnbench import compare
+
+    comparison = _report(doc, args, thresholds, alpha)
+    doc["comparison"] = compare.to_json(comparison)
+    write_results(out, doc)
+    print(f"results: {out}")
+    if state.interrupted:
+        print("interrupted: every finished worker process is in the file; the comparison covers them")
+        return interrupted
+    return not_ok if comparison.has_regression else ok
