@@ -64,11 +64,12 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         lat = rec.get("latency_ms") or {}
         med = _valid_latency(rec)
         base = eager.get(_group_key(spec))
-        measured_batch = (rec.get("backend_info") or {}).get("measured_batch_size")
+        measured_batch = rec.get("measured_batch_size")  # lower than asked only after --oom-retry
+        lowered = measured_batch is not None and measured_batch != spec["batch_size"]
         rows.append(
             {
                 "model": spec["model"],
-                "batch": spec["batch_size"] if not measured_batch else f"{measured_batch} (of {spec['batch_size']})",
+                "batch": f"{measured_batch} (of {spec['batch_size']})" if lowered else spec["batch_size"],
                 "backend": spec["backend"],
                 "precision": spec["precision"],
                 "device": spec["device"],

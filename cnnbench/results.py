@@ -35,9 +35,10 @@ __all__ = [
     "upsert_record",
 ]
 
-# Schema history (one line per version; `_migrate` branches on it):
+# Schema history (one line per version; `_migrate` runs one step function per version):
 # 1: cnnbench 0.1 - cases with spec, status, counts, repeats (raw samples), latency_ms, warnings.
-SCHEMA_VERSION = 1
+# 2: cases gain `measured_batch_size` (the batch timed; < spec batch only after --oom-retry) and `batch_attempts`.
+SCHEMA_VERSION = 2
 
 STATUSES = (
     "ok",
@@ -84,6 +85,11 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     `first_call_ms`, `block_size`, `stop_reason`. The record's `samples_ms` pools the ok runs'
     samples, `repeat_medians_ms` keeps each run's median (what a regression check compares), and
     the status is the first non-ok status of any run, else ok.
+
+    A run may carry `batch_size` (the batch it measured, when `--oom-retry` had to lower it) and
+    `batch_attempts` (`[{batch_size, status}]`, one per worker the retry started). The record
+    keeps the requested spec and key, says `measured_batch_size`, and warns when they differ;
+    throughput and GMACs are per measured batch (the worker counted what it ran).
     """
     ok_runs = [r for r in runs if r.get("status") == "ok"]
     bad_runs = [r for r in runs if r.get("status") != "ok"]
@@ -107,11 +113,17 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     record["block_size"] = first.get("block_size")
     record["stop_reason"] = first.get("stop_reason")
     record["repeat_medians_ms"] = [stats.median(r["samples_ms"]) for r in ok_runs if r.get("samples_ms")]
+    measured = [r.get("batch_size", spec.batch_size) for r in ok_runs]
+    record["measured_batch_size"] = measured[0] if measured else None
+    record["batch_attempts"] = next((list(r["batch_attempts"]) for r in runs if r.get("batch_attempts")), [])
     record["repeats_done"] = len(runs)
     record["repeats_planned"] = planned_repeats or len(runs)
     record["runs"] = [_run_summary(r) for r in runs]
 
     warnings: list[str] = []
+    retry = _oom_retry_warning(spec, record["measured_batch_size"], record["batch_attempts"])
+    if retry:
+        warnings.append(retry)
     for r in runs:
         for w in r.get("warnings") or []:
             if w not in warnings:
@@ -119,7 +131,8 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     if samples:
         lat = stats.summarize(samples)
         record["latency_ms"] = lat
-        record["throughput_per_s"] = spec.batch_size / (lat["median"] / 1000.0) if lat["median"] > 0 else None
+        batch = record["measured_batch_size"] or spec.batch_size
+        record["throughput_per_s"] = batch / (lat["median"] / 1000.0) if lat["median"] > 0 else None
         rel_iqr = lat["iqr"] / lat["median"] if lat["median"] > 0 else float("inf")
         if rel_iqr > stats.IQR_WARN_THRESHOLD:
             msg = f"high dispersion: IQR is {rel_iqr:.0%} of the median (> {stats.IQR_WARN_THRESHOLD:.0%})"
@@ -131,6 +144,18 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
         record["throughput_per_s"] = None
     record["warnings"] = warnings
     return record
+
+
+def _oom_retry_warning(spec: CaseSpec, measured: int | None, attempts: list[dict[str, Any]]) -> str | None:
+    """The line that makes a lowered batch impossible to miss (never reduced silently)."""
+    if not attempts:
+        return None
+    tried = ", ".join(f"{a['batch_size']} {a['status']}" for a in attempts)
+    if measured is not None and measured != spec.batch_size:
+        return f"out of memory at batch {spec.batch_size}: measured at batch {measured} instead (--oom-retry: {tried})"
+    if measured is None:
+        return f"--oom-retry found no batch that fits ({tried})"
+    return None
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +179,8 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "traceback",
         "recompiles",
         "host",
+        "batch_size",
+        "batch_attempts",
     )
     out = {k: run[k] for k in keep if k in run}
     if run.get("samples_ms"):
@@ -186,24 +213,30 @@ def upsert_record(results: dict[str, Any], record: dict[str, Any]) -> None:
 def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None:
     """Write atomically: a temporary file in the same directory, fsync, then rename over `path`.
 
-    On any failure the previous file is untouched and a ResultsFileError names the path.
+    On any failure (disk full, permission, an interrupt) the previous file is untouched, the
+    temporary file is removed and a ResultsFileError names the path. The new file keeps the old
+    one's permissions (a new one gets the umask's), not mkstemp's owner-only 0600.
     """
     path = Path(path)
     results["updated"] = now_iso()
     try:
-        data = json.dumps(results, indent=1, allow_nan=False, default=_json_default)
+        text = json.dumps(results, indent=1, allow_nan=False, default=_json_default)
     except ValueError as exc:  # NaN/inf slipped into a record: a bug, but never lose the file
-        data = json.dumps(_sanitize(results), indent=1, default=_json_default)
+        text = json.dumps(_sanitize(results), indent=1, default=_json_default)
         results.setdefault("notes", []).append(f"non-finite values replaced by null: {exc}")
+    data = (text + "\n").encode("utf-8")
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            os.fchmod(fd, _file_mode(path))
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a full disk, a signal)
+                view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
@@ -214,6 +247,34 @@ def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None
                 os.unlink(tmp_name)
             except OSError:
                 pass
+    _fsync_dir(path.parent)
+
+
+_WRITE_CHUNK = 1 << 16
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable. Best effort: the new file is already complete and in
+    place, so a filesystem that cannot sync a directory is no reason to fail the run."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _json_default(obj: Any) -> Any:
@@ -265,13 +326,36 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Bring an older file up to SCHEMA_VERSION, one step per version (see the history above)."""
     version = data["schema_version"]
     if version < 1:
         raise ResultsFileError(str(path), f"schema {version} is older than any cnnbench release")
-    # Future: `if version == 1: data = _v1_to_v2(data)` and so on, one step per version.
     if not isinstance(data["cases"], list):
         raise ResultsFileError(str(path), "`cases` is not a list")
+    while version < SCHEMA_VERSION:
+        data = _MIGRATIONS[version](data)
+        version += 1
+        data["schema_version"] = version
     return data
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had no OOM retry: what ran ok ran at the batch of its spec, with no attempts.
+
+    Records that are not even mappings are left alone for the reader to report.
+    """
+    for record in data["cases"]:
+        if not isinstance(record, dict):
+            continue
+        spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
+        ok = record.get("status") == "ok"
+        record.setdefault("measured_batch_size", spec.get("batch_size") if ok else None)
+        record.setdefault("batch_attempts", [])
+    return data
+
+
+# schema version -> the function that lifts a file of that version to the next one
+_MIGRATIONS = {1: _v1_to_v2}
 
 
 def iter_specs(results: dict[str, Any]) -> Iterable[tuple[CaseSpec, dict[str, Any]]]:

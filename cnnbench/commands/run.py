@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
+import fcntl
 import fnmatch
 import os
 import socket
@@ -18,8 +20,8 @@ ORDER = 10
 DESCRIPTION = (
     "Measure every case of SUITE (default: suites/smoke.yaml), each in its own worker process. "
     "The results file is rewritten atomically after every case, so Ctrl-C (or a crash) keeps "
-    "every case measured so far. Exit code: 0 all cases ok, 1 some case not ok, 2 usage or suite "
-    "error, 130 interrupted."
+    "every case measured so far; a second Ctrl-C stops at once. Exit code: 0 all cases ok, 1 some "
+    "case not ok, 2 usage, suite or results-file error (a failed save included), 130 interrupted."
 )
 DEFAULT_SUITE = "suites/smoke.yaml"
 
@@ -35,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, metavar="N", help="worker processes per case (overrides the suite)")
     p.add_argument("--timeout", type=float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
     p.add_argument("--max-time", type=float, metavar="S", help="max timed seconds per case (overrides the suite)")
+    p.add_argument(
+        "--oom-retry",
+        action="store_true",
+        help="when a case runs out of memory, halve its batch and retry until it fits (the measured "
+        "batch is recorded and shown, e.g. '16 (of 32)'; other errors are never retried)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
 
 
@@ -88,55 +96,103 @@ def _default_out(suite_name: str) -> Path:
 
 @contextmanager
 def results_lock(out: Path) -> Iterator[None]:
-    """An exclusive lock file beside the results file, so two runs never interleave records.
+    """An exclusive lock beside the results file, so two runs never interleave records.
 
-    The lock holds host and pid; a lock left by a dead process on this host is taken over.
+    An advisory `flock` on `FILE.lock`: the kernel drops it when the holder dies however it dies
+    (SIGKILL, OOM killer), so there is no stale lock to judge. The file names the holder for the
+    message, and is removed on the way out. A path re-created while we waited on the old inode
+    means another run just finished and a third took over: try again.
     """
     lock = out.with_name(out.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    for _ in range(20):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                host, pid = lock.read_text(encoding="utf-8").split()
-            except (OSError, ValueError):
-                host, pid = "", "0"
-            if host == socket.gethostname() and not _pid_alive(int(pid)):
-                lock.unlink(missing_ok=True)
-                continue
-            raise ResultsFileError(
-                str(out), f"another run is writing this file (lock {lock} held by {host} pid {pid})"
-            ) from None
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as exc:
-            raise ResultsFileError(str(out), f"cannot create lock file ({exc.strerror})") from exc
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(me)
+            raise ResultsFileError(str(out), f"cannot create lock file {lock} ({exc.strerror or exc})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise ResultsFileError(str(out), f"cannot lock {lock} ({exc.strerror or exc})") from exc
+            raise ResultsFileError(
+                str(out), f"another run is writing this file ({holder or 'a process'} holds {lock}); wait for it or use another --out"
+            ) from None
+        if not _same_file(fd, lock):
+            os.close(fd)
+            continue
         break
+    else:  # pragma: no cover - twenty runs finishing in a row under our feet
+        raise ResultsFileError(str(out), f"cannot take the lock {lock}: it keeps being replaced")
     try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"host {socket.gethostname()} pid {os.getpid()}".encode())
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        try:
+            lock.unlink()
+        except OSError:
+            pass
+        os.close(fd)  # after the unlink: a waiter on this inode then sees it is gone
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+def _read_holder(fd: int) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _resume_state(out: Path, cases: list, environment: dict[str, Any]) -> tuple[dict[str, Any], list]:
-    """Keep the records already ok (same key, compatible environment); return the cases to run."""
+def _check_out(out: Path, args: argparse.Namespace) -> None:
+    """Refuse what would lose data, before anything is measured."""
+    if out.is_dir():
+        raise ResultsFileError(str(out), "is a directory")
+    exists = out.exists() or out.is_symlink()
+    if exists and not (args.replace or args.resume):
+        raise ResultsFileError(str(out), "exists; pass --replace to overwrite it or --resume to continue it")
+    if args.resume and not exists:
+        raise ResultsFileError(str(out), "--resume needs an existing results file")
+
+
+def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The results file a --resume continues or a --replace overwrites, checked under the lock.
+
+    Either way a file that is not a loadable cnnbench results file (truncated, corrupted, newer,
+    or something else named by mistake) is refused and left exactly as it is.
+    """
     from cnnbench.results import load_results
 
-    old = load_results(out)
+    if not out.exists():
+        return None
+    try:
+        previous = load_results(out)
+    except ResultsFileError as exc:
+        verb = "resume" if args.resume else "replace"
+        raise ResultsFileError(str(out), f"{str(exc).removeprefix(f'{exc.path}: ')}; will not {verb} it (the file is left untouched)") from exc
+    for i, record in enumerate(previous["cases"]):
+        if not (isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("status"), str)):
+            if args.resume:
+                raise ResultsFileError(
+                    str(out), f"case {i} has no key or status (corrupted?); will not resume it (the file is left untouched)"
+                )
+    return previous
+
+
+def _resume_state(
+    old: dict[str, Any], out: Path, cases: list, environment: dict[str, Any]
+) -> tuple[dict[str, Any], list, list[str]]:
+    """Keep the records already ok (same key, compatible environment); return the results to
+    continue, the cases still to run and the keys of records dropped (no longer in the suite)."""
     old_env = old.get("environment") or {}
     for field in ("machine_fingerprint", "torch", "torchvision", "onnxruntime"):
         if old_env.get(field) != environment.get(field):
@@ -147,9 +203,10 @@ def _resume_state(out: Path, cases: list, environment: dict[str, Any]) -> tuple[
             )
     wanted = {c.key for c in cases}
     kept = [r for r in old["cases"] if r["key"] in wanted and r["status"] == "ok"]
+    dropped = [r["key"] for r in old["cases"] if r["key"] not in wanted]
     done = {r["key"] for r in kept}
     old["cases"] = kept
-    return old, [c for c in cases if c.key not in done]
+    return old, [c for c in cases if c.key not in done], dropped
 
 
 def _cuda_available() -> bool:
@@ -166,57 +223,73 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(suite_path, cuda_available=False)
     cases = _apply_overrides(list(suite.cases), args)
     out = Path(args.out) if args.out else _default_out(suite.name)
-    if out.exists() and out.is_dir():
-        raise ResultsFileError(str(out), "is a directory")
-    if out.exists() and not (args.replace or args.resume):
-        raise ResultsFileError(str(out), "exists; pass --replace to overwrite it or --resume to continue it")
-    if args.resume and not out.exists():
-        raise ResultsFileError(str(out), "--resume needs an existing results file")
+    _check_out(out, args)
 
-    if any(c.device == "cpu" for c in cases) and _cuda_available():
-        suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
-        cases = _apply_overrides(list(suite.cases), args)
+    with results_lock(out):  # before torch: a second run on the same file is refused at once
+        previous = _load_previous(out, args)
+        return _run_locked(args, suite_path, suite, cases, out, previous)
 
-    from cnnbench.console import ConsoleReporter, render_notes, render_table
-    from cnnbench.environment import collect_environment
-    from cnnbench.results import new_results, write_results
+
+def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous: dict[str, Any] | None) -> int:
     from cnnbench.runner import StopFlag, run_cases
 
-    environment = collect_environment()
-    suite_info = {
-        "name": suite.name,
-        "path": str(suite_path),
-        "sha256": suite.sha256,
-        "description": suite.description,
-        "thresholds": suite.thresholds,
-        "case_count": len(cases),
-    }
-    with results_lock(out):
+    stop = StopFlag()
+    restore = stop.install()  # from here on the first Ctrl-C stops cleanly, the second at once
+    try:
+        if any(c.device == "cpu" for c in cases) and _cuda_available():
+            from cnnbench.suite import load_suite
+
+            suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
+            cases = _apply_overrides(list(suite.cases), args)
+
+        from cnnbench.console import ConsoleReporter, QuietReporter
+        from cnnbench.environment import collect_environment
+        from cnnbench.results import new_results, write_results
+
+        environment = collect_environment()
+        suite_info = {
+            "name": suite.name,
+            "path": str(suite_path),
+            "sha256": suite.sha256,
+            "description": suite.description,
+            "thresholds": suite.thresholds,
+            "case_count": len(cases),
+        }
         if args.resume:
-            results, cases = _resume_state(out, cases, environment)
+            assert previous is not None
+            results, cases, dropped = _resume_state(previous, out, cases, environment)
             results["suite"] = suite_info
+            print(
+                f"resume: {len(results['cases'])} case(s) already ok in {out}, {len(cases)} to run"
+                + (f", {len(dropped)} record(s) no longer in the suite dropped" if dropped else ""),
+                flush=True,
+            )
         else:
             results = new_results(environment=environment, suite=suite_info)
-        write_results(out, results)  # fail early (permissions, disk) before measuring anything
+        if stop.requested:  # Ctrl-C while starting up: the file was not touched yet; keep it so
+            print("interrupted before any case started; the results file is unchanged", flush=True)
+            return 130
+        try:
+            with stop.deferred():
+                write_results(out, results)  # fail early (permissions, disk) before measuring anything
+        except ResultsFileError as exc:
+            kept = "is unchanged" if previous is not None else "was not created"
+            raise ResultsFileError(exc.path, f"{str(exc).removeprefix(f'{exc.path}: ')}; nothing was measured and the file {kept}") from exc
 
-        if args.quiet:
-            from cnnbench.console import QuietReporter
-
-            reporter: Any = QuietReporter()
-        else:
-            reporter = ConsoleReporter(title=suite.name)
-        stop = StopFlag()
-        restore = stop.install()
+        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name)
         try:
             state = run_cases(
                 cases, results=results, out_path=out, reporter=reporter, stop=stop,
-                extra_paths=suite.python_path,
+                extra_paths=suite.python_path, oom_retry=args.oom_retry,
             )
-        finally:
-            restore()
-        reporter.finish(results)
+        except BaseException:
+            _stop_progress(reporter)
+            raise
+    finally:
+        restore()
+    reporter.finish(results)
     if args.quiet:
-        from cnnbench.console import make_console
+        from cnnbench.console import make_console, render_notes, render_table
 
         console = make_console()
         console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}"))
@@ -227,3 +300,13 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: every completed case is in the results file; --resume continues it")
         return 130
     return 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
+
+
+def _stop_progress(reporter: Any) -> None:
+    """Take a live progress bar off the terminal before an error message is printed."""
+    progress = getattr(reporter, "_progress", None)
+    if progress is not None:
+        try:
+            progress.stop()
+        except Exception:  # noqa: BLE001 - cosmetic only
+            pass
