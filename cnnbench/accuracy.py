@@ -815,7 +815,7 @@ class Evaluation:
             return
         limit = (self.config.get("dataset") or {}).get("limit")
         try:
-            result = evaluate(predict, self.dataset, batch_size=batch_size, limit=limit, fixed_batch=True, progress=False)
+            result = evaluate(predict, self.dataset, batch_size=batch_size, limit=limit, fixed_batch=True, progress=None)
         except Exception as exc:  # noqa: BLE001 - the case records it; the suite goes on
             from cnnbench.worker import classify_exception
 
