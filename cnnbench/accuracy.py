@@ -810,7 +810,8 @@ class Evaluation:
 
     def record(self, out: dict[str, Any], predict: Callable[[Any], Any], *, batch_size: int) -> None:
         """Evaluate and put the result on the run `out` as `accuracy`. A failure becomes the
-        case's status (one line), leaving the timing already in `out` for the record's runs."""
+        case's status (one line; a warning if the case already failed, e.g. parity), leaving the
+        timing already in `out` for the record's runs."""
         if self.dataset is None:
             return
         limit = (self.config.get("dataset") or {}).get("limit")
@@ -819,9 +820,12 @@ class Evaluation:
         except Exception as exc:  # noqa: BLE001 - the case records it; the suite goes on
             from cnnbench.worker import classify_exception
 
-            out["status"] = classify_exception(exc)
             text = _one_line(exc)
-            out["error"] = f"accuracy: {text if isinstance(exc, UserError) else f'{type(exc).__name__}: {text}'}"
+            message = f"accuracy: {text if isinstance(exc, UserError) else f'{type(exc).__name__}: {text}'}"
+            if out.get("status", "ok") == "ok":
+                out["status"], out["error"] = classify_exception(exc), message
+            else:  # the first failure (e.g. parity) stays the case's status
+                out.setdefault("warnings", []).append(message)
             return
         result["weights"] = self.weights
         out["accuracy"] = result
