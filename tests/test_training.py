@@ -125,7 +125,7 @@ def test_the_worker_records_train_detail_and_time_per_epoch(tmp_path):
     train = out["train"]
     step = sorted(out["samples_ms"])[len(out["samples_ms"]) // 2]
     detail = train["detail_ms"]
-    assert detail["steps"] >= 5
+    assert detail["steps"] >= 3
     assert detail["sum"] == pytest.approx(detail["forward"] + detail["backward"] + detail["optimizer"])
     # the parts add up to the step, give or take synchronization and a shared machine's noise
     assert 0.5 * step < detail["sum"] < 2.0 * step
