@@ -132,6 +132,12 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     out["warnings"] = out["warnings"] + timing.warnings
     if prepared.after_timing is not None:
         out["warnings"].extend(prepared.after_timing())
+    if spec.mode == "inference" and (spec.backend != "eager" or spec.precision != "fp32"):
+        from cnnbench.parity import check_parity  # after the timed loop, never inside it
+
+        out["parity"] = check_parity(spec, model, example, prepared)
+        if not out["parity"]["ok"]:  # timings stay in the record, marked invalid
+            out["status"], out["error"] = "fail_accuracy", out["parity"]["reason"]
     if spec.mode == "train":
         out["train"] = prepared.train_record(timing.samples_ms)
     if evaluation is not None:  # last, outside the timed region; a failure becomes the status
