@@ -222,43 +222,90 @@ def _check_fp16_autocast(device: str, precision: str) -> None:
         raise Unsupported(f"fp16 autocast training is not available on CPU in this torch build: {exc}") from exc
 
 
+def _compiled_backend() -> Any:
+    """The compile backend's module, whose cache, recompile and failure helpers a compiled
+    training step shares (None if it is not importable: then the fallbacks below apply)."""
+    try:
+        from cnnbench.backends import compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+def _cache_dir(choice: str, workdir: str) -> str:
+    helper = getattr(_compiled_backend(), "_cache_dir", None)
+    if helper is not None:
+        return str(helper(choice, workdir))
+    if choice == "per-run":
+        return os.path.join(os.path.abspath(workdir), "inductor-cache")
+    if choice == "shared":
+        from cnnbench.counting import cache_dir
+
+        return str(cache_dir() / "inductor")
+    return os.path.abspath(os.path.expanduser(choice))
+
+
 def _compile_model(model: Any, spec: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
     """torch.compile the training model with the case's options (mode, dynamic, cache).
 
-    The inductor cache follows the compile backend's convention: a fresh directory per run by
-    default (cold compile time, honest), `shared` (a per-user cache) or a directory path.
-    `freezing` folds weights into constants, which only inference can do: refused for train.
+    The inductor cache follows the compile backend's convention (backends/compiled.py): a fresh
+    directory per run by default (cold compile time, honest), `shared` or a directory path.
+    `freezing` folds weights into constants, which only inference can do: refused for train
+    (and off by default here, unlike inference).
     """
     import torch
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
 
     opts = spec.option_dict
     if opts.get("freezing"):
         raise Unsupported("compile option freezing=true is for inference only (it folds the weights into constants)")
-    cache = opts.get("cache", "per-run")
-    if cache == "per-run":
-        cache_dir = os.path.join(workdir, "inductor-cache")
-    elif cache == "shared":
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        cache_dir = os.path.join(base, "cnnbench", "inductor")
-    else:
-        cache_dir = os.path.abspath(os.path.expanduser(cache))
+    cache = str(opts.get("cache", "per-run"))
+    cache_dir = _cache_dir(cache, workdir)
     os.makedirs(cache_dir, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
-    kwargs: dict[str, Any] = {"mode": opts.get("mode", "default")}
-    if "dynamic" in opts:
-        kwargs["dynamic"] = bool(opts["dynamic"])
-    compiled = torch.compile(model, **kwargs)
-    info = {"compile": {**kwargs, "cache": cache, "cache_dir": cache_dir, "compiled": "model forward; backward via AOTAutograd; optimizer eager"}}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # read when inductor first needs it
+    inductor_config.freezing = False
+    torch._dynamo.reset()
+    mode = str(opts.get("mode", "default"))
+    dynamic = bool(opts.get("dynamic", False))
+    compiled = torch.compile(model, mode=None if mode == "default" else mode, dynamic=dynamic)
+    clear = getattr(_compiled_backend(), "_clear_metrics", None)
+    if clear is not None:
+        clear()  # dynamo's compilation records from now on are this case's
+    info = {
+        "compile": {
+            "mode": mode,
+            "dynamic": dynamic,
+            "freezing": False,
+            "cache": cache,
+            "cache_dir": cache_dir,
+            "compile_in_first_call": True,
+            "compiled": "model forward, and its backward through AOTAutograd; loss and optimizer eager",
+        }
+    }
     return compiled, info
 
 
-def _dynamo_frames() -> int:
+def _recompile_warnings() -> list[str]:
+    """Recompiles (guard failures) since `_compile_model`, from the compile backend's helper."""
+    reasons_of = getattr(_compiled_backend(), "_recompile_reasons", None)
+    if reasons_of is None:
+        return []
     try:
-        from torch._dynamo.utils import counters
+        reasons = reasons_of()
+    except Exception:  # noqa: BLE001 - private dynamo API; detection is best-effort
+        return []
+    if not reasons:
+        return []
+    return [
+        f"torch.compile recompiled {len(reasons)} time(s) after the first step (warmup or timed samples "
+        f"are not steady-state): {reasons[0]}"
+    ]
 
-        return int(sum(counters["frames"].values()))
-    except Exception:  # noqa: BLE001 - private API; recompile detection is best-effort
-        return 0
+
+def _compile_error(exc: BaseException) -> BaseException:
+    wrap = getattr(_compiled_backend(), "_compile_failure", None)
+    return wrap(exc) if wrap is not None else exc
 
 
 def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> TrainPrepared:
@@ -324,8 +371,13 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     state: dict[str, Any] = {"steps": 0, "batch_size": spec.batch_size, "loss": None}
 
     def forward_loss():
-        with _amp_context(spec.device, spec.precision):
-            return cross_entropy(_main_output(net(x)), labels)
+        try:  # free until something raises (CPython 3.11+)
+            with _amp_context(spec.device, spec.precision):
+                return cross_entropy(_main_output(net(x)), labels)
+        except Exception as exc:
+            if spec.backend == "compile":  # a compile failure surfaces here, in the first call
+                raise _compile_error(exc) from exc
+            raise
 
     def backward(loss) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -345,7 +397,6 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
         loss = loss.detach()
         if state["steps"] == 0:
             state["first_loss_t"] = loss
-            state["frames_after_first"] = _dynamo_frames()
         state["loss"] = loss  # read after timing: .item() here would synchronize every step
         state["steps"] += 1
         return loss
@@ -364,10 +415,8 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
 
     def after_timing() -> list[str]:
         warnings: list[str] = []
-        if spec.backend == "compile" and "frames_after_first" in state:
-            extra = _dynamo_frames() - state["frames_after_first"]
-            if extra > 0:
-                warnings.append(f"recompiled inside the timed region ({extra} more frame compiles after the first step)")
+        if spec.backend == "compile":
+            warnings.extend(_recompile_warnings())
         if getattr(spec.measure, "detail", False):
             state["detail_ms"] = _detail(forward_loss, backward, optimizer_step, sync, state)
         for name, key in (("loss_first", "first_loss_t"), ("loss_last", "loss")):
