@@ -128,8 +128,9 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     )
     out["memory"] = tracker.stop()
     out["memory"].update(_analytic_memory(model, example, spec, out["warnings"]))
+    warnings = out["warnings"]  # to_dict() has its own "warnings": keep the counting ones, once
     out.update(timing.to_dict())
-    out["warnings"] = out["warnings"] + timing.warnings
+    out["warnings"] = warnings + timing.warnings
     if prepared.after_timing is not None:
         out["warnings"].extend(prepared.after_timing())
     if spec.mode == "inference" and (spec.backend != "eager" or spec.precision != "fp32"):

@@ -122,6 +122,7 @@ def test_the_worker_records_train_detail_and_time_per_epoch(tmp_path):
     spec = train_spec("mnist_cnn", 32, measure=Measure(warmup=1, min_time_s=0.3, max_time_s=1.5, min_samples=5, detail=True))
     out = run_case(spec, workdir=str(tmp_path))
     assert out["status"] == "ok"
+    assert len(out["warnings"]) == len(set(out["warnings"]))  # each warning once
     train = out["train"]
     step = sorted(out["samples_ms"])[len(out["samples_ms"]) // 2]
     detail = train["detail_ms"]
