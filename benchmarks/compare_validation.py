@@ -1,0 +1,281 @@
+"""Does the A/B gate hold on this machine? False alarms, detection, resolution. Prints a table; not a test.
+
+    python benchmarks/compare_validation.py [--aa-cases 3] [--repeats 5] [--draws 4000]
+    python benchmarks/compare_validation.py --reuse results/validation-ab.json   # no new measuring
+
+Three questions (issue 5), answered at the default repeats (5 per side), threshold (5%) and alpha
+(0.01):
+
+(a) A/A: with the same code as base and current, how many case comparisons are falsely called
+    `regressed`, per 100 (target <= 1)?
+(b) With a slowdown injected into a test model (`tests/fixtures/tunable.py`, +10% and +25% of its
+    work), in what share of comparisons is it detected (targets >= 95% and 100%)?
+(c) What is the smallest slowdown detected in >= 95% of comparisons?
+
+What it measures, honestly
+--------------------------
+A worker process costs ~4 s here (torch import) and far more when the machine is shared, so 100
+real A/A comparisons at 5 repeats x 2 sides (1000 processes) do not fit in a quarter of an hour.
+So the figures come from two sources, and the table says which is which:
+
+1. **Real**: one `bench.py ab` run (the real command: probes, ABBA order, a base variant that runs
+   its own *copy* of the cnnbench package from `--base-path`, as a CI checkout would). Its suite
+   has `--aa-cases` A/A cases (the tunable model with identical code on both sides, each under its
+   own module name so each is a separate case), one case whose current side does +10% work (22
+   body blocks instead of 20) and one with +25% (25 instead of 20). Every case comparison of that
+   run is a real trial, with the verdict `bench.py ab` printed: few trials, but real ones.
+2. **Resampled** (an estimate, labelled as such): the A/A cases of that run give a pool of real
+   *pairs* of processes (the base and current process of one repeat of one case, run back to back,
+   with their ABBA position). A simulated comparison draws 5 pairs (3 base-first and 2
+   current-first, as the real design has) and applies `compare`'s regression rule (ratio of the
+   medians of the per-repeat medians > 1 + threshold AND one-sided exact Mann-Whitney p <= alpha;
+   the rule of `cnnbench.compare._latency_verdict`, cross-checked against `compare_results` on
+   the first draws). Drawing whole pairs keeps whatever systematically differs between the two
+   sides (order, import path, which process came first) while mixing the times they ran at.
+   For (b) and (c) the current side of each drawn pair is multiplied by 1 + delta: a *shift
+   model* built on real noise. The real tunable cases check it: their measured ratio is printed
+   next to the nominal one.
+
+Caveats printed with the table: the pool comes from one small model (~1 ms per call) on one run;
+the shift model assumes a slowdown multiplies every process's median alike; resampled draws
+reuse the same few pairs, so they cannot show more variety than the pool has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+
+import tunable  # noqa: E402  (tests/fixtures/tunable.py)
+
+from cnnbench import compare  # noqa: E402
+from cnnbench.ab import load_ab, pair_order  # noqa: E402
+
+BASE_BLOCKS = 20
+SLOWDOWNS = {"p10": (22, 0.10), "p25": (25, 0.25)}  # module -> (current blocks, nominal slowdown)
+INPUT = [3, 16, 16]
+MEASURE = "{warmup: 3, min_time_s: 0.2, max_time_s: 0.5, min_samples: 10, timeout_s: 300}"
+
+
+def build_tree(work: Path, aa_cases: int) -> tuple[Path, Path]:
+    """The suite (current side: its directory) and the base checkout (cnnbench copy + models)."""
+    suite_dir, base_dir = work / "current", work / "base"
+    shutil.copytree(ROOT / "cnnbench", base_dir / "cnnbench", ignore=shutil.ignore_patterns("__pycache__"))
+    models = []
+    for i in range(1, aa_cases + 1):
+        name = f"tun_aa{i}"
+        tunable.write_variant(suite_dir, blocks=BASE_BLOCKS, module=name)
+        tunable.write_variant(base_dir, blocks=BASE_BLOCKS, module=name)
+        models.append(name)
+    for name, (blocks, _) in SLOWDOWNS.items():
+        module = f"tun_{name}"
+        tunable.write_variant(suite_dir, blocks=blocks, module=module)
+        tunable.write_variant(base_dir, blocks=BASE_BLOCKS, module=module)
+        models.append(module)
+    entries = ", ".join(f'{{name: {m}, import: "{m}:build", input_size: {INPUT}}}' for m in models)
+    (suite_dir / "validation.yaml").write_text(
+        "name: compare-validation\n"
+        f"models: [{entries}]\n"
+        "batch_sizes: [1]\nbackends: [eager]\nprecisions: [fp32]\ndevice: cpu\nthreads: 1\n"
+        f"measure: {MEASURE}\n",
+        encoding="utf-8",
+    )
+    return suite_dir, base_dir
+
+
+def run_ab(out: Path, aa_cases: int, repeats: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="cnnbench-validation-") as tmp:
+        suite_dir, base_dir = build_tree(Path(tmp), aa_cases)
+        cmd = [sys.executable, str(ROOT / "bench.py"), "ab", str(suite_dir / "validation.yaml"),
+               "--base-path", str(base_dir), "--repeats", str(repeats), "--out", str(out), "--replace", "--quiet"]  # fmt: skip
+        print("measuring:", " ".join(cmd[1:]), flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, cwd=suite_dir, capture_output=True, text=True)
+        if proc.returncode not in (0, 1):
+            sys.exit(f"bench.py ab failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return time.monotonic() - t0
+
+
+# -- the decision rule, and pairs ------------------------------------------------------------------
+
+
+def regressed(base: list[float], current: list[float], thr: compare.Threshold, alpha: float) -> bool:
+    """compare's rule for `regressed` on the rank path (see cnnbench.compare._latency_verdict)."""
+    ratio = statistics.median(current) / statistics.median(base)
+    return thr.exceeded(ratio) and compare.mann_whitney_greater(current, base)[1] <= alpha
+
+
+def real_pairs(doc: dict, key: str) -> list[tuple[float, float, bool]]:
+    """(base median, current median, base ran first) per repeat of one case, from the file."""
+    by_repeat: dict[int, dict[str, float]] = {}
+    for s in doc["sequence"]:
+        if s["key"] == key and s["status"] == "ok" and s["median_ms"]:
+            by_repeat.setdefault(s["repeat"], {})[s["variant"]] = s["median_ms"]
+    return [(v["base"], v["current"], pair_order(r)[0] == "base") for r, v in sorted(by_repeat.items()) if len(v) == 2]
+
+
+def draw(pairs: list[tuple[float, float, bool]], repeats: int, rng: random.Random) -> list[tuple[float, float, bool]]:
+    """`repeats` distinct pairs, as many base-first ones as the real ABBA design has."""
+    first = [p for p in pairs if p[2]]
+    second = [p for p in pairs if not p[2]]
+    n_first = sum(1 for r in range(repeats) if pair_order(r)[0] == "base")
+    if len(first) < n_first or len(second) < repeats - n_first:
+        return rng.sample(pairs, repeats)
+    return rng.sample(first, n_first) + rng.sample(second, repeats - n_first)
+
+
+def detection_rate(pairs, delta: float, repeats: int, draws: int, thr, alpha: float, seed: str) -> float:
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(draws):
+        d = draw(pairs, repeats, rng)
+        hits += regressed([b for b, _, _ in d], [c * (1 + delta) for _, c, _ in d], thr, alpha)
+    return hits / draws
+
+
+def synthetic(sigma: float, delta: float, repeats: int, draws: int, thr, alpha: float, seed: str) -> float:
+    """Share of comparisons called regressed under lognormal between-process noise `sigma`."""
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(draws):
+        base = [math.exp(rng.gauss(0, sigma)) for _ in range(repeats)]
+        cur = [(1 + delta) * math.exp(rng.gauss(0, sigma)) for _ in range(repeats)]
+        hits += regressed(base, cur, thr, alpha)
+    return hits / draws
+
+
+def smallest_detected(rate_at, start: int = 5, stop: int = 300) -> int | None:
+    """The smallest slowdown in percent (5, 6, ... then coarser) detected in >= 95% of comparisons."""
+    pct = start
+    while pct <= stop:
+        if rate_at(pct / 100) >= 0.95:
+            return pct
+        pct += 1 if pct < 40 else (5 if pct < 100 else 25)
+    return None
+
+
+def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
+    """Disagreements between `regressed` and the full compare_results on `n` draws (expect 0)."""
+    rng = random.Random("cross-check")
+    bad = 0
+    for i in range(n):
+        delta = (0.0, 0.08, 0.15)[i % 3]
+        d = draw(pairs, repeats, rng)
+        rb, rc = [b for b, _, _ in d], [c * (1 + delta) for _, c, _ in d]
+        rec = lambda meds: {"key": "k", "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok", "repeat_medians_ms": meds}  # noqa: E731
+        comp = compare.compare_results({"cases": [rec(rb)]}, {"cases": [rec(rc)]}, thresholds={"latency": thr}, alpha=alpha)
+        bad += (comp.rows[0].verdict == "regressed") != regressed(rb, rc, thr, alpha)
+    return bad
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--aa-cases", type=int, default=3, help="A/A cases in the real ab run (10 worker processes each)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats per side (the default of bench.py ab)")
+    ap.add_argument("--draws", type=int, default=4000, help="resampled comparisons per figure")
+    ap.add_argument("--out", default="results/validation-ab.json", help="where the real ab run is saved")
+    ap.add_argument("--reuse", metavar="FILE", help="skip measuring: use a saved ab run")
+    args = ap.parse_args()
+
+    thr = compare.parse_threshold("5%")
+    alpha = compare.DEFAULT_ALPHA
+    if args.reuse:
+        path, wall = Path(args.reuse), None
+    else:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wall = run_ab(path, args.aa_cases, args.repeats)
+    doc = load_ab(path)
+    repeats = args.repeats
+    rows = {r["key"]: r for r in doc["comparison"]["cases"]}
+    keys = list(rows)
+    aa_keys = [k for k in keys if k.startswith("tun_aa")]
+    workers = len(doc["sequence"])
+
+    print()
+    print(f"Real `bench.py ab` run: {path} ({workers} worker processes"
+          + (f", {wall / 60:.1f} min, {wall / max(workers, 1):.1f} s per process incl. probes" if wall else "") + "); "
+          f"threshold {thr}, alpha {alpha:g}, {repeats} repeats per side, ABBA order.")
+    print(f"{'case':<10} {'nominal':>8} {'measured':>9} {'verdict':<10} {'p':>7}  per-repeat medians base | current (ms)")
+    for k in keys:
+        r = rows[k]
+        name = k.split("|")[0]
+        nominal = next((f"+{v[1]:.0%}" for m, v in SLOWDOWNS.items() if name == f"tun_{m}"), "0%")
+        pairs = real_pairs(doc, k)
+        meds = " ".join(f"{b:.3f}" for b, _, _ in pairs) + " | " + " ".join(f"{c:.3f}" for _, c, _ in pairs)
+        ratio = f"{(r['ratio'] - 1) * 100:+.1f}%" if r.get("ratio") else "—"
+        p = f"{r['p_value']:.3f}" if r.get("p_value") is not None else "—"
+        print(f"{name:<10} {nominal:>8} {ratio:>9} {r['verdict']:<10} {p:>7}  {meds}")
+
+    pool = [p for k in aa_keys for p in real_pairs(doc, k)]
+    logs = [math.log(c / b) for b, c, _ in pool]
+    sd_between = statistics.stdev(math.log(x) for k in aa_keys for pr in real_pairs(doc, k) for x in pr[:2]) if pool else float("nan")
+    print()
+    print(f"Pool for resampling: {len(pool)} real A/A pairs ({sum(p[2] for p in pool)} base-first); "
+          f"current/base within a pair: mean {statistics.fmean(logs) * 100:+.2f}%, sd {statistics.stdev(logs) * 100:.1f}%; "
+          f"sd of log medians {sd_between * 100:.1f}%.")
+    bad = cross_check(pool, repeats, thr, alpha)
+    print(f"Decision rule cross-checked against compare_results on 150 draws: {bad} disagreement(s).")
+
+    real_aa_false = sum(rows[k]["verdict"] == "regressed" for k in aa_keys)
+    fa = detection_rate(pool, 0.0, repeats, args.draws, thr, alpha, "aa")
+    measured = {m: rows[next(k for k in keys if k.startswith(f"tun_{m}|"))] for m in SLOWDOWNS}
+    table = []
+    table.append(("(a) false regressions per 100 A/A comparisons", "<= 1",
+                  f"{real_aa_false} of {len(aa_keys)} real", f"{fa * 100:.2f} ({args.draws} draws)"))  # fmt: skip
+    for m, (_, nominal) in SLOWDOWNS.items():
+        target = "100%" if nominal >= 0.25 else ">= 95%"
+        rate = detection_rate(pool, nominal, repeats, args.draws, thr, alpha, m)
+        r = measured[m]
+        real = f"{r['verdict']} (measured {(r['ratio'] - 1) * 100:+.1f}%)" if r.get("ratio") else r["verdict"]
+        table.append((f"(b) +{nominal:.0%} slowdown detected", target, real, f"{rate:.1%}"))
+    sweep = [(pct, detection_rate(pool, pct / 100, repeats, args.draws // 4, thr, alpha, f"sweep{pct}")) for pct in range(5, 45, 5)]
+    smallest = smallest_detected(lambda d: detection_rate(pool, d, repeats, args.draws // 4, thr, alpha, f"s{d:.2f}"))
+    half = next((pct for pct, rate in sweep if rate >= 0.5), None)
+    table.append(("(c) smallest slowdown detected >= 95%", "—", "—",
+                  f"+{smallest}%" if smallest else "> +300%"))  # fmt: skip
+    table.append(("    (detected >= 50%)", "—", "—", f"+{half}%" if half else "> +40%"))
+
+    print()
+    w = max(len(t[0]) for t in table)
+    print(f"{'figure':<{w}}  {'target':>7}  {'real ab run':<28}  resampled estimate")
+    for name, target, real, est in table:
+        print(f"{name:<{w}}  {target:>7}  {real:<28}  {est}")
+    print()
+    print("Detection by slowdown (resampled, shift model): " + ", ".join(f"+{p}% {r:.0%}" for p, r in sweep))
+    sd_pair = statistics.stdev(logs) / math.sqrt(2) if len(logs) > 1 else float("nan")
+    print()
+    print("For scale, NOT measured: the same rule under synthetic lognormal between-process noise (sd of log")
+    print("per-process medians), 5 repeats per side, no bias between the sides:")
+    print(f"{'noise sd':>9}  {'false alarms/100':>16}  {'+10% detected':>13}  {'+25% detected':>13}  smallest >= 95%")
+    for label, sigma in ((f"{sd_pair:.1%}*", sd_pair), ("2.5%", 0.025), ("1.3%", 0.013)):
+        if not math.isfinite(sigma):
+            continue
+        rate = lambda d, sg=sigma: synthetic(sg, d, repeats, args.draws // 2, thr, alpha, f"syn{sg}{d}")  # noqa: E731
+        small = smallest_detected(rate)
+        print(f"{label:>9}  {rate(0.0) * 100:>16.2f}  {rate(0.10):>13.1%}  {rate(0.25):>13.1%}  {'+%d%%' % small if small else '> +300%'}")
+    print("  * this run's pairs: sd of log(current/base) within a pair / sqrt(2). 2.5% is the +-5% between")
+    print("    processes seen on this machine kind when quiet; 1.3% is processes started together (issue 5).")
+    print()
+    print("How: 'real ab run' = verdicts of one `bench.py ab` run (one trial per case). 'resampled' = draws of")
+    print(f"{repeats} real A/A pairs (3 base-first, 2 current-first) from the pool above, current side x (1 + slowdown),")
+    print("judged by compare's rule. Caveats: one small model (~1 ms/call), one run's pairs reused across draws,")
+    print("and a slowdown assumed to scale every process alike (the real +10%/+25% cases check the last).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
