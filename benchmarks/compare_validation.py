@@ -44,7 +44,6 @@ reuse the same few pairs, so they cannot show more variety than the pool has.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import shutil
