@@ -231,50 +231,50 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous: dict[str, Any] | None) -> int:
+    # Until the first save, Ctrl-C is Python's KeyboardInterrupt: nothing is measured yet and the
+    # results file is untouched, so the run ends at once (mid torch import included) with 130.
+    if any(c.device == "cpu" for c in cases) and _cuda_available():
+        from cnnbench.suite import load_suite
+
+        suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
+        cases = _apply_overrides(list(suite.cases), args)
+
+    from cnnbench.console import ConsoleReporter, QuietReporter
+    from cnnbench.environment import collect_environment
+    from cnnbench.results import new_results, write_results
     from cnnbench.runner import StopFlag, run_cases
+
+    environment = collect_environment()
+    suite_info = {
+        "name": suite.name,
+        "path": str(suite_path),
+        "sha256": suite.sha256,
+        "description": suite.description,
+        "thresholds": suite.thresholds,
+        "case_count": len(cases),
+    }
+    if args.resume:
+        assert previous is not None
+        results, cases, dropped = _resume_state(previous, out, cases, environment)
+        results["suite"] = suite_info
+        print(
+            f"resume: {len(results['cases'])} case(s) already ok in {out}, {len(cases)} to run"
+            + (f", {len(dropped)} record(s) no longer in the suite dropped" if dropped else ""),
+            flush=True,
+        )
+    else:
+        results = new_results(environment=environment, suite=suite_info)
 
     stop = StopFlag()
     restore = stop.install()  # from here on the first Ctrl-C stops cleanly, the second at once
     try:
-        if any(c.device == "cpu" for c in cases) and _cuda_available():
-            from cnnbench.suite import load_suite
-
-            suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
-            cases = _apply_overrides(list(suite.cases), args)
-
-        from cnnbench.console import ConsoleReporter, QuietReporter
-        from cnnbench.environment import collect_environment
-        from cnnbench.results import new_results, write_results
-
-        environment = collect_environment()
-        suite_info = {
-            "name": suite.name,
-            "path": str(suite_path),
-            "sha256": suite.sha256,
-            "description": suite.description,
-            "thresholds": suite.thresholds,
-            "case_count": len(cases),
-        }
-        if args.resume:
-            assert previous is not None
-            results, cases, dropped = _resume_state(previous, out, cases, environment)
-            results["suite"] = suite_info
-            print(
-                f"resume: {len(results['cases'])} case(s) already ok in {out}, {len(cases)} to run"
-                + (f", {len(dropped)} record(s) no longer in the suite dropped" if dropped else ""),
-                flush=True,
-            )
-        else:
-            results = new_results(environment=environment, suite=suite_info)
-        if stop.requested:  # Ctrl-C while starting up: the file was not touched yet; keep it so
-            print("interrupted before any case started; the results file is unchanged", flush=True)
-            return 130
         try:
             with stop.deferred():
                 write_results(out, results)  # fail early (permissions, disk) before measuring anything
         except ResultsFileError as exc:
             kept = "is unchanged" if previous is not None else "was not created"
-            raise ResultsFileError(exc.path, f"{str(exc).removeprefix(f'{exc.path}: ')}; nothing was measured and the file {kept}") from exc
+            reason = str(exc).removeprefix(f"{exc.path}: ")
+            raise ResultsFileError(exc.path, f"{reason}; nothing was measured and the file {kept}") from exc
 
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name)
         try:
