@@ -98,7 +98,8 @@ def onnx_cache_dir() -> Path:
 @contextlib.contextmanager
 def _output_to(log_path: Path) -> Iterator[None]:
     """Send everything written to stdout/stderr, by Python or by C++ (the TorchScript exporter
-    prints its IR dump from C++), to `log_path`, at the file-descriptor level."""
+    prints its IR dump from C++), and every Python warning (e.g. the legacy exporter's
+    deprecation), to `log_path`, at the file-descriptor level."""
     import warnings
 
     sys.stdout.flush()
@@ -109,14 +110,18 @@ def _output_to(log_path: Path) -> Iterator[None]:
         try:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                # Python-level warnings (e.g. the legacy exporter's deprecation) are printed to
-                # sys.stderr, which now lands in the log.
-                yield
+                try:
+                    yield
+                finally:
+                    for w in caught:
+                        line = warnings.formatwarning(w.message, w.category, w.filename, w.lineno, None)
+                        log.write(line.encode("utf-8", "replace"))
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            log.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
@@ -428,6 +433,7 @@ class OnnxRuntimeBackend:
         providers: list[Any] = [CPU_PROVIDER]
         if use_cuda:
             providers = [(CUDA_PROVIDER, {"device_id": device_id}), CPU_PROVIDER]
+        ort.set_default_logger_severity(3)  # errors only, also for the process-wide logger
         t0 = time.perf_counter()
         sess = ort.InferenceSession(export["path"], sess_options=so, providers=providers)
         session_ms = (time.perf_counter() - t0) * 1e3
