@@ -462,6 +462,22 @@ def test_suite_keeps_torchvision_weights_names_for_the_worker(tmp_path):
     assert json.loads(suite.cases[0].evaluation)["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
 
 
+def test_shipped_digits_suite_needs_the_trained_weights(tmp_path):
+    (tmp_path / "suites").mkdir()
+    suite = tmp_path / "suites" / "digits-accuracy.yaml"
+    suite.write_text((ROOT / "suites" / "digits-accuracy.yaml").read_text())
+    weights = tmp_path / "examples" / "digits" / "lenet5_digits.pt"
+    with pytest.raises(SuiteError) as info:
+        load_suite(suite)
+    assert info.value.field == "accuracy.weights" and f"weights file not found: {weights}" in str(info.value)
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"x")
+    cases = load_suite(suite).cases
+    assert [c.backend for c in cases] == ["eager", "compile", "onnxrt"]
+    assert all(json.loads(c.evaluation) == {"dataset": {"kind": "digits", "split": "test"}, "weights": str(weights)}
+               for c in cases)  # fmt: skip
+
+
 def test_suite_accuracy_applies_to_inference_cases_only(tmp_path):
     suite = load_suite(write_suite(tmp_path, """
         name: acc
