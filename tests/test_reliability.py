@@ -635,10 +635,11 @@ def _cases_on_disk(out: Path) -> int:
         return 0
 
 
-def _interrupt_one_run(suite: Path, where: Path, anchor: str, delay: float) -> list[str] | None:
+def _interrupt_one_run(suite: Path, where: Path, anchor: str, delay: float, twice: bool) -> list[str] | None:
     """Start a run, Ctrl-C it `delay` s after `anchor` ("lock": the runner holds the results
     lock, so it is past startup and suite checks; "saved": the first case is on disk), and
-    check what it left. Returns the statuses on disk (None: no file was written)."""
+    check what it left; with `twice`, a second Ctrl-C follows 50 ms later (ends the run at once).
+    Returns the statuses on disk (None: no file was written)."""
     where.mkdir()
     out = where / "r.json"
     proc = subprocess.Popen(bench("run", suite, "--out", out, "--quiet"), cwd=suite.parent, env=bench_env(where),
@@ -651,6 +652,9 @@ def _interrupt_one_run(suite: Path, where: Path, anchor: str, delay: float) -> l
         time.sleep(delay)
         assert proc.poll() is None, f"the run finished before the Ctrl-C at {delay:.2f} s"
         proc.send_signal(signal.SIGINT)
+        if twice:
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -673,12 +677,16 @@ def test_sigint_at_20_random_points(tmp_path):
     13 counted from the moment the runner holds the lock (so before the first case ends), 7 from
     the moment the first case is saved (during the second). Exit 130 every time, the file (when
     one was written) loads with every completed case, the in-flight case is `interrupted` or
-    absent, no worker or child survives, no temporary or lock file is left. Two runs at a time,
+    absent, no worker or child survives, no temporary or lock file is left. Four of the 20 press
+    Ctrl-C twice, which ends the run at once with the same guarantees. Two runs at a time,
     so the points are wall-clock random against a machine shared by two runs."""
     from concurrent.futures import ThreadPoolExecutor
 
     rng = random.Random(2020)
-    points = [("saved", rng.uniform(0.0, 2.0)) if i % 3 == 2 else ("lock", rng.uniform(0.0, 3.0)) for i in range(20)]
+    points = [
+        ("saved", rng.uniform(0.0, 2.0), i % 5 == 4) if i % 3 == 2 else ("lock", rng.uniform(0.0, 3.0), i % 5 == 4)
+        for i in range(20)
+    ]
     suite = write_suite(tmp_path, f"""
         name: sigint
         models:
@@ -689,7 +697,7 @@ def test_sigint_at_20_random_points(tmp_path):
     """)
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(_interrupt_one_run, suite, tmp_path / f"t{i:02d}", *p) for i, p in enumerate(points)]
-        outcomes = [(a, round(d, 2), f.result()) for (a, d), f in zip(points, futures)]
+        outcomes = [(a, round(d, 2), f.result()) for (a, d, _), f in zip(points, futures)]
     print("SIGINT outcomes (anchor, s after it, statuses on disk):", outcomes)
     assert len(outcomes) == 20
     for anchor, _, statuses in outcomes:

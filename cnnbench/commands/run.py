@@ -226,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     _check_out(out, args)
 
     with results_lock(out):  # before torch: a second run on the same file is refused at once
+        _check_out(out, args)  # again: another run may have created the file before we locked
         previous = _load_previous(out, args)
         return _run_locked(args, suite_path, suite, cases, out, previous)
 
