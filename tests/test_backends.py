@@ -220,6 +220,15 @@ def test_an_op_the_exporter_rejects_is_export_failed_with_its_reason_and_no_prin
     assert not list((cache_dir / "onnx").glob("*.onnx")), "nothing half-written is left in the cache"
 
 
+@pytest.mark.parametrize("exporter", ["legacy", pytest.param("dynamo", marks=pytest.mark.slow)])
+def test_a_graph_with_a_baked_in_batch_is_refused_not_cached(cache_dir, exporter):
+    spec = tiny("onnxrt", source=f"{FIXTURE}:BatchAsConstant", exporter=exporter)
+    with pytest.raises(ExportFailed, match="batch") as err:
+        prepare(spec)
+    assert str(err.value).startswith(f"{exporter} exporter: ")
+    assert not list((cache_dir / "onnx").glob("*.onnx"))
+
+
 def test_the_dynamo_exporters_reason_is_its_exception_summary_line():
     from cnnbench.backends.onnxrt import export_error_message
 

@@ -6,15 +6,18 @@ Export. `torch.onnx.export` with the exporter chosen by the `exporter` option:
   torch 2.14 it exported every zoo model tried (the seed models, alexnet, vgg-size, googlenet,
   inception_v3, resnet18/50, densenet121, squeezenet, mobilenet_v2/v3, efficientnet_b0,
   convnext_tiny, ... see docs/backends.md), with cleaner graphs (no Identity/Constant clutter),
-  and it proves the batch axis dynamic or fails loudly, where the legacy tracer can silently
-  bake a batch size into the graph. It is slower to export, which the cache amortises.
-- `legacy`: the TorchScript tracer (deprecated, but works on the same zoo, 3-10x faster).
+  and it is the exporter torch maintains (the legacy one warns that it will be removed). It is
+  3-18x slower to export, which the cache amortises.
+- `legacy`: the TorchScript tracer (deprecated, but exports the same zoo, with the same
+  numerics after ORT's graph optimisations, much faster).
 
 The batch axis is dynamic (the export runs on a batch of `EXPORT_BATCH` so that the dynamo
 exporter cannot specialise it), the weights are inside the one `.onnx` file
 (`external_data=False`; only a model over protobuf's 2 GB limit gets a side `.data` file), and
 the opset is the exporter's default unless the `opset` option sets one; the opset actually
-written is read back from the file and recorded.
+written is read back from the file and recorded. A graph whose input batch came out fixed (a
+forward that turns `x.shape[0]` into a Python int makes both exporters specialise it) is
+refused as `export_failed` rather than cached and run at the wrong batch size.
 
 Everything the exporters print (progress lines, TorchScript IR dumps on failure, warnings) goes
 to `onnx-export.log` in the case's working directory, never to the results. An export failure
@@ -233,11 +236,51 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _opset_of(path: Path) -> int | None:
+def _graph_facts(path: Path) -> tuple[int | None, str | int | None]:
+    """The default-domain opset written in the file, and its first input's batch dimension
+    (a name when symbolic, an int when fixed)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    batch: str | int | None = None
+    if model.graph.input:
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        if dims:
+            batch = dims[0].dim_param or (int(dims[0].dim_value) if dims[0].HasField("dim_value") else None)
+    return opset, batch
+
+
+def _batch_problem(path: Path, batch_dim: str | int | None, input_size: Any, log_path: Path) -> str | None:
+    """Why the exported graph cannot serve other batch sizes, or None when it can.
+
+    A forward that turns `x.shape[0]` into a Python int makes the dynamo exporter fix the
+    input's batch, and the legacy tracer bake it into a Reshape further in (the input still
+    looks dynamic). So the graph is also run once, at a batch other than the export's.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    if isinstance(batch_dim, int):
+        return (
+            f"the exported graph has a fixed batch size of {batch_dim}, not a dynamic batch axis"
+            " (the model turns its batch dimension into a Python constant)"
+        )
+    probe = EXPORT_BATCH + 1
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    x = np.random.default_rng(0).standard_normal((probe, *input_size)).astype(np.float32)
+    try:
+        with _output_to(log_path):
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=[CPU_PROVIDER])
+            outs = sess.run(None, {sess.get_inputs()[0].name: x})
+    except Exception as exc:  # noqa: BLE001
+        return f"the exported graph does not run at batch {probe} (exported at {EXPORT_BATCH}): {export_error_message(exc)}"
+    if not outs or np.ndim(outs[0]) == 0 or np.shape(outs[0])[0] != probe:
+        shape = np.shape(outs[0]) if outs else None
+        return f"the exported graph returns shape {shape} at batch {probe}: its batch axis is not dynamic"
+    return None
 
 
 def _run_exporter(model: Any, example: Any, dest: Path, *, exporter: str, opset: int | None) -> None:
@@ -324,7 +367,12 @@ def export_onnx(
     external = Path(str(tmp) + ".data").exists() or any(tmp.parent.glob(tmp.name + "*.data"))
     if external:  # over 2 GB: the weights must sit next to the graph; keep the pair together
         os.replace(str(tmp) + ".data", str(path) + ".data")
-    written_opset = _opset_of(tmp)
+    written_opset, batch_dim = _graph_facts(tmp)
+    if precision == "fp32":
+        problem = _batch_problem(tmp, batch_dim, spec.input_size, log_path)
+        if problem:
+            _remove_export(tmp)
+            raise ExportFailed(f"{exporter} exporter: {problem}")
     os.replace(tmp, path)
     export = {
         "export_ms": export_ms,
