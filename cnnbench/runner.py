@@ -321,7 +321,9 @@ def run_cases(
     return state
 
 
-def _run_at(worker: Callable[..., dict[str, Any]], spec: CaseSpec, batch: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _run_at(
+    worker: Callable[..., dict[str, Any]], spec: CaseSpec, batch: int, kwargs: dict[str, Any]
+) -> dict[str, Any]:
     run = worker(spec if batch == spec.batch_size else spec.replace(batch_size=batch), **kwargs)
     if batch != spec.batch_size:
         run["batch_size"] = batch

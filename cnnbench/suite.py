@@ -498,9 +498,8 @@ class _Converter:
         for key, knode, vnode in explicit:
             line = knode.start_mark.line + 1
             if key in seen:
-                raise SuiteError(
-                    self.path, f"duplicate key {_show(key)} (first at line {seen[key]})", field=_join(path, key), line=line
-                )
+                message = f"duplicate key {_show(key)} (first at line {seen[key]})"
+                raise SuiteError(self.path, message, field=_join(path, key), line=line)
             seen[key] = line
             result.append((key, knode, vnode))
         for key, knode, vnode in merged:  # explicit keys win, then earlier merge sources

@@ -117,9 +117,9 @@ def results_lock(out: Path) -> Iterator[None]:
             os.close(fd)
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise ResultsFileError(str(out), f"cannot lock {lock} ({exc.strerror or exc})") from exc
-            raise ResultsFileError(
-                str(out), f"another run is writing this file ({holder or 'a process'} holds {lock}); wait for it or use another --out"
-            ) from None
+            who = holder or "a process"
+            message = f"another run is writing this file ({who} holds {lock}); wait for it or use another --out"
+            raise ResultsFileError(str(out), message) from None
         if not _same_file(fd, lock):
             os.close(fd)
             continue
@@ -178,13 +178,13 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
         previous = load_results(out)
     except ResultsFileError as exc:
         verb = "resume" if args.resume else "replace"
-        raise ResultsFileError(str(out), f"{str(exc).removeprefix(f'{exc.path}: ')}; will not {verb} it (the file is left untouched)") from exc
-    for i, record in enumerate(previous["cases"]):
-        if not (isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("status"), str)):
-            if args.resume:
-                raise ResultsFileError(
-                    str(out), f"case {i} has no key or status (corrupted?); will not resume it (the file is left untouched)"
-                )
+        reason = str(exc).removeprefix(f"{exc.path}: ")
+        raise ResultsFileError(str(out), f"{reason}; will not {verb} it (the file is left untouched)") from exc
+    if args.resume:  # a replace only needs to know the file is ours; a resume reads every record
+        for i, record in enumerate(previous["cases"]):
+            if not (isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("key", "status"))):
+                message = f"case {i} has no key or status (corrupted?); will not resume it (the file is left untouched)"
+                raise ResultsFileError(str(out), message)
     return previous
 
 
