@@ -64,10 +64,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from cnnbench.errors import ResultsFileError, UserError
 from cnnbench.results import SCHEMA_VERSION, build_record, load_results, new_results, now_iso, upsert_record, write_results
@@ -150,28 +149,6 @@ def schedule(cases: Sequence[CaseSpec]) -> list[tuple[int, CaseSpec, str]]:
 # -- variants -------------------------------------------------------------------------------------
 
 
-@contextmanager
-def safe_path_env() -> Iterator[None]:
-    """Set PYTHONSAFEPATH=1 for the workers started inside (restored afterwards).
-
-    `python -m cnnbench.worker` puts the working directory *first* on sys.path, ahead of
-    PYTHONPATH: run from the pull request's checkout, the base's workers would import the pull
-    request's `cnnbench` (and models) instead of those on `--base-path`, and the A/B run would
-    silently compare the code with itself. PYTHONSAFEPATH (Python 3.11+) drops that entry; the
-    directory stays importable through the suite's python_path, which PYTHONPATH carries after
-    the variant's own paths.
-    """
-    previous = os.environ.get(_SAFE_PATH)
-    os.environ[_SAFE_PATH] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(_SAFE_PATH, None)
-        else:
-            os.environ[_SAFE_PATH] = previous
-
-
 def _worker_pythonpath(variant: Variant, extra_paths: Iterable[str]) -> str:
     """The PYTHONPATH `runner.run_worker` gives this variant's workers (kept in step with it)."""
     paths = [*variant.paths, *extra_paths, PROJECT_ROOT]
@@ -216,7 +193,7 @@ def _option(name: str, what: str) -> str:
 def _start_probe(variant: Variant, extra_paths: Sequence[str]) -> subprocess.Popen:
     env = dict(os.environ)
     env["PYTHONPATH"] = _worker_pythonpath(variant, extra_paths)
-    env[_SAFE_PATH] = "1"  # as the workers get it (see `safe_path_env`)
+    env[_SAFE_PATH] = "1"  # as `runner.run_worker` starts the workers
     try:
         return subprocess.Popen(
             [variant.python, "-c", _PROBE_CODE],
@@ -412,23 +389,22 @@ def run_ab(
     own_workdir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="cnnbench-ab-")
     try:
-        with safe_path_env():
-            for repeat, spec in _pairs(cases):
-                if _case_failed(state, spec.key):
-                    continue  # a pair had a failed process: no more pairs for this case
-                for name in pair_order(repeat):
-                    if stop is not None and stop.requested:
-                        state.interrupted = True
-                        break
-                    run, record = _run_one(spec, repeat, name, ab=ab, state=state, variants=variants, reporter=reporter,
-                                           worker=worker, workdir=workdir, stop=stop, extra_paths=extra_paths)
-                    write_results(out_path, ab)
-                    reporter.case_finished(record, run, name)
-                    if run.get("status") == "interrupted":
-                        state.interrupted = True
-                        break
-                if state.interrupted:
+        for repeat, spec in _pairs(cases):
+            if _case_failed(state, spec.key):
+                continue  # a pair had a failed process: no more pairs for this case
+            for name in pair_order(repeat):
+                if stop is not None and stop.requested:
+                    state.interrupted = True
                     break
+                run, record = _run_one(spec, repeat, name, ab=ab, state=state, variants=variants, reporter=reporter,
+                                       worker=worker, workdir=workdir, stop=stop, extra_paths=extra_paths)
+                write_results(out_path, ab)
+                reporter.case_finished(record, run, name)
+                if run.get("status") == "interrupted":
+                    state.interrupted = True
+                    break
+            if state.interrupted:
+                break
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)

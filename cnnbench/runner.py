@@ -178,6 +178,11 @@ def run_worker(
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: a worker
+    # started from another checkout would import *that* cnnbench and models instead of the
+    # variant's. PYTHONSAFEPATH (3.11+) drops that entry; the cwd stays importable through the
+    # suite's python_path, which PYTHONPATH carries.
+    env["PYTHONSAFEPATH"] = "1"
 
     spawn_ns = time.monotonic_ns()
     started = time.time()

@@ -146,15 +146,19 @@ def _write_suite(tmp_path: Path, text: str) -> Path:
 
 
 def _bench(*args, cwd, env=None, **kw):
+    """Run bench.py with TMPDIR inside the test's directory, so its workers are recognisable."""
+    env = {**os.environ, "TMPDIR": str(cwd), **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "bench.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, **kw)
+                          text=True, env=env, **kw)
 
 
-def _worker_processes():
+def _worker_processes(tmp_path):
+    """Workers started by this test's run (their spec file lies under its TMPDIR); other jobs'
+    workers on a shared machine are not this test's business."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if "cnnbench.worker" in cmd:
+        if "cnnbench.worker" in cmd and any(str(tmp_path) in part for part in cmd):
             found.append(p)
     return found
 
@@ -176,7 +180,7 @@ def test_faulty_models_are_recorded_and_the_suite_finishes(tmp_path):
     assert by_model["hanger"]["status"] == "timeout"
     hang_run = by_model["hanger"]["runs"][0]
     assert hang_run["duration_s"] < 12 + 5
-    assert not _worker_processes(), "a worker outlived the run"
+    assert not _worker_processes(tmp_path), "a worker outlived the run"
     # the table was printed with every case
     for name in ("tiny", "killer", "raiser", "oom", "hanger", "lenet5"):
         assert name in proc.stdout
@@ -193,7 +197,8 @@ def test_sigint_mid_suite_leaves_a_loadable_file_with_every_completed_case(tmp_p
     """)
     out = tmp_path / "int.json"
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench.py"), "run", str(suite), "--out", str(out), "--quiet"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if out.exists() and len(load_results(out)["cases"]) >= 2:
@@ -211,7 +216,7 @@ def test_sigint_mid_suite_leaves_a_loadable_file_with_every_completed_case(tmp_p
     assert all(s == "ok" for s in statuses[:-1])
     assert statuses[-1] in ("ok", "interrupted")
     assert len(cases) < 8
-    assert not _worker_processes()
+    assert not _worker_processes(tmp_path)
 
 
 @pytest.mark.slow

@@ -98,3 +98,28 @@ def test_apply_shard(classics):
     assert apply_shard(classics, "1/3") == select_shard(classics, 1, 3)
     with pytest.raises(UserError):
         apply_shard(classics, "4/3")
+
+
+@pytest.mark.slow
+def test_run_shards_then_merge_gives_the_whole_suite(tmp_path):
+    """End to end through the CLI: two machines' shards, merged, are exactly the suite."""
+    from cnnbench.cli import main
+    from cnnbench.results import load_results
+    from cnnbench.suite import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: sharded\nmodels: [lenet5, mnist_cnn_bn]\nbatch_sizes: [1]\nthreads: 1\n"
+        "measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 120}\n"
+    )
+    outs = []
+    for k in (1, 2):
+        out = tmp_path / f"shard{k}.json"
+        assert main(["run", str(suite), "--shard", f"{k}/2", "--out", str(out), "--quiet"]) == 0
+        assert load_results(out)["suite"]["shard"] == f"{k}/2"
+        outs.append(out)
+    shard_keys = [{c["key"] for c in load_results(o)["cases"]} for o in outs]
+    assert shard_keys[0].isdisjoint(shard_keys[1])
+    merged = tmp_path / "merged.json"
+    assert main(["merge", *map(str, outs), "--out", str(merged)]) == 0
+    assert {c["key"] for c in load_results(merged)["cases"]} == {c.key for c in load_suite(suite).cases}

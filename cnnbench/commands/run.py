@@ -43,7 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="when a case runs out of memory, halve its batch and retry until it fits (the measured "
         "batch is recorded and shown, e.g. '16 (of 32)'; other errors are never retried)",
     )
+    p.add_argument("--shard", metavar="K/N", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
+
+
+def _shard_help() -> str:
+    from cnnbench.shard import SHARD_HELP
+
+    return SHARD_HELP
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -77,7 +84,11 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
             changes["max_time_s"] = args.max_time
             changes["min_time_s"] = min(m.min_time_s, args.max_time)
         out.append(c.replace(measure=m.__class__(**{**m.to_dict(), **changes})) if changes else c)
-    return out
+    # Last, so every machine of a matrix splits the same filtered cases. An empty shard still
+    # writes an (empty) results file, so CI artifacts and `merge` work for any N.
+    from cnnbench.shard import apply_shard
+
+    return apply_shard(out, args.shard)
 
 
 def _resolve_suite_path(path: str) -> Path:
@@ -254,6 +265,10 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         "thresholds": suite.thresholds,
         "case_count": len(cases),
     }
+    if args.shard:
+        from cnnbench.shard import format_shard, parse_shard
+
+        suite_info["shard"] = format_shard(*parse_shard(args.shard))
     if args.resume:
         assert previous is not None
         results, cases, dropped = _resume_state(previous, out, cases, environment)
