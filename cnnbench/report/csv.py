@@ -1,7 +1,10 @@
 """`results.csv`: one flat row per case, full precision, for spreadsheets and pandas.
 
 Invalid rows (status not ok, or parity failed) keep their identity, status and error but leave
-every timing column empty, so no tool can average them by accident.
+every timing column empty, so no tool can average them by accident. `batch_size` is the batch the
+case asked for, `measured_batch_size` the one it ran (lower only after --oom-retry; throughput is
+per it). `measured_*` is the case's own measured accuracy (through its backend), `accuracy_*` the
+model's figure the report shows (kind says measured or published), `published_*` torchvision's.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import csv as _csv
 import io
 from typing import Any
 
-from cnnbench.report.model import CaseRow, ReportData
+from cnnbench.report.model import EPOCH_DATASETS, CaseRow, ReportData, dataset_name, measured_figure
 
 __all__ = ["CSV_COLUMNS", "render_csv", "csv_record"]
 
@@ -28,11 +31,13 @@ CSV_COLUMNS: tuple[str, ...] = (
     "environment_id",
     "host",
     "source_file",
+    "measured_on_source",
     "key",
     "model",
     "backend",
     "precision",
     "batch_size",
+    "measured_batch_size",
     "input_size",
     "device",
     "threads",
@@ -62,13 +67,26 @@ CSV_COLUMNS: tuple[str, ...] = (
     "parity_max_abs_err",
     "parity_max_rel_err",
     "parity_top1_agreement",
+    "parity_tolerance",
+    "measured_top1_pct",
+    "measured_top5_pct",
+    "measured_correct1",
+    "measured_correct5",
+    "measured_total",
+    "measured_dataset",
+    "measured_accuracy_vs_eager",
     "accuracy_kind",
     "accuracy_top1_pct",
     "accuracy_top5_pct",
     "accuracy_dataset",
     "published_acc1",
     "published_acc5",
+    "published_dataset",
     "published_weights",
+    "train_optimizer",
+    "train_loss_first",
+    "train_loss_last",
+    *(f"epoch_{name}_s" for name, _, _ in EPOCH_DATASETS),
     "torch",
     "onnxruntime",
     "cpu_model",
@@ -84,16 +102,20 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
     acc = model.accuracy if model else None
     parity = r.parity or {}
     published = r.published or {}
+    measured = r.measured_accuracy if r.valid else None
+    train = r.train or {}
     rec: dict[str, Any] = {
         "environment": env.label,
         "environment_id": env.fingerprint,
         "host": r.host,
         "source_file": r.source,
+        "measured_on_source": r.origin,
         "key": r.key,
         "model": r.model,
         "backend": r.backend,
         "precision": r.precision,
         "batch_size": r.batch_size,
+        "measured_batch_size": r.batch if r.valid else r.measured_batch_size,
         "input_size": "x".join(str(x) for x in r.input_size),
         "device": r.device,
         "threads": r.threads,
@@ -123,13 +145,26 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
         "parity_max_abs_err": parity.get("max_abs_err"),
         "parity_max_rel_err": parity.get("max_rel_err"),
         "parity_top1_agreement": parity.get("top1_agreement"),
+        "parity_tolerance": parity.get("tolerance"),
+        "measured_top1_pct": measured_figure(measured).top1 if measured else None,
+        "measured_top5_pct": measured_figure(measured).top5 if measured else None,
+        "measured_correct1": measured.get("correct1") if measured else None,
+        "measured_correct5": measured.get("correct5") if measured else None,
+        "measured_total": measured.get("total") if measured else None,
+        "measured_dataset": dataset_name(measured) if measured else None,
+        "measured_accuracy_vs_eager": r.accuracy_vs_eager if measured else None,
         "accuracy_kind": acc.kind if acc else None,
         "accuracy_top1_pct": acc.top1 if acc else None,
         "accuracy_top5_pct": acc.top5 if acc else None,
         "accuracy_dataset": acc.dataset if acc else None,
-        "published_acc1": published.get("acc1"),
-        "published_acc5": published.get("acc5"),
+        "published_acc1": published.get("acc@1"),
+        "published_acc5": published.get("acc@5"),
+        "published_dataset": published.get("dataset"),
         "published_weights": published.get("weights"),
+        "train_optimizer": train.get("optimizer") if r.is_train else None,
+        "train_loss_first": train.get("loss_first") if r.valid else None,
+        "train_loss_last": train.get("loss_last") if r.valid else None,
+        **{f"epoch_{name}_s": (r.epoch_seconds(n) if r.valid else None) for name, _, n in EPOCH_DATASETS},
         "torch": env.environment.get("torch"),
         "onnxruntime": env.environment.get("onnxruntime"),
         "cpu_model": env.environment.get("cpu_model"),

@@ -20,14 +20,18 @@ from cnnbench.report.fmt import (
     fmt_ms,
     fmt_pct,
     fmt_rate,
+    fmt_duration,
     fmt_speedup,
 )
 from cnnbench.report.model import (
+    EPOCH_DATASETS,
     AccuracyFigure,
     CaseRow,
     EnvGroup,
+    ModelSummary,
     ReportData,
     backend_sort_key,
+    measured_figure,
     reference_row,
 )
 
@@ -133,20 +137,43 @@ CONVENTIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "Accuracy",
-        "measured top-1/top-5 on the named dataset when the run measured it, else published (torchvision "
-        "weight metadata, ImageNet-1K validation); always labelled. Parity compares each backend's "
-        "outputs with eager fp32 on the same inputs.",
+        "measured top-1/top-5 (correct/total images) on the named dataset when the run measured it, else "
+        "published (torchvision weight metadata, ImageNet-1K validation at the weights' crop); always "
+        "labelled, and a measured figure is only compared with measured figures on the same dataset, a "
+        "published one with published ones. A backend's measured accuracy is flagged (⚠) when its correct "
+        "count differs from eager's on the same images by more than max(1, 0.1%) images.",
+    ),
+    (
+        "Parity",
+        "each non-eager (or non-fp32) case's outputs are compared with eager fp32 on the same seeded "
+        "inputs: the largest error relative to the output scale (max |eager output|) must stay within the "
+        "precision's tolerance (fp32 1e-3, 5e-3 on CUDA; fp16 3e-2; bf16 1e-1); top-1 agreement is shown. "
+        "A case that fails it has status fail_accuracy and is invalid.",
+    ),
+    (
+        "Batch",
+        "\"16 (of 32)\" means the case asked for batch 32, ran out of memory and was measured at batch 16 "
+        "(--oom-retry); its throughput, MACs and memory are for the batch measured, and its speedup is "
+        "computed against eager at that batch.",
+    ),
+    (
+        "Training",
+        "a training case times one optimizer step per call (forward, cross-entropy loss, backward, "
+        "optimizer step, zero_grad) in train() mode; step latency is its median and samples/s = batch / "
+        "median. Time per epoch = ceil(images / batch) × median step latency at the case's input size, "
+        "data loading excluded: ImageNet-1k has 1,281,167 training images, CIFAR-10 50,000.",
     ),
     (
         "Invalid rows",
-        "a case whose status is not ok, or whose parity check failed, is shown without numbers and "
-        "listed under failed and invalid cases with its status and error.",
+        "a case whose status is not ok (including fail_accuracy), or whose parity check failed, is shown "
+        "without numbers and listed under failed and invalid cases with its status and error.",
     ),
     (
         "Merged files",
-        "rows are grouped by environment (machine fingerprint and the torch, torchvision, onnxruntime, "
-        "Python, CUDA versions); different environments get separate tables and are never averaged. A "
-        "case measured twice in the same environment shows the newest file's record.",
+        "rows are grouped by the environment each case was measured in (for a file written by bench.py "
+        "merge, the environment its measured_on names): machine fingerprint and the torch, torchvision, "
+        "onnxruntime, Python, CUDA versions. Different environments get separate tables and are never "
+        "averaged. A case measured twice in the same environment shows the newest file's record.",
     ),
 )
 
@@ -158,7 +185,10 @@ def build_document(data: ReportData, figures: Sequence[Figure] = (), *, title: s
     for env in data.envs:
         if len(data.envs) > 1:
             blocks.append(Heading(3, f"Measured on {env.label}", anchor(f"summary {env.label}")))
-        blocks.append(_summary_table(data, env))
+        if any(not r.is_train for r in data.rows_of(env.fingerprint)):
+            blocks.append(_summary_table(data, env))
+        if any(r.is_train for r in data.rows_of(env.fingerprint)):
+            blocks.append(_training_summary(data, env))
     if figures:
         blocks.append(Heading(2, "Plots", "plots"))
         blocks += list(figures)
@@ -208,12 +238,13 @@ def _acc_text(acc: AccuracyFigure | None) -> str:
 
 
 def _best(rows: list[CaseRow], key: str) -> CaseRow | None:
-    valid = [r for r in rows if r.valid]
+    """The fastest valid inference case at the smallest batch measured, or the highest throughput."""
+    valid = [r for r in rows if r.valid and not r.is_train]
     if not valid:
         return None
     if key == "latency":
-        smallest = min(r.batch_size for r in valid)
-        return min((r for r in valid if r.batch_size == smallest), key=lambda r: r.median_ms)  # type: ignore[arg-type,return-value]
+        smallest = min(r.batch for r in valid)
+        return min((r for r in valid if r.batch == smallest), key=lambda r: r.median_ms)  # type: ignore[arg-type,return-value]
     return max(valid, key=lambda r: r.throughput_per_s or 0.0)
 
 
@@ -221,7 +252,9 @@ def _summary_table(data: ReportData, env: EnvGroup) -> Table:
     rows, classes = [], []
     for name in data.model_names(env.fingerprint):
         m = data.models[(env.fingerprint, name)]
-        mrows = data.rows_of(env.fingerprint, name)
+        mrows = [r for r in data.rows_of(env.fingerprint, name) if not r.is_train]
+        if not mrows:
+            continue
         fast = _best(mrows, "latency")
         tput = _best(mrows, "throughput")
         rows.append(
@@ -230,12 +263,12 @@ def _summary_table(data: ReportData, env: EnvGroup) -> Table:
                 fmt_count(m.params),
                 fmt_gmacs(m.gmacs_per_image),
                 _acc_text(m.accuracy),
-                f"{fmt_ms(fast.median_ms)} ms ({fast.backend}, batch {fast.batch_size})" if fast else DASH,
-                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend}, batch {tput.batch_size})" if tput else DASH,
-                f"{m.n_valid}/{m.n_cases}",
+                f"{fmt_ms(fast.median_ms)} ms ({fast.backend}, batch {fast.batch_label})" if fast else DASH,
+                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend}, batch {tput.batch_label})" if tput else DASH,
+                f"{sum(r.valid for r in mrows)}/{len(mrows)}",
             )
         )
-        classes.append("" if m.n_valid == m.n_cases else "warn")
+        classes.append("" if all(r.valid for r in mrows) else "warn")
     return Table(
         headers=(
             "Model",
@@ -252,6 +285,48 @@ def _summary_table(data: ReportData, env: EnvGroup) -> Table:
     )
 
 
+def _epochs_text(r: CaseRow) -> str:
+    return ", ".join(f"{label} {fmt_duration(r.epoch_seconds(n))}" for _, label, n in EPOCH_DATASETS)
+
+
+def _training_summary(data: ReportData, env: EnvGroup) -> Table:
+    """Per training case: step latency, samples/s and how long one epoch would take."""
+    rows, classes = [], []
+    for r in data.rows_of(env.fingerprint):
+        if not r.is_train:
+            continue
+        ok = r.valid
+        rows.append(
+            (
+                r.model,
+                r.backend,
+                r.batch_label,
+                r.precision,
+                (r.optimizer or DASH),
+                fmt_latency(r.median_ms, r.iqr_ms) if ok else _status_text(r),
+                fmt_rate(r.throughput_per_s) if ok else DASH,
+                *((fmt_duration(r.epoch_seconds(n)) if ok else DASH) for _, _, n in EPOCH_DATASETS),
+            )
+        )
+        classes.append("" if ok else "invalid")
+    return Table(
+        headers=(
+            "Model",
+            "Backend",
+            "Batch",
+            "Precision",
+            "Optimizer",
+            "Step latency ms (median ± IQR)",
+            "Samples/s",
+            *(f"Epoch of {label} ({n:,} images)" for _, label, n in EPOCH_DATASETS),
+        ),
+        rows=tuple(rows),
+        row_classes=tuple(classes),
+        caption="Training steps (one call = forward + loss + backward + optimizer step); epoch time excludes data loading",
+        numeric=(False, False, True, False, False, True, True) + (True,) * len(EPOCH_DATASETS),
+    )
+
+
 def _status_text(r: CaseRow) -> str:
     if not r.valid:
         return f"INVALID: {r.invalid_reason}" if r.status == "ok" else r.status
@@ -260,9 +335,26 @@ def _status_text(r: CaseRow) -> str:
 
 def _notes(r: CaseRow) -> str:
     notes = list(r.warnings)
+    if r.accuracy_vs_eager and r.valid:
+        notes.insert(0, f"⚠ accuracy differs from eager: {r.accuracy_vs_eager}")
     if not r.valid and r.error:
         notes.insert(0, _one_line(r.error))
+    if r.origin:
+        notes.append(f"from {r.origin}")
     return "; ".join(notes) or ""
+
+
+def _top1_text(r: CaseRow) -> str:
+    """This case's own measured top-1 with the counts, e.g. "69.75% (6,975/10,000)"; flagged with ⚠
+    when it differs from eager's beyond tolerance; nothing for invalid rows."""
+    acc = r.measured_accuracy
+    if acc is None or not r.valid:
+        return DASH
+    fig = measured_figure(acc)
+    text = fmt_pct(fig.top1)
+    if acc.get("correct1") is not None and acc.get("total"):
+        text += f" ({int(acc['correct1']):,}/{int(acc['total']):,})"
+    return text + (" ⚠" if r.accuracy_vs_eager else "")
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -298,14 +390,15 @@ DETAIL_HEADERS = (
     "Measured on",
     "Notes",
 )
+TOP1_HEADER = "Top-1 measured (correct/total)"  # before Notes, when any case measured accuracy
 
 
-def detail_row(r: CaseRow) -> tuple[str, ...]:
+def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:
     """One case as the cells of a detail table; invalid rows carry no timing number."""
     ok = r.valid
-    return (
+    cells = [
         r.backend,
-        str(r.batch_size),
+        r.batch_label,
         r.precision,
         fmt_latency(r.median_ms, r.iqr_ms) if ok else DASH,
         fmt_rate(r.throughput_per_s) if ok else DASH,
@@ -314,6 +407,55 @@ def detail_row(r: CaseRow) -> tuple[str, ...]:
         _memory_text(r) if ok else DASH,
         _gflops_text(r) if ok else DASH,
         r.parity_label,
+        _status_text(r),
+        r.host,
+    ]
+    if top1:
+        cells.append(_top1_text(r))
+    cells.append(_notes(r))
+    return tuple(cells)
+
+
+TRAIN_HEADERS = (
+    "Backend",
+    "Batch",
+    "Precision",
+    "Optimizer",
+    "Step latency ms (median ± IQR)",
+    "Samples/s",
+    "Speedup vs eager",
+    "Forward / backward / optimizer ms",
+    "Time per epoch",
+    "Loss first → last",
+    "Peak memory (measured)",
+    "Status",
+    "Measured on",
+    "Notes",
+)
+
+
+def train_row(r: CaseRow) -> tuple[str, ...]:
+    """One training case: step latency, samples/s, the step's split, epoch times, loss."""
+    ok = r.valid
+    train = r.train or {}
+    detail = train.get("detail_ms") if isinstance(train.get("detail_ms"), dict) else {}
+    split = DASH
+    if ok and all(isinstance(detail.get(k), (int, float)) for k in ("forward", "backward", "optimizer")):
+        split = " / ".join(fmt_ms(detail[k]) for k in ("forward", "backward", "optimizer"))
+    first, last = train.get("loss_first"), train.get("loss_last")
+    loss = f"{first:.4g} → {last:.4g}" if isinstance(first, (int, float)) and isinstance(last, (int, float)) else DASH
+    return (
+        r.backend,
+        r.batch_label,
+        r.precision,
+        (r.optimizer or DASH),
+        fmt_latency(r.median_ms, r.iqr_ms) if ok else DASH,
+        fmt_rate(r.throughput_per_s) if ok else DASH,
+        fmt_speedup(r.speedup_vs_eager) if ok else DASH,
+        split,
+        _epochs_text(r) if ok else DASH,
+        loss if ok else DASH,
+        _memory_text(r) if ok else DASH,
         _status_text(r),
         r.host,
         _notes(r),
@@ -332,7 +474,10 @@ def _pivot(rows: list[CaseRow], cell, *, caption: str) -> Table:
         cells = []
         for be in backends:
             r = by.get((v, b, be))
-            cells.append(DASH if r is None else (cell(r) if r.valid else _status_text(r)))
+            text = DASH if r is None else (cell(r) if r.valid else _status_text(r))
+            if r is not None and r.valid and r.batch != r.batch_size:  # --oom-retry lowered it
+                text += f" (at batch {r.batch})"
+            cells.append(text)
         out.append((label, *cells))
     return Table(
         headers=("Batch", *backends),
@@ -355,6 +500,7 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
     if m0.aux_heads_included is not None:
         params += "; auxiliary heads " + ("included" if m0.aux_heads_included else "not included")
     compute = DASH
+    pub = m0.published_meta or {}
     if m0.gmacs_per_image is not None:
         g = m0.gmacs_per_image
         small = f" ({fmt_gmacs(1000 * g)} MMACs)" if g < 0.1 else ""
@@ -366,45 +512,116 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
             compute += f", cross-checked with {cross['counter']}: {fmt_gmacs(cross['gmacs'])} GMACs"
             if isinstance(cross.get("disagreement"), (int, float)):
                 compute += f" ({100 * cross['disagreement']:.1f}% apart)"
-    acc = m0.accuracy
-    if acc is None:
-        acc_text = "not measured, none published"
-    else:
-        acc_text = f"top-1 {acc.top1:.2f}%" + (f", top-5 {acc.top5:.2f}%" if acc.top5 is not None else "")
-        if acc.kind == "published":
-            acc_text += f" — published for {acc.detail or 'the torchvision weights'} on {acc.dataset}"
-        else:
-            acc_text += f" — measured on {acc.dataset}" + (f": {acc.detail}" if acc.detail else "")
-        if acc.kind == "measured" and m0.published is not None:
-            acc_text += f"; published: top-1 {m0.published.top1:.2f}% ({m0.published.detail or 'torchvision'})"
+        if isinstance(pub.get("gmacs"), (int, float)):
+            crop = pub.get("crop_size")
+            at = f" at {crop}x{crop}" if isinstance(crop, int) else ""
+            compute += f"; torchvision publishes {fmt_gmacs(pub['gmacs'])} GMACs{at} (its \"GFLOPS\")"
     items: list[tuple[Span, ...]] = [
         (B("What:"), ("", " " + m0.description)),
         (B("Parameters:"), ("", " " + params)),
         (B("Compute:"), ("", " " + compute)),
-        (B("Accuracy:"), ("", " " + acc_text)),
-        (B("Measured on:"), ("", " " + "; ".join(e.label for e in envs))),
+        (B("Accuracy:"), ("", " " + _card_accuracy(m0))),
     ]
+    training = _card_training(data, envs, name)
+    if training:
+        items.append((B("Training:"), ("", " " + training)))
+    items.append((B("Measured on:"), ("", " " + "; ".join(e.label for e in envs))))
     blocks.append(Bullets(tuple(items)))
     for env in envs:
         rows = data.rows_of(env.fingerprint, name)
+        infer = [r for r in rows if not r.is_train]
+        train = [r for r in rows if r.is_train]
         if len(envs) > 1:
             blocks.append(Heading(4, f"{name} on {env.label}", anchor(f"model {name} {env.label}")))
-        blocks.append(
-            _pivot(rows, lambda r: fmt_latency(r.median_ms, r.iqr_ms), caption="Latency, ms (median ± IQR), by backend and batch size")
-        )
-        blocks.append(_pivot(rows, lambda r: fmt_rate(r.throughput_per_s), caption="Throughput, images/s, by backend and batch size"))
-        blocks.append(
-            Table(
-                headers=DETAIL_HEADERS,
-                rows=tuple(detail_row(r) for r in rows),
-                row_classes=tuple("" if r.valid and not r.warnings else ("warn" if r.valid else "invalid") for r in rows),
-                caption="All cases",
-                numeric=(False, True, False, True, True, True, True, True, True, False, False, False, False),
+        if infer:
+            blocks.append(
+                _pivot(infer, lambda r: fmt_latency(r.median_ms, r.iqr_ms), caption="Latency, ms (median ± IQR), by backend and batch size")
             )
-        )
+            blocks.append(_pivot(infer, lambda r: fmt_rate(r.throughput_per_s), caption="Throughput, images/s, by backend and batch size"))
+            top1 = any(r.measured_accuracy for r in infer)
+            headers = DETAIL_HEADERS[:-1] + ((TOP1_HEADER,) if top1 else ()) + DETAIL_HEADERS[-1:]
+            numeric = (False, True, False, True, True, True, True, True, True, False, False, False)
+            blocks.append(
+                Table(
+                    headers=headers,
+                    rows=tuple(detail_row(r, top1=top1) for r in infer),
+                    row_classes=tuple(_row_class(r) for r in infer),
+                    caption="All inference cases",
+                    numeric=numeric + ((True,) if top1 else ()) + (False,),
+                )
+            )
+        if train:
+            blocks.append(
+                Table(
+                    headers=TRAIN_HEADERS,
+                    rows=tuple(train_row(r) for r in train),
+                    row_classes=tuple(_row_class(r) for r in train),
+                    caption="Training steps: step latency (one optimizer step per call), samples/s, time per epoch",
+                    numeric=(False, True, False, False, True, True, True, True, False, False, True, False, False, False),
+                )
+            )
         blocks += _memory_para(rows)
         blocks += _alternatives(data, env, name)
     return blocks
+
+
+def _row_class(r: CaseRow) -> str:
+    if not r.valid:
+        return "invalid"
+    return "warn" if r.warnings or r.accuracy_vs_eager else ""
+
+
+def _card_accuracy(m: ModelSummary) -> str:
+    """Measured (with the counts and the dataset) when the run measured it, else published;
+    both labelled, never one presented as the other."""
+    acc = m.accuracy
+    if acc is None:
+        return "not measured, none published"
+    text = f"top-1 {acc.top1:.2f}%" + (f", top-5 {acc.top5:.2f}%" if acc.top5 is not None else "")
+    if acc.kind == "published":
+        text += f" — published for {acc.detail or 'the torchvision weights'} on {acc.dataset}"
+        text += _crop_note(m)
+        return text + " (not measured here)"
+    text += f" — measured on {acc.dataset}" + (f": {acc.detail}" if acc.detail else "")
+    if m.published is not None:
+        text += f"; published (torchvision, {m.published.dataset}): top-1 {m.published.top1:.2f}%"
+        text += f" for {m.published.detail}" if m.published.detail else ""
+    return text
+
+
+def _crop_note(m: ModelSummary) -> str:
+    """Where the published figure's crop is not this model's input size, say so."""
+    crop = (m.published_meta or {}).get("crop_size")
+    if not isinstance(crop, int) or isinstance(crop, bool):
+        return ""
+    text = f" at {crop}x{crop}"
+    other = [s for s in m.input_sizes if len(s) == 3 and tuple(s[1:]) != (crop, crop)]
+    if other:
+        text += f"; the cases here use {', '.join('x'.join(str(x) for x in s) for s in other)}"
+    return text
+
+
+def _card_training(data: ReportData, envs: list[EnvGroup], name: str) -> str:
+    """How long training would take: per environment, the fastest valid training step's epochs."""
+    parts = []
+    for env in envs:
+        train = [r for r in data.rows_of(env.fingerprint, name, valid_only=True) if r.is_train]
+        if not train:
+            continue
+        best = min(train, key=lambda r: r.epoch_seconds(EPOCH_DATASETS[0][2]) or float("inf"))
+        where = f" on {env.label}" if len(envs) > 1 else ""
+        parts.append(
+            "one epoch would take "
+            + ", ".join(
+                f"{fmt_duration(best.epoch_seconds(n))} for {label} ({n:,} images)" for _, label, n in EPOCH_DATASETS
+            )
+            + f"{where} at the fastest step measured ({best.backend}, {(best.optimizer or DASH)}, batch {best.batch_label}, "
+            f"{best.precision}, {'x'.join(str(x) for x in best.input_size)}: {fmt_ms(best.median_ms)} ms/step, "
+            f"{fmt_rate(best.throughput_per_s)} samples/s); data loading excluded"
+        )
+    if not parts and any(r.is_train for e in envs for r in data.rows_of(e.fingerprint, name)):
+        return "no training case of this model is valid"
+    return "; ".join(parts)
 
 
 def _memory_para(rows: list[CaseRow]) -> list[Block]:
@@ -415,9 +632,9 @@ def _memory_para(rows: list[CaseRow]) -> list[Block]:
         param = next((4 * r.params for r in valid if r.params), None)
         param_note = " (fp32, 4 bytes each)"
     acts: dict[int, Any] = {}
-    for r in sorted(valid, key=lambda r: r.backend != "eager"):
+    for r in sorted(valid, key=lambda r: (r.is_train, r.backend != "eager")):
         if r.memory.get("activation_bytes") is not None:
-            acts.setdefault(r.batch_size, r.memory["activation_bytes"])
+            acts.setdefault(r.batch, r.memory["activation_bytes"])
     measured = [r for r in valid if r.memory_measured]
     if param is None and not acts and not measured:
         return [P(B("Memory:"), " not measured.")]
@@ -430,8 +647,8 @@ def _memory_para(rows: list[CaseRow]) -> list[Block]:
         kinds = sorted({r.memory_measured[0] for r in measured})  # type: ignore[index]
         hi = max(measured, key=lambda r: r.memory_measured[1])  # type: ignore[index]
         parts.append(
-            f"highest measured peak {fmt_bytes(hi.memory_measured[1])} ({hi.backend}, batch {hi.batch_size}; "  # type: ignore[index]
-            f"{', '.join(kinds)})"
+            f"highest measured peak {fmt_bytes(hi.memory_measured[1])} ({hi.backend}, batch {hi.batch_label}"  # type: ignore[index]
+            f"{', training step' if hi.is_train else ''}; {', '.join(kinds)})"
         )
     return [P(B("Memory:"), " " + "; ".join(parts) + ".")]
 
@@ -441,7 +658,7 @@ def _alternatives(data: ReportData, env: EnvGroup, name: str) -> list[Block]:
     ref = reference_row(data.rows_of(env.fingerprint, name))
     if ref is None:
         return [P(B("Closest alternatives:"), " none (no valid case of this model).")]
-    config = f"{ref.backend}, batch {ref.batch_size}, {ref.precision}, {ref.device} t{ref.threads}"
+    config = f"{ref.backend}, batch {ref.batch}, {ref.precision}, {ref.device} t{ref.threads}"
     mine = data.models[(env.fingerprint, name)].accuracy
     if not alts:
         if mine is not None:
@@ -459,7 +676,9 @@ def _alternatives(data: ReportData, env: EnvGroup, name: str) -> list[Block]:
         )
     items = []
     for a in alts:
-        acc = f"top-1 {a.top1:.2f}% ({a.accuracy_kind})" if a.top1 is not None else "accuracy unknown"
+        acc = "accuracy unknown"
+        if a.top1 is not None:
+            acc = f"top-1 {a.top1:.2f}% vs {a.reference_top1:.2f}% ({a.accuracy_kind} figures of both)"
         items.append(
             (
                 B(a.model),
@@ -485,7 +704,7 @@ def _failed_section(data: ReportData) -> list[Block]:
                         r.status if r.status != "ok" else "ok (invalid)",
                         _one_line(r.error or "") or (r.invalid_reason or ""),
                         r.host,
-                        r.source,
+                        r.source + (f" ({r.origin})" if r.origin else ""),
                     )
                     for r in bad
                 ),

@@ -13,6 +13,7 @@ __all__ = [
     "fmt_bytes",
     "fmt_pct",
     "fmt_gflops",
+    "fmt_duration",
 ]
 
 DASH = "—"  # no value (not measured, not applicable)
@@ -84,3 +85,16 @@ def fmt_pct(x: float | None, digits: int = 2) -> str:
 
 def fmt_gflops(x: float | None) -> str:
     return DASH if x is None else _sig(x)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """A duration a person reads (an epoch): 42.1 s, 7.3 min, 2.4 h, 1.6 d."""
+    if seconds is None:
+        return DASH
+    if seconds < 90:
+        return f"{seconds:.3g} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} d"

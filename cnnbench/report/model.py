@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from cnnbench.results import load_results
 __all__ = [
     "COMPARABLE_KEYS",
     "BACKEND_ORDER",
+    "EPOCH_DATASETS",
     "Source",
     "EnvGroup",
     "CaseRow",
@@ -36,6 +38,11 @@ __all__ = [
     "Alternative",
     "ReportData",
     "environment_fingerprint",
+    "measured_memory",
+    "dataset_name",
+    "comparable_accuracy",
+    "measured_figure",
+    "published_figure",
     "load_report_data",
     "build_report_data",
 ]
@@ -58,6 +65,13 @@ COMPARABLE_KEYS = (
 )
 
 BACKEND_ORDER = ("eager", "compile", "onnxrt")
+
+# Training-set sizes a training case's time per epoch is given for: (id, label, images), the same
+# sizes as cnnbench.training.DATASET_SIZES (ImageNet-1k train split, CIFAR-10 train set).
+EPOCH_DATASETS: tuple[tuple[str, str, int], ...] = (
+    ("imagenet1k", "ImageNet-1k", 1_281_167),
+    ("cifar10", "CIFAR-10", 50_000),
+)
 
 # Published accuracy from torchvision's weight metadata is ImageNet-1K validation, center crop.
 PUBLISHED_DATASET = "ImageNet-1K val"
@@ -145,11 +159,58 @@ class CaseRow:
     backend_info: dict[str, Any]
     warnings: tuple[str, ...]
     peak_gflops: float | None  # the peak measured by this row's run, if any
+    measured_batch_size: int | None = None  # the batch timed (< batch_size only after --oom-retry)
+    origin: str | None = None  # for a merged file: the shard file the record came from
+    train: dict[str, Any] | None = None  # the `train` block of a training case
     speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
+    accuracy_vs_eager: str | None = None  # why the measured accuracy differs from eager's, if it does
 
     @property
     def median_ms(self) -> float | None:
         return self.latency_ms["median"] if self.latency_ms else None
+
+    @property
+    def batch(self) -> int:
+        """The batch size actually timed: every per-batch figure (throughput, MACs, memory) is for it."""
+        return self.measured_batch_size or self.batch_size
+
+    @property
+    def batch_label(self) -> str:
+        """"16 (of 32)" when --oom-retry had to lower the batch, else "32"."""
+        if self.measured_batch_size is not None and self.measured_batch_size != self.batch_size:
+            return f"{self.measured_batch_size} (of {self.batch_size})"
+        return str(self.batch_size)
+
+    @property
+    def is_train(self) -> bool:
+        return self.mode == "train"
+
+    @property
+    def optimizer(self) -> str | None:
+        """A training case's optimizer (the `train` block's, else the backend option; SGD is the
+        default); None for inference."""
+        if not self.is_train:
+            return None
+        return str((self.train or {}).get("optimizer") or self.backend_info.get("optimizer") or "sgd")
+
+    @property
+    def measured_accuracy(self) -> dict[str, Any] | None:
+        """This case's own measured accuracy (through its backend), if it was measured."""
+        acc = self.accuracy
+        if acc and acc.get("kind", "measured") == "measured" and _number(acc.get("top1")) is not None:
+            return acc
+        return None
+
+    def epoch_seconds(self, images: int) -> float | None:
+        """Seconds for one epoch of `images` at this training case's median step latency.
+
+        Same rule as `cnnbench.training.epoch_time_s` (ceil(images / batch) steps, the last
+        partial batch billed as a full one, data loading excluded), but with the batch actually
+        measured, so an --oom-retry case is not billed at the batch it could not run.
+        """
+        if not self.is_train or not self.median_ms or images <= 0:
+            return None
+        return math.ceil(images / self.batch) * self.median_ms / 1000.0
 
     @property
     def iqr_ms(self) -> float | None:
@@ -185,7 +246,7 @@ class CaseRow:
         if self.gmacs is not None:
             return self.gmacs
         if self.gmacs_per_image is not None:
-            return self.gmacs_per_image * self.batch_size
+            return self.gmacs_per_image * self.batch
         return None
 
     @property
@@ -207,17 +268,7 @@ class CaseRow:
     def memory_measured(self) -> tuple[str, int] | None:
         """The measured peak shown in tables: on CUDA the peak allocated by torch (device-level
         growth for ONNX Runtime), on CPU the RSS growth over the post-load baseline."""
-        if self.device == "cuda":
-            # ONNX Runtime does not allocate through torch: its figure is the device-level delta.
-            torch_first = ("cuda_peak_allocated_bytes", "device_used_delta_bytes")
-            order = torch_first[::-1] if self.backend_name == "onnxrt" else torch_first
-        else:
-            order = ("peak_rss_delta_bytes",)
-        for name in order:
-            value = self.memory.get(name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return name, int(value)
-        return None
+        return measured_memory(self.memory, device=self.device, backend=self.backend_name)
 
     @property
     def memory_analytic_bytes(self) -> int | None:
@@ -229,13 +280,25 @@ class CaseRow:
 
     @property
     def parity_label(self) -> str:
+        """The parity verdict as `cnnbench.parity` gates it: the error relative to the output
+        scale against the precision's tolerance (top-1 agreement is shown, not gated)."""
         if not self.parity:
+            if self.is_train:
+                return "—"
             return "reference" if self.backend_name == "eager" and self.precision == "fp32" else "—"
+        rel, tol = _number(self.parity.get("max_rel_err")), _number(self.parity.get("tolerance"))
+        agree = _number(self.parity.get("top1_agreement"))
         if self.parity.get("ok") is False:
-            err = self.parity.get("max_abs_err")
-            return "FAILED" + (f" (max abs err {err:.3g})" if isinstance(err, (int, float)) else "")
-        agree = self.parity.get("top1_agreement")
-        return "ok" + (f" (top-1 {100.0 * agree:.0f}%)" if isinstance(agree, (int, float)) else "")
+            if rel is not None:
+                return f"FAILED (rel err {rel:.2g}" + (f", tolerance {tol:g})" if tol is not None else ")")
+            err = _number(self.parity.get("max_abs_err"))
+            return "FAILED" + (f" (max abs err {err:.3g})" if err is not None else "")
+        parts = []
+        if rel is not None:
+            parts.append(f"rel err {rel:.2g}" + (f" ≤ {tol:g}" if tol is not None else ""))
+        if agree is not None:
+            parts.append(f"top-1 {100.0 * agree:.0f}%")
+        return "ok" + (f" ({', '.join(parts)})" if parts else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,10 +326,12 @@ class ModelSummary:
     counter: str | None
     crosscheck: dict[str, Any] | None
     input_sizes: tuple[tuple[int, ...], ...]
-    accuracy: AccuracyFigure | None
+    accuracy: AccuracyFigure | None  # measured if any, else published
     published: AccuracyFigure | None
     n_cases: int
     n_valid: int
+    measured: AccuracyFigure | None = None
+    published_meta: dict[str, Any] | None = None  # the record's `published` block as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +400,28 @@ def backend_sort_key(label: str) -> tuple[int, str]:
 
 def row_sort_key(row: CaseRow) -> tuple[Any, ...]:
     return (natural_key(row.model), repr(row.variant), row.batch_size, backend_sort_key(row.backend), row.host)
+
+
+def measured_memory(memory: dict[str, Any] | None, *, device: str, backend: str) -> tuple[str, int] | None:
+    """The measured peak a table shows, as (record key, bytes); None when not measured.
+
+    On CUDA the peak allocated by torch (`cuda_peak_allocated_bytes`); ONNX Runtime does not
+    allocate through torch, so for it the device-level growth (`device_used_delta_bytes`, NVML)
+    comes first. On CPU the worker's peak RSS growth over its post-load baseline
+    (`peak_rss_delta_bytes`). The one rule for the report and the terminal table.
+    """
+    if not isinstance(memory, dict):
+        return None
+    if device == "cuda":
+        torch_first = ("cuda_peak_allocated_bytes", "device_used_delta_bytes")
+        order = torch_first[::-1] if backend == "onnxrt" else torch_first
+    else:
+        order = ("peak_rss_delta_bytes",)
+    for name in order:
+        value = memory.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return name, int(value)
+    return None
 
 
 def _git_commit(env: dict[str, Any]) -> str | None:
@@ -429,7 +516,13 @@ def load_report_data(paths: Sequence[str | Path]) -> ReportData:
 
 
 def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportData:
-    """Merge already loaded results (path, results dict) into report records."""
+    """Merge already loaded results (path, results dict) into report records.
+
+    Each record is attributed to the environment it was measured in: for a file written by
+    `bench.py merge`, `environments[record.measured_on.environment]` (the merged file's top-level
+    `environment` keeps only the fields all machines agree on, so it cannot say where a case
+    ran); for any other file, the file's `environment`.
+    """
     sources: list[Source] = []
     raw_rows: list[tuple[int, str, CaseRow]] = []  # (file order, updated, row)
     envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -437,17 +530,44 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
         env = results.get("environment")
         if not isinstance(env, dict):
             env = {}
-        host = str(env.get("hostname") or "unknown host")
-        fp = environment_fingerprint(env)
         cases = results.get("cases")
         if not isinstance(cases, list):
             raise ResultsFileError(path, "`cases` is not a list")
+        per_case = results.get("environments")
+        per_case = [e if isinstance(e, dict) else {} for e in per_case] if isinstance(per_case, list) else []
+        updated = str(results.get("updated") or results.get("created") or "")
+        fingerprints: dict[int, str] = {}
+        file_fps: list[str] = []
+        file_hosts: list[str] = []
+        for i, record in enumerate(cases):
+            index = _environment_index(record, len(per_case))
+            case_env = per_case[index] if index is not None else env
+            key = -1 if index is None else index
+            if key not in fingerprints:
+                fingerprints[key] = environment_fingerprint(case_env)
+                envs_by_fp.setdefault(fingerprints[key], []).append((path, case_env))
+            fp = fingerprints[key]
+            measured_on = record.get("measured_on") if isinstance(record, dict) else None
+            measured_on = measured_on if isinstance(measured_on, dict) else {}
+            host = str(case_env.get("hostname") or measured_on.get("hostname") or "unknown host")
+            origin = measured_on.get("source") or case_env.get("source")
+            row = _row_from_record(path, host, fp, case_env, record, i, origin=str(origin) if origin else None)
+            raw_rows.append((order, updated, row))
+            if fp not in file_fps:
+                file_fps.append(fp)
+            if host not in file_hosts:
+                file_hosts.append(host)
+        if not cases:  # still list the file, in the environment it names
+            fp = environment_fingerprint(env)
+            envs_by_fp.setdefault(fp, []).append((path, env))
+            file_fps.append(fp)
+            file_hosts.append(str(env.get("hostname") or "unknown host"))
         suite = results.get("suite") if isinstance(results.get("suite"), dict) else {}
         sources.append(
             Source(
                 path=path,
-                host=host,
-                env=fp,
+                host=", ".join(file_hosts),
+                env=file_fps[0],
                 schema_version=int(results.get("schema_version", 0)),
                 created=results.get("created"),
                 updated=results.get("updated") or results.get("created"),
@@ -455,10 +575,6 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
                 n_cases=len(cases),
             )
         )
-        envs_by_fp.setdefault(fp, []).append((path, env))
-        for i, record in enumerate(cases):
-            row = _row_from_record(path, host, fp, env, record, i)
-            raw_rows.append((order, str(results.get("updated") or results.get("created") or ""), row))
 
     rows, superseded = _dedupe(raw_rows)
     if not any(r.valid for r in rows):
@@ -468,8 +584,11 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
         raise UserError(f"no ok cases in {names}: nothing to report ({what})")
 
     envs = _env_groups(envs_by_fp)
-    rows = _with_speedups(rows)
-    rows.sort(key=lambda r: ([e.fingerprint for e in envs].index(r.env), row_sort_key(r)))
+    used = {r.env for r in rows}
+    envs = [e for e in envs if e.fingerprint in used] or envs
+    rows = _with_accuracy_checks(_with_speedups(rows))
+    order_of = {e.fingerprint: i for i, e in enumerate(envs)}
+    rows.sort(key=lambda r: (order_of.get(r.env, len(envs)), row_sort_key(r)))
     data = ReportData(sources=sources, envs=envs, rows=rows, superseded=superseded)
     for env in envs:
         for name in data.model_names(env.fingerprint):
@@ -480,7 +599,22 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
     return data
 
 
-def _row_from_record(path: str, host: str, fp: str, env: dict[str, Any], record: Any, index: int) -> CaseRow:
+def _environment_index(record: Any, n_environments: int) -> int | None:
+    """The index into a merged file's `environments` that `record.measured_on` names, if valid."""
+    if not n_environments or not isinstance(record, dict):
+        return None
+    measured_on = record.get("measured_on")
+    if not isinstance(measured_on, dict):
+        return None
+    index = measured_on.get("environment")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_environments:
+        return None
+    return index
+
+
+def _row_from_record(
+    path: str, host: str, fp: str, env: dict[str, Any], record: Any, index: int, *, origin: str | None = None
+) -> CaseRow:
     if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
         raise ResultsFileError(path, f"case {index} has no `spec`: not a cnnbench results file?")
     spec = record["spec"]
@@ -495,6 +629,9 @@ def _row_from_record(path: str, host: str, fp: str, env: dict[str, Any], record:
     status = str(record.get("status") or "unknown")
     parity = record.get("parity") if isinstance(record.get("parity"), dict) else None
     latency = record.get("latency_ms") if isinstance(record.get("latency_ms"), dict) else None
+    measured_batch = record.get("measured_batch_size")
+    if isinstance(measured_batch, bool) or not isinstance(measured_batch, int) or measured_batch < 1:
+        measured_batch = None
     invalid: str | None = None
     if status != "ok":
         invalid = status
@@ -504,10 +641,12 @@ def _row_from_record(path: str, host: str, fp: str, env: dict[str, Any], record:
         invalid = "parity failed"
     valid = invalid is None
     throughput = _number(record.get("throughput_per_s")) if valid else None
-    if valid and throughput is None:
-        throughput = batch / (latency["median"] / 1000.0)  # type: ignore[index]
+    if valid and throughput is None:  # per the batch actually timed
+        throughput = (measured_batch or batch) / (latency["median"] / 1000.0)  # type: ignore[index]
     warmup = record.get("warmup_ms") or []
     peak = _number(env.get("peak_gflops"))
+    counts = record.get("counts") if isinstance(record.get("counts"), dict) else {}
+    train = record.get("train") if isinstance(record.get("train"), dict) else None
     return CaseRow(
         source=path,
         host=host,
@@ -539,7 +678,7 @@ def _row_from_record(path: str, host: str, fp: str, env: dict[str, Any], record:
         gmacs_per_image=_number(record.get("gmacs_per_image")),
         gflops=_number(record.get("gflops")),
         counter=record.get("counter"),
-        crosscheck=(record.get("counts") or {}).get("crosscheck") if isinstance(record.get("counts"), dict) else None,
+        crosscheck=_crosscheck(counts),
         memory=dict(record.get("memory") or {}),
         parity=parity,
         accuracy=record.get("accuracy") if isinstance(record.get("accuracy"), dict) else None,
@@ -547,8 +686,19 @@ def _row_from_record(path: str, host: str, fp: str, env: dict[str, Any], record:
         backend_info=dict(record.get("backend_info") or {}),
         warnings=tuple(str(w) for w in record.get("warnings") or ()),
         peak_gflops=peak,
-        speedup_vs_eager=None,
+        measured_batch_size=measured_batch,
+        origin=origin if origin and origin != Path(path).name else None,
+        train=train,
     )
+
+
+def _crosscheck(counts: dict[str, Any]) -> dict[str, Any] | None:
+    """The second MAC counter's figure, from `counting.count_macs`' flat keys
+    (`crosscheck_counter`, `crosscheck_gmacs`, `disagreement`)."""
+    gmacs = _number(counts.get("crosscheck_gmacs"))
+    if gmacs is None or not counts.get("crosscheck_counter"):
+        return None
+    return {"counter": str(counts["crosscheck_counter"]), "gmacs": gmacs, "disagreement": _number(counts.get("disagreement"))}
 
 
 def _dedupe(raw: list[tuple[int, str, CaseRow]]) -> tuple[list[CaseRow], list[tuple[CaseRow, str]]]:
@@ -603,17 +753,48 @@ def _env_groups(envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]]) -> list
 
 
 def _with_speedups(rows: list[CaseRow]) -> list[CaseRow]:
-    """Speedup over eager: eager median / this median, same env, model, variant and batch size."""
+    """Speedup over eager: eager median / this median, same env, model, variant and measured
+    batch (a case --oom-retry lowered is compared with eager at the batch it actually ran); a
+    training step only against eager with the same optimizer (a different optimizer is a
+    different computation, not a faster backend)."""
     eager = {
-        (r.env, r.model, r.variant, r.batch_size): r.median_ms
+        (r.env, r.model, r.variant, r.batch, r.optimizer): r.median_ms
         for r in rows
-        if r.valid and r.backend == "eager"
+        if r.valid and r.backend_name == "eager"
+        and (r.backend == "eager" or (r.is_train and r.backend == f"eager[optimizer={r.optimizer}]"))
     }
     out = []
     for r in rows:
-        ref = eager.get((r.env, r.model, r.variant, r.batch_size))
+        ref = eager.get((r.env, r.model, r.variant, r.batch, r.optimizer))
         if r.valid and ref and r.median_ms:
             r = replace(r, speedup_vs_eager=ref / r.median_ms)
+        out.append(r)
+    return out
+
+
+def _with_accuracy_checks(rows: list[CaseRow]) -> list[CaseRow]:
+    """Flag a backend whose measured accuracy differs from eager's on the same images by more
+    than `cnnbench.accuracy.tolerance_images` (`accuracy_difference` decides)."""
+    from cnnbench.accuracy import accuracy_difference
+
+    eager: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r.batch_size):
+        acc = r.measured_accuracy
+        if acc and r.valid and r.backend == "eager":
+            eager.setdefault((r.env, r.model, r.variant, r.batch_size), acc)
+            eager.setdefault((r.env, r.model, r.variant, None), acc)
+    out = []
+    for r in rows:
+        acc = r.measured_accuracy
+        if acc and r.backend != "eager":
+            ref = eager.get((r.env, r.model, r.variant, r.batch_size)) or eager.get((r.env, r.model, r.variant, None))
+            if ref is not None:
+                try:
+                    flag = accuracy_difference(acc, ref)
+                except (KeyError, TypeError, ValueError):
+                    flag = None  # counts missing: nothing to compare
+                if flag:
+                    r = replace(r, accuracy_vs_eager=flag)
         out.append(r)
     return out
 
@@ -622,42 +803,59 @@ def _first(values: Iterable[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def dataset_name(acc: dict[str, Any]) -> str:
+    """The dataset a measured accuracy is on: `dataset.name` (e.g. "digits test"), else its kind."""
+    ds = acc.get("dataset")
+    if isinstance(ds, dict):
+        return str(ds.get("name") or ds.get("kind") or "unnamed dataset")
+    return str(ds) if ds else "unnamed dataset"
+
+
+def measured_figure(acc: dict[str, Any]) -> AccuracyFigure:
+    """A record's measured accuracy (`cnnbench.accuracy.evaluate`'s dict) as a labelled figure."""
+    top1 = _percent(acc, "top1", "correct1")
+    top5 = _percent(acc, "top5", "correct5") if _number(acc.get("top5")) is not None else None
+    detail = ""
+    if acc.get("correct1") is not None and acc.get("total"):
+        detail = f"{int(acc['correct1']):,}/{int(acc['total']):,} images correct (top-1)"
+        if acc.get("skipped"):
+            detail += f", {int(acc['skipped']):,} undecodable skipped"
+    return AccuracyFigure("measured", top1, top5, dataset_name(acc), detail)
+
+
+def published_figure(pub: dict[str, Any] | None) -> AccuracyFigure | None:
+    """torchvision's published accuracy, from the record's `published` block
+    (`models.registry.published_metadata`: `acc@1`, `acc@5` in percent, `dataset`, `weights`)."""
+    if not pub:
+        return None
+    acc1 = _number(pub.get("acc@1"))
+    if acc1 is None:
+        return None
+    dataset = f"{pub['dataset']} val" if pub.get("dataset") else PUBLISHED_DATASET
+    return AccuracyFigure("published", acc1, _number(pub.get("acc@5")), dataset, str(pub.get("weights") or ""))
+
+
 def _accuracy_of(rows: list[CaseRow]) -> tuple[AccuracyFigure | None, AccuracyFigure | None]:
-    """(measured, published) for a model. Measured prefers a valid eager fp32 row."""
+    """(measured, published) for a model. Measured prefers a valid eager fp32 inference row."""
     ordered = sorted(rows, key=lambda r: (not r.valid, r.backend != "eager", r.precision != "fp32", r.batch_size))
     measured = None
     for r in ordered:
-        acc = r.accuracy
-        if acc and _number(acc.get("top1")) is not None and acc.get("kind", "measured") == "measured":
-            top1 = _percent(acc, "top1", "correct1")
-            top5 = _percent(acc, "top5", "correct5") if _number(acc.get("top5")) is not None else None
-            detail = ""
-            if acc.get("correct1") is not None and acc.get("total"):
-                detail = f"{int(acc['correct1']):,}/{int(acc['total']):,} images correct (top-1)"
-            measured = AccuracyFigure("measured", top1, top5, str(acc.get("dataset") or "unnamed dataset"), detail)
+        acc = r.measured_accuracy
+        if acc is not None:
+            measured = measured_figure(acc)
             if r.valid:
                 break
-    published = None
-    for r in ordered:
-        pub = r.published or {}
-        # The registry writes torchvision's own keys (`acc@1`); `acc1` is accepted as well.
-        acc1 = _number(pub.get("acc@1", pub.get("acc1")))
-        if acc1 is not None:
-            top5 = _number(pub.get("acc@5", pub.get("acc5")))
-            dataset = f"{pub['dataset']} val" if pub.get("dataset") else PUBLISHED_DATASET
-            published = AccuracyFigure("published", acc1, top5, dataset, str(pub.get("weights") or ""))
-            break
+    published = next((f for f in (published_figure(r.published) for r in ordered) if f is not None), None)
     return measured, published
 
 
 def _percent(acc: dict[str, Any], name: str, count_name: str) -> float:
-    """A measured accuracy in percent: from the counts when present (unambiguous), else from
-    the stored figure, read as a fraction when it is at most 1 (0.69) and as a percent above."""
+    """A measured accuracy in percent: from the counts when present (unambiguous), else the
+    stored figure (`evaluate` stores percent)."""
     count, total = _number(acc.get(count_name)), _number(acc.get("total"))
     if count is not None and total:
         return 100.0 * count / total
-    value = float(acc[name])
-    return value * 100.0 if value <= 1.0 else value
+    return float(acc[name])
 
 
 def _model_summary(rows: list[CaseRow], env: str, name: str) -> ModelSummary:
@@ -672,7 +870,7 @@ def _model_summary(rows: list[CaseRow], env: str, name: str) -> ModelSummary:
         trainable_params=_first(r.trainable_params for r in counted),
         aux_heads_included=_first(r.aux_heads_included for r in counted),
         gmacs_per_image=_first(
-            r.gmacs_per_image if r.gmacs_per_image is not None else (r.gmacs / r.batch_size if r.gmacs else None)
+            r.gmacs_per_image if r.gmacs_per_image is not None else (r.gmacs / r.batch if r.gmacs else None)
             for r in counted
         ),
         counter=_first(r.counter for r in counted),
@@ -680,17 +878,34 @@ def _model_summary(rows: list[CaseRow], env: str, name: str) -> ModelSummary:
         input_sizes=tuple(dict.fromkeys(tuple(r.input_size) for r in rows)),
         accuracy=measured or published,
         published=published,
+        measured=measured,
+        published_meta=_first(r.published for r in counted),
         n_cases=len(rows),
         n_valid=sum(r.valid for r in rows),
     )
 
 
 def reference_row(rows: list[CaseRow]) -> CaseRow | None:
-    """The configuration a model is summarized at: eager, fp32, the smallest batch size measured."""
-    valid = [r for r in rows if r.valid]
+    """The configuration a model is summarized at: eager, fp32, inference, the smallest batch."""
+    valid = [r for r in rows if r.valid and not r.is_train]
     if not valid:
         return None
-    return min(valid, key=lambda r: (r.backend != "eager", r.precision != "fp32", r.batch_size, backend_sort_key(r.backend)))
+    return min(valid, key=lambda r: (r.backend != "eager", r.precision != "fp32", r.batch, backend_sort_key(r.backend)))
+
+
+def comparable_accuracy(
+    mine: ModelSummary, other: ModelSummary
+) -> tuple[AccuracyFigure, AccuracyFigure] | None:
+    """Two models' top-1 figures on the same footing, or None.
+
+    Measured figures are compared only on the same dataset; otherwise both published figures
+    (torchvision, ImageNet-1K val) are. A measured figure is never set against a published one.
+    """
+    if mine.measured and other.measured and mine.measured.dataset == other.measured.dataset:
+        return mine.measured, other.measured
+    if mine.published and other.published and mine.published.dataset == other.published.dataset:
+        return mine.published, other.published
+    return None
 
 
 def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int = 3) -> list[Alternative]:
@@ -698,51 +913,51 @@ def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int =
 
     Lists (a) models that are faster at equal or better top-1 (fastest first), (b) the fastest
     model that is more accurate, or, when this model has no accuracy figure, (c) faster models.
-    Only the same backend, batch size, precision, device, threads and mode are compared.
+    Only the same backend, batch size, precision, device, threads and mode are compared, and
+    top-1 only on the same footing (`comparable_accuracy`: both measured on one dataset, or both
+    published).
     """
     ref = reference_row(data.rows_of(env, model))
     if ref is None or ref.median_ms is None:
         return []
-    mine = data.models[(env, model)].accuracy
-    config = f"{ref.backend}, batch {ref.batch_size}, {ref.precision}, {ref.device} t{ref.threads}"
-    candidates: list[tuple[CaseRow, AccuracyFigure | None]] = []
+    me = data.models[(env, model)]
+    config = f"{ref.backend}, batch {ref.batch}, {ref.precision}, {ref.device} t{ref.threads}"
+    candidates: list[tuple[CaseRow, tuple[AccuracyFigure, AccuracyFigure] | None]] = []
     for other in data.model_names(env):
         if other == model:
             continue
         match = [
             r
             for r in data.rows_of(env, other, valid_only=True)
-            if (r.backend, r.batch_size, r.precision, r.device, r.threads, r.channels_last, r.mode)
-            == (ref.backend, ref.batch_size, ref.precision, ref.device, ref.threads, ref.channels_last, ref.mode)
+            if (r.backend, r.batch, r.precision, r.device, r.threads, r.channels_last, r.mode)
+            == (ref.backend, ref.batch, ref.precision, ref.device, ref.threads, ref.channels_last, ref.mode)
         ]
         if match:
-            candidates.append((match[0], data.models[(env, other)].accuracy))
+            candidates.append((match[0], comparable_accuracy(me, data.models[(env, other)])))
 
-    def alt(relation: str, row: CaseRow, acc: AccuracyFigure | None) -> Alternative:
+    def alt(relation: str, row: CaseRow, pair: tuple[AccuracyFigure, AccuracyFigure] | None) -> Alternative:
         return Alternative(
             relation=relation,
             model=row.model,
             latency_ms=row.median_ms,  # type: ignore[arg-type]
             latency_ratio=row.median_ms / ref.median_ms,  # type: ignore[operator]
-            top1=acc.top1 if acc else None,
-            accuracy_kind=acc.kind if acc else None,
+            top1=pair[1].top1 if pair else None,
+            accuracy_kind=pair[1].kind if pair else None,
             reference_ms=ref.median_ms,  # type: ignore[arg-type]
-            reference_top1=mine.top1 if mine else None,
+            reference_top1=pair[0].top1 if pair else None,
             config=config,
         )
 
     out: list[Alternative] = []
-    if mine is not None:
-        better = [
-            (r, a) for r, a in candidates if a is not None and a.top1 >= mine.top1 and r.median_ms < ref.median_ms  # type: ignore[operator]
-        ]
-        better.sort(key=lambda ra: ra[0].median_ms)  # type: ignore[arg-type,return-value]
-        out += [alt("faster, at least as accurate", r, a) for r, a in better[:limit]]
-        more = [(r, a) for r, a in candidates if a is not None and a.top1 > mine.top1 and (r, a) not in better]
+    if me.accuracy is not None:
+        better = [(r, p) for r, p in candidates if p is not None and p[1].top1 >= p[0].top1 and r.median_ms < ref.median_ms]  # type: ignore[operator]
+        better.sort(key=lambda rp: rp[0].median_ms)  # type: ignore[arg-type,return-value]
+        out += [alt("faster, at least as accurate", r, p) for r, p in better[:limit]]
+        more = [(r, p) for r, p in candidates if p is not None and p[1].top1 > p[0].top1 and (r, p) not in better]
         if more:
-            r, a = min(more, key=lambda ra: ra[0].median_ms)  # type: ignore[arg-type,return-value]
-            out.append(alt("more accurate (the fastest such)", r, a))
+            r, p = min(more, key=lambda rp: rp[0].median_ms)  # type: ignore[arg-type,return-value]
+            out.append(alt("more accurate (the fastest such)", r, p))
     else:
-        faster = sorted((ra for ra in candidates if ra[0].median_ms < ref.median_ms), key=lambda ra: ra[0].median_ms)  # type: ignore[operator]
-        out += [alt("faster (accuracy unknown here)", r, a) for r, a in faster[:limit]]
+        faster = sorted((rp for rp in candidates if rp[0].median_ms < ref.median_ms), key=lambda rp: rp[0].median_ms)  # type: ignore[operator]
+        out += [alt("faster (accuracy unknown here)", r, p) for r, p in faster[:limit]]
     return out

@@ -8,8 +8,9 @@ nor changes the caller's global backend.
 Charts, one set per environment (different environments are never drawn on the same axes):
 latency vs batch size (one panel per model, a line per backend, IQR bars: p25..p75),
 throughput vs batch size, speedup over eager, memory vs batch size (measured peak per backend,
-analytic parameters + activations dashed), achieved GFLOP/s against the measured peak. And one
-accuracy vs GMACs chart with marker area proportional to the parameter count (the chart the
+analytic parameters + activations dashed), achieved GFLOP/s against the measured peak, all of
+inference cases at the batch each case actually ran; training cases get their own chart (samples/s
+per training step, with the time an ImageNet-1k epoch would take). And one accuracy vs GMACs chart with marker area proportional to the parameter count (the chart the
 course shows for ImageNet models).
 """
 
@@ -39,7 +40,7 @@ _OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf
 @dataclass(frozen=True)
 class PlotSpec:
     name: str  # file stem, unique in a report
-    kind: str  # latency | throughput | speedup | memory | gflops | accuracy
+    kind: str  # latency | throughput | speedup | memory | gflops | training | accuracy
     env: str | None  # environment fingerprint, None for cross-environment charts
     title: str
     caption: str
@@ -80,49 +81,65 @@ def _accuracy_points(data: ReportData) -> list[dict[str, Any]]:
     return sorted(points.values(), key=lambda p: p["gmacs"])
 
 
+def _inference_specs(env: EnvGroup, valid: list[CaseRow], sfx: str, where: str) -> list[PlotSpec]:
+    """The per-environment charts of inference cases (none without a valid one)."""
+    specs: list[PlotSpec] = []
+    if not valid:
+        return specs
+    specs.append(
+        PlotSpec(
+            f"latency{sfx}", "latency", env.fingerprint, f"Latency vs batch size{where}",
+            "Median latency per call (ms, log scale) against batch size, one panel per model and a "
+            "line per backend; bars span the interquartile range (p25 to p75). Invalid cases are omitted.",
+        )
+    )
+    specs.append(
+        PlotSpec(
+            f"throughput{sfx}", "throughput", env.fingerprint, f"Throughput vs batch size{where}",
+            "Images per second (batch size / median latency) against batch size, a line per backend.",
+        )
+    )
+    if any(r.speedup_vs_eager is not None and r.backend != "eager" for r in valid):
+        specs.append(
+            PlotSpec(
+                f"speedup{sfx}", "speedup", env.fingerprint, f"Speedup over eager{where}",
+                "Eager median / backend median at each batch size (above 1: faster than eager).",
+            )
+        )
+    if any(r.memory_measured or r.memory_analytic_bytes for r in valid):
+        specs.append(
+            PlotSpec(
+                f"memory{sfx}", "memory", env.fingerprint, f"Memory vs batch size{where}",
+                "Measured peak per backend (CPU: RSS growth over the post-load baseline; CUDA: peak "
+                "allocated) and, dashed, the analytic parameter + activation bytes.",
+            )
+        )
+    if env.peak_gflops and any(r.achieved_gflops_per_s for r in valid):
+        specs.append(
+            PlotSpec(
+                f"gflops{sfx}", "gflops", env.fingerprint, f"Achieved GFLOP/s vs the machine's peak{where}",
+                "2 × MACs / median latency per case; the dashed line is the peak measured by a large "
+                "matrix multiply in the same worker settings (right axis: % of peak).",
+            )
+        )
+    return specs
+
+
 def plan_plots(data: ReportData) -> list[PlotSpec]:
     specs: list[PlotSpec] = []
     multi = len(data.envs) > 1
     for env in data.envs:
-        valid = data.rows_of(env.fingerprint, valid_only=True)
-        if not valid:
-            continue
         sfx = f"-{env.slug}" if multi else ""
         where = f" — {env.label}" if multi else ""
-        specs.append(
-            PlotSpec(
-                f"latency{sfx}", "latency", env.fingerprint, f"Latency vs batch size{where}",
-                "Median latency per call (ms, log scale) against batch size, one panel per model and a "
-                "line per backend; bars span the interquartile range (p25 to p75). Invalid cases are omitted.",
-            )
-        )
-        specs.append(
-            PlotSpec(
-                f"throughput{sfx}", "throughput", env.fingerprint, f"Throughput vs batch size{where}",
-                "Images per second (batch size / median latency) against batch size, a line per backend.",
-            )
-        )
-        if any(r.speedup_vs_eager is not None and r.backend != "eager" for r in valid):
+        valid = [r for r in data.rows_of(env.fingerprint, valid_only=True) if not r.is_train]
+        specs += _inference_specs(env, valid, sfx, where)
+        if any(r.is_train for r in data.rows_of(env.fingerprint, valid_only=True)):
             specs.append(
                 PlotSpec(
-                    f"speedup{sfx}", "speedup", env.fingerprint, f"Speedup over eager{where}",
-                    "Eager median / backend median at each batch size (above 1: faster than eager).",
-                )
-            )
-        if any(r.memory_measured or r.memory_analytic_bytes for r in valid):
-            specs.append(
-                PlotSpec(
-                    f"memory{sfx}", "memory", env.fingerprint, f"Memory vs batch size{where}",
-                    "Measured peak per backend (CPU: RSS growth over the post-load baseline; CUDA: peak "
-                    "allocated) and, dashed, the analytic parameter + activation bytes.",
-                )
-            )
-        if env.peak_gflops and any(r.achieved_gflops_per_s for r in valid):
-            specs.append(
-                PlotSpec(
-                    f"gflops{sfx}", "gflops", env.fingerprint, f"Achieved GFLOP/s vs the machine's peak{where}",
-                    "2 × MACs / median latency per case; the dashed line is the peak measured by a large "
-                    "matrix multiply in the same worker settings (right axis: % of peak).",
+                    f"training{sfx}", "training", env.fingerprint, f"Training step throughput{where}",
+                    "Samples per second of one training step (forward, loss, backward, optimizer step) per "
+                    "training case; the label gives the step latency and the time one ImageNet-1k epoch "
+                    "(1,281,167 images) would take at that rate, data loading excluded.",
                 )
             )
     if _accuracy_points(data):
@@ -151,6 +168,7 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
         "speedup": _draw_speedup,
         "memory": _draw_memory,
         "gflops": _draw_gflops,
+        "training": _draw_training,
         "accuracy": _draw_accuracy,
     }
     rc = {
@@ -203,7 +221,7 @@ def _series(rows: list[CaseRow]) -> dict[str, list[CaseRow]]:
     """Lines of one panel: one per backend (and per variant when a model has several)."""
     variants = {r.variant_label for r in rows}
     out: dict[str, list[CaseRow]] = {}
-    for r in sorted(rows, key=lambda r: (backend_sort_key(r.backend), r.variant_label, r.batch_size)):
+    for r in sorted(rows, key=lambda r: (backend_sort_key(r.backend), r.variant_label, r.batch)):
         label = r.backend if len(variants) == 1 else f"{r.backend} {r.variant_label}"
         out.setdefault(label, []).append(r)
     return out
@@ -233,6 +251,10 @@ def _batch_axis(ax, batches: Sequence[int]) -> None:
     ax.set_xlabel("batch size")
 
 
+def _inference_rows(data: ReportData, env: str, model: str) -> list[CaseRow]:
+    return [r for r in data.rows_of(env, model, valid_only=True) if not r.is_train]
+
+
 def _per_model_chart(
     data: ReportData,
     spec: PlotSpec,
@@ -246,21 +268,22 @@ def _per_model_chart(
     panel_if: Callable[[CaseRow], bool] | None = None,
     extra_legend: Sequence[tuple[Any, str]] = (),
 ):
-    """One panel per model with a valid row (`panel_if`, default: a value to plot)."""
+    """One panel per model with a valid inference row (`panel_if`, default: a value to plot).
+    x is the batch each case actually ran (lower than asked only after --oom-retry)."""
     env = data.env(spec.env)  # type: ignore[arg-type]
     wanted = panel_if or (lambda r: value(r) is not None and not skip(r))
     models = [
         m
         for m in data.model_names(env.fingerprint)
-        if any(wanted(r) for r in data.rows_of(env.fingerprint, m, valid_only=True))
+        if any(wanted(r) for r in _inference_rows(data, env.fingerprint, m))
     ]
     fig, axes = _grid(len(models))
     handles: dict[str, Any] = {}
     for ax, model in zip(axes, models):
-        rows = [r for r in data.rows_of(env.fingerprint, model, valid_only=True) if value(r) is not None and not skip(r)]
+        rows = [r for r in _inference_rows(data, env.fingerprint, model) if value(r) is not None and not skip(r)]
         for i, (label, series) in enumerate(_series(rows).items()):
             color, marker = _style(series[0].backend, i)
-            xs = [r.batch_size for r in series]
+            xs = [r.batch for r in series]
             ys = [value(r) for r in series]
             if yerr is not None:
                 lo_hi = [yerr(r) for r in series]
@@ -270,7 +293,7 @@ def _per_model_chart(
             else:
                 (line,) = ax.plot(xs, ys, color=color, marker=marker, ms=4, lw=1.4, label=label)
                 handles.setdefault(label, line)
-        _batch_axis(ax, [r.batch_size for r in data.rows_of(env.fingerprint, model, valid_only=True) if wanted(r)])
+        _batch_axis(ax, [r.batch for r in _inference_rows(data, env.fingerprint, model) if wanted(r)])
         if logy:
             _plain_log_axis(ax.yaxis, ax, "y")
         if decorate is not None:
@@ -325,9 +348,9 @@ def _draw_memory(data: ReportData, spec: PlotSpec):
 
     def decorate(ax, model, env):
         analytic: dict[int, int] = {}
-        for r in sorted(data.rows_of(env.fingerprint, model, valid_only=True), key=lambda r: r.backend != "eager"):
+        for r in sorted(_inference_rows(data, env.fingerprint, model), key=lambda r: r.backend != "eager"):
             if r.memory_analytic_bytes is not None:
-                analytic.setdefault(r.batch_size, r.memory_analytic_bytes)
+                analytic.setdefault(r.batch, r.memory_analytic_bytes)
         if analytic:
             xs = sorted(analytic)
             ax.plot(xs, [analytic[x] / 2**20 for x in xs], color="0.3", ls="--", lw=1.2, marker="x", ms=4)
@@ -358,6 +381,37 @@ def _draw_gflops(data: ReportData, spec: PlotSpec):
     return _per_model_chart(
         data, spec, value=lambda r: r.achieved_gflops_per_s, ylabel="achieved GFLOP/s", decorate=decorate
     )
+
+
+def _draw_training(data: ReportData, spec: PlotSpec):
+    """Horizontal bars: samples/s of each valid training case, labelled with its epoch time."""
+    from matplotlib.figure import Figure
+
+    from cnnbench.report.fmt import fmt_duration
+    from cnnbench.report.model import EPOCH_DATASETS
+
+    env = data.env(spec.env)  # type: ignore[arg-type]
+    rows = [r for r in data.rows_of(env.fingerprint, valid_only=True) if r.is_train]
+    name, label, images = EPOCH_DATASETS[0]
+    fig = Figure(figsize=(9.0, 1.2 + 0.42 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    ys = list(range(len(rows)))[::-1]
+    for i, (y, r) in enumerate(zip(ys, rows)):
+        color, _ = _style(r.backend, i)
+        ax.barh([y], [r.throughput_per_s], color=color, alpha=0.85, height=0.6)
+        ax.text(
+            r.throughput_per_s, y, f"  {r.median_ms:,.3g} ms/step; {label} epoch {fmt_duration(r.epoch_seconds(images))}",  # type: ignore[arg-type]
+            va="center", fontsize=8,
+        )
+    ax.set_yticks(ys)
+    ax.set_yticklabels(
+        [f"{r.model} {r.backend_name} {r.optimizer} b{r.batch_label} {r.precision}" for r in rows]
+    )
+    ax.set_xlabel("samples / s (batch / median step latency)")
+    ax.set_xlim(0, max(r.throughput_per_s or 0.0 for r in rows) * 2.1)  # room for the labels
+    ax.grid(axis="y", visible=False)
+    ax.set_title(spec.title)
+    return fig
 
 
 def _draw_accuracy(data: ReportData, spec: PlotSpec):

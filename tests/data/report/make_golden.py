@@ -2,15 +2,23 @@
 
     python tests/data/report/make_golden.py
 
-Synthetic but shaped like real runs, made with the real `build_record` and `new_results` so the
-files follow the current schema. Samples are seeded per case key, so rerunning this script
-rewrites identical files. Contents:
+Synthetic but shaped like real runs: records are made with the real `build_record` and
+`new_results` (so the files follow the current schema), the worker's blocks have the shapes the
+real code writes (`published` as `models.registry.published_metadata` returns it, `counts` as
+`counting.count_macs`, `accuracy` as `accuracy.evaluate`, `parity` as `parity.compare_outputs`,
+`train` as `training.TrainPrepared.train_record`), and a parity failure is a `fail_accuracy`
+case whose timings stay only in its run, as the worker leaves it. Samples are seeded per case
+key, so rerunning this script rewrites identical files. Contents:
 
 - `host_a.json` (bench-a, Xeon, peak GFLOP/s measured): resnet18, mobilenet_v2, resnet50 x batch
-  1/8/32 x eager/compile/onnxrt on CPU, 4 threads. Memory on every ok case, parity on compile and
-  onnxrt, published accuracy for all, measured accuracy for resnet18. One failed case (resnet50
-  compile batch 32: timeout), one parity failure (mobilenet_v2 onnxrt batch 32), one noisy case
-  (resnet18 eager batch 32: high-dispersion warning).
+  1/8/32 x eager/compile/onnxrt inference on CPU, 4 threads, plus three training cases (resnet18
+  eager SGD and AdamW, mobilenet_v2 eager SGD; batch 8, forward/backward/optimizer detail).
+  Memory on every ok case, parity on compile and onnxrt, published accuracy for all. Measured
+  accuracy on resnet18 batch 1 through each backend (eager and compile 6,975/10,000, onnxrt
+  6,961: 14 images off, beyond the 10-image tolerance). One timeout (resnet50 compile batch 32),
+  one parity failure (mobilenet_v2 onnxrt batch 32: `fail_accuracy`), one noisy case (resnet18
+  eager batch 32: high-dispersion warning), one --oom-retry case (resnet50 onnxrt batch 32,
+  measured at batch 16 after an OOM at 32).
 - `host_b.json` (bench-b, EPYC, another machine): resnet18 and mobilenet_v2 x batch 1/8 x
   eager/onnxrt; the same case keys as host_a, to test that merged machines are never averaged.
 """
@@ -28,13 +36,39 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 from cnnbench.results import build_record, new_results  # noqa: E402
 from cnnbench.spec import CaseSpec  # noqa: E402
+from cnnbench.training import time_per_epoch  # noqa: E402
 
 MODELS = {
-    # name: (b1 eager ms on host A, params, gmacs/image, activation bytes/image, published)
-    "resnet18": (12.0, 11_689_512, 1.814, 9_950_000, ("ResNet18_Weights.IMAGENET1K_V1", 69.758, 89.078)),
-    "mobilenet_v2": (6.0, 3_504_872, 0.3007, 27_300_000, ("MobileNet_V2_Weights.IMAGENET1K_V2", 72.154, 90.822)),
-    "resnet50": (30.0, 25_557_032, 4.089, 45_900_000, ("ResNet50_Weights.IMAGENET1K_V2", 80.858, 95.434)),
+    # name: (b1 eager ms on host A, params, gmacs/image, activation bytes/image)
+    "resnet18": (12.0, 11_689_512, 1.814, 9_950_000),
+    "mobilenet_v2": (6.0, 3_504_872, 0.3007, 27_300_000),
+    "resnet50": (30.0, 25_557_032, 4.089, 45_900_000),
 }
+# What cnnbench.models.registry.published_metadata(name) returns (torchvision 0.29), verbatim.
+PUBLISHED = {
+    "resnet18": {
+        "weights": "ResNet18_Weights.IMAGENET1K_V1", "dataset": "ImageNet-1K", "acc@1": 69.758, "acc@5": 89.078,
+        "num_params": 11689512, "num_params_includes_aux": False, "gmacs": 1.814, "gflops": 3.628,
+        "file_size_mb": 44.661, "min_size": [1, 1], "crop_size": 224, "resize_size": 256,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
+        "num_classes": 1000,
+        "recipe": "https://github.com/pytorch/vision/tree/main/references/classification#resnet",
+    },
+    "mobilenet_v2": {
+        "weights": "MobileNet_V2_Weights.IMAGENET1K_V2", "dataset": "ImageNet-1K", "acc@1": 72.154, "acc@5": 90.822,
+        "num_params": 3504872, "num_params_includes_aux": False, "gmacs": 0.301, "gflops": 0.602,
+        "file_size_mb": 13.598, "min_size": [1, 1], "crop_size": 224, "resize_size": 232,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
+        "num_classes": 1000, "recipe": "https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning",
+    },
+    "resnet50": {
+        "weights": "ResNet50_Weights.IMAGENET1K_V2", "dataset": "ImageNet-1K", "acc@1": 80.858, "acc@5": 95.434,
+        "num_params": 25557032, "num_params_includes_aux": False, "gmacs": 4.089, "gflops": 8.178,
+        "file_size_mb": 97.79, "min_size": [1, 1], "crop_size": 224, "resize_size": 232,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
+        "num_classes": 1000, "recipe": "https://github.com/pytorch/vision/issues/3995#issuecomment-1013906621",
+    },
+}  # fmt: skip
 BACKEND_FACTOR = {"eager": 1.0, "compile": 0.78, "onnxrt": 0.66}
 FIRST_CALL_MS = {"eager": 1.6, "compile": 14_500.0, "onnxrt": 2_300.0}
 BACKEND_INFO = {
@@ -42,7 +76,14 @@ BACKEND_INFO = {
     "compile": {"mode": "default", "freezing": True, "recompiles": 0},
     "onnxrt": {"provider": "CPUExecutionProvider", "opset": 18, "exporter": "dynamo"},
 }
-
+TRAIN_FACTOR = 3.1  # a training step costs about 3x the forward pass
+# The accuracy evaluation of resnet18 batch 1 (spec.evaluation: canonical JSON, absolute paths).
+EVALUATION = json.dumps(
+    {"dataset": {"kind": "imagefolder", "limit": 10000, "path": "/data/imagenet-val"},
+     "weights": "ResNet18_Weights.IMAGENET1K_V1"},
+    sort_keys=True, separators=(",", ":"),
+)  # fmt: skip
+CORRECT = {"eager": (6975, 8907), "compile": (6975, 8907), "onnxrt": (6961, 8902)}  # (top-1, top-5) of 10,000
 
 def environment(host: str, cpu: str, fingerprint: str, peak: float | None) -> dict:
     env = {
@@ -85,52 +126,117 @@ def samples(key: str, base_ms: float, n: int, spread: float) -> list[float]:
     return out
 
 
+def median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    mid = len(ys) // 2
+    return ys[mid] if len(ys) % 2 else (ys[mid - 1] + ys[mid]) / 2.0
+
+
+def counts(model: str) -> dict:
+    """The record's `counts`, as cnnbench.counting.count_macs and counts_for write it."""
+    _, params, gmacs, _ = MODELS[model]
+    return {
+        "params": params, "trainable_params": params, "aux_heads_included": False,
+        "gmacs": gmacs, "gflops": 2 * gmacs, "counter": "fvcore",
+        "by_operator": {"conv": round(gmacs * 0.985, 6), "linear": 0.000513, "batch_norm": round(gmacs * 0.0147, 6)},
+        "crosscheck_gmacs": round(gmacs * 0.997, 6), "crosscheck_counter": "torch.utils.flop_counter",
+        "disagreement": 0.003,
+    }  # fmt: skip
+
+
+def accuracy(backend: str) -> dict:
+    """A measured accuracy as cnnbench.accuracy.evaluate (plus Evaluation.record) writes it."""
+    correct1, correct5 = CORRECT[backend]
+    return {
+        "kind": "measured", "top1": 100.0 * correct1 / 10000, "top5": 100.0 * correct5 / 10000,
+        "correct1": correct1, "correct5": correct5, "total": 10000, "skipped": 0, "skipped_examples": [],
+        "nonfinite_rows": 0, "batch_size": 1, "limit": 10000, "duration_s": 212.4,
+        "dataset": {
+            "kind": "imagefolder", "name": "imagefolder imagenet-val", "path": "/data/imagenet-val",
+            "classes": 1000, "size": 50000, "ignored_files": 0, "strict": False,
+            "transforms": {"resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                           "interpolation": "bilinear", "grayscale": False, "source": "ResNet18_Weights.IMAGENET1K_V1"},
+        },
+        "weights": {"name": "ResNet18_Weights.IMAGENET1K_V1", "source": "torch hub cache",
+                    "path": "/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth"},
+    }  # fmt: skip
+
+
+def parity(ok: bool) -> dict:
+    """As cnnbench.parity.check_parity returns it (fp32 on CPU: tolerance 1e-3 of the output scale)."""
+    if ok:
+        return {"max_abs_err": 0.000143, "max_rel_err": 2.4e-05, "scale": 5.96, "top1_agreement": 1.0, "rows": 8,
+                "tolerance": 0.001, "ok": True, "reason": None, "reference": "eager fp32 on cpu, inference_mode"}
+    return {"max_abs_err": 0.41, "max_rel_err": 0.0688, "scale": 5.96, "top1_agreement": 0.875, "rows": 8,
+            "tolerance": 0.001, "ok": False,
+            "reason": "parity failed: max error 0.41 is 0.0688 of the output scale 5.96 (tolerance 0.001)",
+            "reference": "eager fp32 on cpu, inference_mode"}  # fmt: skip
+
+
 def case(model: str, batch: int, backend: str, *, host_factor: float, threads: int, failed: dict | None = None,
-         parity_fail: bool = False, noisy: bool = False, measured_accuracy: bool = False) -> dict:
-    base, params, gmacs, act_bytes, (weights, acc1, acc5) = MODELS[model]
-    spec = CaseSpec(model=model, batch_size=batch, input_size=(3, 224, 224), backend=backend, threads=threads)
+         parity_fail: bool = False, noisy: bool = False, measured_accuracy: bool = False, oom_to: int | None = None,
+         train: str | None = None) -> dict:
+    base, params, gmacs, act_bytes = MODELS[model]
+    ran = oom_to or batch  # the batch the worker actually ran (lower than asked after --oom-retry)
+    spec = CaseSpec(
+        model=model, batch_size=batch, input_size=(3, 224, 224), backend=backend, threads=threads,
+        mode="train" if train else "inference",
+        options=(("optimizer", train),) if train and train != "sgd" else (),
+        evaluation=EVALUATION if measured_accuracy else None,
+    )  # fmt: skip
     static = {
         "params": params,
         "trainable_params": params,
         "gmacs_per_image": gmacs,
-        "gmacs": gmacs * batch,
-        "gflops": 2 * gmacs * batch,
+        "gmacs": gmacs * ran,
+        "gflops": 2 * gmacs * ran,
         "counter": "fvcore",
         "aux_heads_included": False,
-        "backend_info": BACKEND_INFO[backend],
-        "counts": {"params": params, "gmacs": gmacs, "counter": "fvcore",
-                   "crosscheck": {"counter": "torch.utils.flop_counter", "gmacs": gmacs * 0.997, "disagreement": 0.003}},
-        # The shape cnnbench.models.registry.published_metadata writes (torchvision's own keys).
-        "published": {"weights": weights, "dataset": "ImageNet-1K", "acc@1": acc1, "acc@5": acc5, "num_params": params,
-                      "gmacs": round(gmacs, 2), "gflops": round(2 * gmacs, 2), "crop_size": 224},
+        "backend_info": {**BACKEND_INFO[backend], **({"optimizer": train} if train else {})},
+        "counts": counts(model),
+        "published": PUBLISHED[model],
     }
     if failed is not None:
         return build_record(spec, [{**static, **failed}])
-    median = base * host_factor * BACKEND_FACTOR[backend] * batch**0.85
+    median_ms = base * host_factor * BACKEND_FACTOR[backend] * ran**0.85 * (TRAIN_FACTOR if train else 1.0)
     run = {
         **static,
         "status": "ok",
         "error": None,
-        "samples_ms": samples(spec.key, median, 60, 0.25 if noisy else 0.02),
-        "warmup_ms": [median * 1.4, median * 1.1, median * 1.02],
-        "first_call_ms": FIRST_CALL_MS[backend] if backend != "eager" else median * FIRST_CALL_MS["eager"],
+        "samples_ms": samples(spec.key, median_ms, 60, 0.25 if noisy else 0.02),
+        "warmup_ms": [median_ms * 1.4, median_ms * 1.1, median_ms * 1.02],
+        "first_call_ms": FIRST_CALL_MS[backend] if backend != "eager" else median_ms * FIRST_CALL_MS["eager"],
         "block_size": 1,
         "stop_reason": "ci_narrow",
         "memory": {
-            "peak_rss_delta_bytes": int(act_bytes * batch * (0.6 if backend == "onnxrt" else 1.1)) + 3_000_000,
+            "rss_baseline_bytes": 412_000_000,
+            "cpu_method": "VmHWM reset via /proc/self/clear_refs",
+            "peak_rss_bytes": 412_000_000 + int(act_bytes * ran * (0.6 if backend == "onnxrt" else 1.1)) + 3_000_000,
+            "peak_rss_delta_bytes": int(act_bytes * ran * (0.6 if backend == "onnxrt" else 1.1)) + 3_000_000,
             "param_bytes": params * 4,
-            "activation_bytes": act_bytes * batch,
+            "activation_bytes": act_bytes * ran,
+            "analytic_precision": "fp32",
         },
     }
-    if backend != "eager":
-        run["parity"] = (
-            {"ok": False, "max_abs_err": 0.41, "max_rel_err": 0.12, "top1_agreement": 0.875}
-            if parity_fail
-            else {"ok": True, "max_abs_err": 2.4e-5, "max_rel_err": 1.1e-6, "top1_agreement": 1.0}
-        )
+    if train:
+        run["memory"]["peak_rss_delta_bytes"] += params * 4 * (3 if train == "adamw" else 2)  # grads + state
+        step = median(run["samples_ms"])
+        run["train"] = {
+            "optimizer": train, "loss": "cross_entropy", "num_classes": 1000,
+            "loss_first": 6.9412, "loss_last": 6.9027 if train == "sgd" else 6.8811, "steps_done": 75,
+            "detail_ms": {"forward": step * 0.31, "backward": step * 0.58, "optimizer": step * 0.12,
+                          "sum": step * 1.01, "steps": 9, "seconds": step * 9 / 1000},
+            "time_per_epoch": time_per_epoch(step, ran),
+        }  # fmt: skip
+    elif backend != "eager":
+        run["parity"] = parity(not parity_fail)
+        if parity_fail:  # the worker's verdict: the timings stay in the run, the case is invalid
+            run["status"], run["error"] = "fail_accuracy", run["parity"]["reason"]
     if measured_accuracy:
-        run["accuracy"] = {"kind": "measured", "top1": 0.6975, "top5": 0.8907, "correct1": 6975, "correct5": 8907,
-                           "total": 10000, "dataset": "imagenet-val (first 10,000 images)"}
+        run["accuracy"] = accuracy(backend)
+    if oom_to:
+        run["batch_size"] = oom_to
+        run["batch_attempts"] = [{"batch_size": batch, "status": "oom"}, {"batch_size": oom_to, "status": "ok"}]
     return build_record(spec, [run])
 
 
@@ -151,9 +257,12 @@ def host_a() -> dict:
                         model, batch, backend, host_factor=1.0, threads=4, failed=failed,
                         parity_fail=(model, batch, backend) == ("mobilenet_v2", 32, "onnxrt"),
                         noisy=(model, batch, backend) == ("resnet18", 32, "eager"),
-                        measured_accuracy=(model, batch, backend) == ("resnet18", 1, "eager"),
+                        measured_accuracy=(model, batch) == ("resnet18", 1),
+                        oom_to=16 if (model, batch, backend) == ("resnet50", 32, "onnxrt") else None,
                     )
-                )
+                )  # fmt: skip
+    for model, optimizer in (("resnet18", "sgd"), ("resnet18", "adamw"), ("mobilenet_v2", "sgd")):
+        res["cases"].append(case(model, 8, "eager", host_factor=1.0, threads=4, train=optimizer))
     return res
 
 
@@ -166,7 +275,10 @@ def host_b() -> dict:
     for model in ("resnet18", "mobilenet_v2"):
         for batch in (1, 8):
             for backend in ("eager", "onnxrt"):
-                res["cases"].append(case(model, batch, backend, host_factor=1.6, threads=4))
+                res["cases"].append(
+                    case(model, batch, backend, host_factor=1.6, threads=4,
+                         measured_accuracy=(model, batch) == ("resnet18", 1))
+                )  # fmt: skip
     return res
 
 
