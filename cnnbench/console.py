@@ -52,37 +52,83 @@ def _valid_latency(record: dict[str, Any]) -> float | None:
 
 
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One plain row per case, in the records' order, with speedup over the eager case."""
+    """One plain row per case, in the records' order, with speedup over the eager case.
+
+    Memory: `memory_mib` is the measured peak of a valid case (CPU: `peak_rss_delta_bytes`, the
+    RSS growth over the post-load baseline; CUDA: `cuda_peak_allocated_bytes`, device-level for
+    ONNX Runtime; the report's rule, `cnnbench.report.model.measured_memory`) and
+    `activations_mib` the analytic activation bytes of one forward at the measured batch
+    (`memory.activation_bytes`). Accuracy: `top1`/`correct1`/`total` are the case's own measured
+    accuracy (valid cases only), and `accuracy_flag` says why a non-eager backend's counts differ
+    from the eager case's by more than `cnnbench.accuracy.tolerance_images(total)`.
+    """
+    from cnnbench.accuracy import accuracy_difference
+    from cnnbench.report.model import measured_memory
+
+    def measured_acc(rec: dict[str, Any]) -> dict[str, Any] | None:
+        acc = rec.get("accuracy")
+        if isinstance(acc, dict) and acc.get("kind", "measured") == "measured" and acc.get("total"):
+            return acc
+        return None
+
+    def group(rec: dict[str, Any]) -> tuple:
+        """The speedup group at the batch actually measured (lower only after --oom-retry)."""
+        return _group_key({**rec["spec"], "batch_size": rec.get("measured_batch_size") or rec["spec"]["batch_size"]})
+
     eager: dict[tuple, float] = {}
+    eager_acc: dict[tuple, dict[str, Any]] = {}
     for rec in records:
         med = _valid_latency(rec)
-        if rec["spec"]["backend"] == "eager" and med:
-            eager[_group_key(rec["spec"])] = med
+        if rec["spec"]["backend"] == "eager" and not rec["spec"].get("options") and med:
+            eager[group(rec)] = med
+            if measured_acc(rec):
+                eager_acc[_group_key(rec["spec"])] = measured_acc(rec)  # type: ignore[assignment]
     rows = []
     for rec in records:
         spec = rec["spec"]
         lat = rec.get("latency_ms") or {}
         med = _valid_latency(rec)
-        base = eager.get(_group_key(spec))
+        base = eager.get(group(rec))
         measured_batch = rec.get("measured_batch_size")  # lower than asked only after --oom-retry
         lowered = measured_batch is not None and measured_batch != spec["batch_size"]
+        memory = rec.get("memory") if isinstance(rec.get("memory"), dict) else {}
+        peak = measured_memory(memory, device=spec["device"], backend=spec["backend"]) if med is not None else None
+        acts = memory.get("activation_bytes")
+        acc = measured_acc(rec) if med is not None else None
+        flag = None
+        ref = eager_acc.get(_group_key(spec))
+        if acc and ref is not None and spec["backend"] != "eager":
+            try:
+                flag = accuracy_difference(acc, ref)
+            except (KeyError, TypeError, ValueError):
+                flag = None
+        same_computation = spec["backend"] != "eager" and not (spec.get("mode") == "train" and spec.get("options"))
         rows.append(
             {
                 "model": spec["model"],
                 "batch": f"{measured_batch} (of {spec['batch_size']})" if lowered else spec["batch_size"],
                 "backend": spec["backend"],
+                "options": dict(spec.get("options") or {}),
                 "precision": spec["precision"],
                 "device": spec["device"],
                 "threads": spec["threads"],
+                "mode": spec.get("mode", "inference"),
                 "status": rec["status"],
                 "median_ms": lat.get("median"),
                 "iqr_ms": lat.get("iqr"),
                 "valid": med is not None,
                 "throughput_per_s": rec.get("throughput_per_s") if med is not None else None,
-                "speedup": (base / med) if (base and med and spec["backend"] != "eager") else None,
+                "speedup": (base / med) if (base and med and same_computation) else None,
                 "first_call_ms": rec.get("first_call_ms"),
                 "params_m": rec["params"] / 1e6 if rec.get("params") is not None else None,
                 "gmacs": rec.get("gmacs"),
+                "memory_mib": peak[1] / 2**20 if peak else None,
+                "memory_kind": peak[0] if peak else None,
+                "activations_mib": acts / 2**20 if isinstance(acts, (int, float)) and not isinstance(acts, bool) else None,
+                "top1": acc.get("top1") if acc else None,
+                "correct1": acc.get("correct1") if acc else None,
+                "total": acc.get("total") if acc else None,
+                "accuracy_flag": flag,
                 "warnings": list(rec.get("warnings") or []),
                 "error": rec.get("error"),
             }
@@ -111,34 +157,80 @@ def _status_cell(row: dict[str, Any]) -> str:
 
 
 def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench results"):
-    """A rich Table of the records, with units and conventions in the header and caption."""
+    """A rich Table of the records, with units and conventions in the header and caption.
+
+    The measured top-1 column appears only when some case measured accuracy; at most 14 columns
+    with short headers, so the table stays readable at 200 columns (CI logs).
+    """
+    from rich.markup import escape
     from rich.table import Table
 
     rows = table_rows(records)
-    table = Table(title=title, caption=CONVENTIONS, caption_justify="left", header_style="bold")
-    for name, justify in (
+    with_top1 = any(r["top1"] is not None for r in rows)
+    caption = (
+        CONVENTIONS
+        + "; peak MiB = measured peak memory of the case (CPU: worker RSS growth over its post-load "
+        "baseline; CUDA: torch peak allocated), act. MiB = analytic activation bytes of one forward at "
+        "the batch measured; MiB = 2^20 bytes; batch \"16 (of 32)\" = measured at 16 after an OOM at 32 "
+        "(--oom-retry); a train row times one optimizer step (images/s = samples/s)"
+    )
+    if with_top1:
+        caption += (
+            "; top-1 = measured on the case's dataset through its backend (correct/total images), "
+            "⚠ = differs from eager by more than max(1, 0.1%) images"
+        )
+    table = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
+    columns = [
         ("model", "left"), ("batch", "right"), ("backend", "left"), ("precision", "left"),
         ("status", "left"), ("median ms ± IQR", "right"), ("images/s", "right"),
-        ("speedup vs eager", "right"), ("first call ms", "right"), ("params M", "right"),
-        ("GMACs", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        ("speedup", "right"), ("first call ms", "right"), ("params M", "right"),
+        ("GMACs", "right"), ("peak MiB", "right"), ("act. MiB", "right"),
+    ]
+    if with_top1:
+        columns.append(("top-1 (n/total)", "right"))
+    for name, justify in columns:
+        # Numbers never wrap; when 200 columns are not enough, the backend label wraps instead.
+        wraps = name in ("model", "backend")
+        table.add_column(name, justify=justify, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")  # type: ignore[arg-type]
+
+    def top1_cell(row: dict[str, Any]) -> str:
+        if row["top1"] is None:
+            return "-"
+        text = f"{row['top1']:.1f}%"
+        if row["correct1"] is not None and row["total"]:
+            text += f" ({row['correct1']}/{row['total']})"
+        return text + (" [yellow]⚠[/yellow]" if row["accuracy_flag"] else "")
+
     for row in rows:
-        table.add_row(
-            row["model"], str(row["batch"]), row["backend"], row["precision"], _status_cell(row),
+        backend = row["backend"]
+        if row["options"]:
+            backend += "[" + ",".join(f"{k}={v}" for k, v in sorted(row["options"].items())) + "]"
+        if row["mode"] == "train":
+            backend += " train"
+        cells = [
+            escape(row["model"]), str(row["batch"]), escape(backend), row["precision"], _status_cell(row),
             _latency_cell(row), _fmt(row["throughput_per_s"], ",.1f"),
             _fmt(row["speedup"], ".2f", "") + ("x" if row["speedup"] else ""),
-            _fmt(row["first_call_ms"], ",.1f"), _fmt(row["params_m"], ".3f"), _fmt(row["gmacs"], ".3f"),
-        )
+            # an invalid case's first call is not a result either
+            _fmt(row["first_call_ms"] if row["valid"] else None, ",.1f"),
+            _fmt(row["params_m"], ".3f"), _fmt(row["gmacs"], ".3f"),
+            _fmt(row["memory_mib"], ",.1f"), _fmt(row["activations_mib"], ",.1f"),
+        ]
+        if with_top1:
+            cells.append(top1_cell(row))
+        table.add_row(*cells)
     return table
 
 
 def render_notes(records: list[dict[str, Any]]) -> list[str]:
     """Warnings and errors, one line each, printed under the table so no number stands alone."""
+    flags = {id(rec): row["accuracy_flag"] for rec, row in zip(records, table_rows(records))}
     lines = []
     for rec in records:
         for w in rec.get("warnings") or []:
             lines.append(f"⚠ {rec['key']}: {w}")
+        if flags.get(id(rec)):
+            lines.append(f"⚠ {rec['key']}: measured accuracy differs from eager: {flags[id(rec)]}")
         if rec["status"] != "ok":
             lines.append(f"✗ {rec['key']}: {rec['status']}: {rec.get('error') or ''}")
     return lines

@@ -738,3 +738,70 @@ def test_minimal_records_still_report(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "top-1 69.76%, top-5 89.08% — published for ResNet18_Weights.IMAGENET1K_V1 on ImageNet-1K val" in md
     assert "**Compute:** —" in md and "**Memory:** parameters 44.6 MiB (fp32, 4 bytes each)." in md
+
+
+# ---------------------------------------------------------------------------------------------
+# The terminal table (cnnbench.console), read from the same golden records
+
+
+def test_terminal_rows_carry_memory_accuracy_and_the_measured_batch():
+    from cnnbench.console import table_rows
+
+    cases = _golden(HOST_A)["cases"]
+    rows = {c["key"]: r for c, r in zip(cases, table_rows(cases))}
+    for c in cases:
+        row = rows[c["key"]]
+        mem = c.get("memory") or {}
+        if _is_valid(c):
+            assert row["memory_mib"] == pytest.approx(mem["peak_rss_delta_bytes"] / 2**20)
+            assert row["memory_kind"] == "peak_rss_delta_bytes"
+        else:
+            assert row["memory_mib"] is None and row["top1"] is None  # an invalid case shows no result
+        if mem.get("activation_bytes") is not None:
+            assert row["activations_mib"] == pytest.approx(mem["activation_bytes"] / 2**20)
+    by_backend = {c["spec"]["backend"]: rows[c["key"]] for c in cases if c.get("accuracy")}
+    assert (by_backend["eager"]["correct1"], by_backend["eager"]["total"]) == (6975, 10000)
+    assert by_backend["eager"]["accuracy_flag"] is None and by_backend["compile"]["accuracy_flag"] is None
+    assert by_backend["onnxrt"]["accuracy_flag"] == "top-1 -14 images vs eager (tolerance ±10)"
+    oom = next(c for c in cases if c["batch_attempts"])
+    assert rows[oom["key"]]["batch"] == "16 (of 32)"
+    assert rows[oom["key"]]["speedup"] is None  # eager ran 32, not 16: nothing to compare with
+    adamw = next(c for c in cases if c["spec"]["options"])
+    assert rows[adamw["key"]]["speedup"] is None  # another optimizer is not a faster backend
+
+
+def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
+    from cnnbench.console import table_rows
+
+    case = json.loads(json.dumps(_golden(HOST_A)["cases"][3]))
+    case["spec"]["device"] = "cuda"
+    case["memory"].update(cuda_peak_allocated_bytes=300 * 2**20, device_used_delta_bytes=900 * 2**20)
+    row = table_rows([case])[0]
+    assert (row["memory_kind"], row["memory_mib"]) == ("cuda_peak_allocated_bytes", 300.0)
+
+
+def test_terminal_table_stays_readable_at_200_columns():
+    from rich.console import Console
+
+    from cnnbench.console import render_notes, render_table
+
+    cases = _golden(HOST_A)["cases"]
+    console = Console(width=200, record=True, color_system=None)
+    console.print(render_table(cases))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 200
+    header = "\n".join(lines[:5])
+    for name in ("peak MiB", "act. MiB", "top-1 (n/total)", "median ms ± IQR", "images/s"):
+        assert name in header, name
+    # every measured top-1 on one line with its counts; the flagged one keeps its ⚠ there
+    assert sum("69.8% (6975/10000) │" in line for line in lines) == 2
+    assert sum("69.6% (6961/10000) ⚠ │" in line for line in lines) == 1
+    assert "16 (of 32)" in text and "MiB = 2^20 bytes" in text and "correct/total" in text
+    notes = render_notes(cases)
+    assert any("measured accuracy differs from eager: top-1 -14 images" in n for n in notes)
+    assert any(n.startswith("✗ mobilenet_v2|inference|onnxrt") and "fail_accuracy" in n for n in notes)
+    # no measured accuracy anywhere: no top-1 column
+    plain = Console(width=200, record=True, color_system=None)
+    plain.print(render_table(_golden(HOST_A)["cases"][3:9]))
+    assert "top-1" not in plain.export_text()
