@@ -100,11 +100,11 @@ def test_golden_files_match_their_generator():
 
 
 def test_golden_blocks_have_the_shapes_the_real_code_writes():
-    """published = registry.published_metadata, counts = counting.count_macs, parity = the worker's."""
+    """published = registry.published_metadata, counts = counting.counts_for, parity = the worker's."""
     golden = _golden(HOST_A)
     case = next(c for c in golden["cases"] if c["spec"]["model"] == "resnet18")
     assert {"acc@1", "acc@5", "dataset", "gmacs", "num_params", "crop_size", "weights"} <= set(case["published"])
-    assert {"crosscheck_gmacs", "crosscheck_counter", "disagreement"} <= set(case["counts"])
+    assert set(case["counts"]["crosscheck"]) == {"counter", "gmacs", "disagreement"}
     failed = next(c for c in golden["cases"] if c["status"] == "fail_accuracy")
     assert failed["parity"]["ok"] is False and failed["error"] == failed["parity"]["reason"]
     assert isinstance(next(c for c in golden["cases"] if c.get("accuracy"))["accuracy"]["dataset"], dict)
@@ -232,7 +232,7 @@ def test_csv_has_one_full_precision_row_per_case(report_a):
         else:
             assert row["measured_top1_pct"] == row["measured_dataset"] == ""
         if c["spec"]["mode"] == "train":
-            assert row["train_optimizer"] == c["train"]["optimizer"]
+            assert row["train_optimizer"] == c["train"]["optimizer"]["name"]
             for name, images in (("imagenet1k", 1_281_167), ("cifar10", 50_000)):
                 assert float(row[f"epoch_{name}_s"]) == pytest.approx(math.ceil(images / batch) * median / 1000, rel=1e-12)
         else:
@@ -387,7 +387,7 @@ def test_training_cases_have_their_own_tables_and_epoch_times(report_a):
         epochs = [fmt_duration(epoch_time_s(c, n)) for n in (1_281_167, 50_000)]
         assert epoch_time_s(c, 1_281_167) == pytest.approx(c["train"]["time_per_epoch"]["imagenet1k"]["seconds"], rel=0.05)
         backend = c["spec"]["backend"] + "".join(f"[{k}={v}]" for k, v in c["spec"]["options"].items())
-        optimizer = c["train"]["optimizer"]
+        optimizer = c["train"]["optimizer"]["name"]
         line = (
             f"| {model} | {backend} | {batch} | fp32 | {optimizer} | {fmt_latency(median, p75 - p25)} "
             f"| {fmt_rate(batch * 1000 / median)} | {epochs[0]} | {epochs[1]} |"

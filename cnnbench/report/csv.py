@@ -161,7 +161,7 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
         "published_acc5": published.get("acc@5"),
         "published_dataset": published.get("dataset"),
         "published_weights": published.get("weights"),
-        "train_optimizer": train.get("optimizer") if r.is_train else None,
+        "train_optimizer": r.optimizer,
         "train_loss_first": train.get("loss_first") if r.valid else None,
         "train_loss_last": train.get("loss_last") if r.valid else None,
         **{f"epoch_{name}_s": (r.epoch_seconds(n) if r.valid else None) for name, _, n in EPOCH_DATASETS},

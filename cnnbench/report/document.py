@@ -443,7 +443,7 @@ def train_row(r: CaseRow) -> tuple[str, ...]:
     if ok and all(isinstance(detail.get(k), (int, float)) for k in ("forward", "backward", "optimizer")):
         split = " / ".join(fmt_ms(detail[k]) for k in ("forward", "backward", "optimizer"))
     first, last = train.get("loss_first"), train.get("loss_last")
-    loss = f"{first:.4g} → {last:.4g}" if isinstance(first, (int, float)) and isinstance(last, (int, float)) else DASH
+    loss = f"{first:.3f} → {last:.3f}" if isinstance(first, (int, float)) and isinstance(last, (int, float)) else DASH
     return (
         r.backend,
         r.batch_label,

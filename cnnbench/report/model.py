@@ -7,8 +7,11 @@ environments may share a table, the closest alternatives to a model - and the re
 
 Merging. Several files (shards, machines, days) become one report. Rows are grouped by an
 *environment fingerprint* (the machine's hardware fingerprint plus the software versions that
-change timings, `COMPARABLE_KEYS`); rows of different groups are never put in the same table,
-compared or averaged. Within a group, a case measured twice (same key, e.g. re-run on another
+change timings, `COMPARABLE_KEYS`) of the environment each case was measured in: a file written
+by `bench.py merge` holds every machine's environment under `environments` and says per case
+which one (`measured_on.environment`), its top-level `environment` keeping only the fields all
+machines agree on. Rows of different groups are never put in the same table, compared or
+averaged. Within a group, a case measured twice (same key, e.g. re-run on another
 day) is not averaged either: the newest file's record wins and the older one is listed as
 superseded. Every row keeps the host and the file it came from.
 """
@@ -187,11 +190,18 @@ class CaseRow:
 
     @property
     def optimizer(self) -> str | None:
-        """A training case's optimizer (the `train` block's, else the backend option; SGD is the
-        default); None for inference."""
+        """A training case's optimizer name ("sgd", "adamw"): the `train` block's
+        `optimizer.name` (`{name, class, lr, ...}`, cnnbench.training), else the backend option,
+        else SGD (the default); None for inference."""
         if not self.is_train:
             return None
-        return str((self.train or {}).get("optimizer") or self.backend_info.get("optimizer") or "sgd")
+        for opt in ((self.train or {}).get("optimizer"), self.backend_info.get("optimizer")):
+            if isinstance(opt, dict) and opt.get("name"):
+                return str(opt["name"])
+            if isinstance(opt, str) and opt:
+                return opt
+        options = dict(_backend_options(self.backend))
+        return str(options.get("optimizer") or "sgd")
 
     @property
     def measured_accuracy(self) -> dict[str, Any] | None:
@@ -400,6 +410,13 @@ def backend_sort_key(label: str) -> tuple[int, str]:
 
 def row_sort_key(row: CaseRow) -> tuple[Any, ...]:
     return (natural_key(row.model), repr(row.variant), row.batch_size, backend_sort_key(row.backend), row.host)
+
+
+def _backend_options(label: str) -> list[tuple[str, str]]:
+    """The options of a backend label, "compile[mode=max-autotune]" -> [("mode", "max-autotune")]."""
+    if "[" not in label or not label.endswith("]"):
+        return []
+    return [tuple(p.split("=", 1)) for p in label[label.index("[") + 1 : -1].split(",") if "=" in p]  # type: ignore[misc]
 
 
 def measured_memory(memory: dict[str, Any] | None, *, device: str, backend: str) -> tuple[str, int] | None:
@@ -693,12 +710,15 @@ def _row_from_record(
 
 
 def _crosscheck(counts: dict[str, Any]) -> dict[str, Any] | None:
-    """The second MAC counter's figure, from `counting.count_macs`' flat keys
-    (`crosscheck_counter`, `crosscheck_gmacs`, `disagreement`)."""
-    gmacs = _number(counts.get("crosscheck_gmacs"))
-    if gmacs is None or not counts.get("crosscheck_counter"):
+    """The second MAC counter's figure: the record's `counts.crosscheck` ({counter, gmacs,
+    disagreement}, as `counting.counts_for` writes it), None when it was not computed."""
+    cross = counts.get("crosscheck")
+    if not isinstance(cross, dict):
         return None
-    return {"counter": str(counts["crosscheck_counter"]), "gmacs": gmacs, "disagreement": _number(counts.get("disagreement"))}
+    gmacs = _number(cross.get("gmacs"))
+    if gmacs is None or not cross.get("counter"):
+        return None
+    return {"counter": str(cross["counter"]), "gmacs": gmacs, "disagreement": _number(cross.get("disagreement"))}
 
 
 def _dedupe(raw: list[tuple[int, str, CaseRow]]) -> tuple[list[CaseRow], list[tuple[CaseRow, str]]]:

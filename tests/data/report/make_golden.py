@@ -5,7 +5,7 @@
 Synthetic but shaped like real runs: records are made with the real `build_record` and
 `new_results` (so the files follow the current schema), the worker's blocks have the shapes the
 real code writes (`published` as `models.registry.published_metadata` returns it, `counts` as
-`counting.count_macs`, `accuracy` as `accuracy.evaluate`, `parity` as `parity.compare_outputs`,
+`counting.counts_for`, `accuracy` as `accuracy.evaluate`, `parity` as `parity.compare_outputs`,
 `train` as `training.TrainPrepared.train_record`), and a parity failure is a `fail_accuracy`
 case whose timings stay only in its run, as the worker leaves it. Samples are seeded per case
 key, so rerunning this script rewrites identical files. Contents:
@@ -133,14 +133,25 @@ def median(xs: list[float]) -> float:
 
 
 def counts(model: str) -> dict:
-    """The record's `counts`, as cnnbench.counting.count_macs and counts_for write it."""
+    """The record's `counts`: cnnbench.counting.counts_for without its warnings."""
     _, params, gmacs, _ = MODELS[model]
     return {
-        "params": params, "trainable_params": params, "aux_heads_included": False,
+        "params": params, "trainable_params": params, "aux_heads_included": False, "input_size": [3, 224, 224],
         "gmacs": gmacs, "gflops": 2 * gmacs, "counter": "fvcore",
         "by_operator": {"conv": round(gmacs * 0.985, 6), "linear": 0.000513, "batch_norm": round(gmacs * 0.0147, 6)},
-        "crosscheck_gmacs": round(gmacs * 0.997, 6), "crosscheck_counter": "torch.utils.flop_counter",
-        "disagreement": 0.003,
+        "crosscheck": {"counter": "torch.utils.flop_counter", "gmacs": round(gmacs * 0.997, 6), "disagreement": 0.003},
+        "versions": {"fvcore": "0.1.5.post20221221", "torch": "2.14.1+cu130", "torchvision": "0.29.1"},
+    }  # fmt: skip
+
+
+def train_info(optimizer: str) -> dict:
+    """A training step's backend_info, as cnnbench.training.prepare_train writes it."""
+    kwargs = {"sgd": {"lr": 0.01, "momentum": 0.9}, "adamw": {"lr": 0.001, "weight_decay": 0.01}}[optimizer]
+    ctor = {"sgd": "SGD", "adamw": "AdamW"}[optimizer]
+    return {
+        "mode": "train", "optimizer": {"name": optimizer, "class": f"torch.optim.{ctor}", **kwargs},
+        "num_classes": 1000, "label_shape": [8], "autocast": False, "grad_scaler": False, "channels_last": False,
+        "zero_grad": "set_to_none",
     }  # fmt: skip
 
 
@@ -192,7 +203,7 @@ def case(model: str, batch: int, backend: str, *, host_factor: float, threads: i
         "gflops": 2 * gmacs * ran,
         "counter": "fvcore",
         "aux_heads_included": False,
-        "backend_info": {**BACKEND_INFO[backend], **({"optimizer": train} if train else {})},
+        "backend_info": {**BACKEND_INFO[backend], **(train_info(train) if train else {})},
         "counts": counts(model),
         "published": PUBLISHED[model],
     }
@@ -222,7 +233,7 @@ def case(model: str, batch: int, backend: str, *, host_factor: float, threads: i
         run["memory"]["peak_rss_delta_bytes"] += params * 4 * (3 if train == "adamw" else 2)  # grads + state
         step = median(run["samples_ms"])
         run["train"] = {
-            "optimizer": train, "loss": "cross_entropy", "num_classes": 1000,
+            "optimizer": train_info(train)["optimizer"], "loss": "cross_entropy", "num_classes": 1000,
             "loss_first": 6.9412, "loss_last": 6.9027 if train == "sgd" else 6.8811, "steps_done": 75,
             "detail_ms": {"forward": step * 0.31, "backward": step * 0.58, "optimizer": step * 0.12,
                           "sum": step * 1.01, "steps": 9, "seconds": step * 9 / 1000},
