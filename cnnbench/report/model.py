@@ -856,15 +856,10 @@ def published_figure(pub: dict[str, Any] | None) -> AccuracyFigure | None:
 
 
 def _accuracy_of(rows: list[CaseRow]) -> tuple[AccuracyFigure | None, AccuracyFigure | None]:
-    """(measured, published) for a model. Measured prefers a valid eager fp32 inference row."""
+    """(measured, published) for a model. Measured comes from a valid case only (an invalid
+    case's accuracy is not a result), preferring eager fp32."""
     ordered = sorted(rows, key=lambda r: (not r.valid, r.backend != "eager", r.precision != "fp32", r.batch_size))
-    measured = None
-    for r in ordered:
-        acc = r.measured_accuracy
-        if acc is not None:
-            measured = measured_figure(acc)
-            if r.valid:
-                break
+    measured = next((measured_figure(r.measured_accuracy) for r in ordered if r.valid and r.measured_accuracy), None)
     published = next((f for f in (published_figure(r.published) for r in ordered) if f is not None), None)
     return measured, published
 
