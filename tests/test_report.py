@@ -108,7 +108,7 @@ def test_golden_blocks_have_the_shapes_the_real_code_writes():
     failed = next(c for c in golden["cases"] if c["status"] == "fail_accuracy")
     assert failed["parity"]["ok"] is False and failed["error"] == failed["parity"]["reason"]
     assert isinstance(next(c for c in golden["cases"] if c.get("accuracy"))["accuracy"]["dataset"], dict)
-    tv = pytest.importorskip("torchvision", reason="compares with torchvision's metadata")  # noqa: F841
+    pytest.importorskip("torchvision", reason="compares with torchvision's metadata")
     from cnnbench.models.registry import published_metadata
 
     for c in golden["cases"]:
