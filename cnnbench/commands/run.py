@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="when a case runs out of memory, halve its batch and retry until it fits (the measured "
         "batch is recorded and shown, e.g. '16 (of 32)'; other errors are never retried)",
     )
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
     p.add_argument("--shard", metavar="K/N", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
 
@@ -292,6 +294,8 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
             reason = str(exc).removeprefix(f"{exc.path}: ")
             raise ResultsFileError(exc.path, f"{reason}; nothing was measured and the file {kept}") from exc
 
+        if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
+            _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name)
         try:
             state = run_cases(
@@ -316,6 +320,22 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         print("interrupted: every completed case is in the results file; --resume continues it")
         return 130
     return 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
+
+
+def _measure_peak(results: dict[str, Any], cases: list, *, out: Path, stop: Any, quiet: bool) -> None:
+    """Measure the peak GFLOP/s once, in a worker with the cases' threads and device, and save it
+    in the environment (reports show each case's achieved GFLOP/s as a percentage of it)."""
+    import tempfile
+
+    from cnnbench.peak import measure_peak
+    from cnnbench.results import write_results
+
+    if not quiet:
+        print("measuring the machine's peak GFLOP/s (one GEMM worker, --no-peak skips it)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cnnbench-peak-") as workdir:
+        results["environment"].update(measure_peak(cases, workdir=workdir, stop=stop))
+    with stop.deferred():
+        write_results(out, results)
 
 
 def _stop_progress(reporter: Any) -> None:
