@@ -129,7 +129,9 @@ def epoch_time_s(record: dict[str, Any], dataset_size: int, *, drop_last: bool =
     latency = record.get("latency_ms") or {}
     if record.get("status") != "ok" or not latency.get("median"):
         raise ValueError(f"{record.get('key')!r} has no measured step latency (status {record.get('status')!r})")
-    return _epoch_seconds(float(latency["median"]), int(spec["batch_size"]), dataset_size, drop_last=drop_last)
+    # With --oom-retry the step was measured at a smaller batch than asked for.
+    batch = int(record.get("measured_batch_size") or spec["batch_size"])
+    return _epoch_seconds(float(latency["median"]), batch, dataset_size, drop_last=drop_last)
 
 
 def _epoch_seconds(median_ms: float, batch_size: int, dataset_size: int, *, drop_last: bool = False) -> float:

@@ -193,3 +193,11 @@ def test_compiled_training_step(tmp_path):
     assert out["first_call_ms"] > 5 * sorted(out["samples_ms"])[len(out["samples_ms"]) // 2]  # compile is in the first call
     assert math.isfinite(out["train"]["loss_last"])
     assert not [w for w in out["warnings"] if "recompiled" in w]
+
+
+def test_epoch_time_uses_the_batch_actually_measured_after_oom_retry():
+    from cnnbench.training import epoch_time_s
+
+    record = {"key": "k", "status": "ok", "spec": {"mode": "train", "batch_size": 32},
+              "measured_batch_size": 8, "latency_ms": {"median": 100.0}}
+    assert epoch_time_s(record, 800) == pytest.approx(100 * 0.1)  # 100 steps of 8, not 25 of 32
