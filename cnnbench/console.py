@@ -237,15 +237,19 @@ def render_notes(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
+    from rich.markup import escape
+
     spec = CaseSpec.from_dict(record["spec"])
+    key = escape(spec.key)  # backend options look like markup: compile[mode=max-autotune]
     lat = record.get("latency_ms")
     rep = f" (repeat {run.get('repeat', 0) + 1}/{record['repeats_planned']})" if record["repeats_planned"] > 1 else ""
     if run.get("status") == "ok" and lat:
         med = (record["runs"][-1].get("median_ms") if record.get("runs") else None) or lat["median"]
-        tp = spec.batch_size / (med / 1000.0)
+        batch = record.get("measured_batch_size") or spec.batch_size  # --oom-retry may lower it
+        shown = f" at batch {batch} (of {spec.batch_size})" if batch != spec.batch_size else ""
         extra = " [yellow]⚠[/yellow]" if record["warnings"] else ""
-        return f"[green]✓[/green] {spec.key}{rep}: {med:.3f} ms median, {tp:,.1f} images/s{extra}"
-    return f"[red]✗[/red] {spec.key}{rep}: [red]{run.get('status')}[/red]: {run.get('error') or ''}"
+        return f"[green]✓[/green] {key}{rep}: {med:.3f} ms median{shown}, {batch / (med / 1000.0):,.1f} images/s{extra}"
+    return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(str(run.get('error') or ''))}"
 
 
 class ConsoleReporter:
