@@ -10,7 +10,7 @@ from typing import Any
 
 from cnnbench.spec import CaseSpec
 
-__all__ = ["CONVENTIONS", "make_console", "table_rows", "render_table", "ConsoleReporter", "QuietReporter"]
+__all__ = ["CONVENTIONS", "make_console", "table_rows", "render_table", "ProgressReporter", "ConsoleReporter", "QuietReporter"]
 
 CONVENTIONS = (
     "latency = per-call median ± IQR over timed samples (ms), warmup and first call excluded; "
@@ -252,8 +252,8 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
     return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(str(run.get('error') or ''))}"
 
 
-class ConsoleReporter:
-    """Progress bar with ETA at the bottom, one line per finished run above it."""
+class ProgressReporter:
+    """A progress bar with ETA at the bottom of the terminal; subclasses print a line per run."""
 
     def __init__(self, console=None, *, title: str = "cnnbench"):
         self.console = console or make_console()
@@ -272,6 +272,14 @@ class ConsoleReporter:
         self._progress.start()
         self._task = self._progress.add_task(self.title, total=total_runs)
 
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class ConsoleReporter(ProgressReporter):
+    """Progress bar with ETA at the bottom, one line per finished run above it, then the table."""
+
     def case_started(self, spec: CaseSpec, repeat: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=f"{spec.model} b{spec.batch_size} {spec.backend}")
@@ -282,8 +290,7 @@ class ConsoleReporter:
             self._progress.advance(self._task)
 
     def finish(self, results: dict[str, Any]) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self.stop()
         self.console.print(render_table(results["cases"], title=f"cnnbench: {results['suite'].get('name', '')}"))
         for line in render_notes(results["cases"]):
             self.console.print(line, highlight=False, markup=False)

@@ -57,7 +57,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
@@ -177,6 +177,17 @@ class Suite:
 
     def __len__(self) -> int:
         return len(self.cases)
+
+    def info(self, *, path: str | os.PathLike[str], cases: Sequence[CaseSpec]) -> dict[str, Any]:
+        """The `suite` section of a results file, for the cases actually run (after filters)."""
+        return {
+            "name": self.name,
+            "path": str(path),
+            "sha256": self.sha256,
+            "description": self.description,
+            "thresholds": self.thresholds,
+            "case_count": len(cases),
+        }
 
 
 def default_threads() -> int:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import fnmatch
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from cnnbench.console import ProgressReporter
 from cnnbench.errors import ResultsFileError, UserError
 
 HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
@@ -108,14 +107,6 @@ def _select_cases(cases: list, args: argparse.Namespace) -> list:
     return out
 
 
-def _write(path: str, text: str, *, append: bool = False) -> None:
-    try:
-        with Path(path).open("a" if append else "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-
-
 def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, Any], alpha: float):
     """Compare, write every requested output, print the table; returns the Comparison."""
     from cnnbench import compare
@@ -123,14 +114,9 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
     from cnnbench.console import make_console
 
     comparison = compare_ab(ab, alpha=alpha, thresholds=thresholds)
-    markdown = render_ab_markdown(ab, comparison)
-    if args.markdown:
-        _write(args.markdown, markdown)
-    if args.json:
-        _write(args.json, json.dumps(compare.to_json(comparison), indent=1, allow_nan=False) + "\n")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        _write(summary, markdown + "\n", append=True)
+    from cnnbench.commands.compare import write_outputs
+
+    write_outputs(comparison, render_ab_markdown(ab, comparison), markdown_path=args.markdown, json_path=args.json)
     if args.split:
         for path in split_ab(ab, args.split).values():
             print(f"wrote {path}")
@@ -141,27 +127,8 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
     return comparison
 
 
-class ConsoleAbReporter:
+class ConsoleAbReporter(ProgressReporter):
     """A progress bar with ETA, and one line per finished worker process tagged with its variant."""
-
-    def __init__(self, title: str):
-        from cnnbench.console import make_console
-
-        self.console = make_console()
-        self.title = title
-        self._progress = None
-        self._task = None
-
-    def start(self, total_runs: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=True,
-        )  # fmt: skip
-        self._progress.start()
-        self._task = self._progress.add_task(self.title, total=total_runs)
 
     def case_started(self, spec, repeat: int, variant: str) -> None:
         if self._progress is not None:
@@ -181,8 +148,7 @@ class ConsoleAbReporter:
         self._progress.advance(self._task)
 
     def finish(self, ab: dict[str, Any]) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self.stop()
 
 
 def _default_out(suite_name: str) -> Path:
@@ -240,14 +206,7 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
 
     from cnnbench.environment import collect_environment
 
-    suite_info = {
-        "name": suite.name,
-        "path": str(suite_path),
-        "sha256": suite.sha256,
-        "description": suite.description,
-        "thresholds": suite.thresholds,
-        "case_count": len(cases),
-    }
+    suite_info = suite.info(path=suite_path, cases=cases)
     repeats = sorted({c.measure.repeats for c in cases})
     design = {
         "repeats": repeats[0] if len(repeats) == 1 else repeats,
@@ -266,7 +225,7 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
         for name in abmod.VARIANT_NAMES:
             v = doc["variants"][name]["variant"]
             print(f"{name:>7}: {v['python']} {' '.join(v['paths'])} (cnnbench from {v['cnnbench_dir']})")
-    reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(f"ab {suite.name}")
+    reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(title=f"ab {suite.name}")
     stop = StopFlag()
     restore = stop.install()
     try:

@@ -6,6 +6,8 @@ the requested outputs and picks the exit code. No torch import.
 
 from __future__ import annotations
 
+from typing import Any
+
 import argparse
 import json
 import os
@@ -75,19 +77,26 @@ def run(args: argparse.Namespace) -> int:
         current_name=args.current,
     )
 
-    markdown = compare.render_markdown(comparison)
-    if args.markdown:
-        _write(args.markdown, markdown)
-    if args.json:
-        _write(args.json, json.dumps(compare.to_json(comparison), indent=1, allow_nan=False) + "\n")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        _write(summary, markdown + "\n", append=True)
+    write_outputs(comparison, compare.render_markdown(comparison), markdown_path=args.markdown, json_path=args.json)
 
     from rich.console import Console
 
     compare.render_terminal(comparison, Console(soft_wrap=False))
     return EXIT_NOT_OK if comparison.has_regression else EXIT_OK
+
+
+def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, json_path: str | None) -> None:
+    """The files a comparison goes to (shared by `compare` and `ab`): --markdown, --json, and
+    GitHub's step summary when `$GITHUB_STEP_SUMMARY` is set."""
+    from cnnbench import compare
+
+    if markdown_path:
+        _write(markdown_path, markdown)
+    if json_path:
+        _write(json_path, json.dumps(compare.to_json(comparison), indent=1, allow_nan=False) + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _write(summary, markdown + "\n", append=True)
 
 
 def _write(path: str, text: str, *, append: bool = False) -> None:

@@ -259,14 +259,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     from cnnbench.runner import StopFlag, run_cases
 
     environment = collect_environment()
-    suite_info = {
-        "name": suite.name,
-        "path": str(suite_path),
-        "sha256": suite.sha256,
-        "description": suite.description,
-        "thresholds": suite.thresholds,
-        "case_count": len(cases),
-    }
+    suite_info = suite.info(path=suite_path, cases=cases)
     if args.shard:
         from cnnbench.shard import format_shard, parse_shard
 
