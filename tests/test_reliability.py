@@ -328,13 +328,21 @@ batch_sizes: [1, 2, 4]
 """
 
 
+class Calls(list):
+    """The case keys a stand-in worker was asked for; the run's peak GEMM (no case) apart."""
+
+    peak: list
+
+
 @pytest.fixture
 def stand_in(monkeypatch):
-    """Replace the worker process with a function; returns the list of keys it was asked for."""
-    calls: list = []
+    """Replace the worker process with a function; returns the case keys it was asked for, with
+    the keys of the run's peak GEMM measurement in `.peak`."""
+    calls = Calls()
+    calls.peak = []
 
     def worker(spec, **kwargs):
-        calls.append(spec.key)
+        (calls.peak if spec.model == "peak-gemm" else calls).append(spec.key)
         return ok_run()
 
     monkeypatch.setattr(runner, "run_worker", worker)
@@ -350,8 +358,8 @@ def test_a_write_failure_mid_run_stops_with_exit_2_and_says_what_is_on_disk(tmp_
 
     suite = write_suite(tmp_path, FAST_SUITE)
     out = tmp_path / "r.json"
-    # saves: 1 the empty file before measuring, 2 after case b1, 3 after case b2 (fails)
-    monkeypatch.setattr(results_mod, "os", FaultyOS("replace", 3))
+    # saves: 1 the empty file before measuring, 2 the peak GFLOP/s, 3 after case b1, 4 after b2 (fails)
+    monkeypatch.setattr(results_mod, "os", FaultyOS("replace", 4))
     assert _run_cli(suite, "--out", out) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {out}: cannot write results (No space left on device)")
@@ -431,12 +439,14 @@ def test_resume_runs_only_what_is_missing_and_follows_the_suite_by_key(tmp_path,
     first = write_suite(tmp_path, FAST_SUITE.replace("[1, 2, 4]", "[1, 2]"), "first.yaml")
     assert _run_cli(first, "--out", out) == 0
     before = {c["key"]: c for c in load_results(out)["cases"]}
-    assert len(stand_in) == 2
+    assert len(stand_in) == 2 and len(stand_in.peak) == 1
+    assert load_results(out)["environment"]["peak_gflops"] > 0
 
     more = write_suite(tmp_path, FAST_SUITE, "more.yaml")  # one extra case
     stand_in.clear()
     assert _run_cli(more, "--out", out, "--resume") == 0
     assert [k.split("|")[4] for k in stand_in] == ["b4"]  # only the new case ran
+    assert len(stand_in.peak) == 1  # the file's peak is kept, not measured again
     after = {c["key"]: c for c in load_results(out)["cases"]}
     assert len(after) == 3 and all(after[k] == before[k] for k in before)  # the others untouched
     assert "2 case(s) already ok" in capsys.readouterr().out
