@@ -1,15 +1,21 @@
 """Measured memory of one case, inside its worker.
 
 CPU method: the kernel keeps a high-water mark of the process's resident set (VmHWM in
-/proc/self/status). Writing "5" to /proc/self/clear_refs resets it to the current RSS, so after
-the model is built and prepared we reset it, record the RSS as the baseline, run warmup and the
-timed loop, and read VmHWM again: `peak_rss_delta_bytes` = peak during the run - baseline. Where
-the reset is not permitted, the lifetime peak (getrusage) is used instead and the method says so.
+/proc/self/status). Writing "5" to /proc/self/clear_refs resets it to the current RSS. After the
+model is built and prepared we reset it and record the RSS as the baseline (`start`). The first
+call follows; it is where torch.compile compiles and allocators grow, so its own peak is read and
+kept apart (`first_call_peak_rss_delta_bytes`) and the mark is reset again when warmup starts
+(`first_call_done`). After the timed loop, `peak_rss_delta_bytes` = VmHWM - baseline: the peak
+of warmup and timing over the post-load baseline. What the first call leaves resident (compiled
+kernels, allocator caches, optimizer state) still counts, since a deployed model keeps it; the
+compiler's transient working memory does not. Where the reset is not permitted, the lifetime
+peak (getrusage) is used instead and the method says so.
 
-CUDA method: `torch.cuda.reset_peak_memory_stats()` before warmup, then the allocator's
-`max_memory_allocated` / `max_memory_reserved` after the timed loop. ONNX Runtime does not
-allocate through torch, so for it the device-level used memory is read from NVML
-(`nvidia-ml-py`) when installed; otherwise it is recorded as unavailable, never guessed.
+CUDA method: the same two steps with `torch.cuda.reset_peak_memory_stats()`, then the
+allocator's `max_memory_allocated` / `max_memory_reserved` after the timed loop. ONNX Runtime
+does not allocate through torch, so for it the device-level used memory is read from NVML
+(`nvidia-ml-py`) when installed, at the end of the timed loop (NVML keeps no peak); otherwise it
+is recorded as unavailable, never guessed.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ def _reset_peak_rss() -> bool:
 
 
 class MemoryTracker:
-    """Reset peaks before warmup (`start`), read them after the timed loop (`stop`)."""
+    """Baseline after prepare (`start`), first call's peak kept apart and peaks reset when
+    warmup starts (`first_call_done`), peaks read after the timed loop (`stop`)."""
 
     def __init__(self, device: str, *, backend: str = "eager"):
         self.device = device
@@ -63,6 +70,7 @@ class MemoryTracker:
         self.method = ""
         self._nvml_handle: Any = None
         self._nvml_baseline: int | None = None
+        self._first_call: dict[str, Any] = {}
 
     def start(self) -> None:
         reset = _reset_peak_rss()
@@ -75,8 +83,23 @@ class MemoryTracker:
             torch.cuda.reset_peak_memory_stats()
             self._nvml_start()
 
+    def first_call_done(self) -> None:
+        """Keep the first call's peaks apart and reset the marks, so the peak `stop` reads is
+        that of warmup and the timed loop (a compile's working memory is not the model's)."""
+        peak_kb = _status_kb("VmHWM")
+        if peak_kb is not None and self.baseline_rss is not None:
+            self._first_call["first_call_peak_rss_delta_bytes"] = max(0, peak_kb * 1024 - self.baseline_rss)
+        _reset_peak_rss()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            self._first_call["first_call_cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+            torch.cuda.reset_peak_memory_stats()
+
     def stop(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rss_baseline_bytes": self.baseline_rss, "cpu_method": self.method}
+        out.update(self._first_call)
         peak_kb = _status_kb("VmHWM")
         if peak_kb is None:
             peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -113,5 +136,5 @@ class MemoryTracker:
         return {
             "device_used_bytes": used,
             "device_used_delta_bytes": used - (self._nvml_baseline or 0),
-            "device_method": "NVML device-level used memory (includes other processes)",
+            "device_method": "NVML device-level used memory at the end of the timed loop (includes other processes)",
         }

@@ -120,12 +120,12 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
 
     tracker = MemoryTracker(spec.device, backend=spec.backend)
     tracker.start()
-    timing = time_callable(
-        prepared.run,
-        measure=spec.measure,
-        sync=prepared.sync,
-        on_warmup_start=lambda: marks.__setitem__("first_warmup_ns", time.monotonic_ns()),
-    )
+
+    def warmup_starts() -> None:
+        marks["first_warmup_ns"] = time.monotonic_ns()
+        tracker.first_call_done()
+
+    timing = time_callable(prepared.run, measure=spec.measure, sync=prepared.sync, on_warmup_start=warmup_starts)
     out["memory"] = tracker.stop()
     out["memory"].update(_analytic_memory(model, example, spec, out["warnings"]))
     warnings = out["warnings"]  # to_dict() has its own "warnings": keep the counting ones, once

@@ -24,6 +24,23 @@ def test_cpu_peak_counts_what_is_allocated_during_the_run_not_before():
     assert 90 * MiB <= mem["peak_rss_delta_bytes"] < 200 * MiB
 
 
+def test_the_first_calls_transient_peak_is_kept_apart_from_the_cases_peak():
+    """A compile's working memory during the first call is not the model's footprint; what the
+    first call leaves resident (compiled code, caches) still is."""
+    tracker = MemoryTracker("cpu")
+    tracker.start()
+    compile_scratch = torch.ones(160 * MiB // 4)  # touched during the first call, then freed
+    kept = torch.ones(32 * MiB // 4)  # left resident by the first call
+    del compile_scratch
+    tracker.first_call_done()
+    during = torch.ones(16 * MiB // 4)  # touched during warmup and timing
+    del during
+    mem = tracker.stop()
+    assert mem["first_call_peak_rss_delta_bytes"] >= 180 * MiB
+    assert 40 * MiB <= mem["peak_rss_delta_bytes"] < 150 * MiB  # kept + during, not the scratch
+    del kept
+
+
 def test_cuda_peaks_are_reset_before_and_read_after(monkeypatch):
     """With a fake of the small torch.cuda surface: the order of calls is what matters."""
     calls = []
@@ -33,10 +50,15 @@ def test_cuda_peaks_are_reset_before_and_read_after(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: calls.append("reserved") or 456)
     tracker = MemoryTracker("cuda", backend="onnxrt")
     tracker.start()
+    calls.append("first call")
+    tracker.first_call_done()
     calls.append("work")
     mem = tracker.stop()
-    assert calls.index("reset") < calls.index("work") < calls.index("allocated")
-    assert calls[calls.index("reset") - 1] == "sync"  # queued work finishes before the reset
+    resets = [i for i, c in enumerate(calls) if c == "reset"]
+    assert len(resets) == 2 and resets[0] < calls.index("first call") < resets[1] < calls.index("work")
+    assert all(calls[i - 1] in ("sync", "allocated") for i in resets)  # queued work is done first
+    assert calls.index("work") < len(calls) - 1 - calls[::-1].index("allocated")  # read after the work
+    assert mem["first_call_cuda_peak_allocated_bytes"] == 123
     assert mem["cuda_peak_allocated_bytes"] == 123 and mem["cuda_peak_reserved_bytes"] == 456
     # ORT does not allocate through torch: without NVML the device figure says so, not a guess
     assert mem["device_used_bytes"] is None and "unavailable" in mem["device_method"]
