@@ -60,8 +60,8 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import tunable  # noqa: E402  (tests/fixtures/tunable.py)
 
-from cnnbench import compare  # noqa: E402
-from cnnbench.ab import load_ab, pair_order  # noqa: E402
+from cnnbench import compare, stats  # noqa: E402
+from cnnbench.ab import compare_ab, load_ab, pair_order  # noqa: E402
 
 BASE_BLOCKS = 20
 SLOWDOWNS = {"p10": (22, 0.10), "p25": (25, 0.25)}  # module -> (current blocks, nominal slowdown)
@@ -117,12 +117,21 @@ def regressed(base: list[float], current: list[float], thr: compare.Threshold, a
     return thr.exceeded(ratio) and compare.mann_whitney_greater(current, base)[1] <= alpha
 
 
-def real_pairs(doc: dict, key: str) -> list[tuple[float, float, bool]]:
-    """(base median, current median, base ran first) per repeat of one case, from the file."""
+def real_pairs(doc: dict, key: str, statistic: str = compare.DEFAULT_STATISTIC) -> list[tuple[float, float, bool]]:
+    """(base figure, current figure, base ran first) per repeat of one case, from the file: each
+    figure is `statistic` of that worker process's own samples, as `compare` takes it."""
+    q = compare.STATISTICS[statistic]
+    samples = {  # (variant, start time) -> that process's samples
+        (v, r.get("started")): r["samples_ms"]
+        for v in ("base", "current")
+        for c in doc["variants"][v]["cases"] if c["key"] == key
+        for r in c.get("runs") or [] if r.get("samples_ms")
+    }  # fmt: skip
     by_repeat: dict[int, dict[str, float]] = {}
     for s in doc["sequence"]:
-        if s["key"] == key and s["status"] == "ok" and s["median_ms"]:
-            by_repeat.setdefault(s["repeat"], {})[s["variant"]] = s["median_ms"]
+        got = samples.get((s["variant"], s.get("started")))
+        if s["key"] == key and s["status"] == "ok" and got:
+            by_repeat.setdefault(s["repeat"], {})[s["variant"]] = stats.percentile(got, q)
     return [(v["base"], v["current"], pair_order(r)[0] == "base") for r, v in sorted(by_repeat.items()) if len(v) == 2]
 
 
@@ -187,6 +196,8 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=4000, help="resampled comparisons per figure")
     ap.add_argument("--out", default="results/validation-ab.json", help="where the real ab run is saved")
     ap.add_argument("--reuse", metavar="FILE", help="skip measuring: use a saved ab run")
+    ap.add_argument("--statistic", choices=tuple(compare.STATISTICS), default=compare.DEFAULT_STATISTIC,
+                    help="the per-process figure compared (compare's default unless given)")
     args = ap.parse_args()
 
     thr = compare.parse_threshold("5%")
@@ -194,12 +205,15 @@ def main() -> int:
     if args.reuse:
         path, wall = Path(args.reuse), None
     else:
-        path = Path(args.out)
+        path = Path(args.out).resolve()  # `bench.py ab` runs in the suite's temporary directory
         path.parent.mkdir(parents=True, exist_ok=True)
         wall = run_ab(path, args.aa_cases, args.repeats)
     doc = load_ab(path)
     repeats = args.repeats
-    rows = {r["key"]: r for r in doc["comparison"]["cases"]}
+    st = args.statistic
+    # The verdicts `bench.py ab --from FILE --statistic ST` gives (the file's own were made with
+    # the default of the cnnbench that measured it).
+    rows = {r["key"]: r for r in compare.to_json(compare_ab(doc, statistic=st))["cases"]}
     keys = list(rows)
     aa_keys = [k for k in keys if k.startswith("tun_aa")]
     workers = len(doc["sequence"])
@@ -207,25 +221,25 @@ def main() -> int:
     print()
     print(f"Real `bench.py ab` run: {path} ({workers} worker processes"
           + (f", {wall / 60:.1f} min, {wall / max(workers, 1):.1f} s per process incl. probes" if wall else "") + "); "
-          f"threshold {thr}, alpha {alpha:g}, {repeats} repeats per side, ABBA order.")
-    print(f"{'case':<10} {'nominal':>8} {'measured':>9} {'verdict':<10} {'p':>7}  per-repeat medians base | current (ms)")
+          f"threshold {thr}, alpha {alpha:g}, {repeats} repeats per side, ABBA order, per-process statistic {st}.")
+    print(f"{'case':<10} {'nominal':>8} {'measured':>9} {'verdict':<10} {'p':>7}  per-process {st} base | current (ms)")
     for k in keys:
         r = rows[k]
         name = k.split("|")[0]
         nominal = next((f"+{v[1]:.0%}" for m, v in SLOWDOWNS.items() if name == f"tun_{m}"), "0%")
-        pairs = real_pairs(doc, k)
+        pairs = real_pairs(doc, k, st)
         meds = " ".join(f"{b:.3f}" for b, _, _ in pairs) + " | " + " ".join(f"{c:.3f}" for _, c, _ in pairs)
         ratio = f"{(r['ratio'] - 1) * 100:+.1f}%" if r.get("ratio") else "—"
         p = f"{r['p_value']:.3f}" if r.get("p_value") is not None else "—"
         print(f"{name:<10} {nominal:>8} {ratio:>9} {r['verdict']:<10} {p:>7}  {meds}")
 
-    pool = [p for k in aa_keys for p in real_pairs(doc, k)]
+    pool = [p for k in aa_keys for p in real_pairs(doc, k, st)]
     logs = [math.log(c / b) for b, c, _ in pool]
-    sd_between = statistics.stdev(math.log(x) for k in aa_keys for pr in real_pairs(doc, k) for x in pr[:2]) if pool else float("nan")
+    sd_between = statistics.stdev(math.log(x) for k in aa_keys for pr in real_pairs(doc, k, st) for x in pr[:2]) if pool else float("nan")
     print()
     print(f"Pool for resampling: {len(pool)} real A/A pairs ({sum(p[2] for p in pool)} base-first); "
           f"current/base within a pair: mean {statistics.fmean(logs) * 100:+.2f}%, sd {statistics.stdev(logs) * 100:.1f}%; "
-          f"sd of log medians {sd_between * 100:.1f}%.")
+          f"sd of log per-process {st}s {sd_between * 100:.1f}%.")
     bad = cross_check(pool, repeats, thr, alpha)
     print(f"Decision rule cross-checked against compare_results on 150 draws: {bad} disagreement(s).")
 

@@ -478,7 +478,11 @@ def variant_results(ab: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def compare_ab(
-    ab: Mapping[str, Any], *, alpha: float | None = None, thresholds: Mapping[str, Any] | None = None
+    ab: Mapping[str, Any],
+    *,
+    alpha: float | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    statistic: str | None = None,
 ) -> "Comparison":
     """Compare the two variants of an A/B document with `cnnbench.compare` (same verdicts)."""
     from cnnbench import compare
@@ -490,6 +494,7 @@ def compare_ab(
         thresholds=thresholds,
         base_name="base",
         current_name="current",
+        statistic=compare.DEFAULT_STATISTIC if statistic is None else statistic,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import compare
+from cnnbench import compare, stats
 from cnnbench.cli import main
 from cnnbench.compare import (
     FAILED,
@@ -160,8 +160,40 @@ def test_single_repeat_moderate_slowdown_is_noisy_not_regressed():
 
 
 def test_single_repeat_same_code_is_unchanged():
-    comp = run_compare("r1_base", "r1_aa")
+    """One process a side: the within-run interval of the median is narrow enough to say
+    unchanged; that of a low percentile (30 samples a run here) may only say noisy, never more."""
+    comp = run_compare("r1_base", "r1_aa", statistic="median")
     assert {r.verdict for r in comp.rows} == {UNCHANGED}
+    default = run_compare("r1_base", "r1_aa")
+    assert {r.verdict for r in default.rows} <= {UNCHANGED, NOISY} and not default.has_regression
+
+
+def test_records_without_samples_are_compared_on_their_repeat_medians_and_say_so():
+    base, cur = _synthetic(random.Random(5), 3, 1.0, 0.006)
+    comp = compare_results(base, cur)
+    assert {r.statistic for r in comp.rows} == {"median"} and comp.statistic == "p5"
+    assert any("3 case(s) compared on per-repeat medians, not p5" in w for w in comp.warnings)
+
+
+def test_the_default_statistic_sees_through_one_sided_interference():
+    """Two processes of unchanged code whose calls are interfered with in different amounts: the
+    medians differ by far more than the threshold, the low percentile does not."""
+    rng = random.Random(3)
+
+    def run(share_slow: float) -> dict:
+        samples = [0.52 * math.exp(rng.gauss(0, 0.01)) * (1.8 if rng.random() < share_slow else 1.0) for _ in range(300)]
+        return {"status": "ok", "samples_ms": samples}
+
+    def record(shares: list[float]) -> dict:
+        runs = [run(x) for x in shares]
+        return {**_minimal("k", [stats.median(r["samples_ms"]) for r in runs]), "runs": runs,
+                "samples_ms": [x for r in runs for x in r["samples_ms"]]}  # fmt: skip
+
+    base = {"environment": {}, "suite": {}, "cases": [record([0.1, 0.2, 0.1, 0.6, 0.1])]}
+    cur = {"environment": {}, "suite": {}, "cases": [record([0.6, 0.1, 0.7, 0.2, 0.6])]}
+    by_median = compare_results(base, cur, statistic="median").rows[0]
+    by_p5 = compare_results(base, cur).rows[0]
+    assert by_median.ratio > 1.3 and by_p5.verdict == UNCHANGED and abs(by_p5.ratio - 1) < 0.02
 
 
 def test_torch_mismatch_is_incomparable_and_other_host_a_warning():
@@ -473,7 +505,7 @@ def test_markdown_has_headline_tables_in_order_and_collapsed_unchanged():
     comp = run_compare("mixed_base", "mixed_current")
     md = render_markdown(comp)
     assert md.startswith("## ❌ cnnbench compare: Performance regression")
-    assert "| Case | Base (ms) | Current (ms) | Change | 98% CI | p | Repeats | Memory | Why |" in md
+    assert "| Case | Base p5 (ms) | Current p5 (ms) | Change | 98% CI | p | Repeats | Memory | Why |" in md
     order = ["### Regressions (2)", "### Improvements (1)", "### Failed (1)", "### Missing (in base only) (1)",
              "### New (in current only) (1)", "### Invalid", "<summary>Unchanged (1)</summary>"]
     positions = [md.index(s) for s in order]

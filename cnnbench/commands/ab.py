@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="slowdown that counts as a regression, e.g. 5%% or memory:10%%; repeatable (default: the suite's, else 5%%/10%%)",
     )
     p.add_argument("--alpha", type=float, metavar="P", help="significance level of each one-sided test (default 0.01)")
+    from cnnbench.commands.compare import add_statistic_argument
+
+    add_statistic_argument(p)
     p.add_argument("--out", "-o", metavar="FILE", help="the A/B results file (default: results/ab-<suite>-<time>.json)")
     p.add_argument("--replace", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary to FILE")
@@ -113,7 +116,7 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
     from cnnbench.ab import compare_ab, render_ab_markdown, split_ab
     from cnnbench.console import make_console
 
-    comparison = compare_ab(ab, alpha=alpha, thresholds=thresholds)
+    comparison = compare_ab(ab, alpha=alpha, thresholds=thresholds, statistic=args.statistic)
     from cnnbench.commands.compare import write_outputs
 
     write_outputs(comparison, render_ab_markdown(ab, comparison), markdown_path=args.markdown, json_path=args.json)
@@ -176,8 +179,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float, ok: int, not_ok: int, interrupted: int) -> int:
-    from cnnbench import ab as abmod
-    from cnnbench.runner import StopFlag, Variant
     from cnnbench.suite import load_suite
 
     suite_path = Path(args.suite)
@@ -188,6 +189,39 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
         raise ResultsFileError(str(out), "is a directory")
     if out.exists() and not args.replace:
         raise ResultsFileError(str(out), "exists; pass --replace to overwrite it")
+    from cnnbench.commands.run import results_lock
+
+    with results_lock(out):  # two jobs never write one file; checked again under the lock
+        if out.exists():
+            _check_replaceable(out)
+        return _measure_locked(args, suite_path, suite, cases, out, thresholds, alpha, ok, not_ok, interrupted)
+
+
+def _check_replaceable(out: Path) -> None:
+    """--replace overwrites a file of ours only (an A/B or a results file): a truncated, corrupt
+    or foreign file named by mistake is refused and left exactly as it is."""
+    from cnnbench import ab as abmod
+    from cnnbench.results import load_results
+
+    try:
+        abmod.load_ab(out)
+        return
+    except ResultsFileError:
+        pass
+    try:
+        load_results(out)
+    except ResultsFileError as exc:
+        reason = str(exc).removeprefix(f"{exc.path}: ")
+        raise ResultsFileError(str(out), f"{reason}; will not replace it (the file is left untouched)") from exc
+
+
+def _measure_locked(
+    args: argparse.Namespace, suite_path: Path, suite: Any, cases: list, out: Path,
+    thresholds: Any, alpha: float, ok: int, not_ok: int, interrupted: int,
+) -> int:
+    from cnnbench import ab as abmod
+    from cnnbench.runner import StopFlag, Variant
+    from cnnbench.suite import load_suite
 
     variants = {
         name: Variant(

@@ -49,8 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="significance level of each one-sided test, i.e. the false-alarm rate per case (default 0.01)",
     )
+    add_statistic_argument(parser)
     parser.add_argument("--markdown", metavar="FILE", help="write the Markdown summary to FILE")
     parser.add_argument("--json", metavar="FILE", help="write the comparison as JSON to FILE")
+
+
+def add_statistic_argument(parser: argparse.ArgumentParser) -> None:
+    """`--statistic`, shared by `compare` and `ab` (one definition, one default)."""
+    from cnnbench.compare import DEFAULT_STATISTIC, STATISTICS
+
+    parser.add_argument(
+        "--statistic",
+        choices=tuple(STATISTICS),
+        default=DEFAULT_STATISTIC,
+        help=f"the figure taken from each worker process's per-call times, which the test compares "
+        f"(default {DEFAULT_STATISTIC}: robust to the one-sided noise of a shared machine; median also "
+        f"catches a change that slows only some calls, on a quiet machine). See docs/compare.md",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         base_name=args.base,
         current_name=args.current,
+        statistic=args.statistic,
     )
 
     write_outputs(comparison, compare.render_markdown(comparison), markdown_path=args.markdown, json_path=args.json)
