@@ -64,6 +64,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     from cnnbench.accuracy import accuracy_difference
     from cnnbench.report.model import measured_memory
+    from cnnbench.results import cold_start_ms, setup_time
 
     def measured_acc(rec: dict[str, Any]) -> dict[str, Any] | None:
         acc = rec.get("accuracy")
@@ -120,6 +121,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "throughput_per_s": rec.get("throughput_per_s") if med is not None else None,
                 "speedup": (base / med) if (base and med and same_computation) else None,
                 "first_call_ms": rec.get("first_call_ms"),
+                "setup_ms": setup_time(rec)[0],
+                "cold_start_ms": cold_start_ms(rec),
                 "params_m": rec["params"] / 1e6 if rec.get("params") is not None else None,
                 "gmacs": rec.get("gmacs"),
                 "memory_mib": peak[1] / 2**20 if peak else None,
@@ -156,6 +159,32 @@ def _status_cell(row: dict[str, Any]) -> str:
     return f"[red]{status}[/red]"
 
 
+def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records for display: each model's cases together (models in the order they first
+    appear), then by mode, batch, input size and precision, eager first within a group and the
+    other backends after it in their own order, so the speedups sit beside their baseline. The
+    results file keeps the order the cases were measured in."""
+    first: dict[tuple, int] = {}
+
+    def seen(*key: Any) -> int:
+        return first.setdefault(key, len(first))
+
+    for rec in records:
+        spec = rec["spec"]
+        seen("model", spec["model"])
+        seen("precision", spec["precision"])
+
+    def order(item: tuple[int, dict[str, Any]]) -> tuple:
+        i, rec = item
+        spec = rec["spec"]
+        return (
+            first[("model", spec["model"])], spec.get("mode") or "inference", spec["batch_size"],
+            tuple(spec["input_size"]), first[("precision", spec["precision"])], spec["backend"] != "eager", i,
+        )
+
+    return [rec for _, rec in sorted(enumerate(records), key=order)]
+
+
 def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench results"):
     """A rich Table of the records, with units and conventions in the header and caption.
 
@@ -165,11 +194,13 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     from rich.markup import escape
     from rich.table import Table
 
-    rows = table_rows(records)
+    rows = table_rows(grouped(records))
     with_top1 = any(r["top1"] is not None for r in rows)
     caption = (
         CONVENTIONS
-        + "; peak MiB = measured peak memory of the case (CPU: worker RSS growth over its post-load "
+        + "; cold start ms = time before the first warmup call: the first call (torch.compile compiles in it), "
+        "plus for onnxrt the ONNX export (made once and cached; the export's own time is counted) and session creation"
+        "; peak MiB = measured peak memory of warmup and timing (CPU: worker RSS growth over its post-load "
         "baseline; CUDA: torch peak allocated), act. MiB = analytic activation bytes of one forward at "
         "the batch measured; MiB = 2^20 bytes; batch \"16 (of 32)\" = measured at 16 after an OOM at 32 "
         "(--oom-retry); a train row times one optimizer step (images/s = samples/s)"
@@ -183,7 +214,7 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     columns = [
         ("model", "left"), ("batch", "right"), ("backend", "left"), ("precision", "left"),
         ("status", "left"), ("median ms ± IQR", "right"), ("images/s", "right"),
-        ("speedup", "right"), ("first call ms", "right"), ("params M", "right"),
+        ("speedup", "right"), ("cold start ms", "right"), ("params M", "right"),
         ("GMACs", "right"), ("peak MiB", "right"), ("act. MiB", "right"),
     ]
     if with_top1:
@@ -211,8 +242,8 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
             escape(row["model"]), str(row["batch"]), escape(backend), row["precision"], _status_cell(row),
             _latency_cell(row), _fmt(row["throughput_per_s"], ",.1f"),
             _fmt(row["speedup"], ".2f", "") + ("x" if row["speedup"] else ""),
-            # an invalid case's first call is not a result either
-            _fmt(row["first_call_ms"] if row["valid"] else None, ",.1f"),
+            # an invalid case's cold start is not a result either
+            _fmt(row["cold_start_ms"] if row["valid"] else None, ",.1f"),
             _fmt(row["params_m"], ".3f"), _fmt(row["gmacs"], ".3f"),
             _fmt(row["memory_mib"], ",.1f"), _fmt(row["activations_mib"], ",.1f"),
         ]

@@ -33,6 +33,8 @@ __all__ = [
     "load_results",
     "write_results",
     "upsert_record",
+    "setup_time",
+    "cold_start_ms",
 ]
 
 # Schema history (one line per version; `_migrate` runs one step function per version):
@@ -77,23 +79,28 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+# Statuses of a run that finished its timed loop: its samples are kept in the record.
+_TIMED_STATUSES = ("ok", "fail_accuracy")
+
+
 def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats: int | None = None) -> dict[str, Any]:
     """Combine the runs (one per worker process / repeat) of one case into its record.
 
     Each run is what a worker returned, or what the runner made of a worker that died: at least
     `status` and `error`, and for ok runs `samples_ms` (per-call latencies, ms), `warmup_ms`,
-    `first_call_ms`, `block_size`, `stop_reason`. The record's `samples_ms` pools the ok runs'
-    samples, `repeat_medians_ms` keeps each run's median (what a regression check compares), and
-    the status is the first non-ok status of any run, else ok.
+    `first_call_ms`, `block_size`, `stop_reason`. The record's `samples_ms` pools the samples of
+    the runs that finished their timed loop (`ok`, and `fail_accuracy`, whose timings stay in the
+    file but are shown invalid), `repeat_medians_ms` keeps each run's median (what a regression
+    check compares), and the status is the first non-ok status of any run, else ok.
 
     A run may carry `batch_size` (the batch it measured, when `--oom-retry` had to lower it) and
     `batch_attempts` (`[{batch_size, status}]`, one per worker the retry started). The record
     keeps the requested spec and key, says `measured_batch_size`, and warns when they differ;
     throughput and GMACs are per measured batch (the worker counted what it ran).
     """
-    ok_runs = [r for r in runs if r.get("status") == "ok"]
+    timed_runs = [r for r in runs if r.get("status") in _TIMED_STATUSES]
     bad_runs = [r for r in runs if r.get("status") != "ok"]
-    status = bad_runs[0]["status"] if bad_runs else ("ok" if ok_runs else "interrupted")
+    status = bad_runs[0]["status"] if bad_runs else ("ok" if timed_runs else "interrupted")
     error = bad_runs[0].get("error") if bad_runs else None
 
     record: dict[str, Any] = {
@@ -105,15 +112,15 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     for name in _STATIC_FIELDS:
         record[name] = next((r[name] for r in runs if r.get(name) is not None), None)
 
-    samples: list[float] = [s for r in ok_runs for s in r.get("samples_ms", [])]
-    first = ok_runs[0] if ok_runs else (runs[0] if runs else {})
+    samples: list[float] = [s for r in timed_runs for s in r.get("samples_ms", [])]
+    first = timed_runs[0] if timed_runs else (runs[0] if runs else {})
     record["first_call_ms"] = first.get("first_call_ms")
     record["warmup_ms"] = list(first.get("warmup_ms") or [])
     record["samples_ms"] = samples
     record["block_size"] = first.get("block_size")
     record["stop_reason"] = first.get("stop_reason")
-    record["repeat_medians_ms"] = [stats.median(r["samples_ms"]) for r in ok_runs if r.get("samples_ms")]
-    measured = [r.get("batch_size", spec.batch_size) for r in ok_runs]
+    record["repeat_medians_ms"] = [stats.median(r["samples_ms"]) for r in timed_runs if r.get("samples_ms")]
+    measured = [r.get("batch_size", spec.batch_size) for r in timed_runs]
     record["measured_batch_size"] = measured[0] if measured else None
     record["batch_attempts"] = next((list(r["batch_attempts"]) for r in runs if r.get("batch_attempts")), [])
     record["repeats_done"] = len(runs)
@@ -144,6 +151,40 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
         record["throughput_per_s"] = None
     record["warnings"] = warnings
     return record
+
+
+def setup_time(record: dict[str, Any]) -> tuple[float | None, str | None]:
+    """What a backend costs once before it can run, apart from every timed figure: `(ms, how)`.
+
+    compile: inductor compiles during the first call, so it is `first_call_ms`. onnxrt: the
+    export and the session are made in `prepare`, before the first call, so it is
+    `backend_info.export_ms` (the time of the export that made the file, also when this run
+    reused the cached file, which `how` then says) plus `session_create_ms`. eager: nothing to
+    set up, (None, None).
+    """
+    info = record.get("backend_info") if isinstance(record.get("backend_info"), dict) else {}
+    if info.get("compile_in_first_call"):
+        ms = record.get("first_call_ms")
+        return (float(ms), "compile (first call)") if isinstance(ms, (int, float)) else (None, None)
+    export, session = info.get("export_ms"), info.get("session_create_ms")
+    if isinstance(export, (int, float)):
+        how = "export (cached, made earlier) + session" if info.get("export_cached") else "export + session"
+        return float(export) + float(session or 0.0), how
+    return None, None
+
+
+def cold_start_ms(record: dict[str, Any]) -> float | None:
+    """Time before the first warmup call could start: the first call, plus what the backend set
+    up before it (`setup_time`) unless that set-up *is* the first call (torch.compile). An
+    export reused from the cache counts the time of the export that made it, so the figure does
+    not depend on the state of a cache."""
+    first = record.get("first_call_ms")
+    if not isinstance(first, (int, float)):
+        return None
+    setup, how = setup_time(record)
+    if setup is None or (how or "").startswith("compile"):
+        return float(first)
+    return setup + float(first)
 
 
 def _oom_retry_warning(spec: CaseSpec, measured: int | None, attempts: list[dict[str, Any]]) -> str | None:

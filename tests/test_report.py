@@ -304,8 +304,13 @@ def test_failed_and_invalid_cases_are_listed_without_numbers(report_a):
             line for line in card.splitlines() if line.startswith(f"| {spec['backend']} | {spec['batch_size']} | fp32 |")
         )
         cells = _cells(row)
-        assert cells[3:9] == ["—"] * 6, row
-        assert c["samples_ms"] == [] and c["latency_ms"] is None  # build_record pools ok runs only
+        assert cells[3:10] == ["—"] * 7, row
+        if c["status"] == "fail_accuracy":  # its timings stay in the file, never in the report
+            lat = c["latency_ms"]
+            assert c["samples_ms"] and lat["median"] > 0
+            assert fmt_latency(lat["median"], lat["iqr"]) not in md
+        else:
+            assert c["samples_ms"] == [] and c["latency_ms"] is None
         for run in c["runs"]:  # the worker's timings stay in its run, never in the report
             if run.get("samples_ms"):
                 assert fmt_latency(*(lambda q: (q[1], q[2] - q[0]))(_q(run["samples_ms"]))) not in md
@@ -410,6 +415,31 @@ def test_training_cases_have_their_own_tables_and_epoch_times(report_a):
         f"(1,281,167 images), {fmt_duration(epoch_time_s(mobilenet, 50_000))} for CIFAR-10 (50,000 images)"
     ) in card
     assert "**Training:**" not in _section(md, "### resnet50")
+
+
+def test_time_per_epoch_for_a_training_set_size_the_user_gives(tmp_path, capsys):
+    from cnnbench.cli import main
+    from cnnbench.training import epoch_time_s
+
+    out = tmp_path / "r"
+    assert main(["report", str(HOST_A), "--out", str(out), "--format", "md,csv", "--epoch-images", "Plant scans=120,000"]) == 0
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "| Epoch of CIFAR-10 (50,000 images) | Epoch of Plant scans (120,000 images) |" in md
+    with open(out / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    train = {c["key"]: c for c in _golden(HOST_A)["cases"] if c["spec"]["mode"] == "train"}
+    for r in rows:
+        if r["key"] in train:
+            assert float(r["epoch_plant_scans_s"]) == pytest.approx(epoch_time_s(train[r["key"]], 120_000), rel=1e-9)
+            assert f"Plant scans {fmt_duration(epoch_time_s(train[r['key']], 120_000))}" in md
+        else:
+            assert r["epoch_plant_scans_s"] == ""
+    for bad in ("Plant scans", "x=0", "x=-5", "=10", "x=lots"):  # usage errors: argparse exits 2
+        with pytest.raises(SystemExit) as exited:
+            main(["report", str(HOST_A), "--out", str(out), "--epoch-images", bad])
+        assert exited.value.code == 2 and "LABEL=N" in capsys.readouterr().err, bad
+    assert main(["report", str(HOST_A), "--out", str(out), "--epoch-images", "CIFAR10=5"]) == 2
+    assert "given already" in capsys.readouterr().err
 
 
 def test_a_batch_lowered_by_oom_retry_is_shown_and_counted_at_the_batch_measured(report_a):
@@ -551,7 +581,7 @@ def test_merging_two_hosts_keeps_environments_apart(report_ab):
     assert "### Measured on bench-a" in md and "### Measured on bench-b" in md
     assert "#### resnet18 on bench-a" in md and "#### resnet18 on bench-b" in md
     card_b = _section(md, "#### resnet18 on bench-b")
-    assert all(line.split("|")[12].strip() == "bench-b" for line in card_b.splitlines()
+    assert all(line.split("|")[13].strip() == "bench-b" for line in card_b.splitlines()
                if line.startswith("| eager |") or line.startswith("| onnxrt |"))
     assert "never averaged" in md
 

@@ -37,13 +37,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated outputs among {_ALL_FORMATS} (default: all)",
     )
     p.add_argument("--title", default=None, help="report title (default: 'cnnbench report')")
+    p.add_argument(
+        "--epoch-images",
+        action="append",
+        default=[],
+        type=_epoch_images,
+        metavar="LABEL=N",
+        help="also give each training case's time per epoch for a training set of N images "
+        "(repeatable; ImageNet-1k and CIFAR-10 are always given), e.g. --epoch-images 'my data=120000'",
+    )
+
+
+def _epoch_images(text: str) -> tuple[str, int]:
+    label, sep, number = text.rpartition("=")
+    try:
+        images = int(number.replace(",", "").replace("_", ""))
+    except ValueError:
+        images = 0
+    if not sep or not label.strip() or images <= 0:
+        raise argparse.ArgumentTypeError(f"expected LABEL=N with N a whole number of images >= 1, got {text!r}")
+    return label.strip(), images
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnbench.report import parse_formats, write_report
 
     formats = args.formats if isinstance(args.formats, tuple) else parse_formats(args.formats)
-    out = write_report(args.results, args.out, formats=formats, title=args.title)
+    out = write_report(args.results, args.out, formats=formats, title=args.title, epoch_images=args.epoch_images)
     for path in out.files:
         if path.parent == out.out_dir:
             print(path)

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 from cnnbench.errors import UserError
 
-__all__ = ["FORMATS", "ReportOutput", "parse_formats", "write_report"]
+__all__ = ["FORMATS", "ReportOutput", "epoch_datasets", "parse_formats", "write_report"]
 
 FORMATS = ("md", "html", "csv", "png", "svg")
 MARKDOWN_NAME, HTML_NAME, CSV_NAME, PLOTS_DIR = "report.md", "report.html", "results.csv", "plots"
@@ -51,12 +51,31 @@ def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in names)
 
 
+def epoch_datasets(extra: Sequence[tuple[str, int]] = ()) -> tuple[tuple[str, str, int], ...]:
+    """The built-in training-set sizes, then the user's `(label, images)`, each with the id its
+    CSV column takes (`epoch_<id>_s`). UserError for a size that is not positive."""
+    import re
+
+    from cnnbench.report.model import EPOCH_DATASETS
+
+    out = list(EPOCH_DATASETS)
+    for label, images in extra:
+        if images <= 0:
+            raise UserError(f"--epoch-images {label}={images}: the number of images must be at least 1")
+        ident = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "dataset"
+        if any(ident == i for i, _, _ in out):
+            raise UserError(f"--epoch-images {label}: a training-set size named {ident!r} is given already")
+        out.append((ident, label, int(images)))
+    return tuple(out)
+
+
 def write_report(
     results: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     formats: str | Iterable[str] = FORMATS,
     title: str | None = None,
+    epoch_images: Sequence[tuple[str, int]] = (),
 ) -> ReportOutput:
     """Load and merge `results`, then write the requested formats into `out_dir`.
 
@@ -65,6 +84,8 @@ def write_report(
         out_dir: created if missing; existing report files in it are overwritten.
         formats: any of "md", "html", "csv", "png", "svg" (a comma list or an iterable).
         title: the report's title (default "cnnbench report").
+        epoch_images: (label, images) training-set sizes to give each training case's time per
+            epoch for, after the built-in ImageNet-1k and CIFAR-10.
 
     Returns:
         A ReportOutput listing the files written and the case counts.
@@ -80,6 +101,7 @@ def write_report(
 
     fmts = parse_formats(formats)
     data = load_report_data([str(p) for p in results])  # every input error before any output
+    data.epoch_datasets = epoch_datasets(epoch_images)
     image_fmts = [f for f in plots.IMAGE_FORMATS if f in fmts]
     render_fmts = list(image_fmts)
     if "html" in fmts and "png" not in render_fmts:

@@ -52,6 +52,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "throughput_per_s",
     "speedup_vs_eager",
     "first_call_ms",
+    "setup_ms",
+    "setup_how",
     "warmup_total_ms",
     "params",
     "trainable_params",
@@ -130,6 +132,8 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
         "throughput_per_s": r.throughput_per_s,
         "speedup_vs_eager": r.speedup_vs_eager,
         "first_call_ms": r.first_call_ms if r.valid else None,
+        "setup_ms": r.setup_ms if r.valid else None,
+        "setup_how": r.setup_how if r.valid else None,
         "warmup_total_ms": r.warmup_ms_total if r.valid else None,
         "params": r.params,
         "trainable_params": r.trainable_params,
@@ -164,7 +168,7 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
         "train_optimizer": r.optimizer,
         "train_loss_first": train.get("loss_first") if r.valid else None,
         "train_loss_last": train.get("loss_last") if r.valid else None,
-        **{f"epoch_{name}_s": (r.epoch_seconds(n) if r.valid else None) for name, _, n in EPOCH_DATASETS},
+        **{f"epoch_{name}_s": (r.epoch_seconds(n) if r.valid else None) for name, _, n in data.epoch_datasets},
         "torch": env.environment.get("torch"),
         "onnxruntime": env.environment.get("onnxruntime"),
         "cpu_model": env.environment.get("cpu_model"),
@@ -184,7 +188,9 @@ def _cell(value: Any) -> Any:
 
 def render_csv(data: ReportData) -> str:
     buf = io.StringIO()
-    writer = _csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    extra = tuple(f"epoch_{name}_s" for name, _, _ in data.epoch_datasets if f"epoch_{name}_s" not in CSV_COLUMNS)
+    at = CSV_COLUMNS.index(f"epoch_{EPOCH_DATASETS[-1][0]}_s") + 1  # the user's sizes after the built-in ones
+    writer = _csv.DictWriter(buf, fieldnames=CSV_COLUMNS[:at] + extra + CSV_COLUMNS[at:], lineterminator="\n")
     writer.writeheader()
     for r in data.rows:
         writer.writerow({k: _cell(v) for k, v in csv_record(data, r).items()})

@@ -285,8 +285,8 @@ def _summary_table(data: ReportData, env: EnvGroup) -> Table:
     )
 
 
-def _epochs_text(r: CaseRow) -> str:
-    return ", ".join(f"{label} {fmt_duration(r.epoch_seconds(n))}" for _, label, n in EPOCH_DATASETS)
+def _epochs_text(r: CaseRow, datasets: tuple[tuple[str, str, int], ...] = EPOCH_DATASETS) -> str:
+    return ", ".join(f"{label} {fmt_duration(r.epoch_seconds(n))}" for _, label, n in datasets)
 
 
 def _training_summary(data: ReportData, env: EnvGroup) -> Table:
@@ -305,7 +305,7 @@ def _training_summary(data: ReportData, env: EnvGroup) -> Table:
                 (r.optimizer or DASH),
                 fmt_latency(r.median_ms, r.iqr_ms) if ok else _status_text(r),
                 fmt_rate(r.throughput_per_s) if ok else DASH,
-                *((fmt_duration(r.epoch_seconds(n)) if ok else DASH) for _, _, n in EPOCH_DATASETS),
+                *((fmt_duration(r.epoch_seconds(n)) if ok else DASH) for _, _, n in data.epoch_datasets),
             )
         )
         classes.append("" if ok else "invalid")
@@ -318,12 +318,12 @@ def _training_summary(data: ReportData, env: EnvGroup) -> Table:
             "Optimizer",
             "Step latency ms (median ± IQR)",
             "Samples/s",
-            *(f"Epoch of {label} ({n:,} images)" for _, label, n in EPOCH_DATASETS),
+            *(f"Epoch of {label} ({n:,} images)" for _, label, n in data.epoch_datasets),
         ),
         rows=tuple(rows),
         row_classes=tuple(classes),
         caption="Training steps (one call = forward + loss + backward + optimizer step); epoch time excludes data loading",
-        numeric=(False, False, True, False, False, True, True) + (True,) * len(EPOCH_DATASETS),
+        numeric=(False, False, True, False, False, True, True) + (True,) * len(data.epoch_datasets),
     )
 
 
@@ -375,6 +375,13 @@ def _memory_text(r: CaseRow) -> str:
     return DASH if m is None else fmt_bytes(m[1])
 
 
+def _train_memory_text(r: CaseRow) -> str:
+    """A training step's peak with weights, gradients, optimizer state and activations
+    (`memory.train_total_peak_bytes`); older records without it show the plain measured peak."""
+    total = r.memory.get("train_total_peak_bytes")
+    return fmt_bytes(int(total)) if isinstance(total, (int, float)) else _memory_text(r)
+
+
 DETAIL_HEADERS = (
     "Backend",
     "Batch",
@@ -382,7 +389,8 @@ DETAIL_HEADERS = (
     "Latency ms (median ± IQR)",
     "Throughput (img/s)",
     "Speedup vs eager",
-    "First call ms (compile/export)",
+    "First call ms",
+    "Compile/export ms",
     "Peak memory (measured)",
     "GFLOP/s (% of peak)",
     "Parity",
@@ -391,6 +399,14 @@ DETAIL_HEADERS = (
     "Notes",
 )
 TOP1_HEADER = "Top-1 measured (correct/total)"  # before Notes, when any case measured accuracy
+
+
+def _setup_text(r: CaseRow) -> str:
+    """Compile/export time, a cost paid once before the first timed call, with "(cached)" when
+    the export was made by an earlier run; none for an invalid row, like its first call."""
+    if not r.valid or r.setup_ms is None:
+        return DASH
+    return fmt_ms(r.setup_ms) + (" (cached)" if r.setup_how and "cached" in r.setup_how else "")
 
 
 def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:
@@ -404,6 +420,7 @@ def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:
         fmt_rate(r.throughput_per_s) if ok else DASH,
         fmt_speedup(r.speedup_vs_eager) if ok else DASH,
         fmt_ms(r.first_call_ms) if ok else DASH,
+        _setup_text(r),
         _memory_text(r) if ok else DASH,
         _gflops_text(r) if ok else DASH,
         r.parity_label,
@@ -427,14 +444,14 @@ TRAIN_HEADERS = (
     "Forward / backward / optimizer ms",
     "Time per epoch",
     "Loss first → last",
-    "Peak memory (measured)",
+    "Peak memory (measured, with weights)",
     "Status",
     "Measured on",
     "Notes",
 )
 
 
-def train_row(r: CaseRow) -> tuple[str, ...]:
+def train_row(r: CaseRow, datasets: tuple[tuple[str, str, int], ...] = EPOCH_DATASETS) -> tuple[str, ...]:
     """One training case: step latency, samples/s, the step's split, epoch times, loss."""
     ok = r.valid
     train = r.train or {}
@@ -453,9 +470,9 @@ def train_row(r: CaseRow) -> tuple[str, ...]:
         fmt_rate(r.throughput_per_s) if ok else DASH,
         fmt_speedup(r.speedup_vs_eager) if ok else DASH,
         split,
-        _epochs_text(r) if ok else DASH,
+        _epochs_text(r, datasets) if ok else DASH,
         loss if ok else DASH,
-        _memory_text(r) if ok else DASH,
+        _train_memory_text(r) if ok else DASH,
         _status_text(r),
         r.host,
         _notes(r),
@@ -554,7 +571,7 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
             blocks.append(
                 Table(
                     headers=TRAIN_HEADERS,
-                    rows=tuple(train_row(r) for r in train),
+                    rows=tuple(train_row(r, data.epoch_datasets) for r in train),
                     row_classes=tuple(_row_class(r) for r in train),
                     caption="Training steps: step latency (one optimizer step per call), samples/s, time per epoch",
                     numeric=(False, True, False, False, True, True, True, True, False, False, True, False, False, False),
@@ -608,12 +625,12 @@ def _card_training(data: ReportData, envs: list[EnvGroup], name: str) -> str:
         train = [r for r in data.rows_of(env.fingerprint, name, valid_only=True) if r.is_train]
         if not train:
             continue
-        best = min(train, key=lambda r: r.epoch_seconds(EPOCH_DATASETS[0][2]) or float("inf"))
+        best = min(train, key=lambda r: r.epoch_seconds(data.epoch_datasets[0][2]) or float("inf"))
         where = f" on {env.label}" if len(envs) > 1 else ""
         parts.append(
             "one epoch would take "
             + ", ".join(
-                f"{fmt_duration(best.epoch_seconds(n))} for {label} ({n:,} images)" for _, label, n in EPOCH_DATASETS
+                f"{fmt_duration(best.epoch_seconds(n))} for {label} ({n:,} images)" for _, label, n in data.epoch_datasets
             )
             + f"{where} at the fastest step measured ({best.backend}, {(best.optimizer or DASH)}, batch {best.batch_label}, "
             f"{best.precision}, {'x'.join(str(x) for x in best.input_size)}: {fmt_ms(best.median_ms)} ms/step, "

@@ -173,6 +173,19 @@ class CaseRow:
         return self.latency_ms["median"] if self.latency_ms else None
 
     @property
+    def setup_ms(self) -> float | None:
+        """Compile or export time (`cnnbench.results.setup_time`), apart from every timed figure."""
+        from cnnbench.results import setup_time
+
+        return setup_time({"backend_info": self.backend_info, "first_call_ms": self.first_call_ms})[0]
+
+    @property
+    def setup_how(self) -> str | None:
+        from cnnbench.results import setup_time
+
+        return setup_time({"backend_info": self.backend_info, "first_call_ms": self.first_call_ms})[1]
+
+    @property
     def batch(self) -> int:
         """The batch size actually timed: every per-batch figure (throughput, MACs, memory) is for it."""
         return self.measured_batch_size or self.batch_size
@@ -365,6 +378,9 @@ class ReportData:
     envs: list[EnvGroup]
     rows: list[CaseRow]  # every case, valid or not, superseded ones excluded
     superseded: list[tuple[CaseRow, str]] = field(default_factory=list)  # (old row, newer file)
+    # (id, label, images) a training case's time per epoch is given for: the built-in sizes,
+    # then any the user asked for (`report --epoch-images LABEL=N`)
+    epoch_datasets: tuple[tuple[str, str, int], ...] = EPOCH_DATASETS
     models: dict[tuple[str, str], ModelSummary] = field(default_factory=dict)  # (env, model)
     alternatives: dict[tuple[str, str], list[Alternative]] = field(default_factory=dict)
 
@@ -423,15 +439,15 @@ def measured_memory(memory: dict[str, Any] | None, *, device: str, backend: str)
     """The measured peak a table shows, as (record key, bytes); None when not measured.
 
     On CUDA the peak allocated by torch (`cuda_peak_allocated_bytes`); ONNX Runtime does not
-    allocate through torch, so for it the device-level growth (`device_used_delta_bytes`, NVML)
-    comes first. On CPU the worker's peak RSS growth over its post-load baseline
+    allocate through torch, so for it only the device-level growth (`device_used_delta_bytes`,
+    NVML) counts, and without NVML its memory is unavailable (torch's figure would measure
+    nothing ORT allocated). On CPU the worker's peak RSS growth over its post-load baseline
     (`peak_rss_delta_bytes`). The one rule for the report and the terminal table.
     """
     if not isinstance(memory, dict):
         return None
     if device == "cuda":
-        torch_first = ("cuda_peak_allocated_bytes", "device_used_delta_bytes")
-        order = torch_first[::-1] if backend == "onnxrt" else torch_first
+        order = ("device_used_delta_bytes",) if backend == "onnxrt" else ("cuda_peak_allocated_bytes",)
     else:
         order = ("peak_rss_delta_bytes",)
     for name in order:

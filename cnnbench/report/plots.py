@@ -388,11 +388,9 @@ def _draw_training(data: ReportData, spec: PlotSpec):
     from matplotlib.figure import Figure
 
     from cnnbench.report.fmt import fmt_duration
-    from cnnbench.report.model import EPOCH_DATASETS
-
     env = data.env(spec.env)  # type: ignore[arg-type]
     rows = [r for r in data.rows_of(env.fingerprint, valid_only=True) if r.is_train]
-    name, label, images = EPOCH_DATASETS[0]
+    name, label, images = data.epoch_datasets[0]
     fig = Figure(figsize=(9.0, 1.2 + 0.42 * len(rows)), layout="constrained")
     ax = fig.subplots()
     ys = list(range(len(rows)))[::-1]
