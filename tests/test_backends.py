@@ -172,12 +172,12 @@ def test_a_cuda_request_that_falls_back_to_cpu_is_never_labelled_cuda(cache_dir,
     monkeypatch.setattr(onnxrt, "cuda_usable", lambda: True)
     monkeypatch.setattr(onnxrt, "check_device", lambda device: None)
     spec = tiny("onnxrt", exporter="legacy").replace(device="cuda")
-    _, _, prepared = prepare(spec)
-    info = prepared.info
-    assert info["provider_requested"] == "CUDAExecutionProvider"
-    assert info["provider"] == "CPUExecutionProvider" and info["io_binding"] is False
-    (warning,) = prepared.after_timing()
-    assert "asked for CUDAExecutionProvider" in warning and "runs on CPUExecutionProvider" in warning
+    with pytest.raises(Unsupported, match="asked for CUDAExecutionProvider but the session runs on CPUExecutionProvider"):
+        prepare(spec)
+    # and with no CUDA provider in the build at all: refused the same way, with the reason
+    monkeypatch.setattr(onnxrt, "cuda_usable", lambda: False)
+    with pytest.raises(Unsupported, match="needs the CUDA provider, which this onnxruntime build lacks"):
+        prepare(spec)
 
 
 def test_onnxrt_refuses_what_it_cannot_run_with_reasons(cache_dir):
@@ -188,6 +188,28 @@ def test_onnxrt_refuses_what_it_cannot_run_with_reasons(cache_dir):
     ):
         with pytest.raises(Unsupported, match=words):
             prepare(spec)
+
+
+def test_the_fp16_graph_for_the_cuda_provider_keeps_fp32_inputs_and_outputs(cache_dir, tmp_path):
+    """The conversion runs anywhere (the CUDA provider that runs the graph does not): weights in
+    fp16, inputs and outputs fp32 as with autocast, the fp32 export reused from the cache."""
+    import onnx
+
+    from cnnbench.backends.onnxrt import export_onnx
+    from cnnbench.models.registry import build_model
+
+    spec = tiny("onnxrt", exporter="legacy").replace(precision="fp16")
+    torch.manual_seed(0)
+    model = build_model(spec.model, source=spec.source, input_size=spec.input_size).eval()
+    fp32 = export_onnx(model, spec, exporter="legacy", opset=None, precision="fp32", log_path=tmp_path / "log")
+    fp16 = export_onnx(model, spec, exporter="legacy", opset=None, precision="fp16", log_path=tmp_path / "log")
+    assert fp16["path"] != fp32["path"] and fp16["export_cached"] is False
+    assert fp16["export_ms"] == pytest.approx(fp32["export_ms"] + fp16["fp16_convert_ms"])
+    graph = onnx.load(fp16["path"]).graph
+    assert {t.data_type for t in graph.initializer} == {onnx.TensorProto.FLOAT16}
+    assert [i.type.tensor_type.elem_type for i in [*graph.input, *graph.output]] == [onnx.TensorProto.FLOAT] * 2
+    again = export_onnx(model, spec, exporter="legacy", opset=None, precision="fp16", log_path=tmp_path / "log")
+    assert again["export_cached"] is True and again["path"] == fp16["path"]
 
 
 def test_the_export_cache_is_reused_across_batch_sizes_and_keyed_by_weights(cache_dir):

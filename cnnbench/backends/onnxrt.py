@@ -40,13 +40,15 @@ above only (`log_severity_level=3`); every setting is recorded in `backend_info`
 Providers. The CUDA provider is asked for only when CUDA is really usable (torch sees a GPU
 and this ORT build has `CUDAExecutionProvider`). ORT falls back to CPU silently when the CUDA
 provider cannot load, so the provider recorded is `session.get_providers()[0]`, the one actually
-used, next to the one requested; a CUDA request that ended on CPU gets a warning and is never
-labelled CUDA. On CUDA, inputs and outputs are bound on the device with IO binding, so no host
-copy is timed; on CPU, the input is a numpy array made before the timed loop.
+used, next to the one requested; a CUDA request that ended on CPU is `unsupported` (with both
+providers in the reason), never measured and labelled CUDA. On CUDA, inputs and outputs are
+bound on the device with IO binding, so no host copy is timed; on CPU, the input is a numpy
+array made before the timed loop.
 
-Precision. fp32 everywhere; fp16 only on CUDA, through a converted model (the optional
-`onnxconverter-common` package; without it the case is `unsupported`, with the reason); bf16
-is `unsupported` (no converter path to a bf16 graph that the CPU or CUDA providers run well).
+Precision. fp32 everywhere; fp16 only on CUDA, through a converted model (the
+`onnxconverter-common` package, a dependency of cnnbench; without it the case is `unsupported`,
+with the reason); bf16 is `unsupported` (no converter path to a bf16 graph that the CPU or
+CUDA providers run well).
 """
 
 from __future__ import annotations
@@ -471,6 +473,11 @@ class OnnxRuntimeBackend:
         opset = None if opts["opset"] is None else int(opts["opset"])
         use_cuda = spec.device == "cuda" and cuda_usable()
         _check_precision(spec, use_cuda)
+        if spec.device == "cuda" and not use_cuda:
+            raise Unsupported(
+                "onnxrt on cuda needs the CUDA provider, which this onnxruntime build lacks "
+                f"(available: {ort.get_available_providers()})"
+            )
 
         model = model.eval().to("cpu").float()
         log_path = Path(workdir) / "onnx-export.log"
@@ -488,10 +495,13 @@ class OnnxRuntimeBackend:
         session_ms = (time.perf_counter() - t0) * 1e3
         actual = sess.get_providers()[0]
 
+        if requested != actual:  # a CPU timing under a CUDA key would be a false label
+            raise Unsupported(
+                f"onnxrt asked for {requested} but the session runs on {actual} "
+                f"(session providers {sess.get_providers()}, available {ort.get_available_providers()}); "
+                f"not measured, since it would not be a {spec.device} result"
+            )
         warnings: list[str] = []
-        if requested != actual:
-            why = "" if use_cuda else " (CUDA is not usable by this onnxruntime build)"
-            warnings.append(f"onnxrt asked for {requested} but the session runs on {actual}{why}: not a {requested} result")
 
         input_name = sess.get_inputs()[0].name
         x_np = np.ascontiguousarray(example.detach().cpu().float().numpy())
