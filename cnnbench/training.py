@@ -11,15 +11,17 @@ labels are random class indices drawn once from a seeded generator, of the model
 with momentum 0.9 is the default optimizer; `optimizer: adamw` (a backend option of `eager` and
 `compile`) selects AdamW. fp16 uses a `torch.amp.GradScaler`, as real fp16 training must.
 
-**What the memory figures include.** The worker resets the memory peaks *before* the first step
-(the timing's first call), and the optimizer allocates its state lazily in its first `step()`, so
-the peak covers gradients, optimizer state (momentum buffers; AdamW's two moments) and the
-activations saved for backward, together. The weights are allocated before the reset: on CUDA
-they are inside `cuda_peak_allocated_bytes` (the peak counts what is live when it was reset),
-on CPU they are in the RSS baseline, so `peak_rss_delta_bytes` is gradients + optimizer state +
-activations + allocator/workspace growth, without the weights (`params * 4` bytes in fp32). For
-the compile backend the first step also compiles, so the CPU peak includes the compiler's own
-working memory.
+**What the memory figures include.** The worker takes the memory baseline *before* the first
+step (the timing's first call) and reads the peak of warmup and the timed steps over it
+(`cnnbench.memory`). The optimizer allocates its state lazily in its first `step()` and keeps
+it, so the peak covers gradients, optimizer state (momentum buffers; AdamW's two moments) and
+the activations saved for backward, together; the first step's own transient peak (for the
+compile backend, the compiler's working memory) is kept apart in `first_call_peak_*`. The
+weights are allocated before the baseline: on CUDA they are inside `cuda_peak_allocated_bytes`
+(the peak counts what is live when it was reset), on CPU they are in the RSS baseline, so
+`peak_rss_delta_bytes` is gradients + optimizer state + activations + allocator/workspace
+growth without them. `train_total_peak_bytes` is the step's whole footprint, weights included
+(CPU: `peak_rss_delta_bytes + param_bytes`), and is what the report's training tables show.
 
 **Why one probe forward.** The class count is the size of dim 1 of the model's output, found by
 one batch-1 forward of the eager model in eval mode before anything is measured: it covers user

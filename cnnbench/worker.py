@@ -128,6 +128,8 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     timing = time_callable(prepared.run, measure=spec.measure, sync=prepared.sync, on_warmup_start=warmup_starts)
     out["memory"] = tracker.stop()
     out["memory"].update(_analytic_memory(model, example, spec, out["warnings"]))
+    if spec.mode == "train":
+        out["memory"].update(_train_total(out["memory"], spec.device))
     warnings = out["warnings"]  # to_dict() has its own "warnings": keep the counting ones, once
     out.update(timing.to_dict())
     out["warnings"] = warnings + timing.warnings
@@ -144,6 +146,22 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if evaluation is not None:  # last, outside the timed region; a failure becomes the status
         evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
     return out
+
+
+def _train_total(memory: dict[str, Any], device: str) -> dict[str, Any]:
+    """A training step's peak with weights, gradients, optimizer state and activations together.
+
+    On CUDA the allocator's peak already counts the weights (they are live when the peak is
+    reset). On CPU they are in the RSS baseline the peak growth is taken over, so their stored
+    bytes are added back.
+    """
+    if device == "cuda":
+        value, how = memory.get("cuda_peak_allocated_bytes"), "cuda_peak_allocated_bytes (weights included)"
+    else:
+        peak, params = memory.get("peak_rss_delta_bytes"), memory.get("param_bytes")
+        value = peak + params if peak is not None and params is not None else None
+        how = "peak_rss_delta_bytes + param_bytes (the weights sit in the RSS baseline)"
+    return {} if value is None else {"train_total_peak_bytes": int(value), "train_total_method": how}
 
 
 def _analytic_memory(model: Any, example: Any, spec: CaseSpec, warnings: list[str]) -> dict[str, Any]:

@@ -182,6 +182,9 @@ def test_train_peak_memory_exceeds_inference_peak_memory(tmp_path):
     # activations kept for backward, gradients and momentum buffers: clearly more
     assert training > 1.3 * inference, (training, inference)
     assert results["train"]["train"]["optimizer"]["name"] == "sgd"
+    mem = results["train"]["memory"]  # the whole footprint: the weights sit in the RSS baseline
+    assert mem["train_total_peak_bytes"] == training + mem["param_bytes"] and mem["param_bytes"] > 0
+    assert "train_total_peak_bytes" not in results["inference"]["memory"]
 
 
 @pytest.mark.slow
