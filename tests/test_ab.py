@@ -212,6 +212,24 @@ def test_command_usage_errors_exit_2(fake_run, tmp_path, capsys):
     assert "--replace" in capsys.readouterr().err
 
 
+def test_replace_overwrites_only_a_file_of_ours_and_never_a_locked_one(fake_run, tmp_path, capsys):
+    from cnnbench.commands.run import results_lock
+
+    out = tmp_path / "ab.json"
+    started = []
+    for content in ("my notes, not results", '{"schema_version": 2, "cases": [', '{"schema_version": 99, "cases": []}'):
+        out.write_text(content)
+        assert fake_run("--replace", worker=lambda spec, **kw: started.append(spec) or {}) == 2
+        err = capsys.readouterr().err
+        assert "left untouched" in err and err.count("\n") == 1, err
+        assert out.read_text() == content and started == []
+    out.unlink()
+    with results_lock(out):
+        assert fake_run("--replace", worker=lambda spec, **kw: started.append(spec) or {}) == 2
+    assert "another run is writing this file" in capsys.readouterr().err and started == []
+    assert not out.exists() and not list(tmp_path.glob("*.lock"))
+
+
 # -- probing the variants (real processes, but they fail before importing torch) -----------------
 
 

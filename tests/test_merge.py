@@ -145,6 +145,21 @@ def test_the_same_file_twice_is_refused(tmp_path, shards):
     assert main(["merge", str(shards[0]), str(shards[0]), "--out", str(out)]) == 2
 
 
+def test_merge_never_overwrites_a_file_without_replace_nor_one_of_its_inputs(tmp_path, shards, capsys):
+    out = tmp_path / "merged.json"
+    out.write_text("my notes, not results")
+    assert main(["merge", *map(str, shards), "--out", str(out)]) == 2
+    assert "exists; pass --replace" in capsys.readouterr().err
+    assert out.read_text() == "my notes, not results"
+    assert main(["merge", *map(str, shards), "--out", str(out), "--replace"]) == 0
+    assert len(load_results(out)["cases"]) == len(CASES)
+    before = shards[0].read_bytes()
+    assert main(["merge", *map(str, shards), "--out", str(shards[0]), "--replace"]) == 2
+    assert "--out is one of the files to merge" in capsys.readouterr().err
+    assert shards[0].read_bytes() == before
+    assert not list(tmp_path.glob("*.lock"))
+
+
 def test_compare_and_report_accept_a_merged_file(tmp_path, shards):
     out = tmp_path / "merged.json"
     main(["merge", *map(str, shards), "--out", str(out)])

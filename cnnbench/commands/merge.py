@@ -39,7 +39,8 @@ DESCRIPTION = """\
 Join results files written by `bench.py run SUITE --shard K/N` on N machines into one results
 file that `report` and `compare` read like any other. Refuses a case key present in two files
 (naming the key and both files), and files from different suites (suite sha256) or different
-shard counts unless --force. Each case records which machine measured it (`measured_on`: hostname,
+shard counts unless --force, and never overwrites an existing --out without --replace (nor
+one of its inputs). Each case records which machine measured it (`measured_on`: hostname,
 machine fingerprint, source file); all input environments are kept under `environments`.
 Exit codes: 0 merged, 2 usage or input error. See docs/scale.md.
 """
@@ -48,6 +49,11 @@ Exit codes: 0 merged, 2 usage or input error. See docs/scale.md.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="results files to merge (e.g. one per shard)")
     parser.add_argument("--out", "-o", required=True, metavar="FILE", help="the merged results file to write")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite an existing --out (without it an existing file is never overwritten; an input never is)",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -65,9 +71,17 @@ def run(args: argparse.Namespace) -> int:
         if real in seen:
             raise UserError(f"{p}: given twice (also as {seen[real]})")
         seen[real] = p
+    out = Path(args.out)
+    if os.path.realpath(out) in seen:
+        raise UserError(f"{out}: --out is one of the files to merge; write the merged file elsewhere")
+    if out.exists() and not args.replace:
+        raise UserError(f"{out}: exists; pass --replace to overwrite it, or choose another --out")
     loaded = [(p, load_results(p)) for p in paths]
     merged, notes = merge_results(loaded, force=args.force)
-    write_results(args.out, merged)
+    from cnnbench.commands.run import results_lock
+
+    with results_lock(out):  # never two writers on one file, as for `run`
+        write_results(out, merged)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     hosts = sorted({str(r["measured_on"].get("hostname")) for r in merged["cases"]})
