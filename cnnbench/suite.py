@@ -353,8 +353,13 @@ def _prescan(path: str, text: str) -> None:
                     raise SuiteError(path, message, field=_event_path(open_) or None, line=line)
                 is_map = isinstance(event, yaml.MappingStartEvent)
                 open_.append([is_map, "" if is_map else -1, True])
-    except yaml.YAMLError:
-        pass
+    except yaml.YAMLError as e:
+        # libyaml (PyYAML >= 6.0.4) caps flow nesting itself and, scanning ahead for a possible
+        # simple key, can hit that cap before the events reach MAX_DEPTH: the same refusal.
+        if "nesting depth" in str(e):
+            mark = getattr(e, "problem_mark", None)
+            message = f"nested deeper than {MAX_DEPTH} levels"
+            raise SuiteError(path, message, field=_event_path(open_) or None, line=mark.line + 1 if mark else None) from None
     finally:
         loader.dispose()
 
@@ -365,8 +370,8 @@ def _event_path(open_: list[list[Any]]) -> str:
         if is_map:
             key = str(where)
             path = _join(path, key if len(key) <= 40 else key[:37] + "...")
-        else:
-            path = f"{path}[{where}]"
+        else:  # a sequence whose first element has not started yet: that element
+            path = f"{path}[{max(where, 0)}]"
     return path
 
 
@@ -407,6 +412,8 @@ def _python_yaml_error(text: str) -> yaml.YAMLError | None:
         loader.get_single_node()
     except yaml.YAMLError as e:
         return e
+    except RecursionError:  # the pure-Python composer recurses per level: keep libyaml's message
+        return None
     finally:
         if loader is not None:
             loader.dispose()
