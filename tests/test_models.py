@@ -204,3 +204,13 @@ def test_published_metadata_is_read_offline_from_torchvision():
     assert published_metadata("lenet5") is None
     with pytest.raises(UnknownModelError):
         published_metadata("resnet19")
+
+
+def test_list_models_command_sorts_naturally_and_refuses_a_glob_that_matches_nothing(capsys):
+    from cnnbench.cli import main
+
+    assert main(["list", "models", "resnet*"]) == 0
+    assert capsys.readouterr().out.split() == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert main(["list", "models", "resnett*"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no model matches 'resnett*'" in err

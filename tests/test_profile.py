@@ -266,6 +266,29 @@ def test_resnet18_totals_equal_the_case_counts():
     assert p.row("layer4.1.conv2").receptive_field == (435, 435)  # the known ResNet-18 figure
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["alexnet", "googlenet", "inception_v3", "densenet121", "squeezenet1_1", "mobilenet_v3_large",
+     "efficientnet_b0", "convnext_tiny", "regnet_y_400mf", "shufflenet_v2_x0_5", "vit_b_16", "swin_t"],
+)  # fmt: skip
+def test_every_family_of_the_registry_profiles_with_totals_equal_to_the_case_counts(name):
+    """The profile works for the zoo's families (branches, dense blocks, depthwise convs,
+    squeeze-excitation, attention, windowed attention) and its totals are the case's counts."""
+    from cnnbench.counting import count_macs, count_params
+    from cnnbench.models.catalog import get_info
+    from cnnbench.models.registry import build_model
+
+    size = get_info(name).input_size
+    model = build_model(name, input_size=size).eval()
+    example = torch.randn(1, *size)
+    p = profile_model(model, example)
+    assert p.params == count_params(model)[0] == sum(r.params for r in p.rows)
+    assert p.macs == pytest.approx(count_macs(model, example)["gmacs"] * 1e9, rel=1e-6)
+    assert p.macs == sum(r.macs for r in p.rows)
+    assert 1000 in p.layers[-1].output_shape  # the classifier (or its pooling) is the last row
+
+
 def test_padding_same_convolutions_are_counted():
     from cnnbench.models.seeds import MnistCNN
 

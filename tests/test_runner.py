@@ -118,6 +118,46 @@ def test_second_sigint_raises_at_once():
         stop.handle(signal.SIGINT, None)
 
 
+# --- What a failure becomes --------------------------------------------------------------------
+
+
+def test_allocator_failures_are_oom_wherever_they_surface_and_nothing_else_is():
+    import torch
+
+    from cnnbench.worker import classify_exception
+
+    cuda_oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert isinstance(cuda_oom, RuntimeError) and classify_exception(cuda_oom) == "oom"
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB")
+    assert classify_exception(cpu) == "oom" and classify_exception(MemoryError()) == "oom"
+    try:  # a wrapper (an exporter, a compiler) must not hide the allocator's error
+        try:
+            raise MemoryError("host")
+        except MemoryError as inner:
+            raise RuntimeError("backend failed while compiling") from inner
+    except RuntimeError as wrapped:
+        assert classify_exception(wrapped) == "oom"
+    assert classify_exception(RuntimeError("shape mismatch")) == "error"
+    assert classify_exception(ValueError("bad value")) == "error"
+
+
+def test_cuda_on_a_machine_without_it_is_unsupported_with_the_reason():
+    import torch
+
+    from cnnbench.backends import get_backend
+    from cnnbench.backends.common import example_batch
+    from cnnbench.errors import Unsupported
+    from cnnbench.models.registry import build_model
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    spec = CaseSpec(model="lenet5", batch_size=1, input_size=(1, 32, 32), device="cuda")
+    for backend in ("eager", "compile", "onnxrt"):
+        with pytest.raises(Unsupported, match="CUDA is not available"):
+            get_backend(backend).prepare(build_model("lenet5"), example_batch(spec.replace(device="cpu")),
+                                         spec.replace(backend=backend), workdir="/nonexistent")  # fmt: skip
+
+
 # --- End to end: real worker processes -------------------------------------------------------
 
 FAULT_SUITE = """

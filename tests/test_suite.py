@@ -623,6 +623,28 @@ def test_recursive_alias_is_refused(tmp_path):
 # The shipped suites
 
 
+def test_every_shipped_suite_loads_with_the_case_count_the_readme_states(tmp_path):
+    """The README's table of shipped suites is a promise: every file in suites/ is in it, loads,
+    and expands to the number of cases the table says."""
+    import re
+    import shutil
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `([a-z0-9_-]+)\.yaml` \| .* \| (\d+) \|$", readme, flags=re.M))
+    shipped = sorted(p.stem for p in (REPO / "suites").glob("*.yaml"))
+    assert sorted(table) == shipped
+    # The digits suite names weights its example trains (not committed): a stand-in file where
+    # its relative path points, in a copy of the suites.
+    shutil.copytree(REPO / "suites", tmp_path / "suites")
+    (tmp_path / "examples" / "digits").mkdir(parents=True)
+    (tmp_path / "examples" / "digits" / "lenet5_digits.pt").write_bytes(b"")
+    for name in shipped:
+        suite = load_suite(tmp_path / "suites" / f"{name}.yaml")
+        assert suite.name and suite.description, name
+        assert len(suite.cases) == int(table[name]), name
+        assert len({c.key for c in suite.cases}) == len(suite.cases), name
+
+
 def test_shipped_suites_load():
     suites = {name: load_suite(REPO / "suites" / f"{name}.yaml") for name in ("smoke", "classics", "seeds")}
     for name, suite in suites.items():

@@ -1,0 +1,71 @@
+"""`bench.py run` overrides: --models, --backends, --repeats, --timeout and --max-time change
+what runs and how, before any worker starts; bad values are usage errors (exit 2)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cnnbench import runner
+from cnnbench.cli import main
+from cnnbench.results import load_results
+
+SUITE = """
+name: overrides
+models: [lenet5, mnist_cnn_bn]
+batch_sizes: [1]
+backends: [eager, onnxrt]
+threads: 1
+measure: {warmup: 1, min_time_s: 0.5, max_time_s: 2, timeout_s: 60}
+"""
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    """The specs a stand-in worker was asked to run (no process is started)."""
+    calls: list = []
+
+    def worker(spec, **kwargs):
+        calls.append(spec)
+        return {"status": "ok", "error": None, "samples_ms": [1.0] * 20, "warmup_ms": [2.0], "first_call_ms": 3.0}
+
+    monkeypatch.setattr(runner, "run_worker", worker)
+    return calls
+
+
+def _run(tmp_path, *extra) -> int:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(textwrap.dedent(SUITE))
+    return main(["run", str(suite), "--out", str(tmp_path / "r.json"), "--quiet", "--no-peak", *extra])
+
+
+def test_overrides_select_cases_and_change_their_measure(tmp_path, asked):
+    flags = ("--models", "lenet*", "--backends", "eager", "--repeats", "3", "--timeout", "7", "--max-time", "0.2")
+    assert _run(tmp_path, *flags) == 0
+    assert {(s.model, s.backend) for s in asked} == {("lenet5", "eager")} and len(asked) == 3
+    m = asked[0].measure
+    assert (m.repeats, m.timeout_s, m.max_time_s) == (3, 7, 0.2) and m.min_time_s <= 0.2
+    (record,) = load_results(tmp_path / "r.json")["cases"]
+    assert record["spec"]["measure"]["repeats"] == 3 and len(record["repeat_medians_ms"]) == 3
+
+
+def test_without_overrides_the_suite_runs_as_written(tmp_path, asked):
+    assert _run(tmp_path) == 0
+    assert len(asked) == 4 and {s.measure.timeout_s for s in asked} == {60}
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (("--repeats", "0"), "--repeats must be positive"),
+        (("--timeout", "-1"), "--timeout must be positive"),
+        (("--backends", "tensorrt"), "unknown backend 'tensorrt'"),
+        (("--models", "vgg*"), "no case left"),
+    ],
+)
+def test_bad_overrides_are_usage_errors_before_anything_runs(tmp_path, asked, capsys, flags, words):
+    assert _run(tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert asked == [] and not (tmp_path / "r.json").exists()
