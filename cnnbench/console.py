@@ -64,7 +64,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     from cnnbench.accuracy import accuracy_difference
     from cnnbench.report.model import measured_memory
-    from cnnbench.results import cold_start_ms, setup_time
+    from cnnbench.results import cold_start_ms
 
     def measured_acc(rec: dict[str, Any]) -> dict[str, Any] | None:
         acc = rec.get("accuracy")
@@ -121,7 +121,6 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "throughput_per_s": rec.get("throughput_per_s") if med is not None else None,
                 "speedup": (base / med) if (base and med and same_computation) else None,
                 "first_call_ms": rec.get("first_call_ms"),
-                "setup_ms": setup_time(rec)[0],
                 "cold_start_ms": cold_start_ms(rec),
                 "params_m": rec["params"] / 1e6 if rec.get("params") is not None else None,
                 "gmacs": rec.get("gmacs"),

@@ -172,15 +172,17 @@ def _worker(spec: CaseSpec, tmp_path: Path, name: str) -> dict:
 
 @pytest.mark.slow
 def test_train_peak_memory_exceeds_inference_peak_memory(tmp_path):
-    """Each in its own worker process (as the runner does), so the RSS peaks are clean."""
-    train = train_spec("mnist_cnn", 64)
+    """Each in its own worker process (as the runner does), so the RSS peaks are clean. Batch 256,
+    so the activations kept for backward outweigh the ~40 MiB that the first call leaves resident
+    in either mode (library kernels, allocator arenas), which does not grow with the batch."""
+    train = train_spec("mnist_cnn", 256)
     results = {mode: _worker(train.replace(mode=mode), tmp_path, mode) for mode in ("inference", "train")}
     for out in results.values():
         assert out["status"] == "ok", out.get("error")
     inference = results["inference"]["memory"]["peak_rss_delta_bytes"]
     training = results["train"]["memory"]["peak_rss_delta_bytes"]
     # activations kept for backward, gradients and momentum buffers: clearly more
-    assert training > 1.3 * inference, (training, inference)
+    assert training > 1.3 * inference, (training, inference, results["train"]["memory"].get("activation_bytes"))
     assert results["train"]["train"]["optimizer"]["name"] == "sgd"
     mem = results["train"]["memory"]  # the whole footprint: the weights sit in the RSS baseline
     assert mem["train_total_peak_bytes"] == training + mem["param_bytes"] and mem["param_bytes"] > 0
