@@ -445,9 +445,9 @@ class CaseComparison:
     """One paired (or unpaired) case and its verdict. Plain data: rendering decides nothing.
 
     Ratios are current / base (above 1 is slower or bigger). `base_median_ms`/`current_median_ms`
-    are the medians over each side's worker processes of the per-process figure compared (the
-    Comparison's `statistic`; for a missing or new case, of its repeat medians). `ci_low`/`ci_high` bound the latency
-    ratio at `confidence`; `p_value` is the one-sided Mann-Whitney p in the direction of the
+    are the medians over each side's worker processes of the per-process figure compared
+    (`statistic`; for a missing or new case, of its repeat medians). `ci_low`/`ci_high` bound the
+    latency ratio at `confidence`; `p_value` is the one-sided Mann-Whitney p in the direction of the
     estimate (rank path only). `method` is "mann-whitney" or "bootstrap". `gating` marks rows
     that make the comparison fail: a latency or memory regression, or a case that was ok in base
     and fails (or fails parity) in current.
