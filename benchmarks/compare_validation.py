@@ -1,9 +1,9 @@
 """Does the A/B gate hold on this machine? False alarms, detection, resolution. Prints a table; not a test.
 
-    python benchmarks/compare_validation.py [--aa-cases 3] [--repeats 5] [--draws 4000]
+    python benchmarks/compare_validation.py [--aa-cases 3] [--repeats 9] [--draws 4000]
     python benchmarks/compare_validation.py --reuse results/validation-ab.json   # no new measuring
 
-Three questions (issue 5), answered at the default repeats (5 per side), threshold (5%) and alpha
+Three questions (issue 5), answered at the default repeats (9 per side), threshold (5%) and alpha
 (0.01):
 
 (a) A/A: with the same code as base and current, how many case comparisons are falsely called
@@ -15,7 +15,7 @@ Three questions (issue 5), answered at the default repeats (5 per side), thresho
 What it measures, honestly
 --------------------------
 A worker process costs ~4 s here (torch import) and far more when the machine is shared, so 100
-real A/A comparisons at 5 repeats x 2 sides (1000 processes) do not fit in a quarter of an hour.
+real A/A comparisons at 9 repeats x 2 sides (1800 processes) do not fit in a quarter of an hour.
 So the figures come from two sources, and the table says which is which:
 
 1. **Real**: one `bench.py ab` run (the real command: probes, ABBA order, a base variant that runs
@@ -26,8 +26,8 @@ So the figures come from two sources, and the table says which is which:
    run is a real trial, with the verdict `bench.py ab` printed: few trials, but real ones.
 2. **Resampled** (an estimate, labelled as such): the A/A cases of that run give a pool of real
    *pairs* of processes (the base and current process of one repeat of one case, run back to back,
-   with their ABBA position). A simulated comparison draws 5 pairs (3 base-first and 2
-   current-first, as the real design has) and applies `compare`'s regression rule (ratio of the
+   with their ABBA position). A simulated comparison draws `--repeats` pairs (as many
+   base-first ones as the real ABBA design has: 5 of 9, 3 of 5) and applies `compare`'s regression rule (ratio of the
    medians of the per-repeat medians > 1 + threshold AND one-sided exact Mann-Whitney p <= alpha;
    the rule of `cnnbench.compare._latency_verdict`, cross-checked against `compare_results` on
    the first draws). Drawing whole pairs keeps whatever systematically differs between the two
@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 import tunable  # noqa: E402  (tests/fixtures/tunable.py)
 
 from cnnbench import compare, stats  # noqa: E402
-from cnnbench.ab import compare_ab, load_ab, pair_order  # noqa: E402
+from cnnbench.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
 
 BASE_BLOCKS = 20
 SLOWDOWNS = {"p10": (22, 0.10), "p25": (25, 0.25)}  # module -> (current blocks, nominal slowdown)
@@ -192,7 +192,7 @@ def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aa-cases", type=int, default=3, help="A/A cases in the real ab run (10 worker processes each)")
-    ap.add_argument("--repeats", type=int, default=5, help="repeats per side (the default of bench.py ab)")
+    ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="repeats per side (the default of bench.py ab)")
     ap.add_argument("--draws", type=int, default=4000, help="resampled comparisons per figure")
     ap.add_argument("--out", default="results/validation-ab.json", help="where the real ab run is saved")
     ap.add_argument("--reuse", metavar="FILE", help="skip measuring: use a saved ab run")
@@ -272,7 +272,7 @@ def main() -> int:
     sd_pair = statistics.stdev(logs) / math.sqrt(2) if len(logs) > 1 else float("nan")
     print()
     print("For scale, NOT measured: the same rule under synthetic lognormal between-process noise (sd of log")
-    print("per-process medians), 5 repeats per side, no bias between the sides:")
+    print(f"per-process figures), {repeats} repeats per side, no bias between the sides:")
     print(f"{'noise sd':>9}  {'false alarms/100':>16}  {'+10% detected':>13}  {'+25% detected':>13}  smallest >= 95%")
     for label, sigma in ((f"{sd_pair:.1%}*", sd_pair), ("2.5%", 0.025), ("1.3%", 0.013)):
         if not math.isfinite(sigma):
@@ -284,7 +284,8 @@ def main() -> int:
     print("    processes seen on this machine kind when quiet; 1.3% is processes started together (issue 5).")
     print()
     print("How: 'real ab run' = verdicts of one `bench.py ab` run (one trial per case). 'resampled' = draws of")
-    print(f"{repeats} real A/A pairs (3 base-first, 2 current-first) from the pool above, current side x (1 + slowdown),")
+    first = sum(pair_order(r)[0] == "base" for r in range(repeats))
+    print(f"{repeats} real A/A pairs ({first} base-first, {repeats - first} current-first) from the pool above, current side x (1 + slowdown),")
     print("judged by compare's rule. Caveats: one small model (~1 ms/call), one run's pairs reused across draws,")
     print("and a slowdown assumed to scale every process alike (the real +10%/+25% cases check the last).")
     return 0

@@ -153,7 +153,7 @@ def test_command_no_change_exits_0_and_writes_file_markdown_and_step_summary(fak
     log = []
     code = fake_run("--markdown", str(tmp_path / "ab.md"), "--json", str(tmp_path / "c.json"), worker=fake_worker(log))
     assert code == 0
-    assert len(log) == 2 * 2 * abmod.DEFAULT_REPEATS  # default repeats: 5 per case and side
+    assert len(log) == 2 * 2 * abmod.DEFAULT_REPEATS  # default repeats: 9 per case and side
     doc = abmod.load_ab(tmp_path / "ab.json")
     assert doc["status"] == "complete" and doc["design"]["repeats"] == 5 and doc["design"]["order"] == "ABBA"
     assert doc["comparison"]["kind"] == "comparison" and doc["comparison"]["has_regression"] is False
