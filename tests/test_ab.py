@@ -155,7 +155,7 @@ def test_command_no_change_exits_0_and_writes_file_markdown_and_step_summary(fak
     assert code == 0
     assert len(log) == 2 * 2 * abmod.DEFAULT_REPEATS  # default repeats: 9 per case and side
     doc = abmod.load_ab(tmp_path / "ab.json")
-    assert doc["status"] == "complete" and doc["design"]["repeats"] == 5 and doc["design"]["order"] == "ABBA"
+    assert doc["status"] == "complete" and doc["design"]["repeats"] == abmod.DEFAULT_REPEATS and doc["design"]["order"] == "ABBA"
     assert doc["comparison"]["kind"] == "comparison" and doc["comparison"]["has_regression"] is False
     assert {c["verdict"] for c in doc["comparison"]["cases"]} == {"unchanged"}
     md = (tmp_path / "ab.md").read_text()
