@@ -78,7 +78,14 @@ __all__ = [
     "prepare",
     "tolerance_images",
     "accuracy_difference",
+    "PROGRESS_FILE_ENV",
+    "read_progress",
 ]
+
+# A worker has no terminal: a manager that shows progress names a file in this variable (`bench.py
+# accuracy` does, on a terminal) and the worker's evaluation writes "done total" images to it.
+PROGRESS_FILE_ENV = "CNNBENCH_PROGRESS_FILE"
+_PROGRESS_EVERY_S = 0.2
 
 DATASET_KINDS = ("imagefolder", "digits", "tensors")
 
@@ -710,6 +717,8 @@ def evaluate(
     skipped: list[tuple[str, str]] = []
     skipped_count = 0
     bar = _progress_bar(planned, dataset.describe().get("name", dataset.kind)) if _want_progress(progress) else None
+    side = os.environ.get(PROGRESS_FILE_ENV)
+    to_file = _ProgressFile(side, planned) if side and bar is None else None
     try:
         for batch in dataset.batches(batch_size, limit):
             skipped_count += len(batch.skipped)
@@ -731,6 +740,8 @@ def evaluate(
                 total += n
             if bar is not None:
                 bar[0].advance(bar[1], n + len(batch.skipped))
+            if to_file is not None:
+                to_file.advance(n + len(batch.skipped))
     finally:
         if bar is not None:
             bar[0].stop()
@@ -775,11 +786,44 @@ def _check_outputs(out: "torch.Tensor", n: int, dataset: _Dataset, labels: "torc
         raise AccuracyError(f"label {top} is out of range: the model outputs {k} classes")
 
 
+class _ProgressFile:
+    """An evaluation's progress for a manager's bar: "done total" written to `path` atomically,
+    at most every 0.2 s and at the end. Never fails the evaluation."""
+
+    def __init__(self, path: str, total: int):
+        self.path, self.total, self.done, self._last = path, total, 0, 0.0
+        self._write()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self._last >= _PROGRESS_EVERY_S or self.done >= self.total:
+            self._write()
+
+    def _write(self) -> None:
+        self._last = time.monotonic()
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(f"{self.done} {self.total}\n")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a progress bar is never worth an evaluation
+
+
+def read_progress(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(done, total) images from a progress file a worker writes; None before it exists."""
+    try:
+        done, total = (int(x) for x in Path(path).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return None
+    return done, total
+
+
 def _want_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _progress_bar(total: int, description: str):
+def _progress_bar(total: int | None, description: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -603,3 +603,33 @@ def test_digits_suite_through_every_backend_agrees(digits_weights, tmp_path):
     counts = [c["accuracy"]["correct1"] for c in cases]
     assert all(c["accuracy"]["top1"] >= 95.0 and c["accuracy"]["total"] == 450 for c in cases)
     assert counts[0] == trained["test_correct"] and max(counts) - min(counts) <= 1, counts
+
+
+def test_an_evaluation_in_a_worker_reports_its_progress_through_the_file_it_is_given(tmp_path, monkeypatch):
+    """A worker has no terminal: the manager names a file, the evaluation writes done/total."""
+    levels = torch.tensor([_level(k) / 255 for k in range(10)])
+    images = levels.view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
+    data = tmp_path / "t.pt"
+    torch.save({"images": images, "labels": torch.arange(10)}, data)
+    ds = load_dataset({"kind": "tensors", "path": str(data)}, input_size=(1, 8, 8))
+    progress = tmp_path / "progress.txt"
+    monkeypatch.setenv(accuracy.PROGRESS_FILE_ENV, str(progress))
+    evaluate(eager_predict(IntensityNet()), ds, batch_size=3, progress=False)
+    assert accuracy.read_progress(progress) == (10, 10) and list(tmp_path.glob("*.tmp")) == []
+    assert accuracy.read_progress(tmp_path / "nowhere.txt") is None
+    (tmp_path / "torn.txt").write_text("7")
+    assert accuracy.read_progress(tmp_path / "torn.txt") is None
+
+
+def test_the_accuracy_command_names_the_progress_file_only_on_a_terminal_and_only_meanwhile(tmp_path, monkeypatch):
+    from cnnbench.commands.accuracy import worker_progress
+
+    monkeypatch.delenv(accuracy.PROGRESS_FILE_ENV, raising=False)
+    with worker_progress("eager", str(tmp_path)):  # pytest's stderr is no terminal
+        assert accuracy.PROGRESS_FILE_ENV not in os.environ
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with worker_progress("onnxrt", str(tmp_path)):
+        named = os.environ[accuracy.PROGRESS_FILE_ENV]
+        assert named == str(tmp_path / "progress-onnxrt.txt")
+        Path(named).write_text("5 10\n")  # as the worker would
+    assert accuracy.PROGRESS_FILE_ENV not in os.environ

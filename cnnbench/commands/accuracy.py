@@ -9,9 +9,10 @@ No torch import at module import.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 from cnnbench.errors import UserError
 
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.in_process:
                     run = _run_in_process(spec, workdir)
                 else:
-                    run = run_worker(spec, workdir=workdir, stop=stop, extra_paths=(os.getcwd(),))
+                    with worker_progress(spec.backend, workdir):
+                        run = run_worker(spec, workdir=workdir, stop=stop, extra_paths=(os.getcwd(),))
                 runs.append((spec, run))
                 if stop.requested:
                     break
@@ -126,6 +128,46 @@ def run(args: argparse.Namespace) -> int:
     if stop.requested:
         return 130
     return 0 if all(r["status"] == "ok" and not r["flag"] for r in rows) else 1
+
+
+@contextlib.contextmanager
+def worker_progress(label: str, workdir: str) -> Iterator[None]:
+    """On a terminal, a progress bar for the evaluation inside the worker started in the block:
+    the worker learns of a progress file through PROGRESS_FILE_ENV and writes to it; a thread
+    here reads it four times a second. Elsewhere (CI logs, pipes) nothing."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield
+        return
+    import threading
+
+    from cnnbench.accuracy import PROGRESS_FILE_ENV, _progress_bar, read_progress
+
+    path = os.path.join(workdir, f"progress-{label}.txt")
+    previous = os.environ.get(PROGRESS_FILE_ENV)
+    os.environ[PROGRESS_FILE_ENV] = path  # the worker's environment is a copy of ours
+    bar, task = _progress_bar(None, label)  # indeterminate while the worker times the model
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.25):
+            got = read_progress(path)
+            if got is not None:
+                bar.update(task, completed=got[0], total=got[1])
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
+        bar.stop()
+        if previous is None:
+            os.environ.pop(PROGRESS_FILE_ENV, None)
+        else:
+            os.environ[PROGRESS_FILE_ENV] = previous
 
 
 def _title(spec: Any, runs: list[tuple[Any, dict[str, Any]]]) -> str:
