@@ -181,10 +181,11 @@ def cold_start_ms(record: dict[str, Any]) -> float | None:
     first = record.get("first_call_ms")
     if not isinstance(first, (int, float)):
         return None
-    setup, how = setup_time(record)
-    if setup is None or (how or "").startswith("compile"):
+    info = record.get("backend_info") if isinstance(record.get("backend_info"), dict) else {}
+    if info.get("compile_in_first_call"):
         return float(first)
-    return setup + float(first)
+    setup, _ = setup_time(record)
+    return float(first) + (setup or 0.0)
 
 
 def _oom_retry_warning(spec: CaseSpec, measured: int | None, attempts: list[dict[str, Any]]) -> str | None:

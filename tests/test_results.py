@@ -74,3 +74,13 @@ def test_the_table_groups_each_model_and_batch_with_eager_first():
 
     order = [(r["spec"]["model"], r["spec"]["batch_size"], r["spec"]["backend"]) for r in grouped(records)]
     assert order == [("a", 1, "eager"), ("a", 1, "onnxrt"), ("a", 8, "eager"), ("a", 8, "compile"), ("b", 1, "eager")]
+
+
+def test_cold_start_is_the_first_call_plus_what_was_set_up_before_it():
+    from cnnbench.results import cold_start_ms
+
+    assert cold_start_ms({"first_call_ms": 15000.0, "backend_info": {"compile_in_first_call": True}}) == 15000.0
+    onnx = {"first_call_ms": 2.0, "backend_info": {"export_ms": 6400.0, "session_create_ms": 120.0, "export_cached": True}}
+    assert cold_start_ms(onnx) == 6522.0  # the export's own time, cached or not
+    assert cold_start_ms({"first_call_ms": 3.0, "backend_info": {}}) == 3.0
+    assert cold_start_ms({"status": "timeout"}) is None

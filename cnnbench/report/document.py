@@ -406,7 +406,7 @@ def _setup_text(r: CaseRow) -> str:
     the export was made by an earlier run; none for an invalid row, like its first call."""
     if not r.valid or r.setup_ms is None:
         return DASH
-    return fmt_ms(r.setup_ms) + (" (cached)" if r.setup_how and "cached" in r.setup_how else "")
+    return fmt_ms(r.setup_ms) + (" (cached)" if r.backend_info.get("export_cached") else "")
 
 
 def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:
