@@ -404,9 +404,10 @@ TOP1_HEADER = "Top-1 measured (correct/total)"  # before Notes, when any case me
 def _setup_text(r: CaseRow) -> str:
     """Compile/export time, a cost paid once before the first timed call, with "(cached)" when
     the export was made by an earlier run; none for an invalid row, like its first call."""
-    if not r.valid or r.setup_ms is None:
+    ms = r.setup[0] if r.valid else None
+    if ms is None:
         return DASH
-    return fmt_ms(r.setup_ms) + (" (cached)" if r.backend_info.get("export_cached") else "")
+    return fmt_ms(ms) + (" (cached)" if r.backend_info.get("export_cached") else "")
 
 
 def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:

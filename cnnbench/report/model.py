@@ -173,17 +173,12 @@ class CaseRow:
         return self.latency_ms["median"] if self.latency_ms else None
 
     @property
-    def setup_ms(self) -> float | None:
-        """Compile or export time (`cnnbench.results.setup_time`), apart from every timed figure."""
+    def setup(self) -> tuple[float | None, str | None]:
+        """Compile or export time and how it was paid (`cnnbench.results.setup_time`), apart
+        from every timed figure."""
         from cnnbench.results import setup_time
 
-        return setup_time({"backend_info": self.backend_info, "first_call_ms": self.first_call_ms})[0]
-
-    @property
-    def setup_how(self) -> str | None:
-        from cnnbench.results import setup_time
-
-        return setup_time({"backend_info": self.backend_info, "first_call_ms": self.first_call_ms})[1]
+        return setup_time({"backend_info": self.backend_info, "first_call_ms": self.first_call_ms})
 
     @property
     def batch(self) -> int:
