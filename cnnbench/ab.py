@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from cnnbench.errors import ResultsFileError, UserError
-from cnnbench.results import SCHEMA_VERSION, build_record, load_results, new_results, now_iso, upsert_record, write_results
+from cnnbench.results import SCHEMA_VERSION, build_record, migrate, new_results, now_iso, upsert_record, write_results
 from cnnbench.runner import PROJECT_ROOT, StopFlag, Variant
 from cnnbench.spec import CaseSpec
 
@@ -504,15 +504,10 @@ def compare_ab(
 
 def load_ab(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load an A/B file: the results-file checks, then the A/B shape. ResultsFileError if not."""
+    from cnnbench import records
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsFileError(str(path), "no such A/B results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(str(path), f"cannot read ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(str(path), f"not valid JSON at line {exc.lineno} (truncated or corrupted?): {exc.msg}") from exc
+    data = records.read_json(path, what="A/B results file")
     if not isinstance(data, dict) or data.get("kind") != AB_KIND:
         hint = " (a results file from `bench.py run`: use `bench.py compare`)" if isinstance(data, dict) and "cases" in data else ""
         raise ResultsFileError(str(path), f"not a cnnbench A/B file{hint}")
@@ -520,17 +515,14 @@ def load_ab(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(version, int) or version > AB_FORMAT_VERSION:
         raise ResultsFileError(str(path), f"A/B format {version!r} is newer than this cnnbench ({AB_FORMAT_VERSION}); upgrade cnnbench")
     # Each variant is a results file: check it with the results loader's own rules.
-    with tempfile.TemporaryDirectory(prefix="cnnbench-ab-") as tmp:
-        for name in VARIANT_NAMES:
-            piece = (data.get("variants") or {}).get(name)
-            if not isinstance(piece, dict):
-                raise ResultsFileError(str(path), f"has no {name} variant")
-            check = Path(tmp) / f"{name}.json"
-            check.write_text(json.dumps(piece), encoding="utf-8")
-            try:
-                data["variants"][name] = load_results(check)
-            except ResultsFileError as exc:
-                raise ResultsFileError(str(path), f"variants.{name}: {str(exc).split(': ', 1)[-1]}") from exc
+    for name in VARIANT_NAMES:
+        piece = (data.get("variants") or {}).get(name)
+        if not isinstance(piece, dict):
+            raise ResultsFileError(str(path), f"has no {name} variant")
+        try:
+            data["variants"][name] = records.parse_results(migrate(piece, path), path=str(path)).to_json()
+        except ResultsFileError as exc:
+            raise ResultsFileError(str(path), f"variants.{name}: {str(exc).split(': ', 1)[-1]}") from exc
     return data
 
 

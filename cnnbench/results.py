@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cnnbench import stats
 from cnnbench.errors import ResultsFileError
@@ -27,7 +27,6 @@ from cnnbench.spec import CaseSpec
 __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
-    "FAILED_STATUSES",
     "build_record",
     "new_results",
     "load_results",
@@ -37,7 +36,7 @@ __all__ = [
     "cold_start_ms",
 ]
 
-# Schema history (one line per version; `_migrate` runs one step function per version):
+# Schema history (one line per version; `migrate` runs one step function per version):
 # 1: cnnbench 0.1 - cases with spec, status, counts, repeats (raw samples), latency_ms, warnings.
 # 2: cases gain `measured_batch_size` (the batch timed; < spec batch only after --oom-retry) and `batch_attempts`.
 SCHEMA_VERSION = 2
@@ -53,7 +52,6 @@ STATUSES = (
     "interrupted",
     "fail_accuracy",
 )
-FAILED_STATUSES = tuple(s for s in STATUSES if s != "ok")
 
 # Fields a worker reports once per case (identical across repeats); copied onto the record
 # from the first repeat that has them.
@@ -154,38 +152,19 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
 
 
 def setup_time(record: dict[str, Any]) -> tuple[float | None, str | None]:
-    """What a backend costs once before it can run, apart from every timed figure: `(ms, how)`.
+    """`cnnbench.records.setup_time` of a record dict (the one rule; see there)."""
+    from cnnbench import records
 
-    compile: inductor compiles during the first call, so it is `first_call_ms`. onnxrt: the
-    export and the session are made in `prepare`, before the first call, so it is
-    `backend_info.export_ms` (the time of the export that made the file, also when this run
-    reused the cached file, which `how` then says) plus `session_create_ms`. eager: nothing to
-    set up, (None, None).
-    """
-    info = record.get("backend_info") if isinstance(record.get("backend_info"), dict) else {}
-    if info.get("compile_in_first_call"):
-        ms = record.get("first_call_ms")
-        return (float(ms), "compile (first call)") if isinstance(ms, (int, float)) else (None, None)
-    export, session = info.get("export_ms"), info.get("session_create_ms")
-    if isinstance(export, (int, float)):
-        how = "export (cached, made earlier) + session" if info.get("export_cached") else "export + session"
-        return float(export) + float(session or 0.0), how
-    return None, None
+    info = record.get("backend_info")
+    return records.setup_time(info if isinstance(info, dict) else {}, record.get("first_call_ms"))
 
 
 def cold_start_ms(record: dict[str, Any]) -> float | None:
-    """Time before the first warmup call could start: the first call, plus what the backend set
-    up before it (`setup_time`) unless that set-up *is* the first call (torch.compile). An
-    export reused from the cache counts the time of the export that made it, so the figure does
-    not depend on the state of a cache."""
-    first = record.get("first_call_ms")
-    if not isinstance(first, (int, float)):
-        return None
-    info = record.get("backend_info") if isinstance(record.get("backend_info"), dict) else {}
-    if info.get("compile_in_first_call"):
-        return float(first)
-    setup, _ = setup_time(record)
-    return float(first) + (setup or 0.0)
+    """`cnnbench.records.cold_start_ms` of a record dict (the one rule; see there)."""
+    from cnnbench import records
+
+    info = record.get("backend_info")
+    return records.cold_start_ms(info if isinstance(info, dict) else {}, record.get("first_call_ms"))
 
 
 def _oom_retry_warning(spec: CaseSpec, measured: int | None, attempts: list[dict[str, Any]]) -> str | None:
@@ -338,22 +317,19 @@ def _sanitize(obj: Any) -> Any:
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a results file, migrating older schema versions; refuse newer ones and garbage."""
-    path = Path(path)
-    if not path.exists():
-        raise ResultsFileError(str(path), "no such results file")
-    if path.is_dir():
-        raise ResultsFileError(str(path), "is a directory, not a results file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(str(path), f"cannot read ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(
-            str(path), f"not valid JSON at line {exc.lineno} (truncated or corrupted?): {exc.msg}"
-        ) from exc
+    """Load a results file, migrating older schema versions; refuse newer ones and garbage.
+
+    Every field is checked (`cnnbench.records.load`); what comes back is the checked file as
+    plain JSON. New code reads `cnnbench.records.load`'s typed records instead.
+    """
+    from cnnbench import records
+
+    return records.load(path).to_json()
+
+
+def migrate(data: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Bring a parsed file up to SCHEMA_VERSION, one step per version (see the history above);
+    refuse a newer one and anything that is not a results file at all."""
     if not isinstance(data, dict) or "schema_version" not in data or "cases" not in data:
         raise ResultsFileError(str(path), "not a cnnbench results file (no schema_version/cases)")
     version = data["schema_version"]
@@ -364,16 +340,10 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
             str(path),
             f"written by a newer cnnbench (schema {version} > {SCHEMA_VERSION}); upgrade cnnbench",
         )
-    return _migrate(data, path)
-
-
-def _migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Bring an older file up to SCHEMA_VERSION, one step per version (see the history above)."""
-    version = data["schema_version"]
     if version < 1:
         raise ResultsFileError(str(path), f"schema {version} is older than any cnnbench release")
     if not isinstance(data["cases"], list):
-        raise ResultsFileError(str(path), "`cases` is not a list")
+        raise ResultsFileError(str(path), "cases: expected a list of case records")
     while version < SCHEMA_VERSION:
         data = _MIGRATIONS[version](data)
         version += 1
@@ -398,8 +368,3 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 # schema version -> the function that lifts a file of that version to the next one
 _MIGRATIONS = {1: _v1_to_v2}
-
-
-def iter_specs(results: dict[str, Any]) -> Iterable[tuple[CaseSpec, dict[str, Any]]]:
-    for record in results["cases"]:
-        yield CaseSpec.from_dict(record["spec"]), record

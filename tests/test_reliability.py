@@ -30,7 +30,7 @@ from cnnbench.cli import main
 from cnnbench.commands.run import results_lock
 from cnnbench.console import table_rows
 from cnnbench.errors import ResultsFileError
-from cnnbench.results import SCHEMA_VERSION, _MIGRATIONS, load_results, new_results, write_results
+from cnnbench.results import SCHEMA_VERSION, _MIGRATIONS, build_record, load_results, new_results, write_results
 from cnnbench.runner import StopFlag, run_cases
 from cnnbench.spec import CaseSpec, Measure
 
@@ -139,11 +139,16 @@ def test_a_real_v1_file_migrates_to_v2(tmp_path):
 
 
 def test_v1_to_v2_leaves_records_it_cannot_read_for_the_reader_to_report(tmp_path):
-    path = tmp_path / "odd.json"
-    path.write_text(json.dumps({"schema_version": 1, "cases": [7, {"key": "x"}, {"key": "y", "status": "ok"}]}))
-    cases = load_results(path)["cases"]
+    from cnnbench.results import migrate
+
+    data = {"schema_version": 1, "cases": [7, {"key": "x"}, {"key": "y", "status": "ok"}]}
+    cases = migrate(data, "odd.json")["cases"]
     assert cases[0] == 7
     assert cases[1]["measured_batch_size"] is None and cases[2]["measured_batch_size"] is None
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps({"schema_version": 1, "cases": [7]}))
+    with pytest.raises(ResultsFileError, match=r"odd.json: case 0: expected a mapping"):
+        load_results(path)  # ... and the reader refuses it, naming the case
 
 
 def test_a_newer_schema_is_refused_with_upgrade(tmp_path):
@@ -196,11 +201,11 @@ def test_a_failing_write_leaves_the_previous_file_intact_100_of_100(tmp_path, mo
     path = tmp_path / "r.json"
     results = new_results(environment={"host": "x"}, suite={"name": "t"})
     for i in range(60):  # ~300 KB, so a write takes several chunks and can fail between them
-        results["cases"].append({"key": f"case{i}", "status": "ok", "samples_ms": [1.0 + i / 7] * 400})
+        results["cases"].append(build_record(spec(f"case{i}"), [{**ok_run(), "samples_ms": [1.0 + i / 7] * 400}]))
     write_results(path, results)
     os.chmod(path, 0o640)
     previous = path.read_bytes()
-    results["cases"].append({"key": "new", "status": "ok", "samples_ms": [2.0] * 400})
+    results["cases"].append(build_record(spec("new"), [{**ok_run(), "samples_ms": [2.0] * 400}]))
     chunks = -(-len(json.dumps(results, indent=1).encode()) // results_mod._WRITE_CHUNK)
     assert chunks >= 4
 
@@ -410,7 +415,7 @@ def test_resume_refuses_records_without_key_or_status(tmp_path, capsys, stand_in
     out = tmp_path / "r.json"
     out.write_text(json.dumps({"schema_version": 2, "environment": {}, "cases": [{"spec": {}}]}))
     assert _run_cli(suite, "--out", out, "--resume") == 2
-    assert "case 0 has no key or status" in capsys.readouterr().err
+    assert "case 0: key: missing" in capsys.readouterr().err
 
 
 def test_a_second_run_on_a_locked_file_is_refused(tmp_path, capsys, stand_in):

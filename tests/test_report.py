@@ -709,7 +709,7 @@ def test_no_ok_case_is_an_error(tmp_path):
     [
         ("[1, 2]", "not a cnnbench results file"),
         (json.dumps({"schema_version": SCHEMA_VERSION + 1, "cases": []}), "newer cnnbench"),
-        (json.dumps({"schema_version": 1, "cases": [{"key": "x"}]}), "has no `spec`"),
+        (json.dumps({"schema_version": 1, "cases": [{"key": "x"}]}), "case 0 ('x'): spec: missing"),
         (json.dumps({"schema_version": 1, "environment": {}, "cases": []}), "no ok cases"),
     ],
 )

@@ -181,7 +181,8 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
     """The results file a --resume continues or a --replace overwrites, checked under the lock.
 
     Either way a file that is not a loadable cnnbench results file (truncated, corrupted, newer,
-    or something else named by mistake) is refused and left exactly as it is.
+    or something else named by mistake; every record is checked on load) is refused and left
+    exactly as it is.
     """
     from cnnbench.results import load_results
 
@@ -193,11 +194,6 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
         verb = "resume" if args.resume else "replace"
         reason = str(exc).removeprefix(f"{exc.path}: ")
         raise ResultsFileError(str(out), f"{reason}; will not {verb} it (the file is left untouched)") from exc
-    if args.resume:  # a replace only needs to know the file is ours; a resume reads every record
-        for i, record in enumerate(previous["cases"]):
-            if not (isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("key", "status"))):
-                message = f"case {i} has no key or status (corrupted?); will not resume it (the file is left untouched)"
-                raise ResultsFileError(str(out), message)
     return previous
 
 
