@@ -10,15 +10,7 @@ from typing import Any
 
 from cnnbench.spec import CaseSpec
 
-__all__ = ["CONVENTIONS", "make_console", "table_rows", "render_table", "ProgressReporter", "ConsoleReporter", "QuietReporter"]
-
-CONVENTIONS = (
-    "latency = per-call median ± IQR over timed samples (ms), warmup and first call excluded; "
-    "throughput = batch / median; GMACs = multiply-accumulates per batch (fvcore; torchvision's "
-    "\"GFLOPS\"), FLOPs = 2 × MACs; params = all parameters as built (no auxiliary heads); "
-    "speedup = eager median / this median"
-)
-
+__all__ = ["make_console", "table_rows", "render_table", "render_notes", "grouped", "ProgressReporter", "ConsoleReporter", "QuietReporter"]
 
 def make_console(**kwargs: Any):
     """A rich Console; when output is not a terminal (CI logs, pipes) it is 200 columns wide
@@ -33,129 +25,62 @@ def make_console(**kwargs: Any):
     return Console(**kwargs)
 
 
-def _group_key(spec: dict[str, Any]) -> tuple:
-    """Everything but the backend: the cases a backend's speedup over eager is computed within."""
-    return (
-        spec["model"], spec.get("mode"), spec["precision"], spec["batch_size"],
-        tuple(spec["input_size"]), spec["device"], spec["threads"], spec.get("channels_last"),
-    )
-
-
-def _valid_latency(record: dict[str, Any]) -> float | None:
-    lat = record.get("latency_ms")
-    if record.get("status") != "ok" or not lat:
-        return None
-    parity = record.get("parity")
-    if parity and parity.get("ok") is False:
-        return None
-    return lat["median"]
-
-
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One plain row per case, in the records' order, with speedup over the eager case.
+    """One plain row per case, in the records' order, made from the report's rows
+    (`cnnbench.report.model.rows_of_records`): the terminal and the report decide validity,
+    speedup over eager, memory and the accuracy check with the same code.
 
-    Memory: `memory_mib` is the measured peak of a valid case (CPU: `peak_rss_delta_bytes`, the
-    RSS growth over the post-load baseline; CUDA: `cuda_peak_allocated_bytes`, device-level for
-    ONNX Runtime; the report's rule, `cnnbench.report.model.measured_memory`) and
-    `activations_mib` the analytic activation bytes of one forward at the measured batch
-    (`memory.activation_bytes`). Accuracy: `top1`/`correct1`/`total` are the case's own measured
-    accuracy (valid cases only), and `accuracy_flag` says why a non-eager backend's counts differ
-    from the eager case's by more than `cnnbench.accuracy.tolerance_images(total)`.
+    Memory: `memory_mib` is the measured peak of a valid case (`CaseRow.memory_measured`: CPU
+    RSS growth over the post-load baseline, CUDA torch peak allocated, device-level for ONNX
+    Runtime) and `activations_mib` the analytic activation bytes of one forward at the measured
+    batch. Accuracy: `top1`/`correct1`/`total` are the case's own measured accuracy (valid cases
+    only), and `accuracy_flag` says why a non-eager backend's counts differ from eager's.
     """
-    from cnnbench.accuracy import accuracy_difference
-    from cnnbench.report.model import measured_memory
-    from cnnbench.results import cold_start_ms
+    from cnnbench.report.model import rows_of_records
 
-    def measured_acc(rec: dict[str, Any]) -> dict[str, Any] | None:
-        acc = rec.get("accuracy")
-        if isinstance(acc, dict) and acc.get("kind", "measured") == "measured" and acc.get("total"):
-            return acc
-        return None
-
-    def group(rec: dict[str, Any]) -> tuple:
-        """The speedup group at the batch actually measured (lower only after --oom-retry)."""
-        return _group_key({**rec["spec"], "batch_size": rec.get("measured_batch_size") or rec["spec"]["batch_size"]})
-
-    eager: dict[tuple, float] = {}
-    eager_acc: dict[tuple, dict[str, Any]] = {}
-    for rec in records:
-        med = _valid_latency(rec)
-        if rec["spec"]["backend"] == "eager" and not rec["spec"].get("options") and med:
-            eager[group(rec)] = med
-            if measured_acc(rec):
-                eager_acc[_group_key(rec["spec"])] = measured_acc(rec)  # type: ignore[assignment]
-    rows = []
-    for rec in records:
-        spec = rec["spec"]
-        lat = rec.get("latency_ms") or {}
-        med = _valid_latency(rec)
-        base = eager.get(group(rec))
-        measured_batch = rec.get("measured_batch_size")  # lower than asked only after --oom-retry
-        lowered = measured_batch is not None and measured_batch != spec["batch_size"]
-        memory = rec.get("memory") if isinstance(rec.get("memory"), dict) else {}
-        peak = measured_memory(memory, device=spec["device"], backend=spec["backend"]) if med is not None else None
-        acts = memory.get("activation_bytes")
-        acc = measured_acc(rec) if med is not None else None
-        flag = None
-        ref = eager_acc.get(_group_key(spec))
-        if acc and ref is not None and spec["backend"] != "eager":
-            try:
-                flag = accuracy_difference(acc, ref)
-            except (KeyError, TypeError, ValueError):
-                flag = None
-        same_computation = spec["backend"] != "eager" and not (spec.get("mode") == "train" and spec.get("options"))
-        rows.append(
+    out = []
+    for row in rows_of_records(records):
+        rec = row.record
+        lat = (rec.latency_ms if rec is not None else None) or {}
+        peak = row.memory_measured if row.valid else None
+        acts = row.memory.get("activation_bytes")
+        acc = row.measured_accuracy if row.valid else None
+        lowered = row.measured_batch_size is not None and row.measured_batch_size != row.batch_size
+        out.append(
             {
-                "model": spec["model"],
-                "batch": f"{measured_batch} (of {spec['batch_size']})" if lowered else spec["batch_size"],
-                "backend": spec["backend"],
-                "options": dict(spec.get("options") or {}),
-                "precision": spec["precision"],
-                "device": spec["device"],
-                "threads": spec["threads"],
-                "mode": spec.get("mode", "inference"),
-                "status": rec["status"],
+                "model": row.model,
+                "batch": row.batch_label if lowered else row.batch_size,
+                "backend": row.backend_name,
+                "backend_label": row.backend,
+                "options": dict(rec.spec.options) if rec is not None else {},
+                "precision": row.precision,
+                "device": row.device,
+                "threads": row.threads,
+                "mode": row.mode,
+                "status": row.status,
                 "median_ms": lat.get("median"),
                 "iqr_ms": lat.get("iqr"),
-                "valid": med is not None,
-                "throughput_per_s": rec.get("throughput_per_s") if med is not None else None,
-                "speedup": (base / med) if (base and med and same_computation) else None,
-                "first_call_ms": rec.get("first_call_ms"),
-                "cold_start_ms": cold_start_ms(rec),
-                "params_m": rec["params"] / 1e6 if rec.get("params") is not None else None,
-                "gmacs": rec.get("gmacs"),
+                "valid": row.valid,
+                "invalid_reason": row.invalid_reason,
+                "throughput_per_s": row.throughput_per_s if row.valid else None,
+                "speedup": row.speedup_vs_eager,
+                "first_call_ms": row.first_call_ms,
+                "cold_start_ms": row.cold_start_ms,
+                "params_m": row.params / 1e6 if row.params is not None else None,
+                "params": row.params,
+                "gmacs": row.gmacs,
                 "memory_mib": peak[1] / 2**20 if peak else None,
                 "memory_kind": peak[0] if peak else None,
                 "activations_mib": acts / 2**20 if isinstance(acts, (int, float)) and not isinstance(acts, bool) else None,
                 "top1": acc.get("top1") if acc else None,
                 "correct1": acc.get("correct1") if acc else None,
                 "total": acc.get("total") if acc else None,
-                "accuracy_flag": flag,
-                "warnings": list(rec.get("warnings") or []),
-                "error": rec.get("error"),
+                "accuracy_flag": row.accuracy_vs_eager if acc else None,
+                "warnings": list(row.warnings),
+                "error": row.error,
             }
         )
-    return rows
-
-
-def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
-
-
-def _latency_cell(row: dict[str, Any]) -> str:
-    if row["median_ms"] is None:
-        return "-"
-    text = f"{row['median_ms']:.3f} ± {row['iqr_ms']:.3f}"
-    if not row["valid"]:
-        text = f"[strike]{text}[/strike] (invalid)"
-    return text
-
-
-def _status_cell(row: dict[str, Any]) -> str:
-    status = row["status"]
-    if status == "ok":
-        return "[green]ok[/green]" + (" [yellow]⚠[/yellow]" if row["warnings"] else "")
-    return f"[red]{status}[/red]"
+    return out
 
 
 def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,72 +109,172 @@ def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rec for _, rec in sorted(enumerate(records), key=order)]
 
 
-def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench results"):
-    """A rich Table of the records, with units and conventions in the header and caption.
+# The compact table: what a reader needs to compare backends, readable at 80 columns.
+COMPACT_COLUMNS = ("model", "batch", "backend", "prec.", "status", "median ms ± IQR", "images/s", "speedup")
+# --wide adds these (the report's card and CSV hold them all).
+WIDE_COLUMNS = ("cold start ms", "params", "MACs", "peak MiB", "act. MiB")
+# Columns whose text may wrap at spaces; every other column keeps its text on one line.
+_WRAPS = {"batch", "backend", "cold start ms", "peak MiB", "act. MiB", "top-1 (n/total)"}
+_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak MiB", "act. MiB", "top-1 (n/total)"}
+_GAP = 2  # columns apart (padding collapsed, a blank divider)
 
-    The measured top-1 column appears only when some case measured accuracy; at most 14 columns
-    with short headers, so the table stays readable at 200 columns (CI logs).
-    """
-    from rich.markup import escape
+
+def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
+    """One row's cells as plain text (styles are added separately, so widths are exact)."""
+    from cnnbench.report.fmt import DASH, fmt_count, fmt_latency, fmt_macs, fmt_rate, fmt_speedup
+
+    backend = row["backend_label"] + (" train" if row["mode"] == "train" else "")
+    status = row["status"] if row["status"] != "ok" else ("ok" if row["valid"] else str(row["invalid_reason"]))
+    if row["status"] == "ok" and row["valid"] and row["warnings"]:
+        status += " ⚠"
+    if row["valid"]:
+        latency = fmt_latency(row["median_ms"], row["iqr_ms"])
+    elif row["median_ms"] is not None:
+        latency = "(invalid)"
+    else:
+        latency = DASH
+    top1 = DASH
+    if row["top1"] is not None:
+        top1 = f"{row['top1']:.1f}%"
+        if row["correct1"] is not None and row["total"]:
+            top1 += f" ({row['correct1']}/{row['total']})"
+        top1 += " ⚠" if row["accuracy_flag"] else ""
+    every = {
+        "model": row["model"],
+        "batch": str(row["batch"]),
+        "backend": backend,
+        "prec.": row["precision"],
+        "status": status,
+        "median ms ± IQR": latency,
+        "images/s": fmt_rate(row["throughput_per_s"]),
+        "speedup": fmt_speedup(row["speedup"]) if row["speedup"] is not None else "",
+        "cold start ms": fmt_rate(row["cold_start_ms"] if row["valid"] else None),  # an invalid case's is no result
+        "params": fmt_count(row["params"]),
+        "MACs": fmt_macs(row["gmacs"]),
+        "peak MiB": _fmt(row["memory_mib"], ",.1f", DASH),
+        "act. MiB": _fmt(row["activations_mib"], ",.1f", DASH),
+        "top-1 (n/total)": top1,
+    }
+    return [every[c] for c in columns]
+
+
+def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _min_width(text: str, wraps: bool) -> int:
+    from rich.cells import cell_len
+
+    if not text:
+        return 0
+    return max(cell_len(w) for w in text.split()) if wraps and text.split() else cell_len(text)
+
+
+def table_width(rows: list[list[str]], columns: tuple[str, ...]) -> int:
+    """The narrowest the table can be with no cell cut: each column as wide as its longest
+    unbreakable text (headers included), plus the gaps between columns."""
+    widths = [
+        max([_min_width(col, True)] + [_min_width(r[i], col in _WRAPS) for r in rows]) for i, col in enumerate(columns)
+    ]
+    return sum(widths) + _GAP * (len(columns) - 1)
+
+
+def _make_table(cells: list[list[str]], rows: list[dict[str, Any]], columns: tuple[str, ...], *, title: str | None, caption: str | None):
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=title, caption=caption, caption_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+        show_edge=False, pad_edge=False, collapse_padding=True, padding=(0, 1),
+    )
+    for i, name in enumerate(columns):
+        wraps = name in _WRAPS
+        width = max([_min_width(name, True)] + [_min_width(r[i], wraps) for r in cells])
+        table.add_column(
+            name, justify="right" if name in _RIGHT else "left", no_wrap=not wraps, min_width=width,
+            overflow="fold",
+        )
+    for text_cells, row in zip(cells, rows):
+        styled = []
+        for name, text in zip(columns, text_cells):
+            cell = Text(text)
+            if name == "status":
+                cell.stylize("green" if row["valid"] else "red", 0, len(text.rstrip(" ⚠")))
+                if text.endswith("⚠"):
+                    cell.stylize("yellow", len(text) - 1)
+            elif name == "median ms ± IQR" and not row["valid"] and row["median_ms"] is not None:
+                cell.stylize("strike")
+            elif name == "top-1 (n/total)" and text.endswith("⚠"):
+                cell.stylize("yellow", len(text) - 1)
+            styled.append(cell)
+        table.add_row(*styled)
+    return table
+
+
+def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench results", wide: bool = False, width: int | None = None):
+    """The table of `records`: the compact columns, or with `wide` every column.
+
+    Made from the report's rows (`table_rows`), so a number here is the report's. No column is
+    ever squeezed: each is at least as wide as its longest unbreakable text. When the table does
+    not fit `width` (the terminal's), a precision shared by every row moves to the title, and if
+    that is not enough the table is split into one table per model (its name the title, so no
+    model column). The measured top-1 column appears (with --wide) only when some
+    case measured accuracy.
+    """
+    from rich.console import Group
 
     rows = table_rows(grouped(records))
-    with_top1 = any(r["top1"] is not None for r in rows)
-    caption = (
-        CONVENTIONS
-        + "; cold start ms = time before the first warmup call: the first call (torch.compile compiles in it), "
-        "plus for onnxrt the ONNX export (made once and cached; the export's own time is counted) and session creation"
-        "; peak MiB = measured peak memory of warmup and timing (CPU: worker RSS growth over its post-load "
-        "baseline; CUDA: torch peak allocated), act. MiB = analytic activation bytes of one forward at "
-        "the batch measured; MiB = 2^20 bytes; batch \"16 (of 32)\" = measured at 16 after an OOM at 32 "
-        "(--oom-retry); a train row times one optimizer step (images/s = samples/s)"
+    columns = COMPACT_COLUMNS + (WIDE_COLUMNS if wide else ())
+    if wide and any(r["top1"] is not None for r in rows):
+        columns += ("top-1 (n/total)",)
+    caption = _caption(wide=wide, top1="top-1 (n/total)" in columns)
+    cells = [_cells(r, columns) for r in rows]
+    if width is None or table_width(cells, columns) <= width or not rows:
+        return _make_table(cells, rows, columns, title=title, caption=caption)
+    # Too wide for the terminal. First a precision shared by every row moves to the title ...
+    precisions = {r["precision"] for r in rows}
+    if len(precisions) == 1:
+        columns = tuple(c for c in columns if c != "prec.")
+        title = f"{title} · {rows[0]['precision']}"
+        cells = [_cells(r, columns) for r in rows]
+        if table_width(cells, columns) <= width:
+            return _make_table(cells, rows, columns, title=title, caption=caption)
+    # ... then one table per model, the model name as its title (no model column).
+    from rich.text import Text
+
+    per_model = columns[1:]
+    parts: list[Any] = [Text(title, style="bold", justify="center")]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        parts.append(_make_table([_cells(r, per_model) for r in mine], mine, per_model, title=model, caption=None))
+    parts.append(Text(caption))
+    return Group(*parts)
+
+
+def _caption(*, wide: bool, top1: bool) -> str:
+    text = (
+        "latency = per-call median ± IQR (ms), warmup and first call excluded; images/s = batch / median "
+        "(a train row times one optimizer step: samples/s); speedup = eager median / this median (same "
+        "model, precision, batch measured, optimizer); batch \"16 (of 32)\" = measured at 16 after an OOM at "
+        "32 (--oom-retry)"
     )
-    if with_top1:
-        caption += (
+    if not wide:
+        return text + "; more columns: --wide"
+    text += (
+        "; cold start ms = time before the first warmup call: the first call (torch.compile compiles in it), "
+        "plus for onnxrt the ONNX export (made once and cached; the export's own time is counted) and session "
+        "creation; MACs = multiply-accumulates per batch (fvcore; torchvision's \"GFLOPS\"), FLOPs = 2 × MACs; "
+        "params = all parameters as built (no auxiliary heads); peak MiB = measured peak memory of warmup and "
+        "timing (CPU: worker RSS growth over its post-load baseline; CUDA: torch peak allocated), act. MiB = "
+        "analytic activation bytes of one forward at the batch measured; MiB = 2^20 bytes"
+    )
+    if top1:
+        text += (
             "; top-1 = measured on the case's dataset through its backend (correct/total images), "
             "⚠ = differs from eager by more than max(1, 0.1%) images"
         )
-    table = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
-    columns = [
-        ("model", "left"), ("batch", "right"), ("backend", "left"), ("precision", "left"),
-        ("status", "left"), ("median ms ± IQR", "right"), ("images/s", "right"),
-        ("speedup", "right"), ("cold start ms", "right"), ("params M", "right"),
-        ("GMACs", "right"), ("peak MiB", "right"), ("act. MiB", "right"),
-    ]
-    if with_top1:
-        columns.append(("top-1 (n/total)", "right"))
-    for name, justify in columns:
-        # Numbers never wrap; when 200 columns are not enough, the backend label wraps instead.
-        wraps = name in ("model", "backend")
-        table.add_column(name, justify=justify, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")  # type: ignore[arg-type]
-
-    def top1_cell(row: dict[str, Any]) -> str:
-        if row["top1"] is None:
-            return "-"
-        text = f"{row['top1']:.1f}%"
-        if row["correct1"] is not None and row["total"]:
-            text += f" ({row['correct1']}/{row['total']})"
-        return text + (" [yellow]⚠[/yellow]" if row["accuracy_flag"] else "")
-
-    for row in rows:
-        backend = row["backend"]
-        if row["options"]:
-            backend += "[" + ",".join(f"{k}={v}" for k, v in sorted(row["options"].items())) + "]"
-        if row["mode"] == "train":
-            backend += " train"
-        cells = [
-            escape(row["model"]), str(row["batch"]), escape(backend), row["precision"], _status_cell(row),
-            _latency_cell(row), _fmt(row["throughput_per_s"], ",.1f"),
-            _fmt(row["speedup"], ".2f", "") + ("x" if row["speedup"] else ""),
-            # an invalid case's cold start is not a result either
-            _fmt(row["cold_start_ms"] if row["valid"] else None, ",.1f"),
-            _fmt(row["params_m"], ".3f"), _fmt(row["gmacs"], ".3f"),
-            _fmt(row["memory_mib"], ",.1f"), _fmt(row["activations_mib"], ",.1f"),
-        ]
-        if with_top1:
-            cells.append(top1_cell(row))
-        table.add_row(*cells)
-    return table
+    return text
 
 
 def render_notes(records: list[dict[str, Any]]) -> list[str]:
@@ -321,7 +346,8 @@ class ConsoleReporter(ProgressReporter):
 
     def finish(self, results: dict[str, Any]) -> None:
         self.stop()
-        self.console.print(render_table(results["cases"], title=f"cnnbench: {results['suite'].get('name', '')}"))
+        title = f"cnnbench: {results['suite'].get('name', '')}"
+        self.console.print(render_table(results["cases"], title=title, width=self.console.width))
         for line in render_notes(results["cases"]):
             self.console.print(line, highlight=False, markup=False)
 

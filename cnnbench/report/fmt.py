@@ -10,6 +10,7 @@ __all__ = [
     "fmt_speedup",
     "fmt_count",
     "fmt_gmacs",
+    "fmt_macs",
     "fmt_bytes",
     "fmt_pct",
     "fmt_gflops",
@@ -66,6 +67,17 @@ def fmt_count(n: float | None) -> str:
 
 def fmt_gmacs(x: float | None) -> str:
     return DASH if x is None else _sig(x)
+
+
+def fmt_macs(gmacs: float | None) -> str:
+    """MACs with a unit that reads for any model: 1.82 G, 421 M, 0.42 M (LeNet), 655 k."""
+    if gmacs is None:
+        return DASH
+    n = float(gmacs) * 1e9
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{_sig(n / scale)} {unit}"
+    return f"{n:.0f}"
 
 
 def fmt_bytes(n: float | None) -> str:

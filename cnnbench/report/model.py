@@ -27,8 +27,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from cnnbench.errors import ResultsFileError, UserError
-from cnnbench.results import load_results
+from cnnbench import records as _records
+from cnnbench.errors import UserError
+from cnnbench.records import CaseRecord, ResultsFile
+from cnnbench.records import thaw
+from cnnbench.results import migrate
 
 __all__ = [
     "COMPARABLE_KEYS",
@@ -167,6 +170,7 @@ class CaseRow:
     train: dict[str, Any] | None = None  # the `train` block of a training case
     speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
     accuracy_vs_eager: str | None = None  # why the measured accuracy differs from eager's, if it does
+    record: CaseRecord | None = None  # the checked record this row shows (decisions live there)
 
     @property
     def median_ms(self) -> float | None:
@@ -174,11 +178,14 @@ class CaseRow:
 
     @property
     def setup(self) -> tuple[float | None, str | None]:
-        """Compile or export time and how it was paid (`cnnbench.results.setup_time`), apart
+        """Compile or export time and how it was paid (`cnnbench.records.setup_time`), apart
         from every timed figure."""
-        from cnnbench.results import setup_time
+        return _records.setup_time(self.backend_info, self.first_call_ms)
 
-        return setup_time({"backend_info": self.backend_info, "first_call_ms": self.first_call_ms})
+    @property
+    def cold_start_ms(self) -> float | None:
+        """Time before the first warmup call could start (`cnnbench.records.cold_start_ms`)."""
+        return _records.cold_start_ms(self.backend_info, self.first_call_ms)
 
     @property
     def batch(self) -> int:
@@ -198,18 +205,10 @@ class CaseRow:
 
     @property
     def optimizer(self) -> str | None:
-        """A training case's optimizer name ("sgd", "adamw"): the `train` block's
-        `optimizer.name` (`{name, class, lr, ...}`, cnnbench.training), else the backend option,
-        else SGD (the default); None for inference."""
-        if not self.is_train:
-            return None
-        for opt in ((self.train or {}).get("optimizer"), self.backend_info.get("optimizer")):
-            if isinstance(opt, dict) and opt.get("name"):
-                return str(opt["name"])
-            if isinstance(opt, str) and opt:
-                return opt
-        options = dict(_backend_options(self.backend))
-        return str(options.get("optimizer") or "sgd")
+        """A training case's optimizer name ("sgd", "adamw"), `CaseRecord.optimizer`'s rule."""
+        if self.record is not None:
+            return self.record.optimizer
+        return None if not self.is_train else "sgd"
 
     @property
     def measured_accuracy(self) -> dict[str, Any] | None:
@@ -423,13 +422,6 @@ def row_sort_key(row: CaseRow) -> tuple[Any, ...]:
     return (natural_key(row.model), repr(row.variant), row.batch_size, backend_sort_key(row.backend), row.host)
 
 
-def _backend_options(label: str) -> list[tuple[str, str]]:
-    """The options of a backend label, "compile[mode=max-autotune]" -> [("mode", "max-autotune")]."""
-    if "[" not in label or not label.endswith("]"):
-        return []
-    return [tuple(p.split("=", 1)) for p in label[label.index("[") + 1 : -1].split(",") if "=" in p]  # type: ignore[misc]
-
-
 def measured_memory(memory: dict[str, Any] | None, *, device: str, backend: str) -> tuple[str, int] | None:
     """The measured peak a table shows, as (record key, bytes); None when not measured.
 
@@ -539,12 +531,19 @@ def load_report_data(paths: Sequence[str | Path]) -> ReportData:
     """Load and merge results files (raises ResultsFileError / UserError with one-line messages)."""
     if not paths:
         raise UserError("no results files given")
-    loaded = [(str(p), load_results(p)) for p in paths]
+    loaded = [(str(p), _records.load(p)) for p in paths]
     return build_report_data(loaded)
 
 
-def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportData:
-    """Merge already loaded results (path, results dict) into report records.
+def as_results_file(path: str, results: ResultsFile | dict[str, Any]) -> ResultsFile:
+    """A checked `ResultsFile`: as given, or parsed (and migrated) from a results dict."""
+    if isinstance(results, ResultsFile):
+        return results
+    return _records.parse_results(migrate(results, path), path=path)
+
+
+def build_report_data(loaded: Iterable[tuple[str, ResultsFile | dict[str, Any]]], *, require_ok: bool = True) -> ReportData:
+    """Merge already loaded results (path, `ResultsFile` or results dict) into report records.
 
     Each record is attributed to the environment it was measured in: for a file written by
     `bench.py merge`, `environments[record.measured_on.environment]` (the merged file's top-level
@@ -554,32 +553,26 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
     sources: list[Source] = []
     raw_rows: list[tuple[int, str, CaseRow]] = []  # (file order, updated, row)
     envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for order, (path, results) in enumerate(loaded):
-        env = results.get("environment")
-        if not isinstance(env, dict):
-            env = {}
-        cases = results.get("cases")
-        if not isinstance(cases, list):
-            raise ResultsFileError(path, "`cases` is not a list")
-        per_case = results.get("environments")
-        per_case = [e if isinstance(e, dict) else {} for e in per_case] if isinstance(per_case, list) else []
-        updated = str(results.get("updated") or results.get("created") or "")
+    for order, (path, given) in enumerate(loaded):
+        results = as_results_file(path, given)
+        env = thaw(results.environment)
+        cases = results.cases
+        updated = str(results.updated or results.created or "")
         fingerprints: dict[int, str] = {}
         file_fps: list[str] = []
         file_hosts: list[str] = []
-        for i, record in enumerate(cases):
-            index = _environment_index(record, len(per_case))
-            case_env = per_case[index] if index is not None else env
-            key = -1 if index is None else index
+        for record in cases:
+            case_env_view = results.environment_of(record)
+            case_env = env if case_env_view is results.environment else thaw(case_env_view)
+            key = -1 if case_env_view is results.environment else id(case_env_view)
             if key not in fingerprints:
                 fingerprints[key] = environment_fingerprint(case_env)
                 envs_by_fp.setdefault(fingerprints[key], []).append((path, case_env))
             fp = fingerprints[key]
-            measured_on = record.get("measured_on") if isinstance(record, dict) else None
-            measured_on = measured_on if isinstance(measured_on, dict) else {}
+            measured_on = record.measured_on or {}
             host = str(case_env.get("hostname") or measured_on.get("hostname") or "unknown host")
             origin = measured_on.get("source") or case_env.get("source")
-            row = _row_from_record(path, host, fp, case_env, record, i, origin=str(origin) if origin else None)
+            row = _row_from_record(path, host, fp, case_env, record, origin=str(origin) if origin else None)
             raw_rows.append((order, updated, row))
             if fp not in file_fps:
                 file_fps.append(fp)
@@ -590,22 +583,21 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
             envs_by_fp.setdefault(fp, []).append((path, env))
             file_fps.append(fp)
             file_hosts.append(str(env.get("hostname") or "unknown host"))
-        suite = results.get("suite") if isinstance(results.get("suite"), dict) else {}
         sources.append(
             Source(
                 path=path,
                 host=", ".join(file_hosts),
                 env=file_fps[0],
-                schema_version=int(results.get("schema_version", 0)),
-                created=results.get("created"),
-                updated=results.get("updated") or results.get("created"),
-                suite=(suite or {}).get("name"),
+                schema_version=results.schema_version,
+                created=results.created,
+                updated=results.updated or results.created,
+                suite=_string_or_none(results.suite.get("name")),
                 n_cases=len(cases),
             )
         )
 
     rows, superseded = _dedupe(raw_rows)
-    if not any(r.valid for r in rows):
+    if require_ok and not any(r.valid for r in rows):
         counts = Counter(r.status if r.status != "ok" else f"ok but {r.invalid_reason}" for r in rows)
         what = ", ".join(f"{n} {s}" for s, n in counts.most_common()) or "no cases at all"
         names = ", ".join(s.path for s in sources)
@@ -627,96 +619,78 @@ def build_report_data(loaded: Iterable[tuple[str, dict[str, Any]]]) -> ReportDat
     return data
 
 
-def _environment_index(record: Any, n_environments: int) -> int | None:
-    """The index into a merged file's `environments` that `record.measured_on` names, if valid."""
-    if not n_environments or not isinstance(record, dict):
-        return None
-    measured_on = record.get("measured_on")
-    if not isinstance(measured_on, dict):
-        return None
-    index = measured_on.get("environment")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_environments:
-        return None
-    return index
+def rows_of_records(records: Sequence[CaseRecord | dict[str, Any]], *, source: str = "(this run)") -> list[CaseRow]:
+    """The report's rows for the records of one run, in the records' order (the terminal table).
+
+    Same rows, same rules as a report of that run's file: validity, speedup over eager and the
+    accuracy check are decided by the same code; one run is one environment.
+    """
+    from cnnbench.results import SCHEMA_VERSION
+
+    if all(isinstance(r, CaseRecord) for r in records):
+        recs = list(records)
+    else:
+        plain = [thaw(r) if isinstance(r, CaseRecord) else r for r in records]
+        recs = list(_records.parse_results({"schema_version": SCHEMA_VERSION, "cases": plain}, path=source).cases)
+    rows = [_row_from_record(source, "", "", {}, rec) for rec in recs]  # type: ignore[arg-type]
+    return _with_accuracy_checks(_with_speedups(rows))
+
+
+def _string_or_none(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _row_from_record(
-    path: str, host: str, fp: str, env: dict[str, Any], record: Any, index: int, *, origin: str | None = None
+    path: str, host: str, fp: str, env: dict[str, Any], record: CaseRecord, *, origin: str | None = None
 ) -> CaseRow:
-    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
-        raise ResultsFileError(path, f"case {index} has no `spec`: not a cnnbench results file?")
-    spec = record["spec"]
-    try:
-        model = str(spec["model"])
-        batch = int(spec["batch_size"])
-    except (KeyError, TypeError, ValueError):
-        raise ResultsFileError(path, f"case {index}: spec lacks a model or an integer batch_size") from None
-    options = spec.get("options") or {}
-    backend_name = str(spec.get("backend", "eager"))
-    backend = backend_name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]" if options else "")
-    status = str(record.get("status") or "unknown")
-    parity = record.get("parity") if isinstance(record.get("parity"), dict) else None
-    latency = record.get("latency_ms") if isinstance(record.get("latency_ms"), dict) else None
-    measured_batch = record.get("measured_batch_size")
-    if isinstance(measured_batch, bool) or not isinstance(measured_batch, int) or measured_batch < 1:
-        measured_batch = None
-    invalid: str | None = None
-    if status != "ok":
-        invalid = status
-    elif not latency or _number(latency.get("median")) is None or latency["median"] <= 0:
-        invalid = "no timed samples"
-    elif parity is not None and parity.get("ok") is False:
-        invalid = "parity failed"
-    valid = invalid is None
-    throughput = _number(record.get("throughput_per_s")) if valid else None
-    if valid and throughput is None:  # per the batch actually timed
-        throughput = (measured_batch or batch) / (latency["median"] / 1000.0)  # type: ignore[index]
-    warmup = record.get("warmup_ms") or []
-    peak = _number(env.get("peak_gflops"))
-    counts = record.get("counts") if isinstance(record.get("counts"), dict) else {}
-    train = record.get("train") if isinstance(record.get("train"), dict) else None
+    """One checked record as a row: every decision (valid, batch, throughput) is the record's."""
+    spec = record.spec
+    valid = record.valid
+    warmup = record.warmup_ms
+    counts = thaw(record.counts) if record.counts else {}
     return CaseRow(
         source=path,
         host=host,
         env=fp,
-        key=str(record.get("key") or ""),
-        model=model,
-        backend=backend,
-        backend_name=backend_name,
-        precision=str(spec.get("precision", "fp32")),
-        batch_size=batch,
-        input_size=tuple(int(x) for x in spec.get("input_size") or ()),
-        device=str(spec.get("device", "cpu")),
-        threads=int(spec.get("threads") or 1),
-        channels_last=bool(spec.get("channels_last", False)),
-        mode=str(spec.get("mode", "inference")),
-        model_kwargs=tuple(sorted((spec.get("model_kwargs") or {}).items())),
-        status=status,
-        error=record.get("error"),
+        key=record.key,
+        model=spec.model,
+        backend=record.backend_label,
+        backend_name=spec.backend,
+        precision=spec.precision,
+        batch_size=spec.batch_size,
+        input_size=tuple(spec.input_size),
+        device=spec.device,
+        threads=spec.threads or 1,
+        channels_last=spec.channels_last,
+        mode=spec.mode,
+        model_kwargs=tuple(sorted(thaw(spec.model_kwargs).items())),
+        status=record.status,
+        error=record.error,
         valid=valid,
-        invalid_reason=invalid,
-        latency_ms=dict(latency) if valid else None,  # type: ignore[arg-type]
-        throughput_per_s=throughput,
-        first_call_ms=_number(record.get("first_call_ms")),
-        warmup_ms_total=sum(float(x) for x in warmup) if warmup else None,
-        params=record.get("params"),
-        trainable_params=record.get("trainable_params"),
-        aux_heads_included=record.get("aux_heads_included"),
-        gmacs=_number(record.get("gmacs")),
-        gmacs_per_image=_number(record.get("gmacs_per_image")),
-        gflops=_number(record.get("gflops")),
-        counter=record.get("counter"),
+        invalid_reason=record.invalid_reason,
+        latency_ms=thaw(record.latency_ms) if valid else None,
+        throughput_per_s=record.throughput,
+        first_call_ms=record.first_call_ms,
+        warmup_ms_total=float(sum(warmup)) if warmup else None,
+        params=record.params,
+        trainable_params=record.trainable_params,
+        aux_heads_included=record.aux_heads_included,
+        gmacs=record.gmacs,
+        gmacs_per_image=record.gmacs_per_image,
+        gflops=record.gflops,
+        counter=record.counter,
         crosscheck=_crosscheck(counts),
-        memory=dict(record.get("memory") or {}),
-        parity=parity,
-        accuracy=record.get("accuracy") if isinstance(record.get("accuracy"), dict) else None,
-        published=record.get("published") if isinstance(record.get("published"), dict) else None,
-        backend_info=dict(record.get("backend_info") or {}),
-        warnings=tuple(str(w) for w in record.get("warnings") or ()),
-        peak_gflops=peak,
-        measured_batch_size=measured_batch,
+        memory=thaw(record.memory) if record.memory else {},
+        parity=thaw(record.parity) if record.parity is not None else None,
+        accuracy=thaw(record.accuracy) if record.accuracy is not None else None,
+        published=thaw(record.published) if record.published is not None else None,
+        backend_info=thaw(record.backend_info) if record.backend_info else {},
+        warnings=record.warnings,
+        peak_gflops=_number(env.get("peak_gflops")),
+        measured_batch_size=record.measured_batch_size,
         origin=origin if origin and origin != Path(path).name else None,
-        train=train,
+        train=thaw(record.train) if record.train is not None else None,
+        record=record,
     )
 
 
@@ -784,23 +758,14 @@ def _env_groups(envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]]) -> list
 
 
 def _with_speedups(rows: list[CaseRow]) -> list[CaseRow]:
-    """Speedup over eager: eager median / this median, same env, model, variant and measured
-    batch (a case --oom-retry lowered is compared with eager at the batch it actually ran); a
-    training step only against eager with the same optimizer (a different optimizer is a
-    different computation, not a faster backend)."""
-    eager = {
-        (r.env, r.model, r.variant, r.batch, r.optimizer): r.median_ms
-        for r in rows
-        if r.valid and r.backend_name == "eager"
-        and (r.backend == "eager" or (r.is_train and r.backend == f"eager[optimizer={r.optimizer}]"))
-    }
-    out = []
-    for r in rows:
-        ref = eager.get((r.env, r.model, r.variant, r.batch, r.optimizer))
-        if r.valid and ref and r.median_ms:
-            r = replace(r, speedup_vs_eager=ref / r.median_ms)
-        out.append(r)
-    return out
+    """Speedup over eager, by the one rule (`cnnbench.records.speedups_over_eager`) within each
+    environment: same model, variant and measured batch, a training step only against eager
+    with the same optimizer."""
+    recs = [r.record for r in rows]
+    if any(rec is None for rec in recs):
+        return rows
+    ups = _records.speedups_over_eager(recs, scope=lambda i: rows[i].env)  # type: ignore[arg-type]
+    return [replace(r, speedup_vs_eager=up) if up is not None else r for r, up in zip(rows, ups)]
 
 
 def _with_accuracy_checks(rows: list[CaseRow]) -> list[CaseRow]:
