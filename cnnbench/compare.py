@@ -79,9 +79,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from cnnbench import stats
 from cnnbench.errors import UserError
+from cnnbench.records import thaw
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
+
+    from cnnbench.records import CaseRecord, ResultsFile
 
 __all__ = [
     "VERDICTS",
@@ -252,8 +255,13 @@ def _suite_threshold(value: Any, metric: str, where: str) -> Threshold:
         raise ThresholdError(f"{where}: {exc}") from exc
 
 
+def _suite_thresholds(results: "ResultsFile") -> Mapping[str, Any]:
+    thresholds = results.suite.get("thresholds")
+    return thresholds if isinstance(thresholds, Mapping) else {}
+
+
 def _resolve_thresholds(
-    explicit: Mapping[str, Any] | None, base: dict[str, Any], current: dict[str, Any], fallback_latency: Any
+    explicit: Mapping[str, Any] | None, base: "ResultsFile", current: "ResultsFile", fallback_latency: Any
 ) -> tuple[dict[str, Threshold], list[str]]:
     """Per metric: an explicit threshold, else the current file's suite, else the base's, else the default.
 
@@ -268,7 +276,7 @@ def _resolve_thresholds(
             out[metric] = parse_threshold(explicit[metric], metric=metric, source="command line")
             continue
         for label, results in (("current", current), ("base", base)):
-            suite_thr = ((results.get("suite") or {}).get("thresholds")) or {}
+            suite_thr = _suite_thresholds(results)
             if metric in suite_thr:
                 out[metric] = _suite_threshold(suite_thr[metric], metric, f"{label} suite")
                 break
@@ -284,7 +292,7 @@ def _resolve_thresholds(
             else:
                 out[metric] = Threshold(DEFAULT_MEMORY_THRESHOLD, metric, "default")
     for label, results in (("base", base), ("current", current)):
-        suite_thr = ((results.get("suite") or {}).get("thresholds")) or {}
+        suite_thr = _suite_thresholds(results)
         for metric, value in suite_thr.items():
             if metric not in METRICS and metric != "throughput":
                 notes.append(f"{label} suite sets a threshold for {metric!r}, which compare does not check")
@@ -533,8 +541,8 @@ class Comparison:
 
 
 def compare_results(
-    base: dict[str, Any],
-    current: dict[str, Any],
+    base: "ResultsFile | dict[str, Any]",
+    current: "ResultsFile | dict[str, Any]",
     *,
     threshold: float | str | Threshold = DEFAULT_LATENCY_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
@@ -546,7 +554,8 @@ def compare_results(
     """Pair the cases of two loaded results files by key and give each a verdict.
 
     Args:
-        base: the reference results (as `cnnbench.results.load_results` returns them).
+        base: the reference results: a checked `cnnbench.records.ResultsFile` (`records.load`),
+            or a results dict (`cnnbench.results.load_results`), checked here.
         current: the results under test.
         threshold: the latency threshold used when neither `thresholds` nor a suite sets one.
         alpha: the significance level of each one-sided test (false-alarm rate per case).
@@ -568,9 +577,11 @@ def compare_results(
         raise UserError(f"alpha must be between 0 and 0.5, got {alpha!r}")
     if statistic not in STATISTICS:
         raise UserError(f"unknown statistic {statistic!r} (choose from {', '.join(STATISTICS)})")
+    base = _as_results(base, base_name or "base")
+    current = _as_results(current, current_name or "current")
     thr, notes = _resolve_thresholds(thresholds, base, current, threshold)
-    base_env = base.get("environment") or {}
-    cur_env = current.get("environment") or {}
+    base_env = base.environment
+    cur_env = current.environment
     warnings: list[str] = []
     blocking = _environment_differences(base_env, cur_env, warnings)
 
@@ -628,37 +639,40 @@ def compare_results(
     )
 
 
-def _file_info(results: dict[str, Any], name: str | None) -> dict[str, Any]:
-    env = results.get("environment") or {}
-    suite = results.get("suite") or {}
+def _as_results(results: "ResultsFile | dict[str, Any]", name: str) -> "ResultsFile":
+    from cnnbench.records import from_dict
+
+    return from_dict(results, path=name)
+
+
+def _file_info(results: "ResultsFile", name: str | None) -> dict[str, Any]:
+    env = results.environment
+    git = env.get("git")
     return {
         "name": name,
-        "created": results.get("created"),
+        "created": results.created,
         "hostname": env.get("hostname"),
-        "git_commit": (env.get("git") or {}).get("commit") if isinstance(env.get("git"), dict) else None,
-        "suite": suite.get("name"),
-        "cases": len(results.get("cases") or []),
+        "git_commit": git.get("commit") if isinstance(git, Mapping) else None,
+        "suite": results.suite.get("name"),
+        "cases": len(results.cases),
     }
 
 
-def _index(results: dict[str, Any], label: str, warnings: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for rec in results.get("cases") or []:
-        if not isinstance(rec, dict) or "key" not in rec:
-            warnings.append(f"{label}: a case without a key was skipped")
-            continue
-        if rec["key"] in out:
-            warnings.append(f"{label}: case {rec['key']} appears twice; the last one is used")
-        out[rec["key"]] = rec
+def _index(results: "ResultsFile", label: str, warnings: list[str]) -> dict[str, "CaseRecord"]:
+    out: dict[str, CaseRecord] = {}
+    for rec in results.cases:
+        if rec.key in out:
+            warnings.append(f"{label}: case {rec.key} appears twice; the last one is used")
+        out[rec.key] = rec
     return out
 
 
-def _env_value(env: dict[str, Any], name: str) -> Any:
+def _env_value(env: Mapping[str, Any], name: str) -> Any:
     value = env.get(name)
     return None if value in ("", None) else value
 
 
-def _environment_differences(base_env: dict[str, Any], cur_env: dict[str, Any], warnings: list[str]) -> list:
+def _environment_differences(base_env: Mapping[str, Any], cur_env: Mapping[str, Any], warnings: list[str]) -> list:
     """Blocking differences (field, base, current, applies) and warnings for the soft ones."""
     blocking = []
     for name, applies in _BLOCKING_ENV:
@@ -678,7 +692,7 @@ def _environment_differences(base_env: dict[str, Any], cur_env: dict[str, Any], 
     return blocking
 
 
-def _differs(a: dict[str, Any], b: dict[str, Any], name: str) -> bool:
+def _differs(a: Mapping[str, Any], b: Mapping[str, Any], name: str) -> bool:
     x, y = _env_value(a, name), _env_value(b, name)
     return x is not None and y is not None and x != y
 
@@ -696,82 +710,49 @@ def _one_line(text: Any, limit: int = 200) -> str | None:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _unpaired(key: str, rec: dict[str, Any], verdict: str, reason: str) -> CaseComparison:
-    status = rec.get("status")
-    med = _median_ms(rec)
+def _unpaired(key: str, rec: "CaseRecord", verdict: str, reason: str) -> CaseComparison:
+    status = rec.status
+    meds = rec.repeat_medians
+    med = stats.median(meds) if meds else None
     return CaseComparison(
         key=key,
         verdict=verdict,
         label=_label(key),
         reason=reason + (f" ({status})" if status and status != "ok" else ""),
-        spec=dict(rec.get("spec") or {}),
+        spec=thaw(rec.spec.raw),
         base_status=status if verdict == MISSING else None,
         current_status=status if verdict == NEW else None,
-        error=_one_line(rec.get("error")),
+        error=_one_line(rec.error),
         base_median_ms=med if verdict == MISSING else None,
         current_median_ms=med if verdict == NEW else None,
     )
 
 
-def _parity_failed(rec: dict[str, Any]) -> bool:
-    parity = rec.get("parity")
-    return rec.get("status") == "fail_accuracy" or (isinstance(parity, dict) and parity.get("ok") is False)
-
-
-def _repeat_medians(rec: dict[str, Any]) -> list[float]:
-    meds = [float(m) for m in (rec.get("repeat_medians_ms") or []) if m is not None]
-    if not meds and rec.get("samples_ms"):
-        meds = [stats.median(rec["samples_ms"])]
-    return meds
-
-
-def _repeat_values(rec: dict[str, Any], statistic: str) -> list[float] | None:
-    """One figure per worker process: the `statistic` of that process's own samples (for
-    "median", the record's `repeat_medians_ms`). A record without per-run samples but with
-    pooled ones counts as one process; None when the record keeps no samples at all (only
-    `repeat_medians_ms`), so the statistic cannot be computed."""
-    if statistic == "median":
-        return _repeat_medians(rec)
-    q = STATISTICS[statistic]
-    runs = [r for r in rec.get("runs") or [] if r.get("status") == "ok" and r.get("samples_ms")]
-    if runs:
-        return [stats.percentile([float(x) for x in r["samples_ms"]], q) for r in runs]
-    if rec.get("samples_ms"):
-        return [stats.percentile([float(x) for x in rec["samples_ms"]], q)]
-    return None if rec.get("repeat_medians_ms") else []
-
-
-def _median_ms(rec: dict[str, Any]) -> float | None:
-    meds = _repeat_medians(rec)
-    return stats.median(meds) if meds else None
-
-
-def _run_samples(rec: dict[str, Any]) -> list[float]:
-    """The samples of a single-run side: its one ok run's samples, else the pooled ones."""
-    ok_runs = [r for r in rec.get("runs") or [] if r.get("status") == "ok" and r.get("samples_ms")]
-    samples = ok_runs[0]["samples_ms"] if len(ok_runs) == 1 else rec.get("samples_ms") or []
-    return sorted(float(s) for s in samples)
+def _repeat_values(rec: "CaseRecord", statistic: str) -> list[float] | None:
+    """One figure per worker process (`CaseRecord.per_process`): the `statistic` of that
+    process's own samples, for "median" the record's repeat medians."""
+    return rec.per_process(None if statistic == "median" else STATISTICS[statistic])
 
 
 def _compare_case(
     key: str,
-    b: dict[str, Any],
-    c: dict[str, Any],
+    b: "CaseRecord",
+    c: "CaseRecord",
     thr: dict[str, Threshold],
     alpha: float,
     blocking: list,
     statistic: str = DEFAULT_STATISTIC,
 ) -> CaseComparison:
-    spec = dict(c.get("spec") or b.get("spec") or {})
-    bs, cs = b.get("status"), c.get("status")
+    spec = thaw(c.spec.raw)
+    bs, cs = b.status, c.status
     common = dict(key=key, label=_label(key), spec=spec, base_status=bs, current_status=cs)
-    base_good = bs == "ok" and not _parity_failed(b)
+    base_good = bs == "ok" and not b.parity_failed
 
     hard = [s for s in (bs, cs) if s not in ("ok", "fail_accuracy")]
     if hard:
         side = "current" if cs not in ("ok", "fail_accuracy") else "base"
         sides = "both" if len(hard) == 2 else side
-        error = _one_line(c.get("error") if side == "current" else b.get("error"))
+        error = _one_line(c.error if side == "current" else b.error)
         return CaseComparison(
             verdict=FAILED,
             reason=f"{sides} failed: base {bs}, current {cs}",
@@ -779,20 +760,20 @@ def _compare_case(
             gating=base_good and cs not in ("ok", "fail_accuracy"),
             **common,
         )
-    if _parity_failed(b) or _parity_failed(c):
-        sides = [n for n, rec in (("base", b), ("current", c)) if _parity_failed(rec)]
+    if b.parity_failed or c.parity_failed:
+        sides = [n for n, rec in (("base", b), ("current", c)) if rec.parity_failed]
         detail = _parity_detail(c if "current" in sides else b)
         return CaseComparison(
             verdict=INVALID,
             reason=f"parity failed in {' and '.join(sides)}: timing not valid{detail}",
-            gating=base_good and _parity_failed(c),
+            gating=base_good and c.parity_failed,
             **common,
         )
 
     rb, rc = _repeat_values(b, statistic), _repeat_values(c, statistic)
     if rb is None or rc is None:  # a side keeps only repeat medians: compare both sides on those
         statistic = "median"
-        rb, rc = _repeat_medians(b), _repeat_medians(c)
+        rb, rc = list(b.repeat_medians), list(c.repeat_medians)
     common["statistic"] = statistic
     if not rb or not rc or min(rb + rc) <= 0:
         side = "base" if not rb else "current"
@@ -800,7 +781,7 @@ def _compare_case(
 
     reasons = []
     for name in _SPEC_FIELDS:
-        bv, cv = (b.get("spec") or {}).get(name), (c.get("spec") or {}).get(name)
+        bv, cv = b.spec.raw.get(name), c.spec.raw.get(name)
         if bv != cv:
             reasons.append(f"{name} {bv} vs {cv}")
     for name, bv, cv, applies in blocking:
@@ -833,10 +814,10 @@ def _compare_case(
     )
 
 
-def _parity_detail(rec: dict[str, Any]) -> str:
-    parity = rec.get("parity")
-    if not isinstance(parity, dict):
-        return f" ({_one_line(rec.get('error'))})" if rec.get("error") else ""
+def _parity_detail(rec: "CaseRecord") -> str:
+    parity = rec.parity
+    if parity is None:
+        return f" ({_one_line(rec.error)})" if rec.error else ""
     parts = [f"{k}={parity[k]:.3g}" for k in ("max_abs_err", "max_rel_err", "top1_agreement") if isinstance(parity.get(k), (int, float))]
     return f" ({', '.join(parts)})" if parts else ""
 
@@ -847,8 +828,8 @@ def _pct(ratio: float) -> str:
 
 def _latency_verdict(
     key: str,
-    b: dict[str, Any],
-    c: dict[str, Any],
+    b: "CaseRecord",
+    c: "CaseRecord",
     rb: list[float],
     rc: list[float],
     thr: Threshold,
@@ -896,8 +877,8 @@ def _latency_verdict(
     # Bootstrap path: a side with one repeat has no between-process evidence (module docstring).
     sigma_obs = _pooled_log_sd(*[g for g in (rb, rc) if len(g) >= 3])
     sigma = sigma_obs if sigma_obs is not None else ASSUMED_PROCESS_CV
-    sb = _run_samples(b) if len(rb) == 1 else None
-    sc = _run_samples(c) if len(rc) == 1 else None
+    sb = b.single_run_samples if len(rb) == 1 else None
+    sc = c.single_run_samples if len(rc) == 1 else None
     low, high, wlow, whigh = _bootstrap_ratio(rb, rc, sb, sc, sigma, rng, alpha, STATISTICS[statistic])
     out.update(ci_low=wlow, ci_high=whigh, method="bootstrap")
     source = "observed" if sigma_obs is not None else "assumed"
@@ -962,10 +943,10 @@ def _bootstrap_ratio(
     return math.exp(lo), math.exp(hi), math.exp(wlo), math.exp(whi)
 
 
-def _memory_verdict(b: dict[str, Any], c: dict[str, Any], thr: Threshold) -> dict[str, Any]:
+def _memory_verdict(b: "CaseRecord", c: "CaseRecord", thr: Threshold) -> dict[str, Any]:
     """Memory growth as a second, separate check (one figure per case, so no statistics)."""
-    mb, mc = b.get("memory"), c.get("memory")
-    if not isinstance(mb, dict) or not isinstance(mc, dict):
+    mb, mc = b.memory, c.memory
+    if mb is None or mc is None:
         return {}
     for metric in MEMORY_METRICS:
         vb, vc = mb.get(metric), mc.get(metric)
@@ -1198,42 +1179,87 @@ def _fmt_memory_short(r: CaseComparison) -> str:
     return f"{_pct(r.memory_ratio)} {'CUDA' if r.memory_metric.startswith('cuda') else 'RSS'}"
 
 
+# Terminal columns in the order shown, and the order they are kept when the terminal is narrow
+# (Case and Verdict always; the rest while they fit, so nothing is squeezed to nothing).
+_TERMINAL_PRIORITY = ("Change", "CI", "p", "Memory", "Base", "Cur", "Reps")
+_CASE_MIN_WIDTH = 24  # the case label wraps at spaces, never narrower than this
+
+
+def _terminal_columns(cells: list[dict[str, str]], names: dict[str, str], width: int) -> list[str]:
+    """The columns that fit `width`: each as wide as its longest text, two spaces apart."""
+    from rich.cells import cell_len
+
+    def need(col: str) -> int:
+        texts = [names[col]] + [c[col] for c in cells]
+        if col == "Case":
+            words = [w for t in texts for w in t.split()]
+            return max([_CASE_MIN_WIDTH] + [cell_len(w) for w in words])
+        return max(cell_len(t) for t in texts)
+
+    chosen = ["Case", "Verdict"]
+    used = need("Case") + 2 + need("Verdict")
+    for col in _TERMINAL_PRIORITY:
+        if used + 2 + need(col) <= width:
+            chosen.append(col)
+            used += 2 + need(col)
+    order = ("Case", "Verdict", "Base", "Cur", "Change", "CI", "p", "Reps", "Memory")
+    return [c for c in order if c in chosen]
+
+
 def render_terminal(comparison: Comparison, console: "Console") -> None:
     """Print the comparison with rich: a table of every case (regressions first), then the
-    reason for every case that is not unchanged, the warnings and a headline."""
+    reason for every case that is not unchanged, the warnings and a headline.
+
+    The table fits the console's width (80 columns when piped): the case label wraps at its
+    spaces and the columns that do not fit are left out (their figures are in the reasons
+    below, the Markdown and the JSON), never squeezed.
+    """
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     comp = comparison
-    table = Table(title="cnnbench compare: current / base", header_style="bold", pad_edge=False)
-    table.add_column("Case", overflow="fold", ratio=1, min_width=16)
-    table.add_column("Verdict", no_wrap=True)
-    for name in (f"Base {comp.statistic}", f"Cur {comp.statistic}", "Change", f"{comp.confidence:.0%} CI", "p", "Reps", "Memory"):
-        table.add_column(name, justify="right", no_wrap=True)
-    details: list[Text] = []
+    names = {
+        "Case": "Case", "Verdict": "Verdict", "Base": f"Base {comp.statistic}", "Cur": f"Cur {comp.statistic}",
+        "Change": "Change", "CI": f"{comp.confidence:.0%} CI", "p": "p", "Reps": "Reps", "Memory": "Memory",
+    }
+    entries: list[tuple[CaseComparison, str, dict[str, str]]] = []
     for name in VERDICTS:
         for r in comp.section(name):
-            style = _STYLES.get(r.section, "")
             verdict = r.verdict if r.section == r.verdict else "regressed (memory)"
-            table.add_row(
-                Text(r.label),
-                Text(verdict, style=style),
-                _fmt_ms(r.base_median_ms),
-                _fmt_ms(r.current_median_ms),
-                _fmt_change(r),
-                _fmt_ci(r),
-                _fmt_p(r.p_value),
-                f"{r.base_repeats}/{r.current_repeats}" if r.base_repeats or r.current_repeats else "—",
-                Text(_fmt_memory_short(r), style="bold red" if r.memory_verdict == REGRESSED else ""),
-            )
-            if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED:
-                line = Text("  ")
-                line.append(r.label, style="bold")
-                line.append(f" {verdict}: ", style=style)
-                line.append(r.reason + (f": {r.error}" if r.error else ""))
-                if r.memory_verdict == REGRESSED:
-                    line.append(f"; memory {_fmt_memory(r).replace(' ❌', '')} > +{comp.thresholds['memory']}", style="red")
-                details.append(line)
+            entries.append((r, verdict, {
+                "Case": r.label, "Verdict": verdict, "Base": _fmt_ms(r.base_median_ms),
+                "Cur": _fmt_ms(r.current_median_ms), "Change": _fmt_change(r), "CI": _fmt_ci(r),
+                "p": _fmt_p(r.p_value),
+                "Reps": f"{r.base_repeats}/{r.current_repeats}" if r.base_repeats or r.current_repeats else "—",
+                "Memory": _fmt_memory_short(r),
+            }))
+    columns = _terminal_columns([e[2] for e in entries], names, console.width)
+    table = Table(
+        title="cnnbench compare: current / base", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+        pad_edge=False, collapse_padding=True, padding=(0, 1),
+    )
+    for col in columns:
+        if col == "Case":
+            table.add_column(names[col], overflow="fold", min_width=_CASE_MIN_WIDTH)
+        else:
+            table.add_column(names[col], justify="left" if col == "Verdict" else "right", no_wrap=True)
+    details: list[Text] = []
+    for r, verdict, cells in entries:
+        style = _STYLES.get(r.section, "")
+        styled = {
+            "Verdict": Text(verdict, style=style),
+            "Memory": Text(cells["Memory"], style="bold red" if r.memory_verdict == REGRESSED else ""),
+        }
+        table.add_row(*[styled.get(col, Text(cells[col])) for col in columns])
+        if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED:
+            line = Text("  ")
+            line.append(r.label, style="bold")
+            line.append(f" {verdict}: ", style=style)
+            line.append(r.reason + (f": {r.error}" if r.error else ""))
+            if r.memory_verdict == REGRESSED:
+                line.append(f"; memory {_fmt_memory(r).replace(' ❌', '')} > +{comp.thresholds['memory']}", style="red")
+            details.append(line)
     console.print(table)
     for line in details:
         console.print(line)

@@ -37,6 +37,7 @@ __all__ = [
     "read_json",
     "parse_results",
     "parse_record",
+    "from_dict",
     "thaw",
     "speedups_over_eager",
     "backend_label",
@@ -623,6 +624,46 @@ class CaseRecord:
             return acc
         return None
 
+    @property
+    def parity_failed(self) -> bool:
+        """The backend's outputs failed the parity check (its timings are kept, not valid)."""
+        return self.status == "fail_accuracy" or (self.parity is not None and self.parity.get("ok") is False)
+
+    @property
+    def repeat_medians(self) -> tuple[float, ...]:
+        """Each worker process's median (what the file keeps per repeat); a record with pooled
+        samples only counts as one process."""
+        if self.repeat_medians_ms:
+            return tuple(float(m) for m in self.repeat_medians_ms)
+        if self.samples_ms:
+            from cnnbench import stats
+
+            return (stats.median(self.samples_ms),)
+        return ()
+
+    def per_process(self, q: float | None) -> list[float] | None:
+        """One figure per worker process, for compare: the q-th percentile of that process's own
+        samples (q None: the repeat medians). A record without per-run samples but with pooled
+        ones counts as one process; None when the record keeps only `repeat_medians_ms`, so the
+        percentile cannot be computed."""
+        if q is None:
+            return list(self.repeat_medians)
+        from cnnbench import stats
+
+        runs = [r for r in self.runs if r.get("status") == "ok" and r.get("samples_ms")]
+        if runs:
+            return [stats.percentile([float(x) for x in r["samples_ms"]], q) for r in runs]
+        if self.samples_ms:
+            return [stats.percentile(list(self.samples_ms), q)]
+        return None if self.repeat_medians_ms else []
+
+    @property
+    def single_run_samples(self) -> list[float]:
+        """The samples of a single-process side, sorted: its one ok run's, else the pooled ones."""
+        ok_runs = [r for r in self.runs if r.get("status") == "ok" and r.get("samples_ms")]
+        samples = ok_runs[0]["samples_ms"] if len(ok_runs) == 1 else self.samples_ms
+        return sorted(float(x) for x in samples)
+
     def to_json(self) -> dict[str, Any]:
         """The record as JSON, exactly as it was read (declared fields in the writer's order)."""
         out: dict[str, Any] = {}
@@ -792,6 +833,18 @@ def parse_results(data: Any, *, path: str = "results file") -> ResultsFile:
         )
     except _Bad as exc:
         raise ResultsFileError(path, f"{exc.where}: {exc.message}" if exc.where else exc.message) from None
+
+
+def from_dict(results: "ResultsFile | dict[str, Any]", *, path: str = "(in memory)") -> ResultsFile:
+    """A checked `ResultsFile` from one already loaded or built in memory: a results dict is
+    migrated (one without `schema_version` is taken as this version's) and checked."""
+    from cnnbench.results import SCHEMA_VERSION, migrate
+
+    if isinstance(results, ResultsFile):
+        return results
+    if isinstance(results, dict) and "schema_version" not in results:
+        results = {"schema_version": SCHEMA_VERSION, **results}
+    return parse_results(migrate(results, path), path=path)
 
 
 def load(path: str | os.PathLike[str]) -> ResultsFile:

@@ -463,8 +463,8 @@ def test_resample_median_draw_matches_brute_force_bootstrap(n):
 
 
 def _minimal(key: str, medians: list[float]) -> dict:
-    return {"key": key, "spec": {"device": "cpu", "precision": "fp32", "backend": "eager"}, "status": "ok",
-            "repeat_medians_ms": medians}
+    spec = {"model": "m", "batch_size": 1, "input_size": [1, 8, 8], "device": "cpu", "precision": "fp32", "backend": "eager"}
+    return {"key": key, "spec": spec, "status": "ok", "repeat_medians_ms": medians}
 
 
 def _synthetic(rng: random.Random, n_cases: int, scale: float, cv: float, repeats: int = 5) -> tuple[dict, dict]:

@@ -71,7 +71,7 @@ def add_statistic_argument(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnbench import compare
     from cnnbench.cli import EXIT_NOT_OK, EXIT_OK
-    from cnnbench.results import load_results
+    from cnnbench.records import load
 
     thresholds: dict[str, compare.Threshold] = {}
     for text in args.threshold:
@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
 
-    base = load_results(args.base)
-    current = load_results(args.current)
+    base = load(args.base)
+    current = load(args.current)
     comparison = compare.compare_results(
         base,
         current,

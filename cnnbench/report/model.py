@@ -31,7 +31,6 @@ from cnnbench import records as _records
 from cnnbench.errors import UserError
 from cnnbench.records import CaseRecord, ResultsFile
 from cnnbench.records import thaw
-from cnnbench.results import migrate
 
 __all__ = [
     "COMPARABLE_KEYS",
@@ -537,9 +536,7 @@ def load_report_data(paths: Sequence[str | Path]) -> ReportData:
 
 def as_results_file(path: str, results: ResultsFile | dict[str, Any]) -> ResultsFile:
     """A checked `ResultsFile`: as given, or parsed (and migrated) from a results dict."""
-    if isinstance(results, ResultsFile):
-        return results
-    return _records.parse_results(migrate(results, path), path=path)
+    return _records.from_dict(results, path=path)
 
 
 def build_report_data(loaded: Iterable[tuple[str, ResultsFile | dict[str, Any]]], *, require_ok: bool = True) -> ReportData:
