@@ -1,0 +1,570 @@
+"""Pair the cases of two checked results files by key and give each a verdict (plain records).
+
+Compute, then render (google/benchmark's `get_difference_report`): `compare_results` returns a
+`Comparison` of `CaseComparison` rows and prints nothing; `cnnbench.compare.render` presents
+them. The unit of evidence is one figure per worker process (`CaseRecord.per_process`); the
+rules and their measured rationale are in docs/compare.md.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from cnnbench import stats
+from cnnbench.compare.ranktests import (
+    ASSUMED_PROCESS_CV,
+    BOOTSTRAP_SEED,
+    REPEATS_CAP,
+    _pooled_log_sd,
+    bootstrap_ratio,
+    mann_whitney_greater,
+    min_attainable_p,
+    min_repeats_for_alpha,
+    repeats_needed,
+)
+from cnnbench.compare.thresholds import (
+    DEFAULT_LATENCY_THRESHOLD,
+    Threshold,
+    _resolve_thresholds,
+)
+from cnnbench.errors import UserError
+from cnnbench.records import thaw
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cnnbench.records import CaseRecord, ResultsFile
+
+__all__ = ["VERDICTS", "CaseComparison", "Comparison", "compare_results", "STATISTICS", "DEFAULT_STATISTIC", "DEFAULT_ALPHA"]
+
+REGRESSED = "regressed"
+IMPROVED = "improved"
+UNCHANGED = "unchanged"
+NOISY = "noisy"
+FAILED = "failed"
+INVALID = "invalid"
+INCOMPARABLE = "incomparable"
+MISSING = "missing"
+NEW = "new"
+# Also the order of the sections in the rendered report (regressions first, unchanged last).
+VERDICTS = (REGRESSED, IMPROVED, NOISY, FAILED, MISSING, NEW, INCOMPARABLE, INVALID, UNCHANGED)
+# Verdicts whose ratio is a valid comparison (enter the geometric mean).
+_TIMED = (REGRESSED, IMPROVED, UNCHANGED, NOISY)
+
+DEFAULT_ALPHA = 0.01
+# The one figure taken from each worker process for the comparison: the percentile of that
+# process's own per-call samples. A low percentile is the default because the noise of a shared
+# machine is one-sided (other tenants only ever slow a call down): on this 2-core machine the
+# p5 of a ~0.55 ms case stayed within 0.517..0.537 ms across processes while the medians ranged
+# from 0.53 to 1.02 ms (benchmarks/compare_validation.py; docs/compare.md). "median" catches a
+# regression that slows only some calls; choose it on a quiet, dedicated machine.
+STATISTICS: dict[str, float] = {"median": 50.0, "p25": 25.0, "p10": 10.0, "p5": 5.0, "min": 0.0}
+DEFAULT_STATISTIC = "p5"
+
+# Memory figures, in order of preference, and the growth below which a change is not reported
+# (peak RSS moves in allocator-arena steps; CUDA allocated bytes are deterministic).
+MEMORY_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_delta_bytes")
+MEMORY_NOISE_FLOOR_BYTES = {"cuda_peak_allocated_bytes": 0, "peak_rss_delta_bytes": 8 * 2**20}
+
+# Environment fields that make timings incomparable, and which cases each one concerns.
+_BLOCKING_ENV = (
+    ("torch", lambda spec: True),
+    ("gpu_name", lambda spec: spec.get("device") == "cuda"),
+    ("onnxruntime", lambda spec: spec.get("backend") == "onnxrt"),
+)
+# Environment fields that only earn a warning on the whole comparison.
+_MACHINE_ENV = ("hostname", "machine_fingerprint", "cpu_model")
+_SOFT_ENV = ("python", "torchvision")
+_SPEC_FIELDS = ("device", "precision")
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseComparison:
+    """One paired (or unpaired) case and its verdict. Plain data: rendering decides nothing.
+
+    Ratios are current / base (above 1 is slower or bigger). `base_median_ms`/`current_median_ms`
+    are the medians over each side's worker processes of the per-process figure compared
+    (`statistic`; for a missing or new case, of its repeat medians). `ci_low`/`ci_high` bound the
+    latency ratio at `confidence`; `p_value` is the one-sided Mann-Whitney p in the direction of the
+    estimate (rank path only). `method` is "mann-whitney" or "bootstrap". `gating` marks rows
+    that make the comparison fail: a latency or memory regression, or a case that was ok in base
+    and fails (or fails parity) in current.
+    """
+
+    key: str
+    verdict: str
+    label: str
+    reason: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    base_status: str | None = None
+    current_status: str | None = None
+    error: str | None = None
+    base_median_ms: float | None = None
+    current_median_ms: float | None = None
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    p_value: float | None = None
+    method: str | None = None
+    base_repeats: int = 0
+    current_repeats: int = 0
+    repeats_needed: int | None = None
+    memory_metric: str | None = None
+    base_memory_bytes: float | None = None
+    current_memory_bytes: float | None = None
+    memory_ratio: float | None = None
+    memory_verdict: str | None = None
+    gating: bool = False
+    statistic: str | None = None  # the per-process figure this row compared (None: no timing)
+
+    @property
+    def section(self) -> str:
+        """The report section: regressions (latency or memory) first, then by verdict."""
+        if self.verdict == REGRESSED or self.memory_verdict == REGRESSED:
+            return REGRESSED
+        return self.verdict
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The whole comparison: rows in file order, thresholds used, summary and warnings."""
+
+    rows: tuple[CaseComparison, ...]
+    thresholds: dict[str, Threshold]
+    alpha: float
+    geomean_ratio: float | None
+    geomean_cases: int
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    base_info: dict[str, Any] = field(default_factory=dict)
+    current_info: dict[str, Any] = field(default_factory=dict)
+    statistic: str = DEFAULT_STATISTIC  # the per-process figure compared (STATISTICS)
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - 2.0 * self.alpha
+
+    @property
+    def has_regression(self) -> bool:
+        """True when any row gates (latency or memory regression, or a newly failing case)."""
+        return any(r.gating for r in self.rows)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {v: 0 for v in VERDICTS}
+        for r in self.rows:
+            out[r.verdict] += 1
+        return out
+
+    def section(self, name: str) -> list[CaseComparison]:
+        """Rows of one report section, the worst first where there is an order."""
+        rows = [r for r in self.rows if r.section == name]
+        if name == REGRESSED:
+            rows.sort(key=lambda r: -max(r.ratio or 0.0, r.memory_ratio or 0.0))
+        elif name == IMPROVED:
+            rows.sort(key=lambda r: r.ratio or 0.0)
+        return rows
+
+
+# -- the comparison -----------------------------------------------------------------------------
+
+
+def compare_results(
+    base: "ResultsFile | dict[str, Any]",
+    current: "ResultsFile | dict[str, Any]",
+    *,
+    threshold: float | str | Threshold = DEFAULT_LATENCY_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    thresholds: Mapping[str, Any] | None = None,
+    base_name: str | None = None,
+    current_name: str | None = None,
+    statistic: str = DEFAULT_STATISTIC,
+) -> Comparison:
+    """Pair the cases of two loaded results files by key and give each a verdict.
+
+    Args:
+        base: the reference results: a checked `cnnbench.records.ResultsFile` (`records.load`),
+            or a results dict (`cnnbench.results.load_results`), checked here.
+        current: the results under test.
+        threshold: the latency threshold used when neither `thresholds` nor a suite sets one.
+        alpha: the significance level of each one-sided test (false-alarm rate per case).
+        thresholds: explicit per-metric thresholds ("latency", "memory"), e.g. from the command
+            line; they win over the suite's (`suite.thresholds` in the files, current first).
+        base_name: how to call the base in reports (e.g. its path).
+        current_name: how to call the current results in reports.
+        statistic: the figure taken from each worker process's samples (a key of STATISTICS):
+            the tests, intervals and ratios are on these per-process figures.
+
+    Returns:
+        A `Comparison`; nothing is printed.
+
+    Raises:
+        ThresholdError: a threshold that does not parse.
+        UserError: alpha outside (0, 0.5), or an unknown statistic.
+    """
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
+        raise UserError(f"alpha must be between 0 and 0.5, got {alpha!r}")
+    if statistic not in STATISTICS:
+        raise UserError(f"unknown statistic {statistic!r} (choose from {', '.join(STATISTICS)})")
+    base = _as_results(base, base_name or "base")
+    current = _as_results(current, current_name or "current")
+    thr, notes = _resolve_thresholds(thresholds, base, current, threshold)
+    base_env = base.environment
+    cur_env = current.environment
+    warnings: list[str] = []
+    blocking = _environment_differences(base_env, cur_env, warnings)
+
+    base_cases = _index(base, "base", warnings)
+    cur_cases = _index(current, "current", warnings)
+    rows: list[CaseComparison] = []
+    for key, b in base_cases.items():
+        c = cur_cases.get(key)
+        if c is None:
+            rows.append(_unpaired(key, b, MISSING, "in base only"))
+        else:
+            rows.append(_compare_case(key, b, c, thr, alpha, blocking, statistic))
+    for key, c in cur_cases.items():
+        if key not in base_cases:
+            rows.append(_unpaired(key, c, NEW, "in current only"))
+
+    timed = [r.ratio for r in rows if r.verdict in _TIMED and r.ratio and r.ratio > 0]
+    geomean = math.exp(sum(math.log(x) for x in timed) / len(timed)) if timed else None
+
+    n_incomp = sum(r.verdict == INCOMPARABLE for r in rows)
+    if n_incomp:
+        warnings.append(f"{n_incomp} case(s) incomparable: their timings are not compared")
+    floor = min_repeats_for_alpha(alpha)
+    single = [r for r in rows if r.verdict in _TIMED and min(r.base_repeats, r.current_repeats) == 1]
+    few = [r for r in rows if r.verdict in _TIMED and 2 <= min(r.base_repeats, r.current_repeats) < floor]
+    if single:
+        warnings.append(
+            f"{len(single)} case(s) have a single repeat on a side: between-process noise is not measured there, "
+            f"so only large changes can be called (use `measure.repeats: {max(floor, 2)}` or more)"
+        )
+    if few:
+        warnings.append(
+            f"{len(few)} case(s) have fewer than {floor} repeats on a side: at alpha {alpha:g} a rank "
+            f"test cannot call them regressed or improved (use `measure.repeats: {floor}` or more)"
+        )
+    fallback = [r for r in rows if r.statistic is not None and r.statistic != statistic]
+    if fallback:
+        warnings.append(
+            f"{len(fallback)} case(s) compared on per-repeat medians, not {statistic}: "
+            "their files keep no per-call samples"
+        )
+    if rows and not timed:
+        warnings.append("no case could be compared")
+    return Comparison(
+        rows=tuple(rows),
+        thresholds=thr,
+        alpha=float(alpha),
+        geomean_ratio=geomean,
+        geomean_cases=len(timed),
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+        base_info=_file_info(base, base_name),
+        current_info=_file_info(current, current_name),
+        statistic=statistic,
+    )
+
+
+def _as_results(results: "ResultsFile | dict[str, Any]", name: str) -> "ResultsFile":
+    from cnnbench.records import from_dict
+
+    return from_dict(results, path=name)
+
+
+def _file_info(results: "ResultsFile", name: str | None) -> dict[str, Any]:
+    env = results.environment
+    git = env.get("git")
+    return {
+        "name": name,
+        "created": results.created,
+        "hostname": env.get("hostname"),
+        "git_commit": git.get("commit") if isinstance(git, Mapping) else None,
+        "suite": results.suite.get("name"),
+        "cases": len(results.cases),
+    }
+
+
+def _index(results: "ResultsFile", label: str, warnings: list[str]) -> dict[str, "CaseRecord"]:
+    out: dict[str, CaseRecord] = {}
+    for rec in results.cases:
+        if rec.key in out:
+            warnings.append(f"{label}: case {rec.key} appears twice; the last one is used")
+        out[rec.key] = rec
+    return out
+
+
+def _env_value(env: Mapping[str, Any], name: str) -> Any:
+    value = env.get(name)
+    return None if value in ("", None) else value
+
+
+def _environment_differences(base_env: Mapping[str, Any], cur_env: Mapping[str, Any], warnings: list[str]) -> list:
+    """Blocking differences (field, base, current, applies) and warnings for the soft ones."""
+    blocking = []
+    for name, applies in _BLOCKING_ENV:
+        b, c = _env_value(base_env, name), _env_value(cur_env, name)
+        if b is not None and c is not None and b != c:
+            blocking.append((name, b, c, applies))
+        elif (b is None) != (c is None):
+            side = "base" if b is None else "current"
+            warnings.append(f"environment field {name!r} is missing in {side}: cannot check that it matches")
+    machine = [n for n in _MACHINE_ENV if _differs(base_env, cur_env, n)]
+    if machine:
+        what = ", ".join(f"{n} {_env_value(base_env, n)!r} vs {_env_value(cur_env, n)!r}" for n in machine)
+        warnings.append(f"base and current were measured on different machines ({what}): compare on the same machine when gating")
+    for name in _SOFT_ENV:
+        if _differs(base_env, cur_env, name):
+            warnings.append(f"{name} differs: {_env_value(base_env, name)!r} (base) vs {_env_value(cur_env, name)!r} (current)")
+    return blocking
+
+
+def _differs(a: Mapping[str, Any], b: Mapping[str, Any], name: str) -> bool:
+    x, y = _env_value(a, name), _env_value(b, name)
+    return x is not None and y is not None and x != y
+
+
+def _label(key: str) -> str:
+    """A shorter, still unique, label: the key without the default mode and separators."""
+    return " ".join(p for p in key.split("|") if p != "inference")
+
+
+def _one_line(text: Any, limit: int = 200) -> str | None:
+    if text in (None, ""):
+        return None
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""  # a traceback's last line says what went wrong
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _unpaired(key: str, rec: "CaseRecord", verdict: str, reason: str) -> CaseComparison:
+    status = rec.status
+    meds = rec.repeat_medians
+    med = stats.median(meds) if meds else None
+    return CaseComparison(
+        key=key,
+        verdict=verdict,
+        label=_label(key),
+        reason=reason + (f" ({status})" if status and status != "ok" else ""),
+        spec=thaw(rec.spec.raw),
+        base_status=status if verdict == MISSING else None,
+        current_status=status if verdict == NEW else None,
+        error=_one_line(rec.error),
+        base_median_ms=med if verdict == MISSING else None,
+        current_median_ms=med if verdict == NEW else None,
+    )
+
+
+def _repeat_values(rec: "CaseRecord", statistic: str) -> list[float] | None:
+    """One figure per worker process (`CaseRecord.per_process`): the `statistic` of that
+    process's own samples, for "median" the record's repeat medians."""
+    return rec.per_process(None if statistic == "median" else STATISTICS[statistic])
+
+
+def _compare_case(
+    key: str,
+    b: "CaseRecord",
+    c: "CaseRecord",
+    thr: dict[str, Threshold],
+    alpha: float,
+    blocking: list,
+    statistic: str = DEFAULT_STATISTIC,
+) -> CaseComparison:
+    spec = thaw(c.spec.raw)
+    bs, cs = b.status, c.status
+    common = dict(key=key, label=_label(key), spec=spec, base_status=bs, current_status=cs)
+    base_good = bs == "ok" and not b.parity_failed
+
+    hard = [s for s in (bs, cs) if s not in ("ok", "fail_accuracy")]
+    if hard:
+        side = "current" if cs not in ("ok", "fail_accuracy") else "base"
+        sides = "both" if len(hard) == 2 else side
+        error = _one_line(c.error if side == "current" else b.error)
+        return CaseComparison(
+            verdict=FAILED,
+            reason=f"{sides} failed: base {bs}, current {cs}",
+            error=error,
+            gating=base_good and cs not in ("ok", "fail_accuracy"),
+            **common,
+        )
+    if b.parity_failed or c.parity_failed:
+        sides = [n for n, rec in (("base", b), ("current", c)) if rec.parity_failed]
+        detail = _parity_detail(c if "current" in sides else b)
+        return CaseComparison(
+            verdict=INVALID,
+            reason=f"parity failed in {' and '.join(sides)}: timing not valid{detail}",
+            gating=base_good and c.parity_failed,
+            **common,
+        )
+
+    rb, rc = _repeat_values(b, statistic), _repeat_values(c, statistic)
+    if rb is None or rc is None:  # a side keeps only repeat medians: compare both sides on those
+        statistic = "median"
+        rb, rc = list(b.repeat_medians), list(c.repeat_medians)
+    common["statistic"] = statistic
+    if not rb or not rc or min(rb + rc) <= 0:
+        side = "base" if not rb else "current"
+        return CaseComparison(verdict=FAILED, reason=f"{side} is ok but has no latency samples", **common)
+
+    reasons = []
+    for name in _SPEC_FIELDS:
+        bv, cv = b.spec.raw.get(name), c.spec.raw.get(name)
+        if bv != cv:
+            reasons.append(f"{name} {bv} vs {cv}")
+    for name, bv, cv, applies in blocking:
+        if applies(spec):
+            reasons.append(f"{name} {bv} vs {cv}")
+    base_med, cur_med = stats.median(rb), stats.median(rc)
+    if reasons:
+        return CaseComparison(
+            verdict=INCOMPARABLE,
+            reason="different " + "; ".join(reasons),
+            base_median_ms=base_med,
+            current_median_ms=cur_med,
+            base_repeats=len(rb),
+            current_repeats=len(rc),
+            **common,
+        )
+
+    latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic)
+    memory = _memory_verdict(b, c, thr["memory"])
+    gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
+    return CaseComparison(
+        base_median_ms=base_med,
+        current_median_ms=cur_med,
+        base_repeats=len(rb),
+        current_repeats=len(rc),
+        gating=gating,
+        **latency,
+        **memory,
+        **common,
+    )
+
+
+def _parity_detail(rec: "CaseRecord") -> str:
+    parity = rec.parity
+    if parity is None:
+        return f" ({_one_line(rec.error)})" if rec.error else ""
+    parts = [f"{k}={parity[k]:.3g}" for k in ("max_abs_err", "max_rel_err", "top1_agreement") if isinstance(parity.get(k), (int, float))]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _pct(ratio: float) -> str:
+    return f"{(ratio - 1.0) * 100:+.1f}%"
+
+
+def _latency_verdict(
+    key: str,
+    b: "CaseRecord",
+    c: "CaseRecord",
+    rb: list[float],
+    rc: list[float],
+    thr: Threshold,
+    alpha: float,
+    statistic: str = DEFAULT_STATISTIC,
+) -> dict[str, Any]:
+    """Verdict, interval, p-value and reason for one comparable pair (see the module docstring).
+    `rb`/`rc` are the per-process figures (`statistic`) of each side."""
+    ratio = stats.median(rc) / stats.median(rb)
+    confidence = 1.0 - 2.0 * alpha
+    rng = random.Random(f"{BOOTSTRAP_SEED}|{key}")
+    floor = min_repeats_for_alpha(alpha)
+    log_r, log_t = math.log(ratio), math.log(thr.upper)
+    # Distance the data must resolve: from "no change" outside the band, from its edge inside.
+    delta = abs(log_r) if abs(log_r) > log_t else log_t - abs(log_r)
+    out: dict[str, Any] = {"ratio": ratio, "confidence": confidence}
+
+    if len(rb) >= 2 and len(rc) >= 2:
+        low, high, _, _ = bootstrap_ratio(rb, rc, None, None, 0.0, rng, alpha, STATISTICS[statistic])
+        _, p_up = mann_whitney_greater(rc, rb)
+        _, p_down = mann_whitney_greater(rb, rc)
+        p = p_up if ratio >= 1 else p_down
+        sigma = _pooled_log_sd(rb, rc) or 0.0
+        out.update(ci_low=low, ci_high=high, p_value=p, method="mann-whitney")
+        tested = f"Mann-Whitney U on {len(rb)}+{len(rc)} per-repeat {statistic}s"
+        if thr.exceeded(ratio) and p_up <= alpha:
+            return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)} > +{thr}, p={p_up:.3g} <= {alpha:g} ({tested})"}
+        if thr.undercut(ratio) and p_down <= alpha:
+            return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}, faster by more than {thr}, p={p_down:.3g} <= {alpha:g} ({tested})"}
+        if thr.contains(low, high):
+            return {**out, "verdict": UNCHANGED, "reason": f"{confidence:.0%} CI {_pct(low)}…{_pct(high)} within ±{thr}"}
+        n = max(repeats_needed(sigma, delta, alpha=alpha) or REPEATS_CAP + 1, min(len(rb), len(rc)) + 1)
+        needed = n if n <= REPEATS_CAP else None
+        if min_attainable_p(len(rb), len(rc)) > alpha and (thr.exceeded(ratio) or thr.undercut(ratio)):
+            why = (
+                f"{_pct(ratio)}, but {len(rb)} vs {len(rc)} repeats cannot reach alpha {alpha:g} with a rank test "
+                f"(smallest p {min_attainable_p(len(rb), len(rc)):.3g}; needs >= {floor} per side)"
+            )
+        elif thr.exceeded(ratio) or thr.undercut(ratio):
+            why = f"{_pct(ratio)} but not significant (p={p:.3g} > {alpha:g})"
+        else:
+            why = f"{confidence:.0%} CI {_pct(low)}…{_pct(high)} reaches past ±{thr}"
+        return {**out, "verdict": NOISY, "repeats_needed": needed, "reason": why + _settle(needed)}
+
+    # Bootstrap path: a side with one repeat has no between-process evidence (module docstring).
+    sigma_obs = _pooled_log_sd(*[g for g in (rb, rc) if len(g) >= 3])
+    sigma = sigma_obs if sigma_obs is not None else ASSUMED_PROCESS_CV
+    sb = b.single_run_samples if len(rb) == 1 else None
+    sc = c.single_run_samples if len(rc) == 1 else None
+    low, high, wlow, whigh = bootstrap_ratio(rb, rc, sb, sc, sigma, rng, alpha, STATISTICS[statistic])
+    out.update(ci_low=wlow, ci_high=whigh, method="bootstrap")
+    source = "observed" if sigma_obs is not None else "assumed"
+    noise = f"{sigma:.1%} between-process noise ({source})"
+    if wlow > thr.upper:
+        return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {confidence:.0%} CI is above +{thr}"}
+    if whigh < thr.lower:
+        return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {confidence:.0%} CI is below -{thr}"}
+    if thr.contains(low, high):
+        return {
+            **out,
+            "verdict": UNCHANGED,
+            "reason": f"within-run {confidence:.0%} CI {_pct(low)}…{_pct(high)} within ±{thr} "
+            f"({len(rb)} vs {len(rc)} repeats: a single process's own offset is not in that interval)",
+        }
+    n = repeats_needed(sigma, delta, alpha=alpha)
+    needed = None if n is None else max(n, min(len(rb), len(rc)) + 1)
+    why = f"{_pct(ratio)} with {len(rb)} vs {len(rc)} repeats could be {noise}"
+    return {**out, "verdict": NOISY, "repeats_needed": needed, "reason": why + _settle(needed)}
+
+
+def _settle(needed: int | None) -> str:
+    if needed is None:
+        return f"; more than {REPEATS_CAP} repeats per side would be needed (the change sits near the threshold)"
+    return f"; about {needed} repeats per side would settle it"
+
+
+def _memory_verdict(b: "CaseRecord", c: "CaseRecord", thr: Threshold) -> dict[str, Any]:
+    """Memory growth as a second, separate check (one figure per case, so no statistics)."""
+    mb, mc = b.memory, c.memory
+    if mb is None or mc is None:
+        return {}
+    for metric in MEMORY_METRICS:
+        vb, vc = mb.get(metric), mc.get(metric)
+        if isinstance(vb, (int, float)) and isinstance(vc, (int, float)):
+            break
+    else:
+        return {}
+    out: dict[str, Any] = {"memory_metric": metric, "base_memory_bytes": vb, "current_memory_bytes": vc}
+    floor = MEMORY_NOISE_FLOOR_BYTES.get(metric, 0)
+    if vb <= 0:
+        grew = vc - vb > max(floor, 0)
+        out["memory_verdict"] = REGRESSED if grew and vc > floor else UNCHANGED
+        return out
+    ratio = vc / vb
+    out["memory_ratio"] = ratio
+    if thr.exceeded(ratio) and vc - vb > floor:
+        out["memory_verdict"] = REGRESSED
+    elif thr.undercut(ratio) and vb - vc > floor:
+        out["memory_verdict"] = IMPROVED
+    else:
+        out["memory_verdict"] = UNCHANGED
+    return out
+
+
