@@ -16,7 +16,7 @@ processes is A B | B A | A B | B A ...: the classic ABBA design. It cancels, in 
 repeats, any effect of a process's position in its pair (the second of two processes of the same
 model may find warmer page caches, a hotter CPU, a different frequency) and, to first order, a
 drift that is linear in time across the four processes. With an odd number of repeats (the default
-5) one pair is left unbalanced (three AB, two BA): its position effect is diluted, not cancelled;
+9) one pair is left unbalanced (five AB, four BA): its position effect is diluted, not cancelled;
 an even count cancels it fully. Repeats are interleaved across cases (all cases once, then all
 again), as `run` does, so slow drift spreads over every case instead of biasing the last ones.
 
@@ -70,7 +70,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 
 from cnnbench.errors import ResultsFileError, UserError
 from cnnbench.results import SCHEMA_VERSION, build_record, migrate, new_results, now_iso, upsert_record, write_results
-from cnnbench.runner import PROJECT_ROOT, StopFlag, Variant
+from cnnbench.environment import PROJECT_ROOT
+from cnnbench.runner import StopFlag, Variant
 from cnnbench.spec import CaseSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,7 +156,7 @@ def schedule(cases: Sequence[CaseSpec]) -> list[tuple[int, CaseSpec, str]]:
 
 def _worker_pythonpath(variant: Variant, extra_paths: Iterable[str]) -> str:
     """The PYTHONPATH `runner.run_worker` gives this variant's workers (kept in step with it)."""
-    paths = [*variant.paths, *extra_paths, PROJECT_ROOT]
+    paths = [*variant.paths, *extra_paths, str(PROJECT_ROOT)]
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(paths)

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from cnnbench.text import one_line
 from cnnbench.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,7 +185,7 @@ def weights_path(weights: str) -> Path:
     try:
         enum = get_weight(weights)
     except (ValueError, KeyError, AttributeError) as exc:
-        raise AccuracyError(f"unknown torchvision weights {weights!r}: {_one_line(exc)}") from None
+        raise AccuracyError(f"unknown torchvision weights {weights!r}: {one_line(exc)}") from None
     name = os.path.basename(urlparse(enum.url).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
@@ -194,8 +195,8 @@ def _read_state_dict(path: Path, what: str) -> dict[str, Any]:
 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated file, a pickle that is not a tensor dict...
-        raise AccuracyError(f"cannot read weights {path}: {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a truncated file, a pickle that is not a tensor dict...
+        raise AccuracyError(f"cannot read weights {path}: {one_line(exc)}") from None
     if isinstance(data, dict):
         for inner in ("state_dict", "model"):
             if isinstance(data.get(inner), dict) and not any(torch.is_tensor(v) for v in data.values()):
@@ -396,8 +397,8 @@ def _load_tensors(path: str, input_size: tuple[int, int, int]) -> _TensorDataset
         raise AccuracyError(problem)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise AccuracyError(f"cannot read tensors dataset {path}: {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises whatever the file provokes
+        raise AccuracyError(f"cannot read tensors dataset {path}: {one_line(exc)}") from None
     if not isinstance(data, dict) or not {"images", "labels"} <= data.keys():
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise AccuracyError(f"tensors dataset {path} must hold {{'images': Tensor[N,C,H,W], 'labels': Tensor[N]}}, got {got}")
@@ -449,8 +450,8 @@ def _weights_transforms(weights: str | None, model: str | None) -> tuple[dict[st
 
         try:
             tf = get_weight(weights).transforms()
-        except Exception as exc:
-            raise AccuracyError(f"unknown torchvision weights {weights!r}: {_one_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - torchvision raises KeyError/ValueError for a bad name
+            raise AccuracyError(f"unknown torchvision weights {weights!r}: {one_line(exc)}") from None
         label = weights
     elif model:
         from cnnbench.models import catalog
@@ -595,10 +596,10 @@ class _ImageFolder(_Dataset):
     def _try_decode(self, path: str) -> tuple["torch.Tensor | None", str]:
         try:
             return self._decode(path), ""
-        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
             if self.strict:
-                raise AccuracyError(f"cannot decode image {path}: {_one_line(exc)} (strict: true)") from None
-            return None, f"{type(exc).__name__}: {_one_line(exc)}"
+                raise AccuracyError(f"cannot decode image {path}: {one_line(exc)} (strict: true)") from None
+            return None, f"{type(exc).__name__}: {one_line(exc)}"
 
     def batches(self, batch_size: int, limit: int | None) -> Iterator[_Batch]:
         from concurrent.futures import ThreadPoolExecutor
@@ -862,9 +863,9 @@ class Evaluation:
         try:
             result = evaluate(predict, self.dataset, batch_size=batch_size, limit=limit, fixed_batch=True, progress=None)
         except Exception as exc:  # noqa: BLE001 - the case records it; the suite goes on
-            from cnnbench.worker import classify_exception
+            from cnnbench.errors import classify_exception
 
-            text = _one_line(exc)
+            text = one_line(exc)
             message = f"accuracy: {text if isinstance(exc, UserError) else f'{type(exc).__name__}: {text}'}"
             if out.get("status", "ok") == "ok":
                 out["status"], out["error"] = classify_exception(exc), message
@@ -913,7 +914,3 @@ def accuracy_difference(acc: dict[str, Any], ref: dict[str, Any]) -> str | None:
         if abs(diff) > allowed:
             problems.append(f"{label} {diff:+d} images vs eager (tolerance ±{allowed})")
     return "; ".join(problems) or None
-
-
-def _one_line(exc: Any) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -33,12 +33,8 @@ def _command_modules():
     return sorted((m for m in mods if hasattr(m, "run")), key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with exit code 2 and a one-line error (its default already uses 2)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = argparse.ArgumentParser(  # its usage errors already exit 2 with one line
         prog="bench.py",
         description="cnnbench: benchmark and profile CNN architectures (latency, throughput, "
         "FLOPs, parameters, memory, accuracy) across backends.",

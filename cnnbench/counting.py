@@ -41,6 +41,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.environment import package_versions
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
@@ -224,7 +226,7 @@ def count_macs(model: "nn.Module", example: "torch.Tensor") -> dict[str, Any]:
         else:
             try:
                 total, by_op_raw, unsupported = _fvcore_macs(model, example)
-            except Exception as exc:  # tracing fails on some models; the cross-check still runs
+            except Exception as exc:  # noqa: BLE001 - tracing fails on some models; the cross-check still runs
                 notes.append(
                     f"fvcore failed ({type(exc).__name__}: {_first_line(exc)}); MACs from torch.utils.flop_counter"
                 )
@@ -237,7 +239,7 @@ def count_macs(model: "nn.Module", example: "torch.Tensor") -> dict[str, Any]:
                     notes.append("fvcore counted zero MACs for unsupported ops: " + ", ".join(skipped[:6]) + more)
         try:
             crosscheck: float | None = _crosscheck_macs(model, example) / 1e9
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the cross-check is an extra, never fails a case
             crosscheck = None
             notes.append(f"cross-check (torch.utils.flop_counter) failed: {type(exc).__name__}: {_first_line(exc)}")
     if primary is None:
@@ -288,20 +290,6 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "cnnbench"
 
 
-def _versions() -> dict[str, str | None]:
-    import torch
-
-    out: dict[str, str | None] = {"torch": torch.__version__}
-    for mod in ("torchvision", "fvcore"):
-        try:
-            from importlib.metadata import version
-
-            out[mod] = version(mod)
-        except Exception:
-            out[mod] = None
-    return out
-
-
 def _source_fingerprint(source: str | None) -> str | None:
     """A hash of a user model's module file, so editing it invalidates its cached counts."""
     if not source:
@@ -310,7 +298,7 @@ def _source_fingerprint(source: str | None) -> str | None:
 
     try:
         spec = importlib.util.find_spec(source.partition(":")[0])
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken user package: no source to report
         return None
     origin = getattr(spec, "origin", None)
     if not origin or not os.path.isfile(origin):
@@ -371,7 +359,7 @@ def counts_for(
         "source_sha256": _source_fingerprint(source),
         "kwargs": kwargs,
         "input_size": list(size),
-        "versions": _versions(),
+        "versions": package_versions(("torchvision", "fvcore"), torch_runtime=True),
     }
     blob = json.dumps(key, sort_keys=True, default=repr)
     path = cache_dir() / "counts" / f"{model.replace('/', '_')}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"

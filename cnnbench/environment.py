@@ -14,7 +14,7 @@ import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 __all__ = ["collect_environment", "package_versions", "cpu_model", "git_commit"]
 
@@ -22,9 +22,16 @@ _PACKAGES = ("torch", "torchvision", "onnxruntime-gpu", "onnxruntime", "onnx", "
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names: Iterable[str] = (), *, torch_runtime: bool = False) -> dict[str, str | None]:
+    """Installed versions from package metadata (None when absent), of `names` or, by default,
+    every package a results file records. `torch_runtime` puts `torch.__version__` first (the
+    running build, what a cache key must name)."""
     out: dict[str, str | None] = {}
-    for name in _PACKAGES:
+    if torch_runtime:
+        import torch
+
+        out["torch"] = torch.__version__
+    for name in names or _PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,8 +1,22 @@
-"""Typed, user-facing errors. Library code raises these; only `cli.py` prints them and exits."""
+"""Typed errors, and the one rule that turns a case's exception into its status.
+
+Library code raises the user-facing ones; only `cli.py` prints them and exits. Workers raise the
+`CaseFailure` ones to end a case with a status; `classify_exception` lives here (not in the
+worker) so backends, training and accuracy can use it without importing the worker.
+"""
 
 from __future__ import annotations
 
-__all__ = ["UserError", "SuiteError", "UnknownModelError", "ResultsFileError"]
+__all__ = [
+    "UserError",
+    "SuiteError",
+    "UnknownModelError",
+    "ResultsFileError",
+    "CaseFailure",
+    "Unsupported",
+    "ExportFailed",
+    "classify_exception",
+]
 
 
 class UserError(Exception):
@@ -58,3 +72,30 @@ class ExportFailed(CaseFailure):
     """The model could not be exported for the backend (e.g. ONNX export rejected an op)."""
 
     status = "export_failed"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    # torch.OutOfMemoryError (CUDA caching allocator) subclasses RuntimeError; host allocation
+    # failures surface as MemoryError or as RuntimeError "DefaultCPUAllocator: not enough memory".
+    text = str(exc).lower()
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in text
+        or "not enough memory" in text
+    )
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The status a failed case gets: the typed status, oom for allocator failures anywhere in
+    the exception chain (a wrapper must not hide an OOM), else error."""
+    if isinstance(exc, CaseFailure):
+        return exc.status
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if _is_oom(cur):
+            return "oom"
+        cur = cur.__cause__ or cur.__context__
+    return "error"

@@ -51,7 +51,7 @@ def tolerance_for(precision: str, device: str) -> float:
     return TOLERANCES[precision]
 
 
-def _tensors(out: Any) -> list[Any]:
+def output_tensors(out: Any) -> list[Any]:
     """The tensors of a model output (a tensor, or tuples/lists/dicts/namedtuples of them)."""
     import torch
 
@@ -60,9 +60,9 @@ def _tensors(out: Any) -> list[Any]:
     if hasattr(out, "__array__") and not isinstance(out, (list, tuple, dict)):
         return [torch.as_tensor(out)]
     if isinstance(out, dict):
-        return [t for v in out.values() for t in _tensors(v)]
+        return [t for v in out.values() for t in output_tensors(v)]
     if isinstance(out, (list, tuple)):
-        return [t for v in out for t in _tensors(v)]
+        return [t for v in out for t in output_tensors(v)]
     return []
 
 
@@ -76,8 +76,8 @@ def compare_outputs(reference: Any, actual: Any, *, tolerance: float) -> dict[st
     """
     import torch
 
-    refs = [t.detach().float().cpu() for t in _tensors(reference)]
-    acts = [t.detach().float().cpu() for t in _tensors(actual)]
+    refs = [t.detach().float().cpu() for t in output_tensors(reference)]
+    acts = [t.detach().float().cpu() for t in output_tensors(actual)]
     result: dict[str, Any] = {
         "max_abs_err": None,
         "max_rel_err": None,
@@ -151,7 +151,7 @@ def _reference_outputs(model: Any, example: Any, device: str) -> Any:
         tf32.callback(restore)
     with tf32, torch.inference_mode():
         out = model(x)
-        return [t.detach().float().cpu() for t in _tensors(out)]
+        return [t.detach().float().cpu() for t in output_tensors(out)]
 
 
 def check_parity(spec: Any, model: Any, example: Any, prepared: Any) -> dict[str, Any]:

@@ -45,6 +45,7 @@ import weakref
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from cnnbench.parity import output_tensors
 from cnnbench.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -247,19 +248,6 @@ class _Tracker:
         return _RF(tuple(self.input_hw), base.j, True, base.approx)
 
 
-def _tensors(obj: Any) -> Iterator["torch.Tensor"]:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for x in obj:
-            yield from _tensors(x)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            yield from _tensors(x)
-
-
 # Functions whose every output element depends on every input position.
 _GLOBAL_FUNCS = {"scaled_dot_product_attention", "multi_head_attention_forward"}
 # Reductions that are global when they collapse all spatial positions (x.mean((2, 3)), ...).
@@ -289,10 +277,10 @@ def _make_mode(tracker: _Tracker, on_params: Callable[[list[Any]], None]):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
-            outs = list(_tensors(out))
+            outs = list(output_tensors(out))
             if not outs:
                 return out
-            ins = [t for t in _tensors((args, kwargs))]
+            ins = [t for t in output_tensors((args, kwargs))]
             params = [t for t in ins if isinstance(t, nn.Parameter)]
             if params:
                 on_params(params)
@@ -448,7 +436,7 @@ class _Trace:
 def _storage_ptr(t: "torch.Tensor") -> int:
     try:
         return t.untyped_storage().data_ptr() if t.numel() else 0
-    except Exception:  # pragma: no cover - tensor subclasses without storage
+    except Exception:  # noqa: BLE001 - tensor subclasses without storage  # pragma: no cover
         return 0
 
 
@@ -483,7 +471,7 @@ def _trace(model: "nn.Module", example: "torch.Tensor", bpe: int) -> _Trace:
         key = id(module)
         call = calls.get(key, 0)
         calls[key] = call + 1
-        ins = list(_tensors(args))
+        ins = list(output_tensors(args))
         rfs = [rf for t in ins if (rf := tracker.get(t)) is not None]
         rf_in = _combine(rfs) if rfs else None
         stack.append(
@@ -497,7 +485,7 @@ def _trace(model: "nn.Module", example: "torch.Tensor", bpe: int) -> _Trace:
             nonleaf_end[id(module)] = (len(rows), order[0])
             used_in.setdefault(id(module), {}).update(frame.used)
             return
-        outs = list(_tensors(output))
+        outs = list(output_tensors(output))
         out0 = outs[0] if outs else None
         rf_in = frame.rf_in
         if rf_in is None:  # input made outside any tracked path: fall back, and say so

@@ -30,13 +30,13 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from cnnbench.environment import PROJECT_ROOT
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
 from cnnbench.spec import CaseSpec
 
 __all__ = ["Variant", "Reporter", "StopFlag", "run_worker", "run_cases", "PROJECT_ROOT"]
 
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 8
 
@@ -173,7 +173,7 @@ def run_worker(
     spec_file.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
 
     env = dict(os.environ)
-    paths = [*variant.paths, *extra_paths, PROJECT_ROOT]
+    paths = [*variant.paths, *extra_paths, str(PROJECT_ROOT)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

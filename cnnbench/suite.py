@@ -61,6 +61,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
+from cnnbench.text import one_line
 from cnnbench.accuracy import DATASET_KINDS, INTERPOLATIONS, check_dataset_path, is_torchvision_weights_name
 from cnnbench.errors import SuiteError, UnknownModelError
 from cnnbench.models.catalog import MODELS, list_models, suggest
@@ -288,10 +289,6 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _read_bytes(path: str) -> bytes:
     if not os.path.exists(path):
         raise SuiteError(path, "no such file")
@@ -423,7 +420,7 @@ def _python_yaml_error(text: str) -> yaml.YAMLError | None:
 def _yaml_error(path: str, text: str, e: yaml.YAMLError) -> SuiteError:
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
-        what = "; ".join(_one_line(s) for s in (e.context, e.problem) if s)
+        what = "; ".join(one_line(s) for s in (e.context, e.problem) if s)
         return SuiteError(path, f"malformed YAML: {what}", line=mark.line + 1 if mark else None)
     # ReaderError: a control character, for instance
     pos = getattr(e, "position", None)
@@ -434,7 +431,7 @@ def _yaml_error(path: str, text: str, e: yaml.YAMLError) -> SuiteError:
         char = ord(char)
     if isinstance(char, int):
         what = f"unacceptable character #x{char:04x}: {what}"
-    return SuiteError(path, f"malformed YAML: {_one_line(what)}", line=line)
+    return SuiteError(path, f"malformed YAML: {one_line(what)}", line=line)
 
 
 class _Converter:
@@ -474,7 +471,7 @@ class _Converter:
                 value = self.loader.construct_object(node)
             except (yaml.YAMLError, ValueError) as e:
                 problem = getattr(e, "problem", None) or str(e)
-                message = f"cannot read value: {_one_line(problem)}"
+                message = f"cannot read value: {one_line(problem)}"
                 raise SuiteError(self.path, message, field=path or None, line=line) from None
             return _Node(value, line, path, key_line)
         if isinstance(node, yaml.SequenceNode):
@@ -876,8 +873,8 @@ class _Validator:
             obj: Any = importlib.import_module(module_name)
         except KeyboardInterrupt:
             raise
-        except BaseException as e:  # the module's own code may raise anything, SystemExit included
-            raise self.fail(node, f"cannot import {target!r}: {type(e).__name__}: {_one_line(e)}") from None
+        except BaseException as e:  # noqa: BLE001 - the module's own code may raise anything, SystemExit included
+            raise self.fail(node, f"cannot import {target!r}: {type(e).__name__}: {one_line(e)}") from None
         finally:
             sys.path[:] = saved
         for part in attr.split("."):

@@ -36,9 +36,7 @@ the step median (three synchronizations instead of one); the samples never inclu
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -189,16 +187,6 @@ def _label_shape(out_shape: tuple[int, ...], batch_size: int) -> tuple[int, tupl
     return num_classes, (batch_size, *out_shape[2:])
 
 
-def _amp_context(device: str, precision: str):
-    import torch
-
-    from cnnbench.backends.common import autocast_dtype
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=autocast_dtype(precision))
-
-
 def _grad_scaler(device: str, precision: str):
     """A GradScaler for fp16 (loss scaling keeps small gradients from flushing to zero)."""
     import torch
@@ -207,7 +195,7 @@ def _grad_scaler(device: str, precision: str):
         return None
     try:
         return torch.amp.GradScaler(device)
-    except Exception as exc:  # noqa: BLE001 - an older torch without a CPU GradScaler
+    except Exception as exc:  # an older torch without a CPU GradScaler
         raise Unsupported(f"fp16 training needs a GradScaler on {device}, which this torch lacks: {exc}") from exc
 
 
@@ -222,94 +210,8 @@ def _check_fp16_autocast(device: str, precision: str) -> None:
         with torch.autocast(device_type="cpu", dtype=torch.float16):
             y = torch.nn.functional.conv2d(torch.randn(1, 1, 5, 5), w)
         y.float().sum().backward()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise Unsupported(f"fp16 autocast training is not available on CPU in this torch build: {exc}") from exc
-
-
-def _compiled_backend() -> Any:
-    """The compile backend's module, whose cache, recompile and failure helpers a compiled
-    training step shares (None if it is not importable: then the fallbacks below apply)."""
-    try:
-        from cnnbench.backends import compiled
-    except ImportError:
-        return None
-    return compiled
-
-
-def _cache_dir(choice: str, workdir: str) -> str:
-    helper = getattr(_compiled_backend(), "_cache_dir", None)
-    if helper is not None:
-        return str(helper(choice, workdir))
-    if choice == "per-run":
-        return os.path.join(os.path.abspath(workdir), "inductor-cache")
-    if choice == "shared":
-        from cnnbench.counting import cache_dir
-
-        return str(cache_dir() / "inductor")
-    return os.path.abspath(os.path.expanduser(choice))
-
-
-def _compile_model(model: Any, spec: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
-    """torch.compile the training model with the case's options (mode, dynamic, cache).
-
-    The inductor cache follows the compile backend's convention (backends/compiled.py): a fresh
-    directory per run by default (cold compile time, honest), `shared` or a directory path.
-    `freezing` folds weights into constants, which only inference can do: refused for train
-    (and off by default here, unlike inference).
-    """
-    import torch
-    import torch._dynamo
-    import torch._inductor.config as inductor_config
-
-    opts = spec.option_dict
-    if opts.get("freezing"):
-        raise Unsupported("compile option freezing=true is for inference only (it folds the weights into constants)")
-    cache = str(opts.get("cache", "per-run"))
-    cache_dir = _cache_dir(cache, workdir)
-    os.makedirs(cache_dir, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # read when inductor first needs it
-    inductor_config.freezing = False
-    torch._dynamo.reset()
-    mode = str(opts.get("mode", "default"))
-    dynamic = bool(opts.get("dynamic", False))
-    compiled = torch.compile(model, mode=None if mode == "default" else mode, dynamic=dynamic)
-    clear = getattr(_compiled_backend(), "_clear_metrics", None)
-    if clear is not None:
-        clear()  # dynamo's compilation records from now on are this case's
-    info = {
-        "compile": {
-            "mode": mode,
-            "dynamic": dynamic,
-            "freezing": False,
-            "cache": cache,
-            "cache_dir": cache_dir,
-            "compile_in_first_call": True,
-            "compiled": "model forward, and its backward through AOTAutograd; loss and optimizer eager",
-        }
-    }
-    return compiled, info
-
-
-def _recompile_warnings() -> list[str]:
-    """Recompiles (guard failures) since `_compile_model`, from the compile backend's helper."""
-    reasons_of = getattr(_compiled_backend(), "_recompile_reasons", None)
-    if reasons_of is None:
-        return []
-    try:
-        reasons = reasons_of()
-    except Exception:  # noqa: BLE001 - private dynamo API; detection is best-effort
-        return []
-    if not reasons:
-        return []
-    return [
-        f"torch.compile recompiled {len(reasons)} time(s) after the first step (warmup or timed samples "
-        f"are not steady-state): {reasons[0]}"
-    ]
-
-
-def _compile_error(exc: BaseException) -> BaseException:
-    wrap = getattr(_compiled_backend(), "_compile_failure", None)
-    return wrap(exc) if wrap is not None else exc
 
 
 def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> TrainPrepared:
@@ -336,12 +238,15 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     """
     import torch
 
+    from cnnbench.backends import get_backend
     from cnnbench.backends.common import check_device, check_precision, device_sync
 
-    if spec.backend == "onnxrt":
-        raise Unsupported("ONNX Runtime is inference-only: no training step")
-    if spec.backend not in ("eager", "compile"):
-        raise Unsupported(f"backend {spec.backend!r} has no training step")
+    from cnnbench.backends.eager import amp_context
+
+    backend = get_backend(spec.backend)
+    make_step = getattr(backend, "train_step", None)
+    if make_step is None:  # training is a capability of the backend
+        raise Unsupported(getattr(backend, "no_training", None) or f"backend {spec.backend!r} has no training step")
     check_device(spec.device)
     check_precision(spec.device, spec.precision)
     _check_fp16_autocast(spec.device, spec.precision)
@@ -361,11 +266,9 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     if spec.channels_last:
         eager = eager.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    info: dict[str, Any] = {}
-    net = eager
-    if spec.backend == "compile":
-        net, compile_info = _compile_model(eager, spec, workdir)
-        info.update(compile_info)
+    step = make_step(eager, spec, workdir=workdir)
+    info: dict[str, Any] = dict(step.info)
+    net = step.net
 
     ctor, opt_kwargs = OPTIMIZERS[opt_name]
     optimizer = getattr(torch.optim, ctor)(eager.parameters(), **opt_kwargs)
@@ -376,11 +279,11 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
 
     def forward_loss():
         try:  # free until something raises (CPython 3.11+)
-            with _amp_context(spec.device, spec.precision):
+            with amp_context(spec.device, spec.precision):
                 return cross_entropy(_main_output(net(x)), labels)
         except Exception as exc:
-            if spec.backend == "compile":  # a compile failure surfaces here, in the first call
-                raise _compile_error(exc) from exc
+            if step.wrap_error is not None:  # e.g. a compile failure, which surfaces in the first call
+                raise step.wrap_error(exc) from exc
             raise
 
     def backward(loss) -> None:
@@ -412,15 +315,15 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
             batch = batch.contiguous(memory_format=torch.channels_last)
         eager.eval()
         try:
-            with torch.inference_mode(), _amp_context(spec.device, spec.precision):
+            with torch.inference_mode(), amp_context(spec.device, spec.precision):
                 return _main_output(eager(batch)).float().cpu()
         finally:
             eager.train()
 
     def after_timing() -> list[str]:
         warnings: list[str] = []
-        if spec.backend == "compile":
-            warnings.extend(_recompile_warnings())
+        if step.after_timing is not None:
+            warnings.extend(step.after_timing())
         if getattr(spec.measure, "detail", False):
             state["detail_ms"] = _detail(forward_loss, backward, optimizer_step, sync, state)
         for name, key in (("loss_first", "first_loss_t"), ("loss_last", "loss")):

@@ -23,37 +23,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import CaseFailure, UserError
+from cnnbench.errors import CaseFailure, UserError, classify_exception
 from cnnbench.spec import CaseSpec
 
 __all__ = ["run_case", "main", "classify_exception"]
-
-
-def _is_oom(exc: BaseException) -> bool:
-    # torch.OutOfMemoryError (CUDA caching allocator) subclasses RuntimeError; host allocation
-    # failures surface as MemoryError or as RuntimeError "DefaultCPUAllocator: not enough memory".
-    text = str(exc).lower()
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in text
-        or "not enough memory" in text
-    )
-
-
-def classify_exception(exc: BaseException) -> str:
-    """The status a failed case gets: the typed status, oom for allocator failures anywhere in
-    the exception chain (a wrapper must not hide an OOM), else error."""
-    if isinstance(exc, CaseFailure):
-        return exc.status
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if _is_oom(cur):
-            return "oom"
-        cur = cur.__cause__ or cur.__context__
-    return "error"
 
 
 def _set_threads(threads: int) -> int:
@@ -86,7 +59,7 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
 
     try:
         counts = counts_for(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
-    except Exception as exc:  # noqa: BLE001 - a model the counters cannot trace is still timed
+    except Exception as exc:  # a model the counters cannot trace is still timed
         if classify_exception(exc) == "oom":
             raise
         out["warnings"].append(f"counting failed: {type(exc).__name__}: {str(exc).strip()[:200]}")

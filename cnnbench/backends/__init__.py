@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-__all__ = ["Prepared", "Backend", "get_backend", "BACKEND_MODULES"]
+__all__ = ["Prepared", "TrainStep", "Backend", "get_backend", "BACKEND_MODULES"]
 
 
 @dataclass
@@ -27,7 +27,24 @@ class Prepared:
     after_timing: Callable[[], list[str]] | None = None
 
 
+@dataclass
+class TrainStep:
+    """What a backend makes of a model for a training step (`cnnbench.training` builds the loss,
+    backward and optimizer around `net`, the same for every backend)."""
+
+    net: Callable[[Any], Any]  # the forward the step calls (the model itself, or compiled)
+    info: dict[str, Any] = field(default_factory=dict)  # merged into the case's backend_info
+    # Turns an exception raised in the forward into the case's failure (e.g. a compile failure).
+    wrap_error: Callable[[BaseException], BaseException] | None = None
+    # Called after the timed loop; returns warnings to put on the case (e.g. recompiles seen).
+    after_timing: Callable[[], list[str]] | None = None
+
+
 class Backend(Protocol):
+    """A backend prepares a model for timed inference. Training is a capability: a backend that
+    can run a training step also has `train_step(model, spec, *, workdir) -> TrainStep`; one
+    that cannot may say why in `no_training` (a sentence)."""
+
     name: str
 
     def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared: ...

@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnbench.backends import Prepared
+from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import check_device, check_precision, device_sync
 from cnnbench.errors import CaseFailure
 
@@ -110,7 +110,7 @@ def _compile_failure(exc: BaseException) -> BaseException:
     Inductor's `BackendCompilerFailed` starts with "backend='inductor' raised:", so the line
     shown is the wrapped exception's.
     """
-    from cnnbench.worker import classify_exception
+    from cnnbench.errors import classify_exception
 
     if classify_exception(exc) == "oom" or isinstance(exc, CaseFailure):
         return exc
@@ -201,6 +201,60 @@ class CompiledBackend:
             info=info,
             after_timing=after_timing,
         )
+
+
+    def train_step(self, model: Any, spec: Any, *, workdir: str) -> TrainStep:
+        """torch.compile the training model with the case's options (mode, dynamic, cache).
+
+        The inductor cache follows the inference convention: a fresh directory per run by
+        default (cold compile time, honest), `shared` or a directory path. `freezing` folds
+        weights into constants, which only inference can do: refused for train (and off by
+        default here, unlike inference). Compilation happens in the first step.
+        """
+        import torch
+        import torch._dynamo
+        import torch._inductor.config as inductor_config
+
+        from cnnbench.errors import Unsupported
+
+        opts = spec.option_dict
+        if opts.get("freezing"):
+            raise Unsupported("compile option freezing=true is for inference only (it folds the weights into constants)")
+        cache = str(opts.get("cache", "per-run"))
+        cache_dir = _cache_dir(cache, workdir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)  # read when inductor first needs it
+        inductor_config.freezing = False
+        torch._dynamo.reset()
+        mode = str(opts.get("mode", "default"))
+        dynamic = bool(opts.get("dynamic", False))
+        compiled = torch.compile(model, mode=None if mode == "default" else mode, dynamic=dynamic)
+        _clear_metrics()  # dynamo's compilation records from now on are this case's
+        info = {
+            "compile": {
+                "mode": mode,
+                "dynamic": dynamic,
+                "freezing": False,
+                "cache": cache,
+                "cache_dir": str(cache_dir),
+                "compile_in_first_call": True,
+                "compiled": "model forward, and its backward through AOTAutograd; loss and optimizer eager",
+            }
+        }
+
+        def after_timing() -> list[str]:
+            try:
+                reasons = _recompile_reasons()
+            except Exception:  # noqa: BLE001 - private dynamo API; detection is best-effort
+                return []
+            if not reasons:
+                return []
+            return [
+                f"torch.compile recompiled {len(reasons)} time(s) after the first step (warmup or timed samples "
+                f"are not steady-state): {reasons[0]}"
+            ]
+
+        return TrainStep(net=compiled, info=info, wrap_error=_compile_failure, after_timing=after_timing)
 
 
 BACKEND = CompiledBackend()

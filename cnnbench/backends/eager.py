@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from cnnbench.backends import Prepared
+from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import autocast_dtype, check_device, check_precision, device_sync
 
 
@@ -48,6 +48,11 @@ class EagerBackend:
             predict=predict,
             info={"autocast": spec.precision != "fp32", "channels_last": spec.channels_last},
         )
+
+
+    def train_step(self, model: Any, spec: Any, *, workdir: str) -> TrainStep:
+        """Eager training: the model's own forward."""
+        return TrainStep(net=model)
 
 
 BACKEND = EagerBackend()

@@ -67,6 +67,7 @@ from typing import Any, Iterator
 
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device
+from cnnbench.environment import package_versions
 from cnnbench.errors import ExportFailed, Unsupported
 
 __all__ = ["BACKEND", "DEFAULTS", "EXPORT_BATCH", "export_onnx", "onnx_cache_dir"]
@@ -186,20 +187,6 @@ def _weights_digest(model: Any) -> str:
     return h.hexdigest()
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torch
-
-    out: dict[str, str | None] = {"torch": torch.__version__}
-    for pkg in ("onnx", "onnxscript", "torchvision"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def export_key(model: Any, spec: Any, *, exporter: str, opset: int | None, precision: str) -> dict[str, Any]:
     """Everything that decides what an export contains (never the batch size)."""
     from cnnbench.counting import _source_fingerprint
@@ -215,7 +202,7 @@ def export_key(model: Any, spec: Any, *, exporter: str, opset: int | None, preci
         "precision": precision,
         "exporter": exporter,
         "opset": opset,
-        "versions": _versions(),
+        "versions": package_versions(("onnx", "onnxscript", "torchvision"), torch_runtime=True),
         "weights": _weights_digest(model),
     }
 
@@ -361,7 +348,7 @@ def export_onnx(
         try:
             with _output_to(log_path):
                 _run_exporter(model, example, tmp, exporter=exporter, opset=opset)
-        except Exception as exc:  # noqa: BLE001 - any exporter failure is this case's status
+        except Exception as exc:  # any exporter failure is this case's status
             _remove_export(tmp)
             raise ExportFailed(f"{exporter} exporter: {export_error_message(exc)}") from exc
         export_ms = (time.perf_counter() - t0) * 1e3
@@ -459,6 +446,7 @@ def _check_precision(spec: Any, cuda: bool) -> None:
 
 class OnnxRuntimeBackend:
     name = "onnxrt"
+    no_training = "ONNX Runtime is inference-only: no training step"
 
     def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared:
         import numpy as np

@@ -183,7 +183,8 @@ def _title(spec: Any, runs: list[tuple[Any, dict[str, Any]]]) -> str:
 
 def _run_in_process(spec: Any, workdir: str) -> dict[str, Any]:
     from cnnbench.errors import CaseFailure
-    from cnnbench.worker import classify_exception, run_case
+    from cnnbench.errors import classify_exception
+    from cnnbench.worker import run_case
 
     try:
         return run_case(spec, workdir=workdir)

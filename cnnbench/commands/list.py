@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(name)
     elif args.what == "suites":
-        from cnnbench.runner import PROJECT_ROOT
+        from cnnbench.environment import PROJECT_ROOT
 
         for path in sorted(Path(PROJECT_ROOT, "suites").glob("*.yaml")):
             print(path.relative_to(PROJECT_ROOT))

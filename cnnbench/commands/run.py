@@ -96,7 +96,7 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
 def _resolve_suite_path(path: str) -> Path:
     p = Path(path)
     if not p.exists() and path == DEFAULT_SUITE:
-        from cnnbench.runner import PROJECT_ROOT
+        from cnnbench.environment import PROJECT_ROOT
 
         p = Path(PROJECT_ROOT) / DEFAULT_SUITE
     return p

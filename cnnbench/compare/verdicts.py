@@ -32,6 +32,7 @@ from cnnbench.compare.thresholds import (
 )
 from cnnbench.errors import UserError
 from cnnbench.records import thaw
+from cnnbench.text import last_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.records import CaseRecord, ResultsFile
@@ -336,14 +337,6 @@ def _label(key: str) -> str:
     return " ".join(p for p in key.split("|") if p != "inference")
 
 
-def _one_line(text: Any, limit: int = 200) -> str | None:
-    if text in (None, ""):
-        return None
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    line = lines[-1] if lines else ""  # a traceback's last line says what went wrong
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def _unpaired(key: str, rec: "CaseRecord", verdict: str, reason: str) -> CaseComparison:
     status = rec.status
     meds = rec.repeat_medians
@@ -356,7 +349,7 @@ def _unpaired(key: str, rec: "CaseRecord", verdict: str, reason: str) -> CaseCom
         spec=thaw(rec.spec.raw),
         base_status=status if verdict == MISSING else None,
         current_status=status if verdict == NEW else None,
-        error=_one_line(rec.error),
+        error=last_line(rec.error),
         base_median_ms=med if verdict == MISSING else None,
         current_median_ms=med if verdict == NEW else None,
     )
@@ -386,7 +379,7 @@ def _compare_case(
     if hard:
         side = "current" if cs not in ("ok", "fail_accuracy") else "base"
         sides = "both" if len(hard) == 2 else side
-        error = _one_line(c.error if side == "current" else b.error)
+        error = last_line(c.error if side == "current" else b.error)
         return CaseComparison(
             verdict=FAILED,
             reason=f"{sides} failed: base {bs}, current {cs}",
@@ -451,7 +444,7 @@ def _compare_case(
 def _parity_detail(rec: "CaseRecord") -> str:
     parity = rec.parity
     if parity is None:
-        return f" ({_one_line(rec.error)})" if rec.error else ""
+        return f" ({last_line(rec.error)})" if rec.error else ""
     parts = [f"{k}={parity[k]:.3g}" for k in ("max_abs_err", "max_rel_err", "top1_agreement") if isinstance(parity.get(k), (int, float))]
     return f" ({', '.join(parts)})" if parts else ""
 

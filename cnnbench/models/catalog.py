@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
 from dataclasses import dataclass
 
 from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
+from cnnbench.text import natural_key
 
 __all__ = ["ModelInfo", "MODELS", "list_models", "get_info", "suggest", "natural_key"]
 
@@ -42,11 +42,6 @@ MODELS: dict[str, ModelInfo] = {
     },
     **{name: ModelInfo(name, size, ncls, "seeds", desc) for name, (size, ncls, desc) in _SEEDS.items()},
 }
-
-
-def natural_key(name: str) -> list[object]:
-    """Sort key that orders embedded numbers numerically: resnet18 < resnet50 < resnet101."""
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 
 
 def list_models(pattern: str | None = None, *, exclude: list[str] | None = None) -> list[str]:

@@ -25,6 +25,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.text import one_line
 from cnnbench.errors import UserError
 from cnnbench.models import catalog
 
@@ -57,16 +58,11 @@ class ModelBuildError(UserError):
 
     def __init__(self, what: str, message: str):
         self.what = what
-        super().__init__(_one_line(f"{what}: {message}"))
-
-
-def _one_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return " ".join(lines)
+        super().__init__(one_line(f"{what}: {message}"))
 
 
 def _describe(exc: BaseException) -> str:
-    text = _one_line(str(exc))
+    text = one_line(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
+from cnnbench.text import one_line
 from cnnbench.report.fmt import (
     DASH,
     fmt_bytes,
@@ -84,10 +85,6 @@ def P(*parts: str | Span, cls: str = "") -> Para:
 
 def B(text: str) -> Span:
     return ("b", text)
-
-
-def C(text: str) -> Span:
-    return ("code", text)
 
 
 def anchor(text: str) -> str:
@@ -338,7 +335,7 @@ def _notes(r: CaseRow) -> str:
     if r.accuracy_vs_eager and r.valid:
         notes.insert(0, f"⚠ accuracy differs from eager: {r.accuracy_vs_eager}")
     if not r.valid and r.error:
-        notes.insert(0, _one_line(r.error))
+        notes.insert(0, one_line(r.error, limit=240))
     if r.origin:
         notes.append(f"from {r.origin}")
     return "; ".join(notes) or ""
@@ -355,11 +352,6 @@ def _top1_text(r: CaseRow) -> str:
     if acc.get("correct1") is not None and acc.get("total"):
         text += f" ({int(acc['correct1']):,}/{int(acc['total']):,})"
     return text + (" ⚠" if r.accuracy_vs_eager else "")
-
-
-def _one_line(text: str, limit: int = 240) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _gflops_text(r: CaseRow) -> str:
@@ -720,7 +712,7 @@ def _failed_section(data: ReportData) -> list[Block]:
                     (
                         r.key,
                         r.status if r.status != "ok" else "ok (invalid)",
-                        _one_line(r.error or "") or (r.invalid_reason or ""),
+                        one_line(r.error or "", limit=240) or (r.invalid_reason or ""),
                         r.host,
                         r.source + (f" ({r.origin})" if r.origin else ""),
                     )

@@ -31,6 +31,7 @@ from cnnbench import records as _records
 from cnnbench.errors import UserError
 from cnnbench.records import CaseRecord, ResultsFile
 from cnnbench.records import thaw
+from cnnbench.text import natural_key
 
 __all__ = [
     "COMPARABLE_KEYS",
@@ -405,11 +406,6 @@ class ReportData:
 
 # --------------------------------------------------------------------------------------------
 # Small pure helpers
-
-
-def natural_key(name: str) -> list[object]:
-    """resnet18 < resnet50 < resnet101 (same rule as the model registry)."""
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 
 
 def backend_sort_key(label: str) -> tuple[int, str]:
