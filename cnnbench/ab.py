@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 from cnnbench.errors import ResultsFileError, UserError
 from cnnbench.results import SCHEMA_VERSION, build_record, migrate, new_results, now_iso, upsert_record, write_results
 from cnnbench.environment import PROJECT_ROOT
-from cnnbench.runner import StopFlag, Variant
+from cnnbench.runner import CaseStep, StopFlag, Variant, save_results
 from cnnbench.spec import CaseSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -367,6 +367,7 @@ def run_ab(
     stop: StopFlag | None = None,
     workdir: str | None = None,
     worker: Callable[..., dict[str, Any]] | None = None,
+    oom_retry: bool = False,
 ) -> AbState:
     """Run every case for both variants in ABBA order, saving `ab` after every worker process.
 
@@ -381,6 +382,8 @@ def run_ab(
             else starts.
         workdir: scratch directory for the workers' spec/result files.
         worker: `runner.run_worker` or a stand-in with its signature (tests).
+        oom_retry: halve the batch of a case that runs out of memory until it fits, as `run
+            --oom-retry` does (`runner.CaseStep`, per variant; the batch measured is recorded).
 
     Returns:
         The runs per variant and key, and whether the run was interrupted.
@@ -393,6 +396,8 @@ def run_ab(
     reporter.start(len(schedule(cases)))
     own_workdir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="cnnbench-ab-")
+    step = CaseStep(worker, workdir=workdir, stop=stop, extra_paths=extra_paths, oom_retry=oom_retry)
+    saved = 0
     try:
         for repeat, spec in _pairs(cases):
             if _case_failed(state, spec.key):
@@ -402,8 +407,10 @@ def run_ab(
                     state.interrupted = True
                     break
                 run, record = _run_one(spec, repeat, name, ab=ab, state=state, variants=variants, reporter=reporter,
-                                       worker=worker, workdir=workdir, stop=stop, extra_paths=extra_paths)
-                write_results(out_path, ab)
+                                       step=step)  # fmt: skip
+                lost = f"{spec.key} ({name}, {run.get('status')})"
+                save_results(out_path, ab, saved_cases=saved, lost=lost, stop=stop)
+                saved = sum(len(ab["variants"][n]["cases"]) for n in VARIANT_NAMES)
                 reporter.case_finished(record, run, name)
                 if run.get("status") == "interrupted":
                     state.interrupted = True
@@ -435,15 +442,12 @@ def _run_one(
     state: AbState,
     variants: Mapping[str, Variant],
     reporter: AbReporter,
-    worker: Callable[..., dict[str, Any]],
-    workdir: str,
-    stop: StopFlag | None,
-    extra_paths: tuple[str, ...],
+    step: CaseStep,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One worker process of one variant; its record and the sequence entry go into `ab`."""
     runs = state.runs[name].setdefault(spec.key, [])
     reporter.case_started(spec, repeat, name)
-    run = worker(spec, variant=variants[name], workdir=workdir, stop=stop, extra_paths=extra_paths)
+    run = step.run(spec, variants[name])
     run["repeat"] = repeat
     run["variant"] = name
     runs.append(run)

@@ -35,7 +35,7 @@ from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
 from cnnbench.spec import CaseSpec
 
-__all__ = ["Variant", "Reporter", "StopFlag", "run_worker", "run_cases", "PROJECT_ROOT"]
+__all__ = ["Variant", "Reporter", "StopFlag", "CaseStep", "run_worker", "run_cases", "save_results", "PROJECT_ROOT"]
 
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 8
@@ -292,7 +292,7 @@ def run_cases(
     reporter.start(total)
     own_workdir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="cnnbench-")
-    fitting_batch: dict[str, int] = {}  # key -> batch an earlier repeat found with --oom-retry
+    step = CaseStep(worker, workdir=workdir, stop=stop, extra_paths=extra_paths, oom_retry=oom_retry)
     try:
         max_repeats = max((c.measure.repeats for c in cases), default=0)
         for repeat in range(max_repeats):
@@ -304,18 +304,14 @@ def run_cases(
                 if repeat >= spec.measure.repeats or any(r.get("status") != "ok" for r in runs):
                     continue
                 reporter.case_started(spec, repeat)
-                kwargs = dict(variant=variant, workdir=workdir, stop=stop, extra_paths=extra_paths)
-                if spec.key in fitting_batch:
-                    run = _run_at(worker, spec, fitting_batch[spec.key], kwargs)
-                else:
-                    run = _run_with_oom_retry(worker, spec, kwargs, retry=oom_retry, stop=stop)
-                if run.get("status") == "ok" and run.get("batch_size", spec.batch_size) != spec.batch_size:
-                    fitting_batch[spec.key] = run["batch_size"]
+                run = step.run(spec, variant)
                 run["repeat"] = repeat
                 runs.append(run)
                 record = build_record(spec, runs, planned_repeats=spec.measure.repeats)
                 upsert_record(results, record)
-                _save(out_path, results, state, lost=f"{spec.key} ({run.get('status')})", stop=stop)
+                lost = f"{spec.key} ({run.get('status')})"
+                save_results(out_path, results, saved_cases=state.saved_cases, lost=lost, stop=stop)
+                state.saved_cases = len(results["cases"])
                 reporter.case_finished(record, run)
                 if run.get("status") == "interrupted":
                     state.interrupted = True
@@ -324,6 +320,41 @@ def run_cases(
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return state
+
+
+class CaseStep:
+    """The step `run` and `ab` both repeat: one worker process of a case for one variant.
+
+    With `oom_retry`, a run that ends `oom` is tried again at half the batch (a fresh worker
+    each time) until it fits or batch 1 was tried; later repeats of that case and variant reuse
+    the batch that fitted, so every repeat of a case measures the same computation.
+    """
+
+    def __init__(
+        self,
+        worker: Callable[..., dict[str, Any]],
+        *,
+        workdir: str,
+        stop: StopFlag | None,
+        extra_paths: tuple[str, ...] = (),
+        oom_retry: bool = False,
+    ):
+        self.worker = worker
+        self.kwargs = dict(workdir=workdir, stop=stop, extra_paths=extra_paths)
+        self.stop = stop
+        self.oom_retry = oom_retry
+        self.fitting_batch: dict[tuple[str, str], int] = {}  # (variant, key) -> batch that fitted
+
+    def run(self, spec: CaseSpec, variant: Variant) -> dict[str, Any]:
+        kwargs = dict(self.kwargs, variant=variant)
+        ident = (variant.name, spec.key)
+        if ident in self.fitting_batch:
+            run = _run_at(self.worker, spec, self.fitting_batch[ident], kwargs)
+        else:
+            run = _run_with_oom_retry(self.worker, spec, kwargs, retry=self.oom_retry, stop=self.stop)
+        if run.get("status") == "ok" and run.get("batch_size", spec.batch_size) != spec.batch_size:
+            self.fitting_batch[ident] = run["batch_size"]
+        return run
 
 
 def _run_at(
@@ -359,17 +390,19 @@ def _run_with_oom_retry(
     return run
 
 
-def _save(
-    out_path: str | os.PathLike[str], results: dict[str, Any], state: RunState, *, lost: str, stop: StopFlag | None
+def save_results(
+    out_path: str | os.PathLike[str], doc: dict[str, Any], *, saved_cases: int, lost: str, stop: StopFlag | None
 ) -> None:
+    """Write `doc` after a worker process (`run`'s results file, `ab`'s document), deferring a
+    stop request until the file is whole. A failed write stops the run with the message that
+    says what the file still holds and which result was lost."""
     try:
         with _deferred(stop):
-            write_results(out_path, results)
+            write_results(out_path, doc)
     except ResultsFileError as exc:
         reason = str(exc).removeprefix(f"{exc.path}: ")
         raise ResultsFileError(
             exc.path,
-            f"{reason}; the run stopped. The file is as last saved, with {state.saved_cases} "
+            f"{reason}; the run stopped. The file is as last saved, with {saved_cases} "
             f"case(s); the result of {lost} was not saved",
         ) from exc
-    state.saved_cases = len(results["cases"])

@@ -317,3 +317,56 @@ def test_ab_end_to_end_detects_a_slowdown_in_the_current_model(tmp_path):
     row = abmod.load_ab(out)["comparison"]["cases"][0]
     assert row["verdict"] == "regressed" and row["ratio"] > 2
     assert "❌ cnnbench A/B: Performance regression" in md.read_text()
+
+
+# -- one run step with `run`: --oom-retry and the lost-result message ---------------------------
+
+
+def test_oom_retry_in_ab_lowers_each_side_until_it_fits_and_compare_calls_different_batches_incomparable(tmp_path):
+    calls = []
+
+    def worker(spec, *, variant, workdir, stop, extra_paths):
+        calls.append((variant.name, spec.batch_size))
+        limit = 8 if variant.name == "current" else 32  # the change needs more memory
+        if spec.batch_size > limit:
+            return {"status": "oom", "error": f"MemoryError at batch {spec.batch_size}"}
+        return {"status": "ok", "error": None, "samples_ms": [10.0 + 0.01 * i for i in range(20)], "warmup_ms": [12.0]}
+
+    case = CaseSpec(model="a", batch_size=32, input_size=(1, 8, 8), measure=Measure(repeats=2))
+    doc = new_doc()
+    abmod.run_ab([case], ab=doc, out_path=tmp_path / "ab.json", variants=VARIANTS, worker=worker, oom_retry=True)
+    # base fits at 32; current halves 32 -> 16 -> 8 once, then its second repeat reuses 8
+    assert calls == [("base", 32), ("current", 32), ("current", 16), ("current", 8), ("current", 8), ("base", 32)]
+    base, current = (doc["variants"][n]["cases"][0] for n in ("base", "current"))
+    assert base["measured_batch_size"] == 32 and current["measured_batch_size"] == 8
+    row = abmod.compare_ab(doc).rows[0]
+    assert row.verdict == "incomparable" and "measured batch 32 vs 8" in row.reason
+
+
+def test_a_failed_save_in_ab_says_which_result_was_lost(tmp_path, monkeypatch):
+    from cnnbench import runner
+    from cnnbench.errors import ResultsFileError
+
+    real = runner.write_results
+    writes = []
+
+    def failing(path, doc):
+        writes.append(path)
+        if len(writes) == 3:
+            raise ResultsFileError(str(path), "cannot write results (No space left on device)")
+        real(path, doc)
+
+    monkeypatch.setattr(runner, "write_results", failing)
+    out = tmp_path / "ab.json"
+    with pytest.raises(ResultsFileError) as info:
+        abmod.run_ab([spec("a", 2)], ab=new_doc(), out_path=out, variants=VARIANTS, worker=fake_worker())
+    message = str(info.value)
+    assert "No space left on device); the run stopped" in message
+    assert "with 2 case(s)" in message and "the result of a|inference|eager|fp32|b1|1x8x8|cpu|t1 (current, ok) was not saved" in message
+    assert len(abmod.load_ab(out)["sequence"]) == 2  # the file is as last saved
+
+
+def test_ab_help_offers_oom_retry(capsys):
+    with pytest.raises(SystemExit):
+        main(["ab", "--help"])
+    assert "--oom-retry" in capsys.readouterr().out

@@ -63,6 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument(
+        "--oom-retry",
+        action="store_true",
+        help="as in `run`: a case that runs out of memory is retried at half the batch until it fits, for each "
+        "side (the measured batch is recorded; sides measured at different batches are incomparable)",
+    )
+    p.add_argument(
         "--threshold",
         action="append",
         default=[],
@@ -264,7 +270,7 @@ def _measure_locked(
     restore = stop.install()
     try:
         state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
-                             extra_paths=suite.python_path, stop=stop)  # fmt: skip
+                             extra_paths=suite.python_path, stop=stop, oom_retry=args.oom_retry)  # fmt: skip
     finally:
         restore()
         reporter.finish(doc)

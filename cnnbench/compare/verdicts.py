@@ -414,6 +414,8 @@ def _compare_case(
     for name, bv, cv, applies in blocking:
         if applies(spec):
             reasons.append(f"{name} {bv} vs {cv}")
+    if b.batch != c.batch:  # --oom-retry lowered one side's batch: not the same computation
+        reasons.append(f"measured batch {b.batch} vs {c.batch} (--oom-retry)")
     base_med, cur_med = stats.median(rb), stats.median(rc)
     if reasons:
         return CaseComparison(
