@@ -12,7 +12,6 @@ import os
 import platform
 import socket
 import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,6 +25,8 @@ def package_versions(names: Iterable[str] = (), *, torch_runtime: bool = False) 
     """Installed versions from package metadata (None when absent), of `names` or, by default,
     every package a results file records. `torch_runtime` puts `torch.__version__` first (the
     running build, what a cache key must name)."""
+    from importlib import metadata  # ~0.1 s: only when versions are asked for
+
     out: dict[str, str | None] = {}
     if torch_runtime:
         import torch

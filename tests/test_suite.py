@@ -477,7 +477,7 @@ def test_read_error(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("cnnbench.suite.open", denied, raising=False)
+    monkeypatch.setattr("cnnbench.suite_yaml.open", denied, raising=False)  # the reader opens it
     with pytest.raises(SuiteError, match="s.yaml: cannot read: Permission denied"):
         load_suite(path)
 

@@ -31,7 +31,6 @@ from cnnbench.compare.thresholds import (
     _resolve_thresholds,
 )
 from cnnbench.errors import UserError
-from cnnbench.records import thaw
 from cnnbench.text import last_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -274,6 +273,12 @@ def compare_results(
     )
 
 
+def _thaw(value: Any) -> Any:
+    from cnnbench.records import thaw  # the records module loads only when a comparison runs
+
+    return thaw(value)
+
+
 def _as_results(results: "ResultsFile | dict[str, Any]", name: str) -> "ResultsFile":
     from cnnbench.records import from_dict
 
@@ -346,7 +351,7 @@ def _unpaired(key: str, rec: "CaseRecord", verdict: str, reason: str) -> CaseCom
         verdict=verdict,
         label=_label(key),
         reason=reason + (f" ({status})" if status and status != "ok" else ""),
-        spec=thaw(rec.spec.raw),
+        spec=_thaw(rec.spec.raw),
         base_status=status if verdict == MISSING else None,
         current_status=status if verdict == NEW else None,
         error=last_line(rec.error),
@@ -370,7 +375,7 @@ def _compare_case(
     blocking: list,
     statistic: str = DEFAULT_STATISTIC,
 ) -> CaseComparison:
-    spec = thaw(c.spec.raw)
+    spec = _thaw(c.spec.raw)
     bs, cs = b.status, c.status
     common = dict(key=key, label=_label(key), spec=spec, base_status=bs, current_status=cs)
     base_good = bs == "ok" and not b.parity_failed
