@@ -12,6 +12,7 @@ __all__ = [
     "SuiteError",
     "UnknownModelError",
     "ResultsFileError",
+    "AccuracyError",
     "CaseFailure",
     "Unsupported",
     "ExportFailed",
@@ -54,6 +55,10 @@ class ResultsFileError(UserError):
     def __init__(self, path: str, message: str):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
+
+
+class AccuracyError(UserError):
+    """A dataset or weights problem, as one line naming the path or the keys at fault."""
 
 
 class CaseFailure(Exception):

@@ -1,9 +1,4 @@
-"""Measured accuracy: top-1/top-5 of a prepared model on a dataset, with given weights.
-
-What is measured here is labelled `kind: "measured"`; torchvision's published figures travel
-separately (the record's `published`, from `models.registry.published_metadata`) and are never
-mixed in. Evaluation runs through a backend's `Prepared.predict`, so eager, compile and ONNX
-Runtime are scored on exactly what was timed, and always after timing, never inside it.
+"""Datasets for a measured accuracy, checked before anything is timed.
 
 Datasets (the `dataset` mapping of a suite's `accuracy:`; see docs/accuracy.md):
 
@@ -29,64 +24,24 @@ Datasets (the `dataset` mapping of a suite's `accuracy:`; see docs/accuracy.md):
   same tensors (`digits_tensors`).
 - `tensors`: a `.pt` file holding `{"images": Tensor[N, C, H, W], "labels": Tensor[N]}`, already
   preprocessed: images are used as they are (as float32) and must have the case's input shape.
-
-Weights: a local state-dict file (`.pt`/`.pth`; a `module.` or `_orig_mod.` prefix on every key
-is stripped; a checkpoint holding the state dict under `state_dict` or `model` is accepted), or
-a torchvision weights name such as `ResNet18_Weights.IMAGENET1K_V1`, looked up only in the local
-torch hub cache (`torch.hub.get_dir()/checkpoints/<file name of the weights' URL>`). Nothing is
-ever downloaded.
-
-torch and torchvision are imported inside the functions: `suite.py` calls `check_dataset_path`
-and `is_torchvision_weights_name` while validating a suite, without torch.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
-import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
+from cnnbench.errors import AccuracyError, UserError
 from cnnbench.text import one_line
-from cnnbench.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from torch import nn
 
-    from cnnbench.spec import CaseSpec
 
-__all__ = [
-    "AccuracyError",
-    "DATASET_KINDS",
-    "DIGITS_SPLIT",
-    "IMAGE_EXTENSIONS",
-    "TOLERANCE_FRACTION",
-    "TOLERANCE_MIN_IMAGES",
-    "Evaluation",
-    "check_dataset_path",
-    "is_torchvision_weights_name",
-    "weights_path",
-    "load_weights",
-    "load_dataset",
-    "digits_tensors",
-    "evaluate",
-    "prepare",
-    "tolerance_images",
-    "accuracy_difference",
-    "PROGRESS_FILE_ENV",
-    "read_progress",
-]
+from cnnbench.accuracy.weights import is_torchvision_weights_name
 
-# A worker has no terminal: a manager that shows progress names a file in this variable (`bench.py
-# accuracy` does, on a terminal) and the worker's evaluation writes "done total" images to it.
-PROGRESS_FILE_ENV = "CNNBENCH_PROGRESS_FILE"
-_PROGRESS_EVERY_S = 0.2
+__all__ = ["DATASET_KINDS", "DIGITS_SPLIT", "IMAGE_EXTENSIONS", "INTERPOLATIONS", "check_dataset_path", "load_dataset", "digits_tensors"]
 
 DATASET_KINDS = ("imagefolder", "digits", "tensors")
 
@@ -99,31 +54,7 @@ DIGITS_STD = (0.5,)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
-# A backend's measured accuracy is flagged when its correct count (top-1 or top-5) differs from
-# eager's on the same images by more than this fraction of the images (0.1 percentage point),
-# and never for a difference of a single image: a near-tie between two classes may legitimately
-# flip under a reordered float reduction (compile's fused kernels, ONNX Runtime's own).
-TOLERANCE_FRACTION = 0.001
-TOLERANCE_MIN_IMAGES = 1
-
 _SKIPPED_SHOWN = 5  # undecodable images named in the record (all are counted)
-_KEYS_SHOWN = 3  # mismatching state-dict keys named in an error
-_TV_WEIGHTS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_Weights\.[A-Za-z0-9_]+$")
-_STRIPPED_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile's wrapper
-_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")  # published googlenet/inception heads
-
-
-class AccuracyError(UserError):
-    """A dataset or weights problem, as one line naming the path or the keys at fault."""
-
-
-# --------------------------------------------------------------------------------------------
-# Checks that need no torch (suite validation).
-
-
-def is_torchvision_weights_name(text: str) -> bool:
-    """Whether `text` names torchvision weights (`ResNet18_Weights.IMAGENET1K_V1`), not a file."""
-    return bool(_TV_WEIGHTS_NAME.match(text)) and not os.path.exists(text)
 
 
 def _visible(entries: Iterator[os.DirEntry]) -> list[os.DirEntry]:
@@ -169,118 +100,8 @@ def check_dataset_path(kind: str, path: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Weights.
 
 
-def weights_path(weights: str) -> Path:
-    """The file `weights` are read from: the path itself, or for a torchvision weights name the
-    file the torch hub cache would hold (`torch.hub.get_dir()/checkpoints/<url's file name>`)."""
-    if not is_torchvision_weights_name(weights):
-        return Path(weights)
-    from urllib.parse import urlparse
-
-    import torch
-    from torchvision.models import get_weight
-
-    try:
-        enum = get_weight(weights)
-    except (ValueError, KeyError, AttributeError) as exc:
-        raise AccuracyError(f"unknown torchvision weights {weights!r}: {one_line(exc)}") from None
-    name = os.path.basename(urlparse(enum.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
-def _read_state_dict(path: Path, what: str) -> dict[str, Any]:
-    import torch
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a truncated file, a pickle that is not a tensor dict...
-        raise AccuracyError(f"cannot read weights {path}: {one_line(exc)}") from None
-    if isinstance(data, dict):
-        for inner in ("state_dict", "model"):
-            if isinstance(data.get(inner), dict) and not any(torch.is_tensor(v) for v in data.values()):
-                data = data[inner]
-                break
-    if not isinstance(data, dict) or not data or not all(torch.is_tensor(v) for v in data.values()):
-        raise AccuracyError(f"{what} {path} does not hold a state dict (a mapping of names to tensors)")
-    data = dict(data)
-    for prefix in _STRIPPED_PREFIXES:
-        if all(k.startswith(prefix) for k in data):
-            data = {k[len(prefix) :]: v for k, v in data.items()}
-    return data
-
-
-def _densenet_keys(state: dict[str, Any]) -> dict[str, Any]:
-    # torchvision's published densenet files use old names ('norm.1' for 'norm1'); its builder
-    # renames them with this pattern (torchvision.models.densenet._load_state_dict).
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-    out = {}
-    for key, value in state.items():
-        m = pattern.match(key)
-        out[m.group(1) + m.group(2) if m else key] = value
-    return out
-
-
-def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
-    """Load `weights` (a state-dict file or a torchvision weights name) into `model`, in place.
-
-    Published googlenet/inception_v3 files carry auxiliary heads that the model as benchmarked
-    (`aux_logits=False`) does not have: those keys are dropped and counted. BatchNorm's
-    `num_batches_tracked`, absent from old files, is not required.
-
-    Returns:
-        What was loaded: `name` (as given), `source` ("file" or "torch hub cache"), `path`,
-        `tensors` (count) and `dropped_aux_keys`.
-
-    Raises:
-        AccuracyError: the file is missing (naming the path where it was expected), unreadable,
-            or does not fit the model (naming the first missing, unexpected and mis-shaped keys).
-    """
-    import torch
-
-    from_hub = is_torchvision_weights_name(weights)
-    path = weights_path(weights)
-    what = f"torchvision weights {weights} (torch hub cache)" if from_hub else "weights file"
-    if not path.is_file():
-        if from_hub:
-            raise AccuracyError(
-                f"{weights}: not in the local torch hub cache, expected at {path} "
-                "(nothing is downloaded; copy the file there or set TORCH_HOME)"
-            )
-        raise AccuracyError(f"weights file not found: {path}")
-    state = _densenet_keys(_read_state_dict(path, what))
-    own = model.state_dict()
-    dropped = [k for k in state if k not in own and k.startswith(_AUX_PREFIXES)]
-    for k in dropped:
-        del state[k]
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {list(state[k].shape)} in the file, {list(own[k].shape)} in the model"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-            if keys:
-                more = f" (+{len(keys) - _KEYS_SHOWN} more)" if len(keys) > _KEYS_SHOWN else ""
-                parts.append(f"{label} {len(keys)}: {', '.join(keys[:_KEYS_SHOWN])}{more}")
-        raise AccuracyError(f"{what} {path} does not fit the model: {'; '.join(parts)}")
-    with torch.no_grad():
-        model.load_state_dict(state, strict=False)  # strictness checked above, with better words
-    return {
-        "name": weights,
-        "source": "torch hub cache" if from_hub else "file",
-        "path": str(path),
-        "tensors": len(state),
-        "dropped_aux_keys": len(dropped),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Datasets.
 
 
 @dataclass
@@ -672,245 +493,3 @@ def load_dataset(
 
 
 # --------------------------------------------------------------------------------------------
-# Evaluation.
-
-
-def evaluate(
-    predict: Callable[[Any], Any],
-    dataset: _Dataset,
-    *,
-    batch_size: int,
-    limit: int | None = None,
-    fixed_batch: bool = False,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """Top-1 and top-5 of `predict` on `dataset`.
-
-    Args:
-        predict: a batch [B, C, H, W] (CPU float32) -> outputs [B, num_classes] (a backend's
-            `Prepared.predict`, or any callable).
-        dataset: from `load_dataset`.
-        batch_size: images per `predict` call.
-        limit: evaluate at most this many images (a prefix in the dataset's order; undecodable
-            ones among them are skipped, so `total` may be less).
-        fixed_batch: pad the last batch to `batch_size` (repeating its last image) and drop the
-            padded outputs: for a backend prepared for one batch shape (ONNX export, compile).
-        progress: a rich progress bar on stderr; default: when stderr is a terminal.
-
-    Returns:
-        `{kind: "measured", top1, top5 (percent), correct1, correct5, total, skipped,
-        nonfinite_rows, batch_size, duration_s, dataset: {...}}`; with fewer than 5 classes,
-        top-5 is top-k over all classes (100%).
-
-    Raises:
-        AccuracyError: the outputs are not [B, K], K differs from the dataset's class count, or
-            a label is out of range.
-    """
-    import torch
-
-    if batch_size < 1:
-        raise AccuracyError(f"batch size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise AccuracyError(f"limit must be at least 1, got {limit}")
-    started = time.perf_counter()
-    planned = len(dataset) if limit is None else min(limit, len(dataset))
-    correct1 = correct5 = total = nonfinite = 0
-    skipped: list[tuple[str, str]] = []
-    skipped_count = 0
-    bar = _progress_bar(planned, dataset.describe().get("name", dataset.kind)) if _want_progress(progress) else None
-    side = os.environ.get(PROGRESS_FILE_ENV)
-    to_file = _ProgressFile(side, planned) if side and bar is None else None
-    try:
-        for batch in dataset.batches(batch_size, limit):
-            skipped_count += len(batch.skipped)
-            skipped.extend(batch.skipped[: max(0, _SKIPPED_SHOWN - len(skipped))])
-            n = int(batch.images.shape[0])
-            if n:
-                x = batch.images
-                if fixed_batch and n < batch_size:
-                    pad = x[-1:].expand(batch_size - n, *x.shape[1:])
-                    x = torch.cat([x, pad])
-                out = _as_tensor(predict(x))[:n]
-                _check_outputs(out, n, dataset, batch.labels)
-                k = min(5, out.shape[1])
-                top = out.topk(k, dim=1).indices
-                hits = top == batch.labels.view(-1, 1)
-                correct1 += int(hits[:, 0].sum())
-                correct5 += int(hits.any(dim=1).sum())
-                nonfinite += int((~torch.isfinite(out)).any(dim=1).sum())
-                total += n
-            if bar is not None:
-                bar[0].advance(bar[1], n + len(batch.skipped))
-            if to_file is not None:
-                to_file.advance(n + len(batch.skipped))
-    finally:
-        if bar is not None:
-            bar[0].stop()
-    if total == 0:
-        raise AccuracyError(f"no image could be evaluated ({skipped_count} skipped as undecodable)")
-    return {
-        "kind": "measured",
-        "top1": 100.0 * correct1 / total,
-        "top5": 100.0 * correct5 / total,
-        "correct1": correct1,
-        "correct5": correct5,
-        "total": total,
-        "skipped": skipped_count,
-        "skipped_examples": [f"{p}: {r}" for p, r in skipped],
-        "nonfinite_rows": nonfinite,
-        "batch_size": batch_size,
-        "limit": limit,
-        "duration_s": time.perf_counter() - started,
-        "dataset": dataset.describe(),
-    }
-
-
-def _as_tensor(out: Any) -> "torch.Tensor":
-    import torch
-
-    if isinstance(out, (tuple, list)) and out:
-        out = out[0]
-    if not torch.is_tensor(out):
-        out = torch.as_tensor(out)
-    return out.detach().float().cpu()
-
-
-def _check_outputs(out: "torch.Tensor", n: int, dataset: _Dataset, labels: "torch.Tensor") -> None:
-    if out.dim() != 2 or out.shape[0] != n:
-        raise AccuracyError(f"the model's outputs are {list(out.shape)}, expected [{n}, num_classes] class scores")
-    k = int(out.shape[1])
-    if dataset.num_classes is not None and dataset.num_classes != k:
-        what = f"{dataset.num_classes} class folders" if dataset.kind == "imagefolder" else f"{dataset.num_classes} classes"
-        raise AccuracyError(f"the dataset has {what} but the model outputs {k} classes")
-    top = int(labels.max()) if labels.numel() else -1
-    if top >= k:
-        raise AccuracyError(f"label {top} is out of range: the model outputs {k} classes")
-
-
-class _ProgressFile:
-    """An evaluation's progress for a manager's bar: "done total" written to `path` atomically,
-    at most every 0.2 s and at the end. Never fails the evaluation."""
-
-    def __init__(self, path: str, total: int):
-        self.path, self.total, self.done, self._last = path, total, 0, 0.0
-        self._write()
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if time.monotonic() - self._last >= _PROGRESS_EVERY_S or self.done >= self.total:
-            self._write()
-
-    def _write(self) -> None:
-        self._last = time.monotonic()
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(f"{self.done} {self.total}\n")
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # a progress bar is never worth an evaluation
-
-
-def read_progress(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """(done, total) images from a progress file a worker writes; None before it exists."""
-    try:
-        done, total = (int(x) for x in Path(path).read_text(encoding="ascii").split())
-    except (OSError, ValueError):
-        return None
-    return done, total
-
-
-def _want_progress(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else progress
-
-
-def _progress_bar(total: int | None, description: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-    )  # fmt: skip
-    bar.start()
-    return bar, bar.add_task(f"accuracy: {description}", total=total)
-
-
-# --------------------------------------------------------------------------------------------
-# The worker's side: a case's `evaluation`.
-
-
-@dataclass
-class Evaluation:
-    """A case's accuracy evaluation, prepared before timing and run after it.
-
-    `prepare` loads the weights into the model (before the backend compiles or exports it) and
-    indexes the dataset (so a bad path fails before anything is timed); `record` evaluates
-    through the prepared backend once timing is over.
-    """
-
-    config: dict[str, Any]
-    weights: dict[str, Any] | None
-    dataset: _Dataset | None
-
-    def record(self, out: dict[str, Any], predict: Callable[[Any], Any], *, batch_size: int) -> None:
-        """Evaluate and put the result on the run `out` as `accuracy`. A failure becomes the
-        case's status (one line; a warning if the case already failed, e.g. parity), leaving the
-        timing already in `out` for the record's runs."""
-        if self.dataset is None:
-            return
-        limit = (self.config.get("dataset") or {}).get("limit")
-        try:
-            result = evaluate(predict, self.dataset, batch_size=batch_size, limit=limit, fixed_batch=True, progress=None)
-        except Exception as exc:  # noqa: BLE001 - the case records it; the suite goes on
-            from cnnbench.errors import classify_exception
-
-            text = one_line(exc)
-            message = f"accuracy: {text if isinstance(exc, UserError) else f'{type(exc).__name__}: {text}'}"
-            if out.get("status", "ok") == "ok":
-                out["status"], out["error"] = classify_exception(exc), message
-            else:  # the first failure (e.g. parity) stays the case's status
-                out.setdefault("warnings", []).append(message)
-            return
-        result["weights"] = self.weights
-        out["accuracy"] = result
-
-
-def prepare(model: "nn.Module", spec: "CaseSpec") -> Evaluation | None:
-    """Load the case's weights into `model` and open its dataset; None when it has neither."""
-    if not spec.evaluation:
-        return None
-    if spec.mode != "inference":
-        raise AccuracyError(f"accuracy is measured on inference cases, not {spec.mode} (the training steps change the weights)")
-    config = json.loads(spec.evaluation)
-    weights_name = config.get("weights")
-    weights = load_weights(model, weights_name) if weights_name else None
-    dataset = None
-    if config.get("dataset"):
-        model_name = None if spec.source else spec.model
-        dataset = load_dataset(config["dataset"], input_size=spec.input_size, weights=weights_name, model=model_name)
-    return Evaluation(config, weights, dataset)
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing backends.
-
-
-def tolerance_images(total: int) -> int:
-    """How many images a backend's correct count may differ from eager's by (see
-    TOLERANCE_FRACTION): 0.1% of the images, at least one."""
-    return max(TOLERANCE_MIN_IMAGES, math.floor(TOLERANCE_FRACTION * total))
-
-
-def accuracy_difference(acc: dict[str, Any], ref: dict[str, Any]) -> str | None:
-    """Why `acc` (a backend) differs from `ref` (eager on the same images) beyond tolerance, or
-    None. Accuracies on different image counts are not compared (reported as such)."""
-    if acc.get("total") != ref.get("total"):
-        return f"evaluated {acc.get('total')} images, eager {ref.get('total')}: not comparable"
-    allowed = tolerance_images(int(ref["total"]))
-    problems = []
-    for name, label in (("correct1", "top-1"), ("correct5", "top-5")):
-        diff = int(acc[name]) - int(ref[name])
-        if abs(diff) > allowed:
-            problems.append(f"{label} {diff:+d} images vs eager (tolerance ±{allowed})")
-    return "; ".join(problems) or None

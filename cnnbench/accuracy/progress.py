@@ -1,0 +1,74 @@
+"""Progress of an evaluation: a bar on a terminal, or a file a manager's bar reads.
+
+A worker has no terminal: a manager that shows progress names a file in `PROGRESS_FILE_ENV`
+(`bench.py accuracy` does, on a terminal) and the worker's evaluation writes "done total" to it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # pragma: no cover
+
+    pass
+
+__all__ = ["PROGRESS_FILE_ENV", "read_progress"]
+
+PROGRESS_FILE_ENV = "CNNBENCH_PROGRESS_FILE"
+_PROGRESS_EVERY_S = 0.2
+
+
+class _ProgressFile:
+    """An evaluation's progress for a manager's bar: "done total" written to `path` atomically,
+    at most every 0.2 s and at the end. Never fails the evaluation."""
+
+    def __init__(self, path: str, total: int):
+        self.path, self.total, self.done, self._last = path, total, 0, 0.0
+        self._write()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self._last >= _PROGRESS_EVERY_S or self.done >= self.total:
+            self._write()
+
+    def _write(self) -> None:
+        self._last = time.monotonic()
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(f"{self.done} {self.total}\n")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a progress bar is never worth an evaluation
+
+
+def read_progress(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(done, total) images from a progress file a worker writes; None before it exists."""
+    try:
+        done, total = (int(x) for x in Path(path).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return None
+    return done, total
+
+
+def _want_progress(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def _progress_bar(total: int | None, description: str):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+    bar.start()
+    return bar, bar.add_task(f"accuracy: {description}", total=total)
+
+
