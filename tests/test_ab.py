@@ -213,7 +213,7 @@ def test_command_usage_errors_exit_2(fake_run, tmp_path, capsys):
 
 
 def test_replace_overwrites_only_a_file_of_ours_and_never_a_locked_one(fake_run, tmp_path, capsys):
-    from cnnbench.commands.run import results_lock
+    from cnnbench.lock import results_lock
 
     out = tmp_path / "ab.json"
     started = []

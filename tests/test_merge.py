@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.cli import main
-from cnnbench.commands.merge import merge_results
+from cnnbench.merge import merge_results
 from cnnbench.errors import UserError
 from cnnbench.results import SCHEMA_VERSION, build_record, load_results, new_results, write_results
 from cnnbench.shard import format_shard, select_shard

@@ -27,7 +27,7 @@ import pytest
 
 from cnnbench import runner
 from cnnbench.cli import main
-from cnnbench.commands.run import results_lock
+from cnnbench.lock import results_lock
 from cnnbench.console import table_rows
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import SCHEMA_VERSION, _MIGRATIONS, build_record, load_results, new_results, write_results

@@ -195,7 +195,7 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
         raise ResultsFileError(str(out), "is a directory")
     if out.exists() and not args.replace:
         raise ResultsFileError(str(out), "exists; pass --replace to overwrite it")
-    from cnnbench.commands.run import results_lock
+    from cnnbench.lock import results_lock
 
     with results_lock(out):  # two jobs never write one file; checked again under the lock
         if out.exists():
