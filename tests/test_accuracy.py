@@ -566,7 +566,7 @@ def test_cli_accuracy_in_process(digits_weights, capsys):
 
 
 def test_cli_rows_flag_a_backend_beyond_tolerance():
-    from cnnbench.commands.accuracy import table_rows
+    from cnnbench.report.accuracy_table import table_rows
 
     def run(backend, c1, status="ok"):
         spec = CaseSpec(model="m", batch_size=1, input_size=(1, 8, 8), backend=backend)
@@ -622,7 +622,7 @@ def test_an_evaluation_in_a_worker_reports_its_progress_through_the_file_it_is_g
 
 
 def test_the_accuracy_command_names_the_progress_file_only_on_a_terminal_and_only_meanwhile(tmp_path, monkeypatch):
-    from cnnbench.commands.accuracy import worker_progress
+    from cnnbench.accuracy.progress import worker_progress
 
     monkeypatch.delenv(accuracy.PROGRESS_FILE_ENV, raising=False)
     with worker_progress("eager", str(tmp_path)):  # pytest's stderr is no terminal

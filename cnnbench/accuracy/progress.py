@@ -6,18 +6,19 @@ A worker has no terminal: a manager that shows progress names a file in `PROGRES
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 
 if TYPE_CHECKING:  # pragma: no cover
 
     pass
 
-__all__ = ["PROGRESS_FILE_ENV", "read_progress"]
+__all__ = ["PROGRESS_FILE_ENV", "read_progress", "worker_progress"]
 
 PROGRESS_FILE_ENV = "CNNBENCH_PROGRESS_FILE"
 _PROGRESS_EVERY_S = 0.2
@@ -72,3 +73,39 @@ def _progress_bar(total: int | None, description: str):
     return bar, bar.add_task(f"accuracy: {description}", total=total)
 
 
+@contextlib.contextmanager
+def worker_progress(label: str, workdir: str) -> Iterator[None]:
+    """On a terminal, a progress bar for the evaluation inside the worker started in the block:
+    the worker learns of a progress file through PROGRESS_FILE_ENV and writes to it; a thread
+    here reads it four times a second. Elsewhere (CI logs, pipes) nothing."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield
+        return
+    import threading
+
+    path = os.path.join(workdir, f"progress-{label}.txt")
+    previous = os.environ.get(PROGRESS_FILE_ENV)
+    os.environ[PROGRESS_FILE_ENV] = path  # the worker's environment is a copy of ours
+    bar, task = _progress_bar(None, label)  # indeterminate while the worker times the model
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.25):
+            got = read_progress(path)
+            if got is not None:
+                bar.update(task, completed=got[0], total=got[1])
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
+        bar.stop()
+        if previous is None:
+            os.environ.pop(PROGRESS_FILE_ENV, None)
+        else:
+            os.environ[PROGRESS_FILE_ENV] = previous

@@ -9,10 +9,9 @@ No torch import at module import.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 from cnnbench.errors import UserError
 
@@ -96,7 +95,9 @@ def build_cases(args: argparse.Namespace, *, cuda_available: bool) -> list:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from cnnbench.accuracy.progress import worker_progress
     from cnnbench.console import make_console
+    from cnnbench.report.accuracy_table import published_lines, render_table, table_rows, title
     from cnnbench.runner import StopFlag, run_worker
 
     cases = build_cases(args, cuda_available=torch.cuda.is_available())
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         restore()
     rows = table_rows(runs)
-    console.print(render_table(rows, title=_title(cases[0], runs)))
+    console.print(render_table(rows, title=title(cases[0], runs)))
     for line in published_lines(runs, args.weights):
         console.print(line, highlight=False)
     for row in rows:
@@ -128,57 +129,6 @@ def run(args: argparse.Namespace) -> int:
     if stop.requested:
         return 130
     return 0 if all(r["status"] == "ok" and not r["flag"] for r in rows) else 1
-
-
-@contextlib.contextmanager
-def worker_progress(label: str, workdir: str) -> Iterator[None]:
-    """On a terminal, a progress bar for the evaluation inside the worker started in the block:
-    the worker learns of a progress file through PROGRESS_FILE_ENV and writes to it; a thread
-    here reads it four times a second. Elsewhere (CI logs, pipes) nothing."""
-    import sys
-
-    if not sys.stderr.isatty():
-        yield
-        return
-    import threading
-
-    from cnnbench.accuracy import PROGRESS_FILE_ENV, _progress_bar, read_progress
-
-    path = os.path.join(workdir, f"progress-{label}.txt")
-    previous = os.environ.get(PROGRESS_FILE_ENV)
-    os.environ[PROGRESS_FILE_ENV] = path  # the worker's environment is a copy of ours
-    bar, task = _progress_bar(None, label)  # indeterminate while the worker times the model
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.wait(0.25):
-            got = read_progress(path)
-            if got is not None:
-                bar.update(task, completed=got[0], total=got[1])
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=2)
-        bar.stop()
-        if previous is None:
-            os.environ.pop(PROGRESS_FILE_ENV, None)
-        else:
-            os.environ[PROGRESS_FILE_ENV] = previous
-
-
-def _title(spec: Any, runs: list[tuple[Any, dict[str, Any]]]) -> str:
-    acc = next((r["accuracy"] for _, r in runs if r.get("accuracy")), None)
-    title = f"measured accuracy: {spec.model}"
-    if acc:
-        ds = acc["dataset"]
-        title += f" on {ds.get('name', ds.get('kind'))} ({acc['total']:,} images)"
-        if acc.get("weights"):
-            title += f", weights {os.path.basename(acc['weights']['name'])}"
-    return title
 
 
 def _run_in_process(spec: Any, workdir: str) -> dict[str, Any]:
@@ -192,88 +142,3 @@ def _run_in_process(spec: Any, workdir: str) -> dict[str, Any]:
         text = " ".join(str(exc).split())
         plain = isinstance(exc, (CaseFailure, UserError))
         return {"status": classify_exception(exc), "error": text if plain else f"{type(exc).__name__}: {text}"}
-
-
-def table_rows(runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One plain row per backend: its measured accuracy and how it compares with eager's."""
-    from cnnbench.accuracy import accuracy_difference
-
-    eager = next((r.get("accuracy") for s, r in runs if s.backend == "eager" and r.get("accuracy")), None)
-    rows = []
-    for spec, run in runs:
-        acc = run.get("accuracy") if run.get("status") == "ok" else None
-        delta = flag = None
-        if acc and eager and spec.backend != "eager":
-            if acc["total"] == eager["total"]:
-                delta = acc["correct1"] - eager["correct1"]
-            flag = accuracy_difference(acc, eager)
-        rows.append(
-            {
-                "backend": spec.backend,
-                "status": run.get("status"),
-                "top1": acc["top1"] if acc else None,
-                "top5": acc["top5"] if acc else None,
-                "correct1": acc["correct1"] if acc else None,
-                "correct5": acc["correct5"] if acc else None,
-                "total": acc["total"] if acc else None,
-                "skipped": acc["skipped"] if acc else None,
-                "delta_vs_eager": delta,
-                "flag": flag,
-                "error": run.get("error"),
-            }
-        )
-    return rows
-
-
-def render_table(rows: list[dict[str, Any]], *, title: str):
-    from rich.table import Table
-
-    from cnnbench.accuracy import TOLERANCE_FRACTION
-
-    caption = (
-        "top-1/top-5 in percent, measured on the images in the title; Δ = correct top-1 images vs eager; "
-        f"⚠ = a correct count (top-1 or top-5) differs from eager's by more than max(1 image, "
-        f"{TOLERANCE_FRACTION:.1%} of the images)"
-    )
-    table = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
-    for name in ("backend", "status", "top-1 %", "top-5 %", "correct top-1", "correct top-5", "skipped", "Δ vs eager", ""):
-        table.add_column(name, justify="left" if name in ("backend", "status", "") else "right")
-    for r in rows:
-        ok = r["status"] == "ok"
-        table.add_row(
-            r["backend"],
-            "[green]ok[/green]" if ok else f"[red]{r['status']}[/red]",
-            "-" if r["top1"] is None else f"{r['top1']:.2f}",
-            "-" if r["top5"] is None else f"{r['top5']:.2f}",
-            "-" if r["correct1"] is None else f"{r['correct1']:,}/{r['total']:,}",
-            "-" if r["correct5"] is None else f"{r['correct5']:,}/{r['total']:,}",
-            "-" if r["skipped"] is None else str(r["skipped"]),
-            "" if r["delta_vs_eager"] is None else f"{r['delta_vs_eager']:+d}",
-            f"[yellow]⚠ {r['flag']}[/yellow]" if r["flag"] else "",
-        )
-    return table
-
-
-def published_lines(runs: list[tuple[Any, dict[str, Any]]], weights: str | None) -> list[str]:
-    """torchvision's published figures, labelled as such: of the named torchvision weights when
-    given, else of the model's DEFAULT weights (which may not be the weights measured above)."""
-    from cnnbench.accuracy import is_torchvision_weights_name
-
-    pub = None
-    if weights and is_torchvision_weights_name(weights):
-        from torchvision.models import get_weight
-
-        meta = get_weight(weights).meta
-        dataset, scores = next(iter((meta.get("_metrics") or {}).items()), (None, {}))
-        pub = {"weights": weights, "dataset": dataset, "acc@1": scores.get("acc@1"), "acc@5": scores.get("acc@5")}
-    else:
-        pub = next((r["published"] for _, r in runs if r.get("published")), None)
-    if not pub or pub.get("acc@1") is None:
-        return []
-    line = (
-        f"published (torchvision metadata, not measured here): {pub['weights']} on {pub.get('dataset') or 'ImageNet-1K'} "
-        f"val: top-1 {pub['acc@1']:.3f}%, top-5 {pub['acc@5']:.3f}%"
-    )
-    if pub["weights"] != weights:
-        line += " (the model's DEFAULT weights" + (f", not {os.path.basename(weights)})" if weights else ")")
-    return [line]
