@@ -1,60 +1,14 @@
 """Interleaved A/B runs: measure two variants of the code in one job, then compare them.
 
-Why interleave
---------------
-On a shared machine timings drift (a resnet18 case moved 8% within half an hour here) while
-processes started close together agree within about 1.3%. A baseline recorded earlier therefore
-carries the drift into the comparison as a bias no statistical test can remove. `run_ab` runs the
-base and the current variant's worker processes alternately, case by case, so both sides see the
-same machine at the same time and the drift falls equally on both.
-
-The order: ABBA
----------------
-For repeat r, for each case in suite order, one *pair* of worker processes runs: base then current
-on even repeats, current then base on odd ones (`pair_order`). For one case the sequence of its
-processes is A B | B A | A B | B A ...: the classic ABBA design. It cancels, in each pair of
-repeats, any effect of a process's position in its pair (the second of two processes of the same
-model may find warmer page caches, a hotter CPU, a different frequency) and, to first order, a
-drift that is linear in time across the four processes. With an odd number of repeats (the default
-9) one pair is left unbalanced (five AB, four BA): its position effect is diluted, not cancelled;
-an even count cancels it fully. Repeats are interleaved across cases (all cases once, then all
-again), as `run` does, so slow drift spreads over every case instead of biasing the last ones.
-
-A case stops (on both sides) after the first pair in which either side's process did not end
-`ok`: a crash or a timeout is deterministic or costly, and the case cannot be compared anyway.
-
-The file
---------
-One JSON file holds both variants and the comparison, rewritten atomically after every worker
-process (so Ctrl-C or a crash keeps everything measured so far)::
-
-    {"schema_version": 1, "tool": "cnnbench", "kind": "ab", "ab_format_version": 1,
-     "created", "updated", "status": "running" | "complete" | "interrupted",
-     "environment": {...},      # the manager's machine facts (no torch)
-     "suite": {...},            # as in a results file
-     "design": {"order": "ABBA", "repeats": N, "cases": K, "alpha", "thresholds"},
-     "variants": {
-        "base":    {<a complete results file: schema_version, environment, suite, cases>,
-                    "variant": {"name", "python", "paths", "cnnbench_dir", "cnnbench_version"}},
-        "current": {...}},
-     "sequence": [{"n", "repeat", "key", "variant", "status", "median_ms", "started"}, ...],
-     "notes": [...],
-     "comparison": <cnnbench.compare.to_json(...)> | null}
-
-Each `variants[name]` is a results file of its own (the same schema `bench.py run` writes, and
-each variant's `environment` is collected *by that variant's interpreter*, so torch versions and
-the git commit of its checkout are its own): `variant_results` returns one and `split_ab` writes
-both out for `bench.py compare` or `bench.py report`. `sequence` is the order the processes
-really ran in, for audits. The top level deliberately has no `cases` list, so an A/B file is never
-mistaken for a single results file.
-
-The variants
-------------
-A `Variant` is an interpreter plus extra import paths placed first on the worker's PYTHONPATH. The
-worker is always `python -m cnnbench.worker SPEC RESULT`, so each variant measures with *its own*
-cnnbench (and its own user model code) as long as the base speaks the same worker protocol.
-`probe_variant` checks that before anything is measured: the interpreter exists and runs, imports
-`cnnbench` (reporting which directory it came from) and can collect its environment (torch).
+Why: on a shared machine timings drift, so a baseline recorded earlier carries the drift into
+the comparison as a bias no test can remove. `run_ab` runs the base and current variants' worker
+processes alternately, case by case, in ABBA order (`pair_order`), so both sides see the same
+machine at the same time. A case stops on both sides after the first pair with a process that
+did not end `ok`. One JSON file (`new_ab_results`: both variants as complete results files, the
+order the processes really ran in, the comparison) is rewritten after every process; `split_ab`
+writes each variant out for `compare` or `report`. A `Variant` is an interpreter plus import
+paths; `probe_variant` checks it can run workers before anything is measured. The measured
+rationale, the design and the file format: docs/ci.md.
 """
 
 from __future__ import annotations

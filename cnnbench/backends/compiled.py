@@ -5,8 +5,8 @@ Options (suite `options:` for backend `compile`, see `cnnbench.suite.BACKEND_OPT
 - `mode`: default | reduce-overhead | max-autotune, passed to `torch.compile`.
 - `freezing` (default on): `torch._inductor.config.freezing`, which folds the weights into the
   graph as constants and lets inductor pre-pack them for oneDNN. On CPU it is what makes
-  compiled inference fast (resnet18 b1 went from 1.28x slower than eager to 0.61x of eager's
-  time with it). It only applies under `inference_mode`/`no_grad`, which is how we run.
+  compiled inference fast (measured in docs/backends.md). It only applies under
+  `inference_mode`/`no_grad`, which is how we run.
 - `dynamic` (default off): `torch.compile(dynamic=...)`; off means one graph specialised to
   the case's shapes, as a deployment would compile it.
 - `cache`: where inductor keeps its on-disk caches (`TORCHINDUCTOR_CACHE_DIR`). `per-run`

@@ -2,13 +2,9 @@
 
 Export. `torch.onnx.export` with the exporter chosen by the `exporter` option:
 
-- `dynamo` (default): the torch.export-based exporter, torch's recommended path since 2.9. On
-  torch 2.14 it exported all 22 zoo models tried (the 6 seed models, alexnet, googlenet,
-  inception_v3, resnet18/50, densenet121, squeezenet1_1, mobilenet_v2/v3_large,
-  efficientnet_b0, convnext_tiny, swin_t, vit_b_16, maxvit_t, regnet_y_400mf, shufflenet_v2;
-  docs/backends.md), as did the legacy one, with cleaner graphs (no Identity/Constant clutter),
-  and it is the exporter torch maintains (the legacy one warns that it will be removed). It is
-  13-30x slower to export (resnet18: 6.4 s vs 0.5 s), which the cache amortises.
+- `dynamo` (default): the torch.export-based exporter, torch's recommended and maintained path,
+  with cleaner graphs; slower to export, which the cache amortises (which models were tried and
+  how long each exporter takes: docs/backends.md).
 - `legacy`: the TorchScript tracer (deprecated, but exports the same zoo, with the same
   numerics after ORT's graph optimisations, much faster).
 

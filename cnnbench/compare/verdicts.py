@@ -55,10 +55,8 @@ _TIMED = (REGRESSED, IMPROVED, UNCHANGED, NOISY)
 DEFAULT_ALPHA = 0.01
 # The one figure taken from each worker process for the comparison: the percentile of that
 # process's own per-call samples. A low percentile is the default because the noise of a shared
-# machine is one-sided (other tenants only ever slow a call down): on this 2-core machine the
-# p5 of a ~0.55 ms case stayed within 0.517..0.537 ms across processes while the medians ranged
-# from 0.53 to 1.02 ms (benchmarks/compare_validation.py; docs/compare.md). "median" catches a
-# regression that slows only some calls; choose it on a quiet, dedicated machine.
+# machine is one-sided (other tenants only ever slow a call down; the measurements are in
+# docs/compare.md). "median" catches a regression that slows only some calls, on a quiet machine.
 STATISTICS: dict[str, float] = {"median": 50.0, "p25": 25.0, "p10": 10.0, "p5": 5.0, "min": 0.0}
 DEFAULT_STATISTIC = "p5"
 
