@@ -189,12 +189,15 @@ class CaseRow:
 
     @property
     def batch(self) -> int:
-        """The batch size actually timed: every per-batch figure (throughput, MACs, memory) is for it."""
-        return self.measured_batch_size or self.batch_size
+        """The batch size actually timed: every per-batch figure (throughput, MACs, memory) is for
+        it (`CaseRecord.batch`)."""
+        return self.record.batch if self.record is not None else self.measured_batch_size or self.batch_size
 
     @property
     def batch_label(self) -> str:
-        """"16 (of 32)" when --oom-retry had to lower the batch, else "32"."""
+        """"16 (of 32)" when --oom-retry had to lower the batch, else "32" (`CaseRecord.batch_label`)."""
+        if self.record is not None:
+            return self.record.batch_label
         if self.measured_batch_size is not None and self.measured_batch_size != self.batch_size:
             return f"{self.measured_batch_size} (of {self.batch_size})"
         return str(self.batch_size)
@@ -212,7 +215,10 @@ class CaseRow:
 
     @property
     def measured_accuracy(self) -> dict[str, Any] | None:
-        """This case's own measured accuracy (through its backend), if it was measured."""
+        """This case's own measured accuracy (through its backend), if it was measured
+        (`CaseRecord.measured_accuracy`'s rule)."""
+        if self.record is not None:
+            return self.accuracy if self.record.measured_accuracy is not None else None
         acc = self.accuracy
         if acc and acc.get("kind", "measured") == "measured" and _number(acc.get("top1")) is not None:
             return acc
