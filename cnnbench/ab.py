@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 from cnnbench.errors import ResultsFileError, UserError
 from cnnbench.results import SCHEMA_VERSION, build_record, load_results, new_results, now_iso, upsert_record, write_results
 from cnnbench.runner import PROJECT_ROOT, StopFlag, Variant
+from cnnbench.safeio import atomic_write
 from cnnbench.spec import CaseSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -526,7 +527,7 @@ def load_ab(path: str | os.PathLike[str]) -> dict[str, Any]:
             if not isinstance(piece, dict):
                 raise ResultsFileError(str(path), f"has no {name} variant")
             check = Path(tmp) / f"{name}.json"
-            check.write_text(json.dumps(piece), encoding="utf-8")
+            atomic_write(check, json.dumps(piece))
             try:
                 data["variants"][name] = load_results(check)
             except ResultsFileError as exc:

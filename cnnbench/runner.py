@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
+from cnnbench.safeio import atomic_write
 from cnnbench.spec import CaseSpec
 
 __all__ = ["Variant", "Reporter", "StopFlag", "run_worker", "run_cases", "PROJECT_ROOT"]
@@ -170,7 +171,7 @@ def run_worker(
     case's own failures: they come back as a status)."""
     case_dir = Path(tempfile.mkdtemp(prefix="case-", dir=workdir))
     spec_file, result_file, log_file = case_dir / "spec.json", case_dir / "result.json", case_dir / "worker.log"
-    spec_file.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+    atomic_write(spec_file, json.dumps(spec.to_dict()))
 
     env = dict(os.environ)
     paths = [*variant.paths, *extra_paths, PROJECT_ROOT]

@@ -15,9 +15,7 @@ prepared backend.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -187,10 +185,9 @@ def _analytic_memory(model: Any, example: Any, spec: CaseSpec, warnings: list[st
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".result.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, default=str)
-    os.replace(tmp, path)
+    from cnnbench.safeio import atomic_write
+
+    atomic_write(path, json.dumps(data, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

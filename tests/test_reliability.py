@@ -86,7 +86,7 @@ def leftovers(directory: Path) -> list[str]:
 
 
 class FaultyOS:
-    """The `os` module as `cnnbench.results` sees it, with one call failing: the `nth` call of
+    """The `os` module as `cnnbench.safeio` (every write) sees it, with one call failing: the `nth` call of
     `name` raises OSError(`err`). A failing `write` first writes part of its data, as a disk
     that fills up does; a failing `close` does close the descriptor first, as NFS does."""
 
@@ -187,11 +187,11 @@ def test_truncated_or_corrupted_files_give_a_clear_error(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Writes that fail: 100 faults injected into the save, the previous file intact every time
 
-_FAULT_POINTS = ["mkstemp", "fchmod", "write", "fsync", "close", "replace"]
+_FAULT_POINTS = ["open", "fchmod", "write", "fsync", "close", "replace"]
 
 
 def test_a_failing_write_leaves_the_previous_file_intact_100_of_100(tmp_path, monkeypatch):
-    import cnnbench.results as results_mod
+    import cnnbench.safeio as results_mod
 
     path = tmp_path / "r.json"
     results = new_results(environment={"host": "x"}, suite={"name": "t"})
@@ -201,7 +201,7 @@ def test_a_failing_write_leaves_the_previous_file_intact_100_of_100(tmp_path, mo
     os.chmod(path, 0o640)
     previous = path.read_bytes()
     results["cases"].append({"key": "new", "status": "ok", "samples_ms": [2.0] * 400})
-    chunks = -(-len(json.dumps(results, indent=1).encode()) // results_mod._WRITE_CHUNK)
+    chunks = -(-len(json.dumps(results, indent=1).encode()) // results_mod._CHUNK)
     assert chunks >= 4
 
     rng = random.Random(2024)
@@ -210,14 +210,8 @@ def test_a_failing_write_leaves_the_previous_file_intact_100_of_100(tmp_path, mo
     for _ in range(100):
         point = rng.choice(_FAULT_POINTS)
         err = rng.choice([errno.ENOSPC, errno.ENOSPC, errno.EACCES, errno.EIO, errno.EDQUOT])
-        if point == "mkstemp":
-            def mkstemp(*args, _err=err, **kwargs):
-                raise OSError(_err, os.strerror(_err))
-
-            monkeypatch.setattr(results_mod.tempfile, "mkstemp", mkstemp)
-        else:
-            nth = rng.randint(1, chunks) if point == "write" else 1
-            monkeypatch.setattr(results_mod, "os", FaultyOS(point, nth, err))
+        nth = rng.randint(1, chunks) if point == "write" else 1
+        monkeypatch.setattr(results_mod, "os", FaultyOS(point, nth, err))
         with pytest.raises(ResultsFileError) as info:
             write_results(path, results)
         monkeypatch.undo()
@@ -354,7 +348,7 @@ def _run_cli(*args) -> int:
 
 
 def test_a_write_failure_mid_run_stops_with_exit_2_and_says_what_is_on_disk(tmp_path, monkeypatch, capsys, stand_in):
-    import cnnbench.results as results_mod
+    import cnnbench.safeio as results_mod
 
     suite = write_suite(tmp_path, FAST_SUITE)
     out = tmp_path / "r.json"
@@ -370,7 +364,7 @@ def test_a_write_failure_mid_run_stops_with_exit_2_and_says_what_is_on_disk(tmp_
 
 
 def test_a_first_write_failure_measures_nothing(tmp_path, monkeypatch, capsys, stand_in):
-    import cnnbench.results as results_mod
+    import cnnbench.safeio as results_mod
 
     suite = write_suite(tmp_path, FAST_SUITE)
     monkeypatch.setattr(results_mod, "os", FaultyOS("fsync", 1, errno.EACCES))

@@ -11,7 +11,6 @@ from typing import Any
 import argparse
 import json
 import os
-from pathlib import Path
 
 from cnnbench.errors import UserError
 
@@ -116,8 +115,6 @@ def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, 
 
 
 def _write(path: str, text: str, *, append: bool = False) -> None:
-    try:
-        with Path(path).open("a" if append else "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    from cnnbench.safeio import append_text, atomic_write
+
+    (append_text if append else atomic_write)(path, text)

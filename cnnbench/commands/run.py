@@ -118,11 +118,9 @@ def results_lock(out: Path) -> Iterator[None]:
     """
     lock = out.with_name(out.name + ".lock")
     for _ in range(20):
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as exc:
-            raise ResultsFileError(str(out), f"cannot create lock file {lock} ({exc.strerror or exc})") from exc
+        from cnnbench.safeio import open_lock
+
+        fd = open_lock(lock)  # never through a symlink planted at FILE.lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -168,8 +166,10 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def _check_out(out: Path, args: argparse.Namespace) -> None:
     """Refuse what would lose data, before anything is measured."""
-    if out.is_dir():
-        raise ResultsFileError(str(out), "is a directory")
+    from cnnbench.safeio import check_target
+
+    check_target(out)  # a directory, FIFO, device, symlink or too long a name: one line, exit 2
+    check_target(out.with_name(out.name + ".lock"))
     exists = out.exists() or out.is_symlink()
     if exists and not (args.replace or args.resume):
         raise ResultsFileError(str(out), "exists; pass --replace to overwrite it or --resume to continue it")
