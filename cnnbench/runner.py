@@ -27,9 +27,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+import contextlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from cnnbench import signals
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
 from cnnbench.safeio import atomic_write
@@ -59,22 +61,37 @@ class Reporter(Protocol):
 
 
 class StopFlag:
-    """Set by the first SIGINT (finish cleanly: mark the in-flight case, save); a second one
-    raises KeyboardInterrupt at once, except inside `deferred()`, where it waits for the end of
-    the block. The results file is written atomically either way."""
+    """Set by the first SIGINT, SIGTERM or SIGHUP (finish cleanly: mark the in-flight case,
+    save); a second one raises `signals.Interrupted` at once, except inside `deferred()`, where
+    it waits for the end of the block. The results file is written atomically either way."""
 
     def __init__(self) -> None:
         self.count = 0
         self._defer = 0
+        self.signum: int | None = None  # the first signal received
 
     @property
     def requested(self) -> bool:
         return self.count > 0
 
+    @property
+    def reason(self) -> str:
+        """What the in-flight case's error says."""
+        if self.signum in (None, signal.SIGINT):
+            return "interrupted by the user (SIGINT)"
+        return f"interrupted by {signals.name(self.signum)}"
+
+    @property
+    def exit_code(self) -> int:
+        return signals.exit_code(self.signum)
+
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
+        if self.signum is None:
+            self.signum = signum
+        signals.record(signum)
         if self.count >= 2 and not self._defer:
-            raise KeyboardInterrupt
+            raise signals.Interrupted(self.signum)
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -86,12 +103,12 @@ class StopFlag:
         finally:
             self._defer -= 1
         if self.count >= 2 and not self._defer:
-            raise KeyboardInterrupt
+            raise signals.Interrupted(self.signum or signal.SIGINT)
 
     def install(self) -> Callable[[], None]:
-        """Install as the SIGINT handler; returns a function restoring the previous one."""
-        previous = signal.signal(signal.SIGINT, self.handle)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        """Install as the SIGINT, SIGTERM and SIGHUP handler; returns a function restoring the
+        previous ones."""
+        return signals.install(self.handle)
 
 
 @contextmanager
@@ -204,7 +221,7 @@ def run_worker(
         deadline = time.monotonic() + spec.measure.timeout_s
         while not _exited(proc):
             if stop is not None and stop.requested:
-                outcome = {"status": "interrupted", "error": "interrupted by the user (SIGINT)"}
+                outcome = {"status": "interrupted", "error": stop.reason}
                 break
             if time.monotonic() > deadline:
                 outcome = {
@@ -306,10 +323,14 @@ def run_cases(
                     continue
                 reporter.case_started(spec, repeat)
                 kwargs = dict(variant=variant, workdir=workdir, stop=stop, extra_paths=extra_paths)
-                if spec.key in fitting_batch:
-                    run = _run_at(worker, spec, fitting_batch[spec.key], kwargs)
-                else:
-                    run = _run_with_oom_retry(worker, spec, kwargs, retry=oom_retry, stop=stop)
+                try:
+                    if spec.key in fitting_batch:
+                        run = _run_at(worker, spec, fitting_batch[spec.key], kwargs)
+                    else:
+                        run = _run_with_oom_retry(worker, spec, kwargs, retry=oom_retry, stop=stop)
+                except KeyboardInterrupt as exc:  # a second signal: the worker is dead already
+                    _save_interrupted(spec, runs, repeat, results, out_path, state, exc)
+                    raise
                 if run.get("status") == "ok" and run.get("batch_size", spec.batch_size) != spec.batch_size:
                     fitting_batch[spec.key] = run["batch_size"]
                 run["repeat"] = repeat
@@ -325,6 +346,28 @@ def run_cases(
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return state
+
+
+def _save_interrupted(
+    spec: CaseSpec,
+    runs: list[dict[str, Any]],
+    repeat: int,
+    results: dict[str, Any],
+    out_path: str | os.PathLike[str],
+    state: RunState,
+    exc: BaseException,
+) -> None:
+    """Mark the in-flight case `interrupted` and save, on the way out of a second signal (the
+    same guarantees as the first: the case is in the file, marked). A save that fails here only
+    leaves the file as last saved, which loads."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    reason = "interrupted by the user (SIGINT)" if signum == signal.SIGINT else f"interrupted by {signals.name(signum)}"
+    runs.append({"status": "interrupted", "error": reason + ", twice", "repeat": repeat})
+    upsert_record(results, build_record(spec, runs, planned_repeats=spec.measure.repeats))
+    state.interrupted = True
+    with contextlib.suppress(ResultsFileError):
+        write_results(out_path, results)  # a third signal mid-save leaves the file as it was
+    state.saved_cases = len(results["cases"])
 
 
 def _run_at(

@@ -374,6 +374,70 @@ def test_a_first_write_failure_measures_nothing(tmp_path, monkeypatch, capsys, s
     assert stand_in == [] and not (tmp_path / "r.json").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_run_stops_cleanly_with_128_plus_the_signal(tmp_path, monkeypatch, sig):
+    """The signal lands while the second case's worker runs (the stand-in sends it itself):
+    that case is recorded `interrupted`, nothing else starts, the file loads, no lock is left."""
+    suite = write_suite(tmp_path, FAST_SUITE)
+    out = tmp_path / "r.json"
+    calls = []
+
+    def worker(spec, *, stop=None, **kwargs):
+        if spec.model == "peak-gemm":
+            return ok_run()
+        calls.append(spec.key)
+        if len(calls) == 2:
+            os.kill(os.getpid(), sig)  # delivered before kill() returns, in the main thread
+            assert stop is not None and stop.requested
+            return {"status": "interrupted", "error": stop.reason}
+        return ok_run()
+
+    monkeypatch.setattr(runner, "run_worker", worker)
+    assert _run_cli(suite, "--out", out) == 128 + sig
+    cases = load_results(out)["cases"]
+    assert [c["status"] for c in cases] == ["ok", "interrupted"] and len(calls) == 2
+    assert signal.Signals(sig).name in cases[1]["error"]
+    assert leftovers(tmp_path) == [] and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_still_marks_and_saves_the_in_flight_case(tmp_path, monkeypatch, sig):
+    suite = write_suite(tmp_path, FAST_SUITE)
+    out = tmp_path / "r.json"
+
+    def worker(spec, *, stop=None, **kwargs):
+        if spec.model == "peak-gemm" or spec.batch_size == 1:
+            return ok_run()
+        os.kill(os.getpid(), sig)  # the first: a clean stop is requested
+        os.kill(os.getpid(), sig)  # the second ends at once, here, inside the worker's wait
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(runner, "run_worker", worker)
+    assert _run_cli(suite, "--out", out) == 128 + sig
+    cases = load_results(out)["cases"]
+    assert [c["status"] for c in cases] == ["ok", "interrupted"] and "twice" in cases[1]["error"]
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_ctrl_c_while_the_table_prints_gives_130(tmp_path, monkeypatch, stand_in, quiet):
+    """The run is over and its handler gone; a Ctrl-C while the final table is rendered is the
+    command's interruption (130), never a traceback or a death by SIGINT."""
+    import cnnbench.console as console
+
+    suite = write_suite(tmp_path, FAST_SUITE)
+    real = console.render_table
+
+    def render(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(console, "render_table", render)
+    args = ["run", str(suite), "--out", str(tmp_path / "r.json")] + (["--quiet"] if quiet else [])
+    assert main(args) == 130
+    assert len(load_results(tmp_path / "r.json")["cases"]) == 3 and leftovers(tmp_path) == []
+
+
 def test_an_existing_file_is_never_overwritten_without_replace_or_resume(tmp_path, capsys, stand_in):
     suite = write_suite(tmp_path, FAST_SUITE)
     out = tmp_path / "r.json"
@@ -641,75 +705,84 @@ def _cases_on_disk(out: Path) -> int:
         return 0
 
 
-def _interrupt_one_run(suite: Path, where: Path, anchor: str, delay: float, twice: bool) -> list[str] | None:
-    """Start a run, Ctrl-C it `delay` s after `anchor` ("lock": the runner holds the results
-    lock, so it is past startup and suite checks; "saved": the first case is on disk), and
-    check what it left; with `twice`, a second Ctrl-C follows 50 ms later (ends the run at once).
+_ANCHORS = {
+    # the runner holds the results lock: past startup and the suite checks, before the first case
+    "lock": lambda where, out: (where / "r.json.lock").exists(),
+    # the first case is on disk: the second (blocking) case is starting or running
+    "saved": lambda where, out: _cases_on_disk(out) >= 1,
+    # the second case's model is running in its worker (it blocks until killed)
+    "blocked": lambda where, out: any((where / "children").glob("blocked-*")),
+}
+
+
+def _interrupt_one_run(suite: Path, where: Path, anchor: str, delay: float, sig: int, twice: bool) -> list[str] | None:
+    """Start a run, wait for the event `anchor` (see _ANCHORS), send `sig` `delay` s later, and
+    check what it left; with `twice`, the same signal follows (which ends the run at once).
+
+    The suite's last case blocks until its worker is killed, so the run cannot have finished
+    when the signal lands, however fast or loaded the machine: the only waits are on events.
     Returns the statuses on disk (None: no file was written)."""
     where.mkdir()
     out = where / "r.json"
     proc = subprocess.Popen(bench("run", suite, "--out", out, "--quiet"), cwd=suite.parent, env=bench_env(where),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        if anchor == "lock":
-            assert wait_for(lambda: (where / "r.json.lock").exists() or proc.poll() is not None, 120)
-        else:
-            assert wait_for(lambda: _cases_on_disk(out) >= 1 or proc.poll() is not None, 240, poll=0.02)
-        time.sleep(delay)
-        assert proc.poll() is None, f"the run finished before the Ctrl-C at {delay:.2f} s"
-        proc.send_signal(signal.SIGINT)
+        assert wait_for(lambda: _ANCHORS[anchor](where, out) or proc.poll() is not None, 240, poll=0.02)
+        time.sleep(delay)  # a random point after the event, not a synchronisation
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
         if twice:
-            time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, (stdout, stderr)
+    assert proc.returncode == 128 + sig, (proc.returncode, stdout, stderr)
     statuses = None
     if out.exists():
         statuses = [c["status"] for c in load_results(out)["cases"]]
         assert all(s == "ok" for s in statuses[:-1]) and (not statuses or statuses[-1] in ("ok", "interrupted"))
         assert json.loads(out.read_text())["schema_version"] == SCHEMA_VERSION
-    assert wait_for(lambda: not workers_of(where), 5), "a worker survived"
-    assert children_alive(where)[1] == [], "a child process survived"
-    assert leftovers(where) == []
+    assert not workers_of(where), "a worker survived"
+    assert wait_for(lambda: children_alive(where)[1] == [], 5), "a child process survived"
+    assert leftovers(where) == [] and list((where / "tmp").iterdir()) == [], "a lock or temporary file was left"
     return statuses
 
 
 @pytest.mark.slow
 def test_sigint_at_20_random_points(tmp_path):
-    """Ctrl-C at 20 seeded moments of a two-case run whose first case leaks a child process:
-    13 counted from the moment the runner holds the lock (so before the first case ends), 7 from
-    the moment the first case is saved (during the second). Exit 130 every time, the file (when
-    one was written) loads with every completed case, the in-flight case is `interrupted` or
-    absent, no worker or child survives, no temporary or lock file is left. Four of the 20 press
-    Ctrl-C twice, which ends the run at once with the same guarantees. Two runs at a time,
-    so the points are wall-clock random against a machine shared by two runs."""
+    """SIGINT, SIGTERM or SIGHUP at 20 seeded moments of a two-case run whose first case leaks a
+    child process and whose second blocks until killed, each moment counted from an event (the
+    runner holds the lock; the first case is saved; the second case's model runs). Exit 128 +
+    the signal every time (130 for SIGINT), the file (when one was written) loads with every
+    completed case, the in-flight case is `interrupted`, no worker or child survives, no
+    temporary, lock file or temporary directory is left. Four of the 20 send the signal twice,
+    which ends the run at once with the same guarantees. Two runs at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
     rng = random.Random(2020)
-    points = [
-        ("saved", rng.uniform(0.0, 2.0), i % 5 == 4) if i % 3 == 2 else ("lock", rng.uniform(0.0, 3.0), i % 5 == 4)
-        for i in range(20)
-    ]
+    sigs = [signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    anchors = ["lock", "saved", "blocked", "lock", "saved"]
+    points = [(anchors[i % 5], rng.uniform(0.0, 3.0 if i % 5 == 0 else 1.0), sigs[i % 4], i % 5 == 4) for i in range(20)]
     suite = write_suite(tmp_path, f"""
         name: sigint
         models:
           - {{name: leaker, import: "faultmodels:leaker", input_size: [1, 8, 8]}}
-          - {{name: tiny, import: "faultmodels:tiny", input_size: [1, 8, 8]}}
+          - {{name: blocker, import: "faultmodels:blocker", input_size: [1, 8, 8]}}
         threads: 1
         {MEASURE}
     """)
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(_interrupt_one_run, suite, tmp_path / f"t{i:02d}", *p) for i, p in enumerate(points)]
-        outcomes = [(a, round(d, 2), f.result()) for (a, d, _), f in zip(points, futures)]
-    print("SIGINT outcomes (anchor, s after it, statuses on disk):", outcomes)
-    assert len(outcomes) == 20
-    for anchor, _, statuses in outcomes:
-        if anchor == "saved":
-            assert statuses is not None and statuses[0] == "ok" and len(statuses) <= 2
-    assert any(s is None or s in ([], ["interrupted"]) for _, _, s in outcomes)  # before the first case ended
+        outcomes = [(a, round(d, 2), signal.Signals(s).name, f.result()) for (a, d, s, _), f in zip(points, futures)]
+    print("signal outcomes (anchor, s after it, signal, statuses on disk):", outcomes)
+    assert len(outcomes) == 20 and {s for _, _, s, _ in outcomes} == {"SIGINT", "SIGTERM", "SIGHUP"}
+    for anchor, _, _, statuses in outcomes:
+        if anchor == "saved":  # the signal may land before the second case started
+            assert statuses in (["ok"], ["ok", "interrupted"]), statuses
+        if anchor == "blocked":
+            assert statuses == ["ok", "interrupted"], statuses
+    assert any(s is None or s in ([], ["interrupted"]) for _, _, _, s in outcomes)  # before the first case ended
 
 
 @pytest.mark.slow

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         if row["error"]:
             console.print(f"✗ {row['backend']}: {row['status']}: {row['error']}", highlight=False, markup=False)
     if stop.requested:
-        return 130
+        return stop.exit_code
     return 0 if all(r["status"] == "ok" and not r["flag"] for r in rows) else 1
 
 

@@ -311,7 +311,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     print(f"results: {out}")
     if state.interrupted:
         print("interrupted: every completed case is in the results file; --resume continues it")
-        return 130
+        return stop.exit_code  # 130 for SIGINT, 128 + the signal otherwise
     return 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
 
 
