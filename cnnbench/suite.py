@@ -50,7 +50,6 @@ import dataclasses
 import difflib
 import fnmatch
 import hashlib
-import importlib
 import itertools
 import math
 import os
@@ -704,8 +703,7 @@ class _Validator:
                 cases.setdefault(case.key, case)
         if not cases:  # unreachable while each matrix must yield a case; kept as the contract
             raise SuiteError(self.path, "the suite expands to no cases", line=root.line)
-        for target, node in self._imported.items():
-            self.check_import(node, target)
+        self.check_user_imports()
         return name, description, thresholds, list(cases.values())
 
     def thresholds(self, node: _Node) -> dict[str, Any]:
@@ -867,26 +865,17 @@ class _Validator:
             self._imported[target] = node  # imported once the whole file is known good
         return target
 
-    def check_import(self, node: _Node, target: str) -> None:
-        module_name, _, attr = target.partition(":")
-        saved = list(sys.path)
-        sys.path[:0] = [p for p in self.python_path if p not in sys.path]
-        try:
-            importlib.invalidate_caches()
-            obj: Any = importlib.import_module(module_name)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # the module's own code may raise anything, SystemExit included
-            raise self.fail(node, f"cannot import {target!r}: {type(e).__name__}: {_one_line(e)}") from None
-        finally:
-            sys.path[:] = saved
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise self.fail(node, f"cannot import {target!r}: {module_name!r} has no attribute {attr!r}") from None
-        if not callable(obj):
-            raise self.fail(node, f"{target!r} is {_type_name(obj)}, not a callable that builds a model")
+    def check_user_imports(self) -> None:
+        """Import the user models' modules in a child process (cnnbench.usercode): no user code
+        runs in the CLI, so an exit, a crash, a hang or a stray process at import is an error."""
+        if not self._imported:
+            return
+        from cnnbench.usercode import check_imports
+
+        problems = check_imports(sys.executable, self.python_path, list(self._imported))
+        for target, node in self._imported.items():
+            if problems.get(target):
+                raise self.fail(node, problems[target])
 
     def kwargs(self, node: _Node) -> tuple[tuple[str, Any], ...]:
         if not isinstance(node.value, dict):

@@ -9,6 +9,7 @@ import fcntl
 import fnmatch
 import os
 import socket
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -312,7 +313,27 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     if state.interrupted:
         print("interrupted: every completed case is in the results file; --resume continues it")
         return stop.exit_code  # 130 for SIGINT, 128 + the signal otherwise
-    return 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
+    if not all(r["status"] == "ok" for r in results["cases"]):
+        return 1
+    return _verify_on_disk(out, [c.key for c in cases] + [r["key"] for r in results["cases"]])
+
+
+def _verify_on_disk(out: Path, keys: list[str]) -> int:
+    """Success only when the file, read back, holds every case ok: "nothing ran" or "ran but
+    not saved" is never exit code 0 (a CI gate must not pass on it)."""
+    from cnnbench.results import load_results
+
+    try:
+        on_disk = {r.get("key"): r.get("status") for r in load_results(out)["cases"] if isinstance(r, dict)}
+    except ResultsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    missing = [k for k in dict.fromkeys(keys) if on_disk.get(k) != "ok"]
+    if missing or not on_disk:
+        what = f"{len(missing)} case(s) are not ok in it, e.g. {missing[0]}" if missing else "it holds no case"
+        print(f"error: {out}: read back after the run, {what}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _measure_peak(results: dict[str, Any], cases: list, *, out: Path, stop: Any, quiet: bool) -> None:
