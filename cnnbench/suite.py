@@ -72,7 +72,7 @@ MAX_NODES = 100_000  # YAML nodes visited while converting: aliases expand, so a
 MAX_DEPTH = 64  # nesting depth (a recursive alias would otherwise recurse forever)
 MAX_EVENTS = 50_000  # YAML events in the file itself, counted before anything is built from them
 MAX_FILE_BYTES = 1024 * 1024  # a large handwritten suite is a few KB
-MAX_CASES = 100_000  # cases one matrix may expand to before include/exclude
+MAX_CASES = 20_000  # cases the whole suite may expand to (summed over matrices, before include/exclude)
 MAX_BATCH_SIZE = 65_536
 MAX_THREADS = 4_096
 MAX_CHANNELS = 4_096
@@ -697,6 +697,14 @@ class _Validator:
         else:
             matrices = [(root, top_matrix)]
 
+        # The cap is suite-wide and checked from the axis lengths before any matrix is
+        # expanded: 90 matrices sharing one anchor would otherwise build 9 million cases first.
+        total = 0
+        for node, fields in matrices:
+            total += self.matrix(node, fields, defaults, count_only=True)  # type: ignore[operator]
+            if total > MAX_CASES:
+                raise self.fail(node, f"the suite expands to more than {MAX_CASES} cases (at least {total} "
+                                "by this matrix, before include/exclude); split it into several suites")
         cases: dict[str, CaseSpec] = {}
         for node, fields in matrices:
             for case in self.matrix(node, fields, defaults):
@@ -726,7 +734,9 @@ class _Validator:
 
     # -- one matrix -----------------------------------------------------------------------
 
-    def matrix(self, mnode: _Node, fields: dict[str, _Node], defaults: dict[str, _Node]) -> list[CaseSpec]:
+    def matrix(
+        self, mnode: _Node, fields: dict[str, _Node], defaults: dict[str, _Node], *, count_only: bool = False
+    ) -> list[CaseSpec] | int:
         def get(key: str) -> _Node | None:
             return fields[key] if key in fields else defaults.get(key)
 
@@ -763,6 +773,8 @@ class _Validator:
         total = math.prod(map(len, axes))
         if total > MAX_CASES:
             raise self.fail(mnode, f"this matrix expands to {total} cases; at most {MAX_CASES} are allowed")
+        if count_only:
+            return total
 
         out = []
         for model in models:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 
+from cnnbench.options import probability
 from cnnbench.errors import UserError
 
 HELP = "compare two results files and decide, with statistics, whether anything regressed"
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--alpha",
-        type=float,
+        type=probability,
         default=None,
         metavar="P",
         help="significance level of each one-sided test, i.e. the false-alarm rate per case (default 0.01)",

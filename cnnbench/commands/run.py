@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cnnbench.errors import ResultsFileError, UserError
+from cnnbench.options import positive_float, positive_int
 
 HELP = "run a suite: measure every case, print the table, write a results file"
 ORDER = 10
@@ -35,9 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--resume", action="store_true", help="keep the cases already ok in FILE, run the rest")
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
-    p.add_argument("--repeats", type=int, metavar="N", help="worker processes per case (overrides the suite)")
-    p.add_argument("--timeout", type=float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
-    p.add_argument("--max-time", type=float, metavar="S", help="max timed seconds per case (overrides the suite)")
+    p.add_argument("--repeats", type=positive_int, metavar="N", help="worker processes per case (overrides the suite)")
+    p.add_argument("--timeout", type=positive_float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
+    p.add_argument("--max-time", type=positive_float, metavar="S", help="max timed seconds per case (overrides the suite)")
     p.add_argument(
         "--oom-retry",
         action="store_true",

@@ -1,0 +1,38 @@
+"""Every number and duration option refuses NaN, infinities, negatives and zero (exit 2, no
+traceback): `--timeout nan` used to be accepted, and a hung worker was then never killed."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnbench.cli import main
+
+OPTIONS = [
+    (["run", "suites/smoke.yaml"], "--timeout"),
+    (["run", "suites/smoke.yaml"], "--max-time"),
+    (["run", "suites/smoke.yaml"], "--repeats"),
+    (["ab", "suites/smoke.yaml"], "--repeats"),
+    (["ab", "suites/smoke.yaml"], "--alpha"),
+    (["compare", "a.json", "b.json"], "--alpha"),
+    (["accuracy", "--model", "lenet5"], "--timeout"),
+    (["accuracy", "--model", "lenet5"], "--batch-size"),
+    (["accuracy", "--model", "lenet5"], "--limit"),
+    (["accuracy", "--model", "lenet5"], "--threads"),
+]
+
+
+@pytest.mark.parametrize(("command", "option"), OPTIONS, ids=[f"{c[0]}{o}" for c, o in OPTIONS])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "1e999", "ten"])
+def test_bad_numbers_are_refused_by_every_numeric_option(capsys, command, option, value):
+    with pytest.raises(SystemExit) as info:
+        main([*command, f"{option}={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("bench.py")
+
+
+def test_good_numbers_still_parse():
+    from cnnbench.options import positive_float, positive_int, probability
+
+    assert positive_float("2.5") == 2.5 and positive_int("8") == 8 and probability("0.01") == 0.01
