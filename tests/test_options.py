@@ -14,10 +14,10 @@ OPTIONS = [
     (["ab", "suites/smoke.yaml"], "--repeats"),
     (["ab", "suites/smoke.yaml"], "--alpha"),
     (["compare", "a.json", "b.json"], "--alpha"),
-    (["accuracy", "--model", "lenet5"], "--timeout"),
-    (["accuracy", "--model", "lenet5"], "--batch-size"),
-    (["accuracy", "--model", "lenet5"], "--limit"),
-    (["accuracy", "--model", "lenet5"], "--threads"),
+    (["accuracy", "lenet5", "--dataset", "digits"], "--timeout"),
+    (["accuracy", "lenet5", "--dataset", "digits"], "--batch-size"),
+    (["accuracy", "lenet5", "--dataset", "digits"], "--limit"),
+    (["accuracy", "lenet5", "--dataset", "digits"], "--threads"),
 ]
 
 
