@@ -502,7 +502,9 @@ def test_resume_runs_only_what_is_missing_and_follows_the_suite_by_key(tmp_path,
 
     more = write_suite(tmp_path, FAST_SUITE, "more.yaml")  # one extra case
     stand_in.clear()
-    assert _run_cli(more, "--out", out, "--resume") == 0
+    assert _run_cli(more, "--out", out, "--resume") == 2  # an edited suite: its sha256 differs
+    assert "written for another suite (suite sha256" in capsys.readouterr().err and stand_in == []
+    assert _run_cli(more, "--out", out, "--resume", "--force") == 0
     assert [k.split("|")[4] for k in stand_in] == ["b4"]  # only the new case ran
     assert len(stand_in.peak) == 1  # the file's peak is kept, not measured again
     after = {c["key"]: c for c in load_results(out)["cases"]}
@@ -511,10 +513,27 @@ def test_resume_runs_only_what_is_missing_and_follows_the_suite_by_key(tmp_path,
 
     changed = write_suite(tmp_path, FAST_SUITE.replace("[1, 2, 4]", "[2, 8]"), "changed.yaml")
     stand_in.clear()
-    assert _run_cli(changed, "--out", out, "--resume") == 0
+    assert _run_cli(changed, "--out", out, "--resume", "--force") == 0
     assert [k.split("|")[4] for k in stand_in] == ["b8"]
     assert "2 record(s) no longer in the suite dropped" in capsys.readouterr().out
     assert sorted(c["spec"]["batch_size"] for c in load_results(out)["cases"]) == [2, 8]
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--replace"])
+def test_resume_or_replace_refuse_another_suites_file_unless_force(tmp_path, capsys, stand_in, flag):
+    """`--resume` on another suite's file used to drop its records and relabel it, exit 0."""
+    out = tmp_path / "r.json"
+    mine = write_suite(tmp_path, FAST_SUITE, "mine.yaml")
+    theirs = write_suite(tmp_path, FAST_SUITE.replace("name: fast", "name: theirs"), "theirs.yaml")
+    assert _run_cli(theirs, "--out", out) == 0
+    before = out.read_bytes()
+    stand_in.clear()
+    assert _run_cli(mine, "--out", out, flag) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "written for another suite (suite name 'theirs'" in err and "--force" in err
+    assert out.read_bytes() == before and stand_in == [] and leftovers(tmp_path) == []
+    assert _run_cli(mine, "--out", out, flag, "--force") == 0
+    assert load_results(out)["suite"]["name"] == "fast"
 
 
 def test_resume_reruns_cases_that_failed_or_were_interrupted(tmp_path, monkeypatch, stand_in):
@@ -538,7 +557,7 @@ def test_resume_migrates_a_v1_file_and_saves_it_as_v2(tmp_path, stand_in):
     v1["environment"] = collect_environment()  # as if measured on this machine
     out.write_text(json.dumps(v1))
     suite = write_suite(tmp_path, "name: t\nmodels: [lenet5]\nbatch_sizes: [2, 3]\nthreads: 1\n" + MEASURE + "\n")
-    assert _run_cli(suite, "--out", out, "--resume") == 0
+    assert _run_cli(suite, "--out", out, "--resume", "--force") == 0  # the fixture came from another suite file
     assert [k.split("|")[4] for k in stand_in] == ["b3"]  # b2 was ok in the v1 file
     data = json.loads(out.read_text())
     assert data["schema_version"] == 2 and [c["measured_batch_size"] for c in data["cases"]] == [2, 3]

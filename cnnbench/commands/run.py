@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="overwrite FILE if it exists")
     mode.add_argument("--resume", action="store_true", help="keep the cases already ok in FILE, run the rest")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume/--replace: accept a FILE written for another suite (another name, or the "
+        "suite file edited since: its sha256 differs); without it such a file is refused",
+    )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
     p.add_argument("--repeats", type=positive_int, metavar="N", help="worker processes per case (overrides the suite)")
@@ -203,6 +209,24 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
     return previous
 
 
+def _check_same_suite(previous: dict[str, Any], suite: Any, out: Path, args: argparse.Namespace) -> None:
+    """--resume and --replace act on a file of *this* suite: another suite's name, or the
+    suite's file changed since (its sha256), is refused unless --force. A resume would
+    otherwise drop the other suite's records and relabel the file, and a replace would
+    overwrite another suite's results."""
+    old = previous.get("suite") if isinstance(previous.get("suite"), dict) else {}
+    verb = "resume" if args.resume else "replace"
+    for field, here in (("name", suite.name), ("sha256", suite.sha256)):
+        there = old.get(field)
+        if there != here:
+            shown = (lambda v: repr(v[:12] + "...") if isinstance(v, str) and len(v) > 12 else repr(v))
+            raise ResultsFileError(
+                str(out),
+                f"written for another suite (suite {field} {shown(there)} in the file, {shown(here)} here); "
+                f"will not {verb} it (the file is left untouched); pass --force if you mean to",
+            )
+
+
 def _resume_state(
     old: dict[str, Any], out: Path, cases: list, environment: dict[str, Any]
 ) -> tuple[dict[str, Any], list, list[str]]:
@@ -243,6 +267,8 @@ def run(args: argparse.Namespace) -> int:
     with results_lock(out):  # before torch: a second run on the same file is refused at once
         _check_out(out, args)  # again: another run may have created the file before we locked
         previous = _load_previous(out, args)
+        if previous is not None and not args.force:
+            _check_same_suite(previous, suite, out, args)
         return _run_locked(args, suite_path, suite, cases, out, previous)
 
 
