@@ -42,6 +42,8 @@ __all__ = ["Variant", "Reporter", "StopFlag", "run_worker", "run_cases", "PROJEC
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 8
+_LOG_LINE_CHARS = 400
+LOG_TAIL_BYTES = 64 * 1024  # what is kept of a worker's output (its tail)
 
 
 @dataclass(frozen=True)
@@ -157,12 +159,52 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _log_tail(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-_LOG_TAIL_LINES:])
+class LogTail:
+    """The worker's stdout and stderr, read from a pipe by a thread that keeps only the last
+    `keep` bytes: a model that prints 300 MB costs neither disk nor memory here, and the runner
+    never reads a whole log. `total` counts every byte, so the tail can say what it left out."""
+
+    def __init__(self, fd: int, keep: int = LOG_TAIL_BYTES):
+        import threading
+
+        self.fd, self.keep, self.total = fd, keep, 0
+        self._buf = bytearray()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="cnnbench-log", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        import select
+
+        try:
+            while not self._done.is_set():
+                ready, _, _ = select.select([self.fd], [], [], 0.1)
+                if not ready:
+                    continue
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                self._buf += chunk
+                if len(self._buf) > 2 * self.keep:
+                    del self._buf[: len(self._buf) - self.keep]
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        """Stop reading (a process that left the worker's group may still hold the pipe open)."""
+        self._thread.join(timeout=1.0)
+        self._done.set()
+        self._thread.join(timeout=1.0)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def text(self, lines: int = _LOG_TAIL_LINES) -> str:
+        tail = bytes(self._buf[-self.keep :]).decode("utf-8", "replace").strip().splitlines()[-lines:]
+        out = "\n".join(line[:_LOG_LINE_CHARS] for line in tail)
+        if out and self.total > self.keep:
+            out = f"[last lines of {self.total} bytes of output]\n" + out
+        return out
 
 
 def _describe_exit(code: int) -> tuple[str, int | None]:
@@ -187,7 +229,7 @@ def run_worker(
     """Run one case in a fresh worker process and return its run record (never raises for the
     case's own failures: they come back as a status)."""
     case_dir = Path(tempfile.mkdtemp(prefix="case-", dir=workdir))
-    spec_file, result_file, log_file = case_dir / "spec.json", case_dir / "result.json", case_dir / "worker.log"
+    spec_file, result_file = case_dir / "spec.json", case_dir / "result.json"
     atomic_write(spec_file, json.dumps(spec.to_dict()))
 
     env = dict(os.environ)
@@ -202,20 +244,32 @@ def run_worker(
     # suite's python_path, which PYTHONPATH carries.
     env["PYTHONSAFEPATH"] = "1"
 
+    from cnnbench.memguard import OOM_KILLER_MESSAGE, killed_by_oom_killer, oom_kill_count
+
+    oom_kills_before = oom_kill_count()
     spawn_ns = time.monotonic_ns()
     started = time.time()
     proc: subprocess.Popen | None = None
+    log: LogTail | None = None
     outcome: dict[str, Any] | None = None
     try:
-        with _deferred(stop), open(log_file, "wb") as log:
-            proc = subprocess.Popen(
-                [variant.python, "-m", "cnnbench.worker", str(spec_file), str(result_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
+        with _deferred(stop):
+            read_end, write_end = os.pipe()
+            try:
+                proc = subprocess.Popen(
+                    [variant.python, "-m", "cnnbench.worker", str(spec_file), str(result_file)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_end,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                )
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            log = LogTail(read_end)
         if on_spawn is not None:
             on_spawn(proc)
         deadline = time.monotonic() + spec.measure.timeout_s
@@ -232,9 +286,13 @@ def run_worker(
             time.sleep(_POLL_S)
     except BaseException:
         _cleanup(case_dir, proc)
+        if log is not None:
+            log.close()
         raise
     with _deferred(stop):  # also after a normal exit: reaps what the worker left in its group
         _kill_group(proc)
+    assert log is not None
+    log.close()
 
     if outcome is None:
         outcome = _read_result(result_file)
@@ -243,8 +301,11 @@ def run_worker(
             outcome = {"status": "crashed", "error": message, "exit_code": proc.returncode}
             if sig is not None:
                 outcome["signal"] = sig
+            evidence = killed_by_oom_killer(proc.pid, proc.returncode, oom_kills_before)
+            if evidence:  # SIGKILL from the kernel, not from us: out of memory
+                outcome.update(status="oom", error=f"{OOM_KILLER_MESSAGE} ({evidence})")
     if outcome.get("status") != "ok":
-        tail = _log_tail(log_file)
+        tail = log.text()
         if tail:
             outcome["stderr_tail"] = tail
     if "first_warmup_ns" in outcome:

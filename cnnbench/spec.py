@@ -40,6 +40,7 @@ class Measure:
     repeats: int = 1  # separate worker processes per case
     timeout_s: float = 300.0  # wall time for one worker, model build and export included
     detail: bool = False  # train mode: also time forward / backward / optimizer apart (training.py)
+    memory_limit: int | None = None  # bytes; the worker's RLIMIT_DATA (cnnbench.memguard), None: no limit
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

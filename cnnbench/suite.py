@@ -1041,6 +1041,13 @@ class _Validator:
             return self.int_(node, 1, 1000, key)
         if key == "detail":
             return self.bool_(node)
+        if key == "memory_limit":
+            from cnnbench.memguard import parse_bytes
+
+            try:
+                return None if node.value is None else parse_bytes(node.value)
+            except ValueError as exc:
+                raise self.fail(node, f"memory_limit {exc}") from None
         if key == "target_rel_ci":
             return self.float_(node, 0.0, 1.0, key, hi_open=True)
         if key == "block_min_ms":

@@ -30,13 +30,9 @@ __all__ = ["run_case", "main", "classify_exception"]
 def _is_oom(exc: BaseException) -> bool:
     # torch.OutOfMemoryError (CUDA caching allocator) subclasses RuntimeError; host allocation
     # failures surface as MemoryError or as RuntimeError "DefaultCPUAllocator: not enough memory".
-    text = str(exc).lower()
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in text
-        or "not enough memory" in text
-    )
+    from cnnbench.memguard import is_oom_message  # torch, numpy and ONNX Runtime allocators
+
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or is_oom_message(str(exc))
 
 
 def classify_exception(exc: BaseException) -> str:
@@ -101,6 +97,12 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if spec.source is None:
         out["published"] = published_metadata(spec.model)
 
+    if spec.source is None:  # registry models: a user's builder is not run a third time
+        from cnnbench.memguard import DoesNotFit, preflight
+
+        problem = preflight(lambda: build_model(spec.model, source=None, kwargs=kwargs, input_size=spec.input_size), spec)
+        if problem:
+            raise DoesNotFit(problem)
     torch.manual_seed(0)
     model = build_model(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
     evaluation = accuracy.prepare(model, spec)  # weights go in before the backend compiles/exports
@@ -198,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = Path(argv[0]), Path(argv[1])
     started = time.monotonic_ns()
     spec = CaseSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
+    from cnnbench.memguard import apply_memory_limit
+
+    apply_memory_limit(spec.measure.memory_limit)  # before torch: its own start-up counts too
     marks: dict[str, int] = {}
     try:
         result = run_case(spec, workdir=str(result_path.parent), marks=marks)
