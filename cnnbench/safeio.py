@@ -173,13 +173,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view[:_CHUNK]) :]
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, what: str = "write") -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | str, *, what: str = "write", make_parents: bool = True
+) -> None:
     """Write `data` to `path` atomically (see the module docstring); str is encoded as UTF-8.
 
     Args:
         path: the target; its parent directories are created.
         data: the whole content.
         what: the verb of the error message ("cannot {what}").
+        make_parents: create missing parent directories (else a missing one is the error).
 
     Raises:
         WriteError: the target is not a regular file, or the write failed; the target is
@@ -187,13 +190,15 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, what: str =
     """
     path = Path(path)
     blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    with atomic_path(path, what=what) as tmp_fd_name:
+    with atomic_path(path, what=what, make_parents=make_parents) as tmp_fd_name:
         fd, _ = tmp_fd_name
         _write_all(fd, blob)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, what: str = "write") -> Iterator[tuple[int, str]]:
+def atomic_path(
+    path: str | os.PathLike[str], *, what: str = "write", make_parents: bool = True
+) -> Iterator[tuple[int, str]]:
     """Yield `(fd, temporary_name)` of a fresh temporary file beside `path`; on a normal exit it
     is fsynced and renamed over `path`, on an exception removed. The fd stays open (write to it,
     or let a library write to the name: it was created with O_EXCL, so it is our regular file).
@@ -207,7 +212,8 @@ def atomic_path(path: str | os.PathLike[str], *, what: str = "write") -> Iterato
     fd: int | None = None
     try:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if make_parents:
+                path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = _create_tmp(path, _file_mode(path))
         except OSError as exc:
             raise WriteError(str(path), f"cannot {what} ({reason(exc)})") from None

@@ -43,7 +43,10 @@ class Measure:
     memory_limit: int | None = None  # bytes; the worker's RLIMIT_DATA (cnnbench.memguard), None: no limit
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["memory_limit"] is None:  # optional: files without a limit read as before
+            del out["memory_limit"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Measure":

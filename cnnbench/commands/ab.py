@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.console import ProgressReporter
-from cnnbench.options import positive_int, probability
+from cnnbench.options import positive_int
 from cnnbench.errors import ResultsFileError, UserError
 
 HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="[METRIC:]PCT",
         help="slowdown that counts as a regression, e.g. 5%% or memory:10%%; repeatable (default: the suite's, else 5%%/10%%)",
     )
-    p.add_argument("--alpha", type=probability, metavar="P", help="significance level of each one-sided test (default 0.01)")
+    p.add_argument("--alpha", type=float, metavar="P", help="significance level of each one-sided test (default 0.01)")
     from cnnbench.commands.compare import add_statistic_argument
 
     add_statistic_argument(p)

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 
-from cnnbench.options import probability
 from cnnbench.errors import UserError
 
 HELP = "compare two results files and decide, with statistics, whether anything regressed"
@@ -44,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--alpha",
-        type=probability,
+        type=float,  # checked with the suite's own alpha (NaN, inf, <= 0, >= 0.5 refused in one line)
         default=None,
         metavar="P",
         help="significance level of each one-sided test, i.e. the false-alarm rate per case (default 0.01)",
@@ -118,4 +117,7 @@ def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, 
 def _write(path: str, text: str, *, append: bool = False) -> None:
     from cnnbench.safeio import append_text, atomic_write
 
-    (append_text if append else atomic_write)(path, text)
+    if append:
+        append_text(path, text)
+    else:  # a --markdown/--json path in a missing directory is a typo: refused, not created
+        atomic_write(path, text, make_parents=False)
