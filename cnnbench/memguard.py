@@ -272,18 +272,38 @@ def available_bytes(device: str) -> tuple[int | None, str]:
         return None, ""
 
 
-def preflight(build: Any, spec: Any) -> str | None:
+# A CNN's activations sum to far less than this many times its input (VGG16: ~100x at 224x224),
+# so a case whose params plus this bound fit in half the budget cannot fail the estimate: the
+# meta-device trace (0.1-1 s per worker) is skipped for it.
+_CRUDE_ACTIVATION_FACTOR = 400
+
+
+def preflight(build: Any, spec: Any, *, params: int | None = None) -> str | None:
     """None when the case may fit; else the `oom` message with the estimate. Never fails a case
     for its own sake: an estimate that cannot be made (a model that cannot run on `meta`) says
-    nothing."""
+    nothing.
+
+    Args:
+        build: builds the model (called under `torch.device("meta")`).
+        spec: the case.
+        params: the parameter count when known (from the counting cache): with it, a case far
+            from any limit is passed without tracing.
+    """
     limit = getattr(spec.measure, "memory_limit", None)
+    available, where = available_bytes(spec.device)
+    budgets = [(b, w) for b, w in ((available, where), (limit, "measure.memory_limit")) if b]
+    if not budgets:
+        return None
+    if params is not None:
+        c, h, w = spec.input_size
+        crude = 8 * params + spec.batch_size * c * h * w * 4 * _CRUDE_ACTIVATION_FACTOR
+        if crude < min(b for b, _ in budgets) / 2:
+            return None
     try:
         est = estimate_bytes(build, spec.input_size, batch=spec.batch_size, precision=spec.precision,
                              train=spec.mode == "train")
     except Exception:  # noqa: BLE001
         return None
-    available, where = available_bytes(spec.device)
-    budgets = [(b, w) for b, w in ((available, where), (limit, "measure.memory_limit")) if b]
     for budget, what in budgets:
         if est["estimate_bytes"] > budget:
             kind = "params x 2 + activations (train)" if spec.mode == "train" else "params + input + largest activation"

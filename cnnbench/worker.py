@@ -100,7 +100,8 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if spec.source is None:  # registry models: a user's builder is not run a third time
         from cnnbench.memguard import DoesNotFit, preflight
 
-        problem = preflight(lambda: build_model(spec.model, source=None, kwargs=kwargs, input_size=spec.input_size), spec)
+        problem = preflight(lambda: build_model(spec.model, source=None, kwargs=kwargs, input_size=spec.input_size),
+                            spec, params=out.get("params"))
         if problem:
             raise DoesNotFit(problem)
     torch.manual_seed(0)

@@ -160,3 +160,19 @@ def test_a_worker_that_prints_64_mb_is_kept_as_a_short_tail(tmp_path):
     assert tail.startswith("[last lines of ") and "the last line before the failure" in tail
     assert len(tail) < 8 * 1024 and grown < 16 * 1024**2, (len(tail), grown)
     assert list(tmp_path.iterdir()) == []  # no log file at all
+
+
+def test_a_case_far_from_any_limit_is_not_traced(monkeypatch):
+    """The meta-device trace costs 0.1-1 s: a case whose params plus a crude activation bound fit
+    in half the budget is passed without it."""
+    monkeypatch.setattr(memguard, "available_bytes", lambda device: (8 * 1024**3, "available host memory"))
+
+    def build():
+        raise RuntimeError("traced")
+
+    small = CaseSpec(model="lenet5", batch_size=8, input_size=(1, 32, 32))
+    assert memguard.preflight(build, small, params=61_706) is None
+    huge = small.replace(batch_size=65_536, input_size=(3, 224, 224))
+    calls = []
+    assert memguard.preflight(lambda: calls.append(1) or build(), huge, params=61_706) is None  # traced; failed: silent
+    assert calls == [1]

@@ -5,11 +5,9 @@ process itself if the import still happened in-process."""
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import psutil
 import pytest
