@@ -3,7 +3,7 @@
 
 import sys
 
-from cnnbench.cli import main
+from cnnbench.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

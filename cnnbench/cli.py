@@ -18,7 +18,7 @@ import sys
 
 from cnnbench.errors import UserError
 
-__all__ = ["main", "EXIT_OK", "EXIT_NOT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["main", "entry", "EXIT_OK", "EXIT_NOT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
 EXIT_NOT_OK = 1
@@ -54,14 +54,32 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USAGE
+    from cnnbench import signals
+
+    signals.reset()
+    restore = signals.install()  # SIGTERM and SIGHUP end a command as Ctrl-C does
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.exit_code(getattr(exc, "signum", None) or signals.received())
+    finally:
+        restore()
+    got = signals.received()
+    if got is not None:  # a signal the command handled (a clean stop) or met while finishing
+        return signals.exit_code(got)
+    return code
+
+
+def entry() -> None:
+    """The console script and bench.py: `main`, then exit with its code (128+signal when a
+    signal ended it, never a death by the signal itself, see cnnbench.signals)."""
+    from cnnbench import signals
+
+    signals.entry(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

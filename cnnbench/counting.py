@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -413,16 +412,7 @@ def _read_cache(path: Path, blob: str) -> dict[str, Any] | None:
 def _write_cache(path: Path, blob: str, counts: dict[str, Any]) -> None:
     """Write atomically (temporary file, then os.replace); a cache that cannot be written is
     only a lost optimisation, never an error."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"key": blob, "counts": counts}, fh, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError:
-        pass
+    from cnnbench.safeio import WriteError, atomic_write
+
+    with contextlib.suppress(WriteError):
+        atomic_write(path, json.dumps({"key": blob, "counts": counts}, indent=1, sort_keys=True))

@@ -82,13 +82,9 @@ class ExportFailed(CaseFailure):
 def _is_oom(exc: BaseException) -> bool:
     # torch.OutOfMemoryError (CUDA caching allocator) subclasses RuntimeError; host allocation
     # failures surface as MemoryError or as RuntimeError "DefaultCPUAllocator: not enough memory".
-    text = str(exc).lower()
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in text
-        or "not enough memory" in text
-    )
+    from cnnbench.memguard import is_oom_message  # torch, numpy and ONNX Runtime allocators
+
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or is_oom_message(str(exc))
 
 
 def classify_exception(exc: BaseException) -> str:

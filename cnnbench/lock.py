@@ -26,11 +26,9 @@ def results_lock(out: Path) -> Iterator[None]:
     """
     lock = out.with_name(out.name + ".lock")
     for _ in range(20):
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as exc:
-            raise ResultsFileError(str(out), f"cannot create lock file {lock} ({exc.strerror or exc})") from exc
+        from cnnbench.safeio import open_lock
+
+        fd = open_lock(lock)  # never through a symlink planted at FILE.lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -245,57 +244,9 @@ def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None
     except ValueError as exc:  # NaN/inf slipped into a record: a bug, but never lose the file
         text = json.dumps(_sanitize(results), indent=1, default=_json_default)
         results.setdefault("notes", []).append(f"non-finite values replaced by null: {exc}")
-    data = (text + "\n").encode("utf-8")
-    tmp_name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, _file_mode(path))
-            view = memoryview(data)
-            while view:  # os.write may write less than asked (a full disk, a signal)
-                view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as exc:
-        raise ResultsFileError(str(path), f"cannot write results ({exc.strerror or exc})") from exc
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-    _fsync_dir(path.parent)
+    from cnnbench.safeio import atomic_write
 
-
-_WRITE_CHUNK = 1 << 16
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable. Best effort: the new file is already complete and in
-    place, so a filesystem that cannot sync a directory is no reason to fail the run."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, text + "\n", what="write results")
 
 
 def _json_default(obj: Any) -> Any:

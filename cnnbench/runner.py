@@ -27,18 +27,23 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+import contextlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from cnnbench.environment import PROJECT_ROOT
+from cnnbench import signals
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
+from cnnbench.safeio import atomic_write
 from cnnbench.spec import CaseSpec
 
 __all__ = ["Variant", "Reporter", "StopFlag", "CaseStep", "run_worker", "run_cases", "save_results", "PROJECT_ROOT"]
 
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 8
+_LOG_LINE_CHARS = 400
+LOG_TAIL_BYTES = 64 * 1024  # what is kept of a worker's output (its tail)
 
 
 @dataclass(frozen=True)
@@ -58,22 +63,37 @@ class Reporter(Protocol):
 
 
 class StopFlag:
-    """Set by the first SIGINT (finish cleanly: mark the in-flight case, save); a second one
-    raises KeyboardInterrupt at once, except inside `deferred()`, where it waits for the end of
-    the block. The results file is written atomically either way."""
+    """Set by the first SIGINT, SIGTERM or SIGHUP (finish cleanly: mark the in-flight case,
+    save); a second one raises `signals.Interrupted` at once, except inside `deferred()`, where
+    it waits for the end of the block. The results file is written atomically either way."""
 
     def __init__(self) -> None:
         self.count = 0
         self._defer = 0
+        self.signum: int | None = None  # the first signal received
 
     @property
     def requested(self) -> bool:
         return self.count > 0
 
+    @property
+    def reason(self) -> str:
+        """What the in-flight case's error says."""
+        if self.signum in (None, signal.SIGINT):
+            return "interrupted by the user (SIGINT)"
+        return f"interrupted by {signals.name(self.signum)}"
+
+    @property
+    def exit_code(self) -> int:
+        return signals.exit_code(self.signum)
+
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
+        if self.signum is None:
+            self.signum = signum
+        signals.record(signum)
         if self.count >= 2 and not self._defer:
-            raise KeyboardInterrupt
+            raise signals.Interrupted(self.signum)
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -85,12 +105,12 @@ class StopFlag:
         finally:
             self._defer -= 1
         if self.count >= 2 and not self._defer:
-            raise KeyboardInterrupt
+            raise signals.Interrupted(self.signum or signal.SIGINT)
 
     def install(self) -> Callable[[], None]:
-        """Install as the SIGINT handler; returns a function restoring the previous one."""
-        previous = signal.signal(signal.SIGINT, self.handle)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        """Install as the SIGINT, SIGTERM and SIGHUP handler; returns a function restoring the
+        previous ones."""
+        return signals.install(self.handle)
 
 
 @contextmanager
@@ -139,12 +159,52 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _log_tail(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-_LOG_TAIL_LINES:])
+class LogTail:
+    """The worker's stdout and stderr, read from a pipe by a thread that keeps only the last
+    `keep` bytes: a model that prints 300 MB costs neither disk nor memory here, and the runner
+    never reads a whole log. `total` counts every byte, so the tail can say what it left out."""
+
+    def __init__(self, fd: int, keep: int = LOG_TAIL_BYTES):
+        import threading
+
+        self.fd, self.keep, self.total = fd, keep, 0
+        self._buf = bytearray()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="cnnbench-log", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        import select
+
+        try:
+            while not self._done.is_set():
+                ready, _, _ = select.select([self.fd], [], [], 0.1)
+                if not ready:
+                    continue
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                self._buf += chunk
+                if len(self._buf) > 2 * self.keep:
+                    del self._buf[: len(self._buf) - self.keep]
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        """Stop reading (a process that left the worker's group may still hold the pipe open)."""
+        self._thread.join(timeout=1.0)
+        self._done.set()
+        self._thread.join(timeout=1.0)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def text(self, lines: int = _LOG_TAIL_LINES) -> str:
+        tail = bytes(self._buf[-self.keep :]).decode("utf-8", "replace").strip().splitlines()[-lines:]
+        out = "\n".join(line[:_LOG_LINE_CHARS] for line in tail)
+        if out and self.total > self.keep:
+            out = f"[last lines of {self.total} bytes of output]\n" + out
+        return out
 
 
 def _describe_exit(code: int) -> tuple[str, int | None]:
@@ -169,8 +229,8 @@ def run_worker(
     """Run one case in a fresh worker process and return its run record (never raises for the
     case's own failures: they come back as a status)."""
     case_dir = Path(tempfile.mkdtemp(prefix="case-", dir=workdir))
-    spec_file, result_file, log_file = case_dir / "spec.json", case_dir / "result.json", case_dir / "worker.log"
-    spec_file.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+    spec_file, result_file = case_dir / "spec.json", case_dir / "result.json"
+    atomic_write(spec_file, json.dumps(spec.to_dict()))
 
     env = dict(os.environ)
     paths = [*variant.paths, *extra_paths, str(PROJECT_ROOT)]
@@ -184,26 +244,38 @@ def run_worker(
     # suite's python_path, which PYTHONPATH carries.
     env["PYTHONSAFEPATH"] = "1"
 
+    from cnnbench.memguard import OOM_KILLER_MESSAGE, killed_by_oom_killer, oom_kill_count
+
+    oom_kills_before = oom_kill_count()
     spawn_ns = time.monotonic_ns()
     started = time.time()
     proc: subprocess.Popen | None = None
+    log: LogTail | None = None
     outcome: dict[str, Any] | None = None
     try:
-        with _deferred(stop), open(log_file, "wb") as log:
-            proc = subprocess.Popen(
-                [variant.python, "-m", "cnnbench.worker", str(spec_file), str(result_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
+        with _deferred(stop):
+            read_end, write_end = os.pipe()
+            try:
+                proc = subprocess.Popen(
+                    [variant.python, "-m", "cnnbench.worker", str(spec_file), str(result_file)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_end,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                )
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            log = LogTail(read_end)
         if on_spawn is not None:
             on_spawn(proc)
         deadline = time.monotonic() + spec.measure.timeout_s
         while not _exited(proc):
             if stop is not None and stop.requested:
-                outcome = {"status": "interrupted", "error": "interrupted by the user (SIGINT)"}
+                outcome = {"status": "interrupted", "error": stop.reason}
                 break
             if time.monotonic() > deadline:
                 outcome = {
@@ -214,9 +286,13 @@ def run_worker(
             time.sleep(_POLL_S)
     except BaseException:
         _cleanup(case_dir, proc)
+        if log is not None:
+            log.close()
         raise
     with _deferred(stop):  # also after a normal exit: reaps what the worker left in its group
         _kill_group(proc)
+    assert log is not None
+    log.close()
 
     if outcome is None:
         outcome = _read_result(result_file)
@@ -225,8 +301,11 @@ def run_worker(
             outcome = {"status": "crashed", "error": message, "exit_code": proc.returncode}
             if sig is not None:
                 outcome["signal"] = sig
+            evidence = killed_by_oom_killer(proc.pid, proc.returncode, oom_kills_before)
+            if evidence:  # SIGKILL from the kernel, not from us: out of memory
+                outcome.update(status="oom", error=f"{OOM_KILLER_MESSAGE} ({evidence})")
     if outcome.get("status") != "ok":
-        tail = _log_tail(log_file)
+        tail = log.text()
         if tail:
             outcome["stderr_tail"] = tail
     if "first_warmup_ns" in outcome:
@@ -304,7 +383,11 @@ def run_cases(
                 if repeat >= spec.measure.repeats or any(r.get("status") != "ok" for r in runs):
                     continue
                 reporter.case_started(spec, repeat)
-                run = step.run(spec, variant)
+                try:
+                    run = step.run(spec, variant)
+                except KeyboardInterrupt as exc:  # a second signal: the worker is dead already
+                    _save_interrupted(spec, runs, repeat, results, out_path, state, exc)
+                    raise
                 run["repeat"] = repeat
                 runs.append(run)
                 record = build_record(spec, runs, planned_repeats=spec.measure.repeats)
@@ -355,6 +438,26 @@ class CaseStep:
         if run.get("status") == "ok" and run.get("batch_size", spec.batch_size) != spec.batch_size:
             self.fitting_batch[ident] = run["batch_size"]
         return run
+def _save_interrupted(
+    spec: CaseSpec,
+    runs: list[dict[str, Any]],
+    repeat: int,
+    results: dict[str, Any],
+    out_path: str | os.PathLike[str],
+    state: RunState,
+    exc: BaseException,
+) -> None:
+    """Mark the in-flight case `interrupted` and save, on the way out of a second signal (the
+    same guarantees as the first: the case is in the file, marked). A save that fails here only
+    leaves the file as last saved, which loads."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    reason = "interrupted by the user (SIGINT)" if signum == signal.SIGINT else f"interrupted by {signals.name(signum)}"
+    runs.append({"status": "interrupted", "error": reason + ", twice", "repeat": repeat})
+    upsert_record(results, build_record(spec, runs, planned_repeats=spec.measure.repeats))
+    state.interrupted = True
+    with contextlib.suppress(ResultsFileError):
+        write_results(out_path, results)  # a third signal mid-save leaves the file as it was
+    state.saved_cases = len(results["cases"])
 
 
 def _run_at(

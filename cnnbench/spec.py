@@ -40,9 +40,13 @@ class Measure:
     repeats: int = 1  # separate worker processes per case
     timeout_s: float = 300.0  # wall time for one worker, model build and export included
     detail: bool = False  # train mode: also time forward / backward / optimizer apart (training.py)
+    memory_limit: int | None = None  # bytes; the worker's RLIMIT_DATA (cnnbench.memguard), None: no limit
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["memory_limit"] is None:  # optional: files without a limit read as before
+            del out["memory_limit"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Measure":

@@ -50,7 +50,6 @@ import dataclasses
 import difflib
 import fnmatch
 import hashlib
-import importlib
 import itertools
 import math
 import os
@@ -59,7 +58,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from cnnbench.text import one_line
 from cnnbench.accuracy import DATASET_KINDS, INTERPOLATIONS, check_dataset_path, is_torchvision_weights_name
 from cnnbench.errors import SuiteError, UnknownModelError
 from cnnbench.models.catalog import MODELS, list_models, suggest
@@ -82,7 +80,7 @@ __all__ = [
 ]
 
 # Limits that turn hostile or mistyped input into an error instead of a hang or a crash.
-MAX_CASES = 100_000  # cases one matrix may expand to before include/exclude
+MAX_CASES = 20_000  # cases the whole suite may expand to (summed over matrices, before include/exclude)
 MAX_BATCH_SIZE = 65_536
 MAX_THREADS = 4_096
 MAX_CHANNELS = 4_096
@@ -426,14 +424,21 @@ class _Validator:
         else:
             matrices = [(root, top_matrix)]
 
+        # The cap is suite-wide and checked from the axis lengths before any matrix is
+        # expanded: 90 matrices sharing one anchor would otherwise build 9 million cases first.
+        total = 0
+        for node, fields in matrices:
+            total += self.matrix(node, fields, defaults, count_only=True)  # type: ignore[operator]
+            if total > MAX_CASES:
+                raise self.fail(node, f"the suite expands to more than {MAX_CASES} cases (at least {total} "
+                                "by this matrix, before include/exclude); split it into several suites")
         cases: dict[str, CaseSpec] = {}
         for node, fields in matrices:
             for case in self.matrix(node, fields, defaults):
                 cases.setdefault(case.key, case)
         if not cases:  # unreachable while each matrix must yield a case; kept as the contract
             raise SuiteError(self.path, "the suite expands to no cases", line=root.line)
-        for target, node in self._imported.items():
-            self.check_import(node, target)
+        self.check_user_imports()
         return name, description, thresholds, list(cases.values())
 
     def thresholds(self, node: _Node) -> dict[str, Any]:
@@ -456,7 +461,9 @@ class _Validator:
 
     # -- one matrix -----------------------------------------------------------------------
 
-    def matrix(self, mnode: _Node, fields: dict[str, _Node], defaults: dict[str, _Node]) -> list[CaseSpec]:
+    def matrix(
+        self, mnode: _Node, fields: dict[str, _Node], defaults: dict[str, _Node], *, count_only: bool = False
+    ) -> list[CaseSpec] | int:
         def get(key: str) -> _Node | None:
             return fields[key] if key in fields else defaults.get(key)
 
@@ -493,6 +500,8 @@ class _Validator:
         total = math.prod(map(len, axes))
         if total > MAX_CASES:
             raise self.fail(mnode, f"this matrix expands to {total} cases; at most {MAX_CASES} are allowed")
+        if count_only:
+            return total
 
         out = []
         for model in models:
@@ -595,26 +604,17 @@ class _Validator:
             self._imported[target] = node  # imported once the whole file is known good
         return target
 
-    def check_import(self, node: _Node, target: str) -> None:
-        module_name, _, attr = target.partition(":")
-        saved = list(sys.path)
-        sys.path[:0] = [p for p in self.python_path if p not in sys.path]
-        try:
-            importlib.invalidate_caches()
-            obj: Any = importlib.import_module(module_name)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001 - the module's own code may raise anything, SystemExit included
-            raise self.fail(node, f"cannot import {target!r}: {type(e).__name__}: {one_line(e)}") from None
-        finally:
-            sys.path[:] = saved
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise self.fail(node, f"cannot import {target!r}: {module_name!r} has no attribute {attr!r}") from None
-        if not callable(obj):
-            raise self.fail(node, f"{target!r} is {_type_name(obj)}, not a callable that builds a model")
+    def check_user_imports(self) -> None:
+        """Import the user models' modules in a child process (cnnbench.usercode): no user code
+        runs in the CLI, so an exit, a crash, a hang or a stray process at import is an error."""
+        if not self._imported:
+            return
+        from cnnbench.usercode import check_imports
+
+        problems = check_imports(sys.executable, self.python_path, list(self._imported))
+        for target, node in self._imported.items():
+            if problems.get(target):
+                raise self.fail(node, problems[target])
 
     def kwargs(self, node: _Node) -> tuple[tuple[str, Any], ...]:
         if not isinstance(node.value, dict):
@@ -768,6 +768,13 @@ class _Validator:
             return self.int_(node, 1, 1000, key)
         if key == "detail":
             return self.bool_(node)
+        if key == "memory_limit":
+            from cnnbench.memguard import parse_bytes
+
+            try:
+                return None if node.value is None else parse_bytes(node.value)
+            except ValueError as exc:
+                raise self.fail(node, f"memory_limit {exc}") from None
         if key == "target_rel_ci":
             return self.float_(node, 0.0, 1.0, key, hi_open=True)
         if key == "block_min_ms":

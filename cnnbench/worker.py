@@ -15,9 +15,7 @@ prepared backend.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -76,6 +74,13 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if spec.source is None:
         out["published"] = published_metadata(spec.model)
 
+    if spec.source is None:  # registry models: a user's builder is not run a third time
+        from cnnbench.memguard import DoesNotFit, preflight
+
+        problem = preflight(lambda: build_model(spec.model, source=None, kwargs=kwargs, input_size=spec.input_size),
+                            spec, params=out.get("params"))
+        if problem:
+            raise DoesNotFit(problem)
     torch.manual_seed(0)
     model = build_model(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
     evaluation = accuracy.prepare(model, spec)  # weights go in before the backend compiles/exports
@@ -160,10 +165,9 @@ def _analytic_memory(model: Any, example: Any, spec: CaseSpec, warnings: list[st
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".result.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, default=str)
-    os.replace(tmp, path)
+    from cnnbench.safeio import atomic_write
+
+    atomic_write(path, json.dumps(data, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = Path(argv[0]), Path(argv[1])
     started = time.monotonic_ns()
     spec = CaseSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
+    from cnnbench.memguard import apply_memory_limit
+
+    apply_memory_limit(spec.measure.memory_limit)  # before torch: its own start-up counts too
     marks: dict[str, int] = {}
     try:
         result = run_case(spec, workdir=str(result_path.parent), marks=marks)

@@ -33,6 +33,19 @@ def _bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shared_anchors(matrices: int = 90) -> str:
+    """A 1.3 KB suite whose 90 matrices all alias one 10x100x2x5 matrix: 900,000 cases if
+    expanded, refused from the axis lengths (suite-wide) before any is built."""
+    bs = ", ".join(str(i) for i in range(1, 101))
+    two = "[eager, compile]"
+    text = (
+        "name: t\nmatrices:\n  - &m\n"
+        "    models: [lenet5, alexnet, vgg11, vgg13, vgg16, vgg19, resnet18, resnet34, resnet50, resnet101]\n"
+        f"    batch_sizes: [{bs}]\n    backends: {two}\n    threads: [1, 2, 3, 4, 5]\n"
+    )
+    return text + "  - *m\n" * (matrices - 1)
+
+
 def _garbage() -> bytes:
     rng = random.Random(4)
     return bytes(rng.randrange(256) for _ in range(4096))
@@ -74,6 +87,7 @@ VARIANTS: list[tuple[str, object, list[str]]] = [
     ("no-name", "models: [lenet5]\n", ["name", "required key is missing"]),
     # YAML bombs, anchors, merges
     ("billion-laughs", _bomb(), ["nodes (an alias bomb?)"]),
+    ("90-matrices-sharing-anchors", _shared_anchors(), ["matrices[2]", "more than 20000 cases"]),
     ("recursive-anchor", "name: t\nmodels: &a [*a]\n", ["models[0]", "nested deeper than"]),
     ("anchor-carries-a-bad-value",
      "name: t\ndefaults: {batch_sizes: &b [1, -3]}\nmatrices:\n  - {models: [lenet5], batch_sizes: *b}\n",

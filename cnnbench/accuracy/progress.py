@@ -39,12 +39,11 @@ class _ProgressFile:
 
     def _write(self) -> None:
         self._last = time.monotonic()
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        from cnnbench.safeio import WriteError, atomic_write
+
         try:
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(f"{self.done} {self.total}\n")
-            os.replace(tmp, self.path)
-        except OSError:
+            atomic_write(self.path, f"{self.done} {self.total}\n")
+        except WriteError:
             pass  # a progress bar is never worth an evaluation
 
 

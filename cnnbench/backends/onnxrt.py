@@ -56,7 +56,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -215,11 +214,25 @@ def _read_meta(meta_path: Path, blob: str) -> dict[str, Any] | None:
     return meta
 
 
+def _fresh_tmp(path: Path) -> Path:
+    """An unpredictable temporary name beside `path`, created empty with O_EXCL|O_NOFOLLOW (so no
+    planted link is written through); the exporter then writes to it."""
+    import secrets
+
+    for _ in range(100):
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp.onnx")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        except FileExistsError:
+            continue
+        return tmp
+    raise OSError(f"cannot create a temporary file beside {path}")  # pragma: no cover
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    from cnnbench.safeio import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _graph_facts(path: Path) -> tuple[int | None, str | int | None]:
@@ -332,14 +345,14 @@ def export_onnx(
     if precision == "fp16":
         src = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path)
         t0 = time.perf_counter()
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+        tmp = _fresh_tmp(path)
         _convert_fp16(Path(src["path"]), tmp)
         convert_ms = (time.perf_counter() - t0) * 1e3
         export_ms = src["export_ms"] + convert_ms
     else:
         gen = torch.Generator().manual_seed(0)
         example = torch.randn((EXPORT_BATCH, *spec.input_size), generator=gen)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+        tmp = _fresh_tmp(path)
         t0 = time.perf_counter()
         try:
             with _output_to(log_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.console import ProgressReporter
+from cnnbench.options import positive_int
 from cnnbench.errors import ResultsFileError, UserError
 
 HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
@@ -57,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         )
     p.add_argument(
         "--repeats",
-        type=int,
+        type=positive_int,
         metavar="N",
         help=f"worker processes per case and side (default: the suite's measure.repeats if > 1, else {DEFAULT_REPEATS})",
     )
@@ -284,4 +285,29 @@ def _measure_locked(
     if state.interrupted:
         print("interrupted: every finished worker process is in the file; the comparison covers them")
         return interrupted
-    return not_ok if comparison.has_regression else ok
+    if comparison.has_regression:
+        return not_ok
+    return ok if _all_on_disk(out, [c.key for c in cases]) else not_ok
+
+
+def _all_on_disk(out: Any, keys: list[str]) -> bool:
+    """Read the file back: exit 0 only when both variants hold every case, ok (never for
+    "nothing ran" or "not saved")."""
+    import sys
+
+    from cnnbench import ab as abmod
+    from cnnbench.errors import ResultsFileError
+
+    try:
+        doc = abmod.load_ab(out)
+    except ResultsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    for name in abmod.VARIANT_NAMES:
+        status = {r.get("key"): r.get("status") for r in abmod.variant_results(doc, name)["cases"]}
+        missing = [k for k in keys if status.get(k) != "ok"]
+        if missing or not keys:
+            what = f"{len(missing)} case(s) are not ok in variant {name}, e.g. {missing[0]}" if missing else "no case"
+            print(f"error: {out}: read back after the run, {what}", file=sys.stderr)
+            return False
+    return True

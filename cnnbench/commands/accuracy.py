@@ -13,6 +13,7 @@ import os
 import tempfile
 from typing import Any
 
+from cnnbench.options import positive_float, positive_int
 from cnnbench.errors import UserError
 
 HELP = "measure top-1/top-5 on a dataset through each backend and flag a backend that differs from eager"
@@ -39,13 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="W", help="state-dict file or torchvision weights name (ResNet18_Weights.IMAGENET1K_V1)")
     p.add_argument("--backend", action="append", metavar="NAME",
                    help="eager, compile or onnxrt; repeatable (default: all three)")  # fmt: skip
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate at most N images")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate at most N images")
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="images per forward pass (default: 64)")
     p.add_argument("--input-size", metavar="CxHxW", help="input size (default: the model's own)")
     p.add_argument("--strict", action="store_true", help="imagefolder: an undecodable image is an error, not skipped")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores available)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: all cores available)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--timeout", type=float, default=3600.0, metavar="S", help="per-backend worker timeout (default: 3600)")
+    p.add_argument("--timeout", type=positive_float, default=3600.0, metavar="S", help="per-backend worker timeout (default: 3600)")
     p.add_argument("--in-process", action="store_true", help="run each backend in this process, not a worker")
 
 
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if row["error"]:
             console.print(f"✗ {row['backend']}: {row['status']}: {row['error']}", highlight=False, markup=False)
     if stop.requested:
-        return 130
+        return stop.exit_code
     return 0 if all(r["status"] == "ok" and not r["flag"] for r in rows) else 1
 
 

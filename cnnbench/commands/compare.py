@@ -11,7 +11,6 @@ from typing import Any
 import argparse
 import json
 import os
-from pathlib import Path
 
 from cnnbench.errors import UserError
 
@@ -44,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--alpha",
-        type=float,
+        type=float,  # checked with the suite's own alpha (NaN, inf, <= 0, >= 0.5 refused in one line)
         default=None,
         metavar="P",
         help="significance level of each one-sided test, i.e. the false-alarm rate per case (default 0.01)",
@@ -116,8 +115,9 @@ def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, 
 
 
 def _write(path: str, text: str, *, append: bool = False) -> None:
-    try:
-        with Path(path).open("a" if append else "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    from cnnbench.safeio import append_text, atomic_write
+
+    if append:
+        append_text(path, text)
+    else:  # a --markdown/--json path in a missing directory is a typo: refused, not created
+        atomic_write(path, text, make_parents=False)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import fnmatch
+import sys
 from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import ResultsFileError, UserError
 from cnnbench.lock import results_lock
+from cnnbench.options import positive_float, positive_int
 
 HELP = "run a suite: measure every case, print the table, write a results file"
 ORDER = 10
@@ -28,11 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="overwrite FILE if it exists")
     mode.add_argument("--resume", action="store_true", help="keep the cases already ok in FILE, run the rest")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume/--replace: accept a FILE written for another suite (another name, or the "
+        "suite file edited since: its sha256 differs); without it such a file is refused",
+    )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
-    p.add_argument("--repeats", type=int, metavar="N", help="worker processes per case (overrides the suite)")
-    p.add_argument("--timeout", type=float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
-    p.add_argument("--max-time", type=float, metavar="S", help="max timed seconds per case (overrides the suite)")
+    p.add_argument("--repeats", type=positive_int, metavar="N", help="worker processes per case (overrides the suite)")
+    p.add_argument("--timeout", type=positive_float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
+    p.add_argument("--max-time", type=positive_float, metavar="S", help="max timed seconds per case (overrides the suite)")
     p.add_argument(
         "--oom-retry",
         action="store_true",
@@ -105,8 +113,10 @@ def _default_out(suite_name: str) -> Path:
 
 def _check_out(out: Path, args: argparse.Namespace) -> None:
     """Refuse what would lose data, before anything is measured."""
-    if out.is_dir():
-        raise ResultsFileError(str(out), "is a directory")
+    from cnnbench.safeio import check_target
+
+    check_target(out)  # a directory, FIFO, device, symlink or too long a name: one line, exit 2
+    check_target(out.with_name(out.name + ".lock"))
     exists = out.exists() or out.is_symlink()
     if exists and not (args.replace or args.resume):
         raise ResultsFileError(str(out), "exists; pass --replace to overwrite it or --resume to continue it")
@@ -132,6 +142,27 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
         reason = str(exc).removeprefix(f"{exc.path}: ")
         raise ResultsFileError(str(out), f"{reason}; will not {verb} it (the file is left untouched)") from exc
     return previous
+
+
+def _short(value: Any) -> str:
+    return repr(value[:12] + "...") if isinstance(value, str) and len(value) > 12 else repr(value)
+
+
+def _check_same_suite(previous: dict[str, Any], suite: Any, out: Path, args: argparse.Namespace) -> None:
+    """--resume and --replace act on a file of *this* suite: another suite's name, or the
+    suite's file changed since (its sha256), is refused unless --force. A resume would
+    otherwise drop the other suite's records and relabel the file, and a replace would
+    overwrite another suite's results."""
+    old = previous.get("suite") if isinstance(previous.get("suite"), dict) else {}
+    verb = "resume" if args.resume else "replace"
+    for field, here in (("name", suite.name), ("sha256", suite.sha256)):
+        there = old.get(field)
+        if there != here:
+            raise ResultsFileError(
+                str(out),
+                f"written for another suite (suite {field} {_short(there)} in the file, {_short(here)} here); "
+                f"will not {verb} it (the file is left untouched); pass --force if you mean to",
+            )
 
 
 def _resume_state(
@@ -174,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     with results_lock(out):  # before torch: a second run on the same file is refused at once
         _check_out(out, args)  # again: another run may have created the file before we locked
         previous = _load_previous(out, args)
+        if previous is not None and not args.force:
+            _check_same_suite(previous, suite, out, args)
         return _run_locked(args, suite_path, suite, cases, out, previous)
 
 
@@ -244,8 +277,28 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     print(f"results: {out}")
     if state.interrupted:
         print("interrupted: every completed case is in the results file; --resume continues it")
-        return 130
-    return 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
+        return stop.exit_code  # 130 for SIGINT, 128 + the signal otherwise
+    if not all(r["status"] == "ok" for r in results["cases"]):
+        return 1
+    return _verify_on_disk(out, [c.key for c in cases] + [r["key"] for r in results["cases"]])
+
+
+def _verify_on_disk(out: Path, keys: list[str]) -> int:
+    """Success only when the file, read back, holds every case ok: "nothing ran" or "ran but
+    not saved" is never exit code 0 (a CI gate must not pass on it)."""
+    from cnnbench.results import load_results
+
+    try:
+        on_disk = {r.get("key"): r.get("status") for r in load_results(out)["cases"] if isinstance(r, dict)}
+    except ResultsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    missing = [k for k in dict.fromkeys(keys) if on_disk.get(k) != "ok"]
+    if missing or not on_disk:
+        what = f"{len(missing)} case(s) are not ok in it, e.g. {missing[0]}" if missing else "it holds no case"
+        print(f"error: {out}: read back after the run, {what}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _measure_peak(results: dict[str, Any], cases: list, *, out: Path, stop: Any, quiet: bool) -> None:

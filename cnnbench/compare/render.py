@@ -133,9 +133,24 @@ def _rules_line(comp: Comparison) -> str:
     )
 
 
+def md_code(text: Any) -> str:
+    from cnnbench.inert import md_code as code
+
+    return code(text)
+
+
+def md_text(text: Any) -> str:
+    from cnnbench.inert import md_text as esc
+
+    return esc(text)
+
+
 def _md_cell(text: Any) -> str:
-    s = "—" if text in (None, "") else str(text)
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    from cnnbench.inert import Markdown, md_text  # data never becomes HTML, a link or a mention
+
+    if isinstance(text, Markdown):
+        return text
+    return "—" if text in (None, "") else md_text(text)
 
 
 def _md_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
@@ -150,22 +165,22 @@ def _section_table(name: str, rows: list[CaseComparison], comp: Comparison) -> l
     if name in (REGRESSED, IMPROVED, NOISY, UNCHANGED):
         header = ["Case", f"Base {comp.statistic} (ms)", f"Current {comp.statistic} (ms)", "Change", conf, "p", "Repeats", "Memory", "Why"]
         body = [
-            [f"`{r.label}`", _fmt_ms(r.base_median_ms), _fmt_ms(r.current_median_ms), _fmt_change(r), _fmt_ci(r),
+            [md_code(r.label), _fmt_ms(r.base_median_ms), _fmt_ms(r.current_median_ms), _fmt_change(r), _fmt_ci(r),
              _fmt_p(r.p_value), f"{r.base_repeats}/{r.current_repeats}", _fmt_memory(r), r.reason]
             for r in rows
         ]
     elif name == FAILED:
         header = ["Case", "Base", "Current", "Error", "Gates"]
-        body = [[f"`{r.label}`", r.base_status, r.current_status, r.error or r.reason, "yes" if r.gating else "no"] for r in rows]
+        body = [[md_code(r.label), r.base_status, r.current_status, r.error or r.reason, "yes" if r.gating else "no"] for r in rows]
     elif name in (MISSING, NEW):
         header = ["Case", "Status", "Median (ms)"]
-        body = [[f"`{r.label}`", r.base_status or r.current_status, _fmt_ms(r.base_median_ms or r.current_median_ms)] for r in rows]
+        body = [[md_code(r.label), r.base_status or r.current_status, _fmt_ms(r.base_median_ms or r.current_median_ms)] for r in rows]
     elif name == INCOMPARABLE:
         header = ["Case", f"Base {comp.statistic} (ms)", f"Current {comp.statistic} (ms)", "Why"]
-        body = [[f"`{r.label}`", _fmt_ms(r.base_median_ms), _fmt_ms(r.current_median_ms), r.reason] for r in rows]
+        body = [[md_code(r.label), _fmt_ms(r.base_median_ms), _fmt_ms(r.current_median_ms), r.reason] for r in rows]
     else:  # INVALID: no timing shown, it is not a valid result
         header = ["Case", "Base", "Current", "Why", "Gates"]
-        body = [[f"`{r.label}`", r.base_status, r.current_status, r.reason, "yes" if r.gating else "no"] for r in rows]
+        body = [[md_code(r.label), r.base_status, r.current_status, r.reason, "yes" if r.gating else "no"] for r in rows]
     lines = _md_table(header, body[:MAX_MARKDOWN_ROWS])
     if len(body) > MAX_MARKDOWN_ROWS:
         lines.append(f"\n… and {len(body) - MAX_MARKDOWN_ROWS} more (see the JSON output).")
@@ -173,9 +188,9 @@ def _section_table(name: str, rows: list[CaseComparison], comp: Comparison) -> l
 
 
 def _md_source(info: dict[str, Any], default: str) -> str:
-    text = f"`{_md_cell(info.get('name') or default)}`"
+    text = md_code(info.get("name") or default)
     if info.get("git_commit"):
-        text += f" (commit {str(info['git_commit'])[:10]})"
+        text += f" (commit {md_text(str(info['git_commit'])[:10])})"
     return text
 
 

@@ -125,7 +125,13 @@ def write_report(
             images[spec.name] = plots.render_plot(data, spec, render_fmts)
     figure_links: dict[str, str] = {}
     if image_fmts and specs:
-        (out / PLOTS_DIR).mkdir(exist_ok=True)
+        plots_dir = out / PLOTS_DIR
+        if plots_dir.is_symlink() or (plots_dir.exists() and not plots_dir.is_dir()):
+            raise UserError(f"{plots_dir}: exists and is not a directory (the report puts its images there)")
+        try:
+            plots_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{plots_dir}: cannot create the directory ({exc.strerror or exc})") from None
         for spec in specs:
             for fmt in image_fmts:
                 path = out / PLOTS_DIR / f"{spec.name}.{fmt}"
@@ -162,10 +168,8 @@ def write_report(
 
 
 def _write(path: Path, blob: bytes) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    """Write through a fresh temporary file and rename (cnnbench.safeio), so a reader never sees
+    half a report and a planted link is never written through."""
+    from cnnbench.safeio import atomic_write
+
+    atomic_write(path, blob)

@@ -179,11 +179,13 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> Any:
+    from cnnbench.inert import csv_cell
+
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)  # shortest round-trip text: full precision
-    return value
+    return csv_cell(value)  # text that would start a formula gets a leading ' (OWASP)
 
 
 def render_csv(data: ReportData) -> str:

@@ -9,6 +9,7 @@ from cnnbench.report.document import Block, Bullets, Figure, Heading, Para, Tabl
 
 __all__ = ["render_markdown"]
 
+_LINKISH = re.compile(r"(\](?=[(\[:])|\$)")  # a ] that would close a link text, and $ (math)
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
@@ -16,16 +17,17 @@ def _esc(text: str, *, in_table: bool = False) -> str:
     """Escape what GFM would read as markup in plain text (intraword underscores are literal)."""
     text = text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`")
     text = _UNDERSCORE.sub(r"\\_", text)
-    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _LINKISH.sub(r"\\\1", text)  # no link, image or math from data
     if in_table:
         text = text.replace("|", "\\|").replace("\n", " ")
     return text
 
 
 def _code(text: str) -> str:
-    fence = "``" if "`" in text else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    from cnnbench.inert import md_code
+
+    return md_code(text)
 
 
 def _spans(spans, *, in_table: bool = False) -> str:

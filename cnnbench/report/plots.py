@@ -162,6 +162,8 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
     require_matplotlib()
     import matplotlib
 
+    from cnnbench.inert import MPL_RC
+
     drawers: dict[str, Callable[..., Any]] = {
         "latency": _draw_latency,
         "throughput": _draw_throughput,
@@ -178,6 +180,7 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
         "axes.titlesize": 10,
         "axes.grid": True,
         "grid.alpha": 0.3,
+        **MPL_RC,  # text from data (model names, hosts) is never parsed as mathtext
     }
     out: dict[str, bytes] = {}
     for fmt in formats:

@@ -177,6 +177,8 @@ def to_csv(prof: "Profile") -> str:
         "activations", "activation_bytes", "shares_input_memory", "params", "macs", "receptive_field",
         "jump", "rf_global", "rf_approx", "time_ms",
     ]  # fmt: skip
+    from cnnbench.inert import csv_cell
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(fields + ["precision"])
@@ -187,7 +189,7 @@ def to_csv(prof: "Profile") -> str:
             v = d[f]
             if f in ("kernel", "stride", "padding", "dilation", "receptive_field", "jump") or f == "output_shape":
                 v = fmt_shape(v) if f == "output_shape" and v else fmt_dims(v)
-            cells.append("" if v is None else v)
+            cells.append("" if v is None else csv_cell(v))
         w.writerow(cells + [prof.precision])
     total = {f: "" for f in fields}
     total.update(
