@@ -32,8 +32,11 @@ $GITHUB_STEP_SUMMARY when that is set. Exit codes: 0 no regression, 1 at least o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", metavar="BASE", help="the reference results file")
-    parser.add_argument("current", metavar="CURRENT", help="the results file under test")
+    parser.add_argument("base", metavar="BASE", nargs="?", help="the reference results file (omitted with --baseline-db)")
+    parser.add_argument("current", metavar="CURRENT", nargs="?", help="the results file under test")
+    from cnnbench.commands.history_baseline import add_baseline_arguments
+
+    add_baseline_arguments(parser)
     parser.add_argument(
         "--threshold",
         action="append",
@@ -81,8 +84,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
 
-    base = load_results(args.base)
-    current = load_results(args.current)
+    if args.baseline_db:  # BASE is the last --window stored runs (docs/history.md)
+        from cnnbench.commands.history_baseline import load_from_store
+
+        base, current, args.base, args.current = load_from_store(args)
+    else:
+        if args.base is None or args.current is None:
+            raise UserError("compare needs BASE and CURRENT (or --baseline-db URL and CURRENT)")
+        base = load_results(args.base)
+        current = load_results(args.current)
     comparison = compare.compare_results(
         base,
         current,

@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
     p.add_argument("--shard", metavar="K/N", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
+    from cnnbench.commands.store import add_run_store_arguments
+
+    add_run_store_arguments(p)
 
 
 def _shard_help() -> str:
@@ -312,7 +315,10 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     if state.interrupted:
         print("interrupted: every completed case is in the results file; --resume continues it")
         return 130
-    return 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
+    code = 0 if all(r["status"] == "ok" for r in results["cases"]) else 1
+    from cnnbench.commands.store import store_after_run  # after the file is written: docs/history.md
+
+    return store_after_run(args, out, code)
 
 
 def _measure_peak(results: dict[str, Any], cases: list, *, out: Path, stop: Any, quiet: bool) -> None:

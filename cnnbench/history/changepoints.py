@@ -1,0 +1,278 @@
+"""Change points in a series over commits: e-divisive means, as Apache Otava (Hunter) runs it.
+
+The method is published and validated: Matteson & James, "A Nonparametric Approach for Multiple
+Change Point Analysis of Multivariate Data" (2014) for the e-divisive statistic, and Fleming et
+al., "Hunter: Using Change Point Detection to Hunt for Performance Regressions" (ICPE 2023) for
+the split/merge procedure with a Student's t-test that Otava ships (otava/analysis.py,
+`compute_change_points`). This module re-implements Otava's procedure in numpy, step for step:
+
+1. **Split**: slide a window of `window_len` points (step window_len/2) over the series. Inside
+   each window, repeatedly take the split point tau that maximises the energy-distance
+   statistic Q-hat(tau, kappa) over every interval between the change points found so far, and
+   keep it while a two-sided Student's t-test between the two sides (the interval split at
+   tau) is significant at a relaxed level (10 x `max_pvalue`): the "weak" change points.
+2. **Merge**: repeatedly drop the weakest change point (largest p-value, each p recomputed
+   between its neighbouring change points) until every remaining one is significant at
+   `max_pvalue` and changes the level by more than `min_magnitude`.
+
+Differences from Otava, deliberate: the tests run on log values (a slowdown is a ratio, and the
+ratio's interval is then symmetric); the t-test uses the unbiased sample variance (Otava passes
+numpy's ddof=0 standard deviation to scipy's `ttest_ind_from_stats`); after dropping a change
+point every remaining one is recomputed (Otava recomputes two); and a side shorter than
+`min_segment` points is not tested (Otava accepts one point against many, which on a noisy
+benchmark flags single outliers).
+
+Each change point names the last commit before it and the first after it, the ratio of the
+geometric means after/before (> 1 is slower), its 95% interval, the confidence (1 - p) and
+the direction. A series with fewer than `MIN_POINTS` commits is "insufficient data"; one whose
+commit-to-commit noise (within its segments, robust) exceeds `UNSTABLE_NOISE` is "unstable":
+its change points are still listed, but the verdict says they cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "ChangePoint",
+    "Analysis",
+    "analyze",
+    "detect",
+    "MAX_PVALUE",
+    "WINDOW_LEN",
+    "MIN_POINTS",
+    "UNSTABLE_NOISE",
+    "VERDICTS",
+]
+
+# Otava's defaults (compute_change_points): window 50 points, p <= 0.001, no minimum magnitude.
+WINDOW_LEN = 50
+MAX_PVALUE = 0.001
+MIN_MAGNITUDE = 0.0
+# Each side of a change point has at least this many commits (see the module docstring).
+MIN_SEGMENT = 3
+# Fewer commits than this: "insufficient data" (two sides of MIN_SEGMENT, less one shared).
+MIN_POINTS = 2 * MIN_SEGMENT
+# Robust sd of log values around their segment's median above this: "unstable". At 10% the
+# per-commit noise equals a 10% step, which no single commit can then show.
+UNSTABLE_NOISE = 0.10
+VERDICTS = ("stable", "changed", "unstable", "insufficient data")
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    """A level shift between `index - 1` and `index` (indices into the series)."""
+
+    index: int
+    ratio: float  # geometric mean after / before: > 1 is slower
+    ratio_low: float  # 95% interval of the ratio (Student's t on the log difference)
+    ratio_high: float
+    pvalue: float
+    mean_before: float  # geometric means, in the series' unit
+    mean_after: float
+    n_before: int
+    n_after: int
+
+    @property
+    def direction(self) -> str:
+        return "slower" if self.ratio > 1 else "faster"
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - self.pvalue
+
+    @property
+    def magnitude(self) -> float:
+        """Otava's `change_magnitude`: the larger relative change, forwards or backwards."""
+        return max(abs(self.ratio - 1.0), abs(1.0 / self.ratio - 1.0))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    verdict: str
+    change_points: tuple[ChangePoint, ...]
+    noise: float | None  # robust relative sd between commits within segments (None: too few points)
+
+
+# -- the e-divisive statistic -------------------------------------------------------------------
+
+
+def _best_split(z: np.ndarray, min_segment: int) -> tuple[int, float] | None:
+    """The tau (1..n-1) maximising Q-hat(z[:tau], z[tau:kappa]) over kappa, and that Q-hat.
+
+    Q-hat(X, Y) = 2/(n+m) sum|X_i - Y_j| - 2m/((n+m)(n-1)) sum_{i<k}|X_i - X_k|
+                  - 2n/((n+m)(m-1)) sum_{j<k}|Y_j - Y_k|            (Matteson & James, alpha=1)
+    with n = |X| = tau and m = |Y| = kappa - tau. W(a, b), the sum of |z_i - z_j| over
+    a <= i < j < b, comes from one 2-D cumulative sum, so all (tau, kappa) cost O(n^2).
+    """
+    n = len(z)
+    if n < 2 * min_segment:
+        return None
+    upper = np.triu(np.abs(z[:, None] - z[None, :]), k=1)
+    # C[a, b] = sum_{i >= a} sum_{j < b} upper[i, j]  (= W(a, b), as upper[i, j] = 0 for j <= i)
+    c = np.zeros((n + 1, n + 1))
+    c[:n, 1:] = np.cumsum(np.cumsum(upper[::-1], axis=0)[::-1], axis=1)
+    tau = np.arange(1, n)[:, None]
+    kappa = np.arange(2, n + 1)[None, :]
+    valid = (kappa > tau) & (tau >= min_segment) & (kappa - tau >= min_segment)
+    if not valid.any():
+        return None
+    tau_b, kappa_b = np.broadcast_arrays(tau, kappa)
+    w_x = c[0, tau_b]
+    w_y = c[tau_b, kappa_b]
+    w_xy = c[0, kappa_b] - w_x - w_y
+    nx = tau_b.astype(float)
+    my = (kappa_b - tau_b).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = 2.0 / kappa_b * w_xy
+        q -= np.where(nx > 1, 2.0 * my / (kappa_b * (nx - 1)), 0.0) * w_x
+        q -= np.where(my > 1, 2.0 * nx / (kappa_b * (my - 1)), 0.0) * w_y
+    q = np.where(valid, q, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(q)), q.shape)
+    return int(tau_b[i, j]), float(q[i, j])
+
+
+def _ttest(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float]:
+    """Two-sided Student's t-test (pooled variance): (p, mean difference right - left, its se)."""
+    n1, n2 = len(left), len(right)
+    diff = float(right.mean() - left.mean())
+    df = n1 + n2 - 2
+    if df <= 0:
+        return 1.0, diff, math.inf
+    ss = float(((left - left.mean()) ** 2).sum() + ((right - right.mean()) ** 2).sum())
+    se = math.sqrt(ss / df * (1.0 / n1 + 1.0 / n2))
+    if se == 0.0:
+        return (0.0 if diff != 0.0 else 1.0), diff, 0.0
+    from scipy.stats import t as student_t
+
+    return float(2.0 * student_t.sf(abs(diff) / se, df)), diff, se
+
+
+def _intervals(cps: Sequence[int], n: int) -> list[tuple[int, int]]:
+    bounds = [0, *cps, n]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _detect_window(z: np.ndarray, max_pvalue: float, min_segment: int) -> list[int]:
+    """E-divisive inside one window: split the interval with the largest Q-hat while significant."""
+    cps: list[int] = []
+    while True:
+        best: tuple[float, int, tuple[int, int]] | None = None
+        for a, b in _intervals(cps, len(z)):
+            found = _best_split(z[a:b], min_segment)
+            if found is not None and (best is None or found[1] > best[0]):
+                best = (found[1], a + found[0], (a, b))
+        if best is None:
+            return cps
+        _, tau, (a, b) = best
+        p, _, _ = _ttest(z[a:tau], z[tau:b])
+        if p > max_pvalue:
+            return cps
+        cps = sorted([*cps, tau])
+
+
+def _split(z: np.ndarray, window_len: int, max_pvalue: float, min_segment: int) -> list[int]:
+    """Otava's split step: e-divisive in sliding windows, the union of their change points."""
+    step = max(1, window_len // 2)
+    found: set[int] = set()
+    start = 0
+    while start < len(z):
+        end = min(start + window_len, len(z))
+        new = [start + i for i in _detect_window(z[start:end], max_pvalue, min_segment)]
+        found.update(new)
+        start = max(new[-1] if new else 0, start + step)
+    return sorted(found)
+
+
+def _stats(z: np.ndarray, cps: Sequence[int], min_segment: int) -> list[tuple[int, float, float, float, int, int]]:
+    """For each change point: (index, p, log difference, its se, n before, n after), each
+    tested between its neighbouring change points."""
+    bounds = [0, *cps, len(z)]
+    out = []
+    for k, idx in enumerate(cps):
+        left, right = z[bounds[k] : idx], z[idx : bounds[k + 2]]
+        if len(left) < min_segment or len(right) < min_segment:
+            out.append((idx, 1.0, 0.0, math.inf, len(left), len(right)))
+            continue
+        p, diff, se = _ttest(left, right)
+        out.append((idx, p, diff, se, len(left), len(right)))
+    return out
+
+
+def _merge(z: np.ndarray, cps: list[int], max_pvalue: float, min_magnitude: float, min_segment: int) -> list[int]:
+    """Otava's merge step: drop the weakest change point until all are significant and large."""
+    cps = sorted(set(cps))
+    while cps:
+        st = _stats(z, cps, min_segment)
+        weakest = max(range(len(st)), key=lambda i: st[i][1])
+        if st[weakest][1] < max_pvalue:
+            magnitude = [max(abs(math.expm1(s[2])), abs(math.expm1(-s[2]))) for s in st]
+            weakest = min(range(len(st)), key=lambda i: magnitude[i])
+            if magnitude[weakest] > min_magnitude:
+                return cps
+        del cps[weakest]
+    return cps
+
+
+def detect(
+    values: Sequence[float],
+    *,
+    window_len: int = WINDOW_LEN,
+    max_pvalue: float = MAX_PVALUE,
+    min_magnitude: float = MIN_MAGNITUDE,
+    min_segment: int = MIN_SEGMENT,
+) -> list[ChangePoint]:
+    """Change points of a positive series (e.g. per-commit latency in ms), oldest first."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2 * min_segment or not np.all(np.isfinite(x)) or np.any(x <= 0):
+        return []
+    z = np.log(x)
+    first_pass = max_pvalue * 10 if max_pvalue < 0.05 else (max_pvalue * 2 if max_pvalue < 0.5 else max_pvalue)
+    cps = _merge(z, _split(z, window_len, first_pass, min_segment), max_pvalue, min_magnitude, min_segment)
+    out = []
+    bounds = [0, *cps, len(z)]
+    for k, (idx, p, diff, se, n1, n2) in enumerate(_stats(z, cps, min_segment)):
+        df = n1 + n2 - 2
+        from scipy.stats import t as student_t
+
+        half = float(student_t.ppf(0.975, df)) * se if math.isfinite(se) and df > 0 else math.inf
+        out.append(
+            ChangePoint(
+                index=idx,
+                ratio=math.exp(diff),
+                ratio_low=math.exp(diff - half) if math.isfinite(half) else 0.0,
+                ratio_high=math.exp(diff + half) if math.isfinite(half) else math.inf,
+                pvalue=p,
+                mean_before=float(math.exp(z[bounds[k] : idx].mean())),
+                mean_after=float(math.exp(z[idx : bounds[k + 2]].mean())),
+                n_before=n1,
+                n_after=n2,
+            )
+        )
+    return out
+
+
+def noise_level(values: Sequence[float], cps: Sequence[int]) -> float | None:
+    """Robust relative sd between commits within segments: 1.4826 x MAD of the log values
+    around their segment's median (None with fewer than 3 points)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 3 or np.any(x <= 0):
+        return None
+    z = np.log(x)
+    residuals = np.concatenate([z[a:b] - np.median(z[a:b]) for a, b in _intervals(list(cps), len(z))])
+    return float(1.4826 * np.median(np.abs(residuals)))
+
+
+def analyze(values: Sequence[float], **kwargs: float) -> Analysis:
+    """The verdict of a series: "insufficient data", "unstable", "changed" or "stable"."""
+    if len(values) < MIN_POINTS:
+        return Analysis("insufficient data", (), None)
+    cps = detect(values, **kwargs)  # type: ignore[arg-type]
+    noise = noise_level(values, [c.index for c in cps])
+    if noise is not None and noise > UNSTABLE_NOISE:
+        return Analysis("unstable", tuple(cps), noise)
+    return Analysis("changed" if cps else "stable", tuple(cps), noise)
