@@ -424,3 +424,44 @@ def test_store_file_is_a_real_sqlite_database(tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM measurements").fetchone() == (1,)
         assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (STORE_SCHEMA_VERSION,)
+
+
+RUN_SUITE = """
+name: stored
+models: [lenet5]
+batch_sizes: [1]
+backends: [eager]
+threads: 1
+measure: {warmup: 1, min_time_s: 0.1, max_time_s: 0.2, timeout_s: 60, repeats: 2}
+"""
+
+
+def test_run_store_writes_the_results_file_then_stores_it(tmp_path, monkeypatch, capsys):
+    """`run --store` end to end (a stand-in worker: no process is started): the file is
+    written, then stored under the commit of the checkout it ran in; an unreachable store
+    fails with one line and exit 2 while the results file stays."""
+    from cnnbench import runner
+    from cnnbench.environment import git_commit
+    from cnnbench.results import load_results
+    from tests.history_fixtures import _free_port
+
+    def worker(spec, **kwargs):
+        return {"status": "ok", "error": None, "samples_ms": [1.0, 1.1] * 10, "warmup_ms": [2.0], "first_call_ms": 3.0}
+
+    monkeypatch.setattr(runner, "run_worker", worker)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(RUN_SUITE, encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    out = tmp_path / "r.json"
+    code, stdout, err = _main(["run", str(suite), "--out", str(out), "--quiet", "--no-peak", "--store", "--db", db], capsys)
+    assert code == 0, err
+    assert stdout.index(f"results: {out}") < stdout.index("stored 1 case(s)")
+    git = git_commit()
+    with open_store(db, create=False) as store:
+        [row] = store.history(statistic="p5")
+    assert row.commit == (git["commit"] or row.commit) and len(row.figures) == 2
+    unreachable = f"postgresql://bench@127.0.0.1:{_free_port()}/bench"
+    out2 = tmp_path / "r2.json"
+    code, stdout, err = _main(["run", str(suite), "--out", str(out2), "--quiet", "--no-peak", "--db", unreachable], capsys)
+    assert code == 2 and err.count("\n") == 1 and "cannot reach the store" in err and "is kept" in err
+    assert len(load_results(out2)["cases"]) == 1
