@@ -49,7 +49,7 @@ def main() -> int:
         for c in range(args.commits):
             t0 = time.perf_counter()
             levels = {s: (1.0 + 0.01 * j) * (1.10 if (j % 5 == 0 and c >= args.commits // 2) else 1.0) for j, s in enumerate(specs)}
-            results = make_results(levels, commit=f"{c:040x}", time=f"2026-01-01T00:00:00+00:00", seed=c,
+            results = make_results(levels, commit=f"{c:040x}", time="2026-01-01T00:00:00+00:00", seed=c,
                                    processes=args.processes)  # fmt: skip
             results["environment"]["git"]["commit_time"] = f"2026-{1 + c // 28 // 24 % 12:02d}-{1 + c // 24 % 28:02d}T{c % 24:02d}:00:00+00:00"
             for rec in results["cases"]:  # the asked number of samples per process

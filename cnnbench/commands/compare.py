@@ -26,7 +26,9 @@ significant at --alpha (this needs at least 5 repeats per side at the default al
 Memory growth beyond the memory threshold is a regression too.
 
 Prints a table, writes Markdown (for a pull-request comment) to --markdown and appends it to
-$GITHUB_STEP_SUMMARY when that is set. Exit codes: 0 no regression, 1 at least one regression
+$GITHUB_STEP_SUMMARY when that is set. With --baseline-db URL give only CURRENT: BASE is then the
+last --window stored runs of each case on CURRENT's machine (and --branch), their processes pooled,
+and the commits used are named (docs/history.md). Exit codes: 0 no regression, 1 at least one regression
 (or a case that was ok in BASE and fails in CURRENT), 2 usage or file error. See docs/compare.md.
 """
 

@@ -81,5 +81,5 @@ def _render_terminal(trends, *, statistic: str, store: str) -> None:  # noqa: AN
         for c in t.analysis.change_points:
             print(
                 f"  {pts[c.index - 1].commit[:8]}..{pts[c.index].commit[:8]}  {c.ratio - 1:+.1%} {c.direction} "
-                f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence:.1%})"
+                f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence_text})"
             )

@@ -31,6 +31,7 @@ its change points are still listed, but the verdict says they cannot be trusted.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -86,6 +87,11 @@ class ChangePoint:
         return 1.0 - self.pvalue
 
     @property
+    def confidence_text(self) -> str:
+        """The confidence as shown: "> 99.99%" rather than a rounded "100.00%"."""
+        return "> 99.99%" if self.pvalue < 1e-4 else f"{self.confidence:.2%}"
+
+    @property
     def magnitude(self) -> float:
         """Otava's `change_magnitude`: the larger relative change, forwards or backwards."""
         return max(abs(self.ratio - 1.0), abs(1.0 / self.ratio - 1.0))
@@ -101,6 +107,20 @@ class Analysis:
 # -- the e-divisive statistic -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
+def _split_grid(n: int, min_segment: int) -> tuple[np.ndarray, ...]:
+    """The (tau, kappa) grid of `_best_split` for n points and its coefficients, made once per n."""
+    tau, kappa = np.meshgrid(np.arange(1, n), np.arange(2, n + 1), indexing="ij")
+    valid = (kappa > tau) & (tau >= min_segment) & (kappa - tau >= min_segment)
+    nx = tau.astype(float)
+    my = (kappa - tau).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c_xy = np.where(valid, 2.0 / kappa, 0.0)
+        c_x = np.where(valid & (nx > 1), 2.0 * my / (kappa * (nx - 1)), 0.0)
+        c_y = np.where(valid & (my > 1), 2.0 * nx / (kappa * (my - 1)), 0.0)
+    return tau, kappa, valid, c_xy, c_x, c_y
+
+
 def _best_split(z: np.ndarray, min_segment: int) -> tuple[int, float] | None:
     """The tau (1..n-1) maximising Q-hat(z[:tau], z[tau:kappa]) over kappa, and that Q-hat.
 
@@ -112,28 +132,17 @@ def _best_split(z: np.ndarray, min_segment: int) -> tuple[int, float] | None:
     n = len(z)
     if n < 2 * min_segment:
         return None
+    tau, kappa, valid, c_xy, c_x, c_y = _split_grid(n, min_segment)
     upper = np.triu(np.abs(z[:, None] - z[None, :]), k=1)
     # C[a, b] = sum_{i >= a} sum_{j < b} upper[i, j]  (= W(a, b), as upper[i, j] = 0 for j <= i)
     c = np.zeros((n + 1, n + 1))
     c[:n, 1:] = np.cumsum(np.cumsum(upper[::-1], axis=0)[::-1], axis=1)
-    tau = np.arange(1, n)[:, None]
-    kappa = np.arange(2, n + 1)[None, :]
-    valid = (kappa > tau) & (tau >= min_segment) & (kappa - tau >= min_segment)
-    if not valid.any():
-        return None
-    tau_b, kappa_b = np.broadcast_arrays(tau, kappa)
-    w_x = c[0, tau_b]
-    w_y = c[tau_b, kappa_b]
-    w_xy = c[0, kappa_b] - w_x - w_y
-    nx = tau_b.astype(float)
-    my = (kappa_b - tau_b).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = 2.0 / kappa_b * w_xy
-        q -= np.where(nx > 1, 2.0 * my / (kappa_b * (nx - 1)), 0.0) * w_x
-        q -= np.where(my > 1, 2.0 * nx / (kappa_b * (my - 1)), 0.0) * w_y
-    q = np.where(valid, q, -np.inf)
-    i, j = np.unravel_index(int(np.argmax(q)), q.shape)
-    return int(tau_b[i, j]), float(q[i, j])
+    w_x = c[0, tau]
+    w_y = c[tau, kappa]
+    w_xy = c[0, kappa] - w_x - w_y
+    q = np.where(valid, c_xy * w_xy - c_x * w_x - c_y * w_y, -np.inf)
+    flat = int(np.argmax(q))
+    return int(tau.flat[flat]), float(q.flat[flat])
 
 
 def _ttest(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float]:
@@ -147,9 +156,9 @@ def _ttest(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float]:
     se = math.sqrt(ss / df * (1.0 / n1 + 1.0 / n2))
     if se == 0.0:
         return (0.0 if diff != 0.0 else 1.0), diff, 0.0
-    from scipy.stats import t as student_t
+    from scipy.special import stdtr  # Student's t CDF as a ufunc: microseconds, not scipy.stats' ~0.3 ms
 
-    return float(2.0 * student_t.sf(abs(diff) / se, df)), diff, se
+    return float(2.0 * stdtr(df, -abs(diff) / se)), diff, se
 
 
 def _intervals(cps: Sequence[int], n: int) -> list[tuple[int, int]]:
@@ -237,9 +246,9 @@ def detect(
     bounds = [0, *cps, len(z)]
     for k, (idx, p, diff, se, n1, n2) in enumerate(_stats(z, cps, min_segment)):
         df = n1 + n2 - 2
-        from scipy.stats import t as student_t
+        from scipy.special import stdtrit
 
-        half = float(student_t.ppf(0.975, df)) * se if math.isfinite(se) and df > 0 else math.inf
+        half = float(stdtrit(df, 0.975)) * se if math.isfinite(se) and df > 0 else math.inf
         out.append(
             ChangePoint(
                 index=idx,

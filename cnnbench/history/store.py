@@ -16,7 +16,7 @@ others wait on the busy timeout instead of failing), on PostgreSQL schema migrat
 transaction-level advisory lock. Two processes storing at once lose nothing.
 
 Schema versions (one line each; `_MIGRATIONS` holds one step per version):
-1: schema_version, runs, measurements (cnnbench 0.1).
+1: schema_version, runs, measurements, records (cnnbench 0.1).
 """
 
 from __future__ import annotations
@@ -98,9 +98,17 @@ measurements = sa.Table(
     sa.Column("valid", sa.Boolean, nullable=False),  # ok and parity not failed: timings count
     sa.Column("processes", sa.Integer, nullable=False),
     sa.Column("figures", sa.Text, nullable=False),  # JSON: {statistic: [one figure per process]}
-    sa.Column("record", sa.LargeBinary, nullable=False),  # zlib(JSON of the whole case record)
     sa.UniqueConstraint("run_id", "case_key", name="uq_measurements_run_case"),
     sa.Index("ix_measurements_case", "case_key"),
+)
+
+# The whole case records apart from `measurements`, so that reading a history (the figures of
+# every case of every commit) never pages through the raw samples.
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("measurement_id", sa.Integer, sa.ForeignKey("measurements.id"), primary_key=True, autoincrement=False),
+    sa.Column("record", sa.LargeBinary, nullable=False),  # zlib(JSON of the whole case record)
 )
 
 
@@ -280,8 +288,8 @@ _MIGRATIONS: dict[int, Any] = {}
 
 
 def _v0_to_v1(conn: sa.engine.Connection) -> None:
-    """Version 1: the three tables."""
-    metadata.create_all(conn, tables=[runs, measurements])
+    """Version 1: runs, measurements, records."""
+    metadata.create_all(conn, tables=[runs, measurements, records])
 
 
 _MIGRATIONS[0] = _v0_to_v1
@@ -400,7 +408,13 @@ class Store:
                     return existing
                 run_id = int(conn.execute(runs.insert().values(**run_row)).inserted_primary_key[0])
                 if rows:
-                    conn.execute(measurements.insert(), [{**r, "run_id": run_id} for r in rows])
+                    conn.execute(measurements.insert(), [{**r, "run_id": run_id} for r, _ in rows])
+                    ids = dict(
+                        conn.execute(
+                            sa.select(measurements.c.case_key, measurements.c.id).where(measurements.c.run_id == run_id)
+                        ).all()
+                    )
+                    conn.execute(records.insert(), [{"measurement_id": ids[r["case_key"]], "record": blob} for r, blob in rows])
         except sa_exc.IntegrityError:
             # Another writer stored the same content between our check and our insert.
             with self._connect() as conn:
@@ -482,17 +496,15 @@ class Store:
         if branch is not None:
             stmt = stmt.where(runs.c.branch == branch)
         out = []
-        for r in self._query(stmt):
-            figures = json.loads(r["figures"]).get(statistic) or []
+        result = self._tuples(stmt)
+        loads = json.loads
+        for run_id, key, model, backend, device, precision, figs, commit, branch, when, stored, machine in result:
+            figures = loads(figs).get(statistic)
             if not figures:
                 continue
             out.append(
-                StoredRun(
-                    run_id=int(r["run_id"]), case_key=r["case_key"], model=r["model"], backend=r["backend"],
-                    device=r["device"], precision=r["precision"], commit=r["commit"], branch=r["branch"],
-                    commit_time=r["commit_time"], stored_at=r["stored_at"],
-                    machine_fingerprint=r["machine_fingerprint"], figures=tuple(float(x) for x in figures),
-                )
+                StoredRun(run_id, key, model, backend, device, precision, commit, branch, when, stored, machine,
+                          tuple(figures))
             )  # fmt: skip
         return out
 
@@ -501,12 +513,13 @@ class Store:
     ) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
         """For each case key: the last `window` valid stored records on `machine` (and
         `branch`), newest first, as (run info, case record) pairs."""
-        out: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        chosen: dict[str, list[tuple[int, int]]] = {}  # key -> [(measurement id, run id)], newest first
+        info: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(list(dict.fromkeys(keys)), _IN_CHUNK):
             stmt = (
                 sa.select(
-                    measurements.c.case_key, measurements.c.record, runs.c.id, runs.c.commit, runs.c.branch,
-                    runs.c.commit_time, runs.c.environment, runs.c.suite_name,
+                    measurements.c.case_key, measurements.c.id, runs.c.id, runs.c.commit, runs.c.branch,
+                    runs.c.commit_time, runs.c.suite_name,
                 )
                 .join(runs, measurements.c.run_id == runs.c.id)
                 .where(measurements.c.valid.is_(True), runs.c.machine_fingerprint == machine,
@@ -515,17 +528,31 @@ class Store:
             )  # fmt: skip
             if branch is not None:
                 stmt = stmt.where(runs.c.branch == branch)
-            for r in self._query(stmt):
-                kept = out.setdefault(r["case_key"], [])
-                if len(kept) >= window:
-                    continue
-                info = {
-                    "run_id": int(r["id"]), "commit": r["commit"], "branch": r["branch"],
-                    "commit_time": r["commit_time"], "environment": json.loads(r["environment"]),
-                    "suite_name": r["suite_name"],
-                }  # fmt: skip
-                kept.append((info, json.loads(zlib.decompress(r["record"]).decode("utf-8"))))
-        return out
+            for key, mid, run_id, commit, run_branch, when, suite in self._tuples(stmt):
+                kept = chosen.setdefault(key, [])
+                if len(kept) < window:
+                    kept.append((mid, run_id))
+                    info[run_id] = {"run_id": run_id, "commit": commit, "branch": run_branch,
+                                    "commit_time": when, "suite_name": suite}  # fmt: skip
+        for chunk in _chunks(list(info), _IN_CHUNK):
+            for run_id, env in self._tuples(sa.select(runs.c.id, runs.c.environment).where(runs.c.id.in_(chunk))):
+                info[run_id]["environment"] = json.loads(env)
+        blobs: dict[int, bytes] = {}
+        mids = [mid for kept in chosen.values() for mid, _ in kept]
+        for chunk in _chunks(mids, _IN_CHUNK):
+            stmt = sa.select(records.c.measurement_id, records.c.record).where(records.c.measurement_id.in_(chunk))
+            blobs.update(dict(self._tuples(stmt)))
+        return {
+            key: [(info[run_id], json.loads(zlib.decompress(blobs[mid]).decode("utf-8"))) for mid, run_id in kept]
+            for key, kept in chosen.items()
+        }
+
+    def _tuples(self, statement: Any) -> list[tuple[Any, ...]]:
+        try:
+            with self._connect() as conn:
+                return [tuple(row) for row in conn.execute(statement)]
+        except sa_exc.SQLAlchemyError as exc:
+            raise _db_error(self.url, exc) from None
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -533,11 +560,12 @@ def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
-def _measurement_rows(results: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """One row per case record with a key (the same key twice keeps the last, as compare does)."""
+def _measurement_rows(results: dict[str, Any]) -> Iterable[tuple[dict[str, Any], bytes]]:
+    """(measurement row, compressed record) per case record with a key (the same key twice
+    keeps the last, as compare does)."""
     from cnnbench.history.series import process_figures, record_is_valid
 
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, tuple[dict[str, Any], bytes]] = {}
     for rec in results.get("cases") or []:
         if not isinstance(rec, dict) or not isinstance(rec.get("key"), str) or not isinstance(rec.get("status"), str):
             continue
@@ -555,8 +583,7 @@ def _measurement_rows(results: dict[str, Any]) -> Iterable[dict[str, Any]]:
             "valid": bool(valid and processes),
             "processes": processes,
             "figures": json.dumps(figures, allow_nan=False),
-            "record": zlib.compress(json.dumps(rec, default=str).encode("utf-8"), 6),
-        }
+        }, zlib.compress(json.dumps(rec, default=str).encode("utf-8"), 6)
     return seen.values()
 
 

@@ -97,7 +97,7 @@ def _chart(t: Trend) -> str:
         x0, x1 = x(c.index - 1), x(c.index)
         tip = (
             f"{before.commit[:10]}..{after.commit[:10]}: {c.ratio - 1:+.1%} {c.direction} "
-            f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence:.2%})"
+            f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence_text})"
         )
         parts.append(
             f'<rect class="cp-{c.direction}" x="{x0:.1f}" y="{_PAD_T}" width="{max(x1 - x0, 2):.1f}" '
@@ -127,7 +127,7 @@ def _figure(t: Trend) -> str:
     noise = f", noise {t.analysis.noise:.1%}" if t.analysis.noise is not None else ""
     items = "".join(
         f"<li>{_e(s.points[c.index - 1].commit[:10])}..{_e(s.points[c.index].commit[:10])}: "
-        f"{c.ratio - 1:+.1%} {c.direction} (confidence {c.confidence:.2%})</li>"
+        f"{c.ratio - 1:+.1%} {c.direction} (confidence {_e(c.confidence_text)})</li>"
         for c in t.analysis.change_points
     )
     return (
