@@ -38,11 +38,13 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=50)
     ap.add_argument("--processes", type=int, default=3)
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--keep", metavar="DIR", help="keep the store in DIR (default: a temporary directory, removed)")
     args = ap.parse_args()
 
     specs = [make_spec(f"model{i // 5:02d}", backend=("eager", "onnxrt", "compile")[i % 3], batch=1 + i % 5) for i in range(args.cases)]
     with tempfile.TemporaryDirectory(prefix="cnnbench-history-bench-") as tmp:
-        work = Path(tmp)
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{work / 'history.sqlite'}"
         store_s: list[float] = []
         t_gen = 0.0

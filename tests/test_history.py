@@ -111,6 +111,9 @@ def test_a_bad_file_among_several_stores_nothing(db, tmp_path, capsys):
     bad.write_text("{not json", encoding="utf-8")
     code, _, err = _main(["store", good, str(bad), "--db", db], capsys)
     assert code == 2 and "bad.json" in err
+    bare = _write(tmp_path, "bare.json", make_results({R18: 1.0}, commit=None))  # loads, but no commit
+    code, _, err = _main(["store", good, bare, "--db", db], capsys)
+    assert code == 2 and "bare.json: no git commit recorded" in err
     if db.startswith("sqlite"):
         assert not Path(db.removeprefix("sqlite:///")).exists()  # not even an empty store
     else:

@@ -18,7 +18,7 @@ pattern; default all): its statistic per commit (the median of the worker proces
 p5 by default as in compare), the change points over commits (e-divisive means with Student's
 t-test significance, as Apache Otava finds them), each naming the last commit before and the first
 after, the ratio, its confidence and the direction, and a verdict: stable, changed, unstable
-(noise between commits above 10%%) or insufficient data (fewer than 6 commits).
+(noise between commits above 10%) or insufficient data (fewer than 6 commits).
 --json prints the JSON contract on stdout; --html DIR writes DIR/index.html. Exit codes: 0 done,
 2 the store cannot be read or nothing matches. See docs/history.md.
 """

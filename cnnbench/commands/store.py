@@ -53,14 +53,15 @@ def store_files(paths: list[str], *, url: str, commit: str | None = None, branch
                 time: str | None = None) -> list[tuple[str, Any]]:
     """Load every file first (a bad one stops everything before the store is touched), then
     store them in order. Returns (path, IngestResult) pairs."""
-    from cnnbench.history.store import open_store, utc_iso
+    from cnnbench.history.store import open_store, parse_url, prepare_ingest
     from cnnbench.results import load_results
 
-    if time is not None:
-        utc_iso(time, what="--time")
-    loaded = [(p, load_results(p)) for p in paths]
+    parse_url(url)
+    prepared = [
+        (p, prepare_ingest(load_results(p), source=p, commit=commit, branch=branch, time=time)) for p in paths
+    ]
     with open_store(url, create=True) as store:
-        return [(p, store.store_results(r, source=p, commit=commit, branch=branch, time=time)) for p, r in loaded]
+        return [(p, store.store_prepared(ingest)) for p, ingest in prepared]
 
 
 def describe(path: str, result: Any, url: str) -> str:

@@ -295,6 +295,69 @@ def _v0_to_v1(conn: sa.engine.Connection) -> None:
 _MIGRATIONS[0] = _v0_to_v1
 
 
+@dataclass(frozen=True)
+class Ingest:
+    """A checked results file, ready to store: its `runs` row and (measurement, record) rows."""
+
+    run_row: dict[str, Any]
+    rows: list[tuple[dict[str, Any], bytes]]
+
+
+def prepare_ingest(
+    results: dict[str, Any],
+    *,
+    source: str | None = None,
+    commit: str | None = None,
+    branch: str | None = None,
+    time: str | None = None,
+) -> "Ingest":
+    """Check one loaded results file and make its rows, touching no database (so a caller
+    storing several files can refuse them all before writing any).
+
+    Commit, branch and time come from the file's environment (the git checkout the run was
+    made in) unless given; time falls back to when the results were created.
+
+    Raises:
+        StoreError: no commit, time or machine fingerprint known.
+    """
+    from cnnbench import __version__
+
+    env = results.get("environment") if isinstance(results.get("environment"), dict) else {}
+    git = env.get("git") if isinstance(env.get("git"), dict) else {}
+    name = source or "results"
+    commit = commit or git.get("commit")
+    if not commit:
+        raise StoreError(f"{name}: no git commit recorded (the run was not made in a git checkout); pass --commit SHA")
+    branch = branch or git.get("branch") or None
+    when = time or git.get("commit_time") or results.get("created")
+    if not when:
+        raise StoreError(f"{name}: no commit time or creation time recorded; pass --time ISO8601")
+    when = utc_iso(when, what="--time" if time else "time")
+    fingerprint = env.get("machine_fingerprint")
+    if not fingerprint:
+        raise StoreError(f"{name}: its environment has no machine_fingerprint (not a `bench.py run` results file?)")
+    suite = results.get("suite") if isinstance(results.get("suite"), dict) else {}
+    digest = content_hash(results)
+    rows = list(_measurement_rows(results))
+    run_row = {
+        "content_sha256": digest,
+        "commit": str(commit),
+        "branch": branch,
+        "commit_time": when,
+        "machine_fingerprint": str(fingerprint),
+        "hostname": env.get("hostname"),
+        "cnnbench_version": env.get("cnnbench") or __version__,
+        "suite_name": suite.get("name"),
+        "suite_sha256": suite.get("sha256"),
+        "results_created": results.get("created"),
+        "stored_at": _now(),
+        "source": source,
+        "dirty": git.get("dirty") if isinstance(git.get("dirty"), bool) else None,
+        "environment": json.dumps(env, sort_keys=True, default=str),
+    }
+    return Ingest(run_row, rows)
+
+
 class Store:
     """An open store. Create with `open_store`; close with `close()` (or use it as a context)."""
 
@@ -357,50 +420,19 @@ class Store:
         branch: str | None = None,
         time: str | None = None,
     ) -> IngestResult:
-        """Append one loaded results file (as `cnnbench.results.load_results` returns it).
-
-        Commit, branch and time come from the file's environment (the git checkout the run was
-        made in) unless given; time falls back to when the results were created. Storing the
-        same content again changes nothing and says so (`stored=False`).
+        """Append one loaded results file (as `cnnbench.results.load_results` returns it); see
+        `prepare_ingest`. Storing the same content again changes nothing and says so
+        (`stored=False`).
 
         Raises:
             StoreError: no commit or machine fingerprint known, or the database failed.
         """
-        from cnnbench import __version__
+        return self.store_prepared(prepare_ingest(results, source=source, commit=commit, branch=branch, time=time))
 
-        env = results.get("environment") if isinstance(results.get("environment"), dict) else {}
-        git = env.get("git") if isinstance(env.get("git"), dict) else {}
-        name = source or "results"
-        commit = commit or git.get("commit")
-        if not commit:
-            raise StoreError(f"{name}: no git commit recorded (the run was not made in a git checkout); pass --commit SHA")
-        branch = branch or git.get("branch") or None
-        when = time or git.get("commit_time") or results.get("created")
-        if not when:
-            raise StoreError(f"{name}: no commit time or creation time recorded; pass --time ISO8601")
-        when = utc_iso(when, what="--time" if time else "time")
-        fingerprint = env.get("machine_fingerprint")
-        if not fingerprint:
-            raise StoreError(f"{name}: its environment has no machine_fingerprint (not a `bench.py run` results file?)")
-        suite = results.get("suite") if isinstance(results.get("suite"), dict) else {}
-        digest = content_hash(results)
-        rows = list(_measurement_rows(results))
-        run_row = {
-            "content_sha256": digest,
-            "commit": str(commit),
-            "branch": branch,
-            "commit_time": when,
-            "machine_fingerprint": str(fingerprint),
-            "hostname": env.get("hostname"),
-            "cnnbench_version": env.get("cnnbench") or __version__,
-            "suite_name": suite.get("name"),
-            "suite_sha256": suite.get("sha256"),
-            "results_created": results.get("created"),
-            "stored_at": _now(),
-            "source": source,
-            "dirty": git.get("dirty") if isinstance(git.get("dirty"), bool) else None,
-            "environment": json.dumps(env, sort_keys=True, default=str),
-        }
+    def store_prepared(self, ingest: "Ingest") -> IngestResult:
+        """Append what `prepare_ingest` made, in one transaction."""
+        run_row, rows = ingest.run_row, ingest.rows
+        digest = run_row["content_sha256"]
         try:
             with self.engine.begin() as conn:
                 existing = self._existing(conn, digest)
@@ -424,7 +456,9 @@ class Store:
             return existing
         except sa_exc.SQLAlchemyError as exc:
             raise _db_error(self.url, exc) from None
-        return IngestResult(True, run_id, str(commit), branch, when, str(fingerprint), len(rows))
+        return IngestResult(
+            True, run_id, run_row["commit"], run_row["branch"], run_row["commit_time"], run_row["machine_fingerprint"], len(rows)
+        )
 
     def _existing(self, conn: sa.engine.Connection, digest: str) -> IngestResult | None:
         row = conn.execute(sa.select(runs).where(runs.c.content_sha256 == digest)).mappings().first()
