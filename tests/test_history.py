@@ -419,6 +419,14 @@ window.addEventListener("load", function () {
     assert tuple(map(int, m.groups())) == (3, 3, 1, 0)
 
 
+def test_the_store_keeps_every_statistic_compare_knows():
+    """A statistic added to compare needs a store migration (a figures column) to be in history."""
+    from cnnbench.compare import STATISTICS
+    from cnnbench.history.store import FIGURE_STATISTICS
+
+    assert set(FIGURE_STATISTICS) == set(STATISTICS)
+
+
 def test_store_file_is_a_real_sqlite_database(tmp_path):
     """The embedded store is a plain SQLite file any tool can open."""
     path = _write(tmp_path, "run.json", make_results({R18: 1.0}, commit=sha(1)))

@@ -13,7 +13,6 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from cnnbench import stats
 
 __all__ = ["Point", "Series", "process_figures", "record_is_valid", "build_series", "matches"]
 
@@ -47,18 +46,18 @@ class Point:
     time: str
     figures: tuple[float, ...]
     runs: int
+    value_ms: float  # the median of the figures
+    low_ms: float  # their range
+    high_ms: float
 
-    @property
-    def value_ms(self) -> float:
-        return stats.median(self.figures)
-
-    @property
-    def low_ms(self) -> float:
-        return min(self.figures)
-
-    @property
-    def high_ms(self) -> float:
-        return max(self.figures)
+    @classmethod
+    def of(cls, commit: str, branch: str | None, time: str, figures: Sequence[float], runs: int) -> "Point":
+        xs = sorted(figures)
+        n = len(xs)
+        # stats.median's value (linear interpolation at 50%), without its generality: this runs
+        # once per commit of every series.
+        mid = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+        return cls(commit, branch, time, tuple(figures), runs, mid, xs[0], xs[-1])
 
 
 @dataclass
@@ -89,8 +88,12 @@ def build_series(rows: Iterable[Any], *, patterns: Sequence[str] = ()) -> list[S
     """
     by_series: dict[tuple[str, str], Series] = {}
     acc: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    wanted: dict[str, bool] = {}
     for r in rows:
-        if not matches(r.case_key, r.model, patterns):
+        ok = wanted.get(r.case_key)
+        if ok is None:
+            ok = wanted[r.case_key] = matches(r.case_key, r.model, patterns)
+        if not ok:
             continue
         sid = (r.case_key, r.machine_fingerprint)
         if sid not in by_series:
@@ -103,6 +106,6 @@ def build_series(rows: Iterable[Any], *, patterns: Sequence[str] = ()) -> list[S
         entry["branch"] = entry["branch"] or r.branch
     for sid, series in by_series.items():
         series.points = [
-            Point(commit, e["branch"], e["time"], tuple(e["figures"]), e["runs"]) for commit, e in acc[sid].items()
+            Point.of(commit, e["branch"], e["time"], e["figures"], e["runs"]) for commit, e in acc[sid].items()
         ]
     return sorted(by_series.values(), key=lambda s: (s.model or "", s.key, s.machine))

@@ -54,6 +54,9 @@ _PG_CONNECT_TIMEOUT_S = 10
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _IN_CHUNK = 400  # keys per IN (...) clause: far below SQLite's and PostgreSQL's parameter limits
 
+# The statistics whose per-process figures are stored (compare's STATISTICS, as of schema 1).
+FIGURE_STATISTICS = ("median", "p25", "p10", "p5", "min")
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(
@@ -97,7 +100,10 @@ measurements = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("valid", sa.Boolean, nullable=False),  # ok and parity not failed: timings count
     sa.Column("processes", sa.Integer, nullable=False),
-    sa.Column("figures", sa.Text, nullable=False),  # JSON: {statistic: [one figure per process]}
+    # One column per statistic compare knows (cnnbench.compare.STATISTICS): the figure of each
+    # worker process, as comma-separated repr() floats (read back exactly, and far faster than
+    # JSON for the 50,000 rows of a long history). A new statistic is a schema migration.
+    *(sa.Column(f"figures_{name}", sa.Text) for name in FIGURE_STATISTICS),
     sa.UniqueConstraint("run_id", "case_key", name="uq_measurements_run_case"),
     sa.Index("ix_measurements_case", "case_key"),
 )
@@ -515,32 +521,30 @@ class Store:
     ) -> list[StoredRun]:
         """Every valid stored case (optionally of one machine and branch) with its per-process
         `statistic` figures, oldest commit first."""
+        column = measurements.c.get(f"figures_{statistic}")
+        if column is None:
+            raise StoreError(f"{self.shown_url}: the store keeps no {statistic!r} figures")
         stmt = (
             sa.select(
                 measurements.c.run_id, measurements.c.case_key, measurements.c.model, measurements.c.backend,
-                measurements.c.device, measurements.c.precision, measurements.c.figures,
+                measurements.c.device, measurements.c.precision, column,
                 runs.c.commit, runs.c.branch, runs.c.commit_time, runs.c.stored_at, runs.c.machine_fingerprint,
             )
             .join(runs, measurements.c.run_id == runs.c.id)
-            .where(measurements.c.valid.is_(True))
+            .where(measurements.c.valid.is_(True), column.is_not(None))
             .order_by(runs.c.commit_time, runs.c.id)
         )  # fmt: skip
         if machine is not None:
             stmt = stmt.where(runs.c.machine_fingerprint == machine)
         if branch is not None:
             stmt = stmt.where(runs.c.branch == branch)
-        out = []
-        result = self._tuples(stmt)
-        loads = json.loads
-        for run_id, key, model, backend, device, precision, figs, commit, branch, when, stored, machine in result:
-            figures = loads(figs).get(statistic)
-            if not figures:
-                continue
-            out.append(
-                StoredRun(run_id, key, model, backend, device, precision, commit, branch, when, stored, machine,
-                          tuple(figures))
-            )  # fmt: skip
-        return out
+        return [
+            StoredRun(run_id, key, model, backend, device, precision, commit, branch_, when, stored, machine_,
+                      tuple(map(float, figs.split(","))))
+            for run_id, key, model, backend, device, precision, figs, commit, branch_, when, stored, machine_
+            in self._tuples(stmt)
+            if figs
+        ]  # fmt: skip
 
     def latest_records(
         self, keys: Sequence[str], *, machine: str, branch: str | None, window: int
@@ -584,7 +588,7 @@ class Store:
     def _tuples(self, statement: Any) -> list[tuple[Any, ...]]:
         try:
             with self._connect() as conn:
-                return [tuple(row) for row in conn.execute(statement)]
+                return conn.execute(statement).all()  # Rows unpack as tuples
         except sa_exc.SQLAlchemyError as exc:
             raise _db_error(self.url, exc) from None
 
@@ -616,7 +620,8 @@ def _measurement_rows(results: dict[str, Any]) -> Iterable[tuple[dict[str, Any],
             "status": rec["status"],
             "valid": bool(valid and processes),
             "processes": processes,
-            "figures": json.dumps(figures, allow_nan=False),
+            **{f"figures_{name}": ",".join(map(repr, figures[name])) if name in figures else None
+               for name in FIGURE_STATISTICS},
         }, zlib.compress(json.dumps(rec, default=str).encode("utf-8"), 6)
     return seen.values()
 
