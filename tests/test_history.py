@@ -45,7 +45,7 @@ def pg_server():
         pytest.skip(f"no PostgreSQL server could be started: {exc}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # a server: slow
 def db(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store' / 'history.sqlite'}"
