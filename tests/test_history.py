@@ -232,6 +232,16 @@ def test_change_points_match_a_brute_force_energy_statistic():
     assert (tau, q) == (best[1], pytest.approx(best[0]))
 
 
+def test_student_t_matches_scipy():
+    """The pure-math t distribution of the change-point tests agrees with scipy's."""
+    special = pytest.importorskip("scipy.special")
+    for df in (1, 2, 5, 13, 60, 2000):
+        for t in (0.0, 0.3, 1.96, 4.0, 15.0, 200.0):
+            ref = 2 * special.stdtr(df, -t)
+            assert changepoints.student_t_two_sided_p(t, df) == pytest.approx(ref, rel=1e-9, abs=1e-300)
+        assert changepoints.student_t_quantile(0.975, df) == pytest.approx(special.stdtrit(df, 0.975), rel=1e-9)
+
+
 def test_history_of_nothing_and_of_a_missing_store_is_one_line(db, tmp_path, capsys):
     code, _, err = _main(["history", "--db", db], capsys)
     assert code == 2 and err.count("\n") == 1

@@ -145,6 +145,57 @@ def _best_split(z: np.ndarray, min_segment: int) -> tuple[int, float] | None:
     return int(tau.flat[flat]), float(q.flat[flat])
 
 
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz; Numerical Recipes' betacf, Press et al. 2007, sec. 6.4). Pure `math`: importing scipy
+    for one function cost more than the whole change-point search of a history."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below this point
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)), -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * h / a
+
+
+def student_t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2)."""
+    if not math.isfinite(t):
+        return 0.0
+    return min(1.0, max(0.0, _betainc(df / 2.0, 0.5, df / (df + t * t))))
+
+
+@functools.lru_cache(maxsize=1024)
+def student_t_quantile(q: float, df: int) -> float:
+    """The t with P(T <= t) = q (0.5 < q < 1), by bisection on `student_t_two_sided_p`."""
+    target = 2.0 * (1.0 - q)
+    lo, hi = 0.0, 1.0
+    while student_t_two_sided_p(hi, df) > target:
+        hi *= 2.0
+    for _ in range(60):  # hi - lo below 1e-18 of the start: far past what an interval shows
+        mid = (lo + hi) / 2.0
+        if student_t_two_sided_p(mid, df) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
 class _Sums:
     """Prefix sums of a series (centred), so each t-test between z[a:t] and z[t:b] is O(1)."""
 
@@ -153,9 +204,20 @@ class _Sums:
         self.s1 = [0.0, *np.cumsum(centred).tolist()]
         self.s2 = [0.0, *np.cumsum(centred * centred).tolist()]
 
-    def ttest(self, a: int, t: int, b: int) -> tuple[float, float, float]:
+    def significant(self, a: int, t: int, b: int, max_pvalue: float) -> bool:
+        """Is the t-test of z[a:t] vs z[t:b] significant at `max_pvalue`? (|t| against the
+        cached critical value: no p-value to compute in the split step's many tests)."""
+        _, diff, se = self.ttest(a, t, b, p_value=False)
+        df = b - a - 2
+        if df <= 0:
+            return False
+        if se == 0.0:
+            return abs(diff) > 1e-12
+        return abs(diff) / se >= student_t_quantile(1.0 - max_pvalue / 2.0, df)
+
+    def ttest(self, a: int, t: int, b: int, *, p_value: bool = True) -> tuple[float, float, float]:
         """Two-sided Student's t-test (pooled variance) of z[a:t] vs z[t:b]:
-        (p, mean difference right - left, its standard error)."""
+        (p, mean difference right - left, its standard error); p is NaN without `p_value`."""
         s1, s2 = self.s1, self.s2
         n1, n2 = t - a, b - t
         sum1, sum2 = s1[t] - s1[a], s1[b] - s1[t]
@@ -167,9 +229,7 @@ class _Sums:
         se = math.sqrt(ss / df * (1.0 / n1 + 1.0 / n2))
         if se <= 1e-15 * max(1.0, abs(diff)):
             return (0.0 if abs(diff) > 1e-12 else 1.0), diff, 0.0
-        from scipy.special import stdtr  # Student's t CDF as a ufunc: microseconds, not scipy.stats' ~0.3 ms
-
-        return float(2.0 * stdtr(df, -abs(diff) / se)), diff, se
+        return (student_t_two_sided_p(diff / se, df) if p_value else math.nan), diff, se
 
 
 def _intervals(cps: Sequence[int], n: int) -> list[tuple[int, int]]:
@@ -190,8 +250,7 @@ def _detect_window(z: np.ndarray, sums: _Sums, offset: int, max_pvalue: float, m
         if best is None:
             return cps
         _, tau, (a, b) = best
-        p, _, _ = sums.ttest(offset + a, offset + tau, offset + b)
-        if p > max_pvalue:
+        if not sums.significant(offset + a, offset + tau, offset + b, max_pvalue):
             return cps
         cps = sorted([*cps, tau])
 
@@ -260,9 +319,7 @@ def detect(
     bounds = [0, *cps, len(z)]
     for k, (idx, p, diff, se, n1, n2) in enumerate(_stats(sums, len(z), cps, min_segment)):
         df = n1 + n2 - 2
-        from scipy.special import stdtrit
-
-        half = float(stdtrit(df, 0.975)) * se if math.isfinite(se) and df > 0 else math.inf
+        half = student_t_quantile(0.975, df) * se if math.isfinite(se) and df > 0 else math.inf
         out.append(
             ChangePoint(
                 index=idx,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 
 __all__ = ["Point", "Series", "process_figures", "record_is_valid", "build_series", "matches"]
@@ -37,9 +37,9 @@ def record_is_valid(record: dict[str, Any]) -> bool:
     return record.get("status") == "ok" and not _parity_failed(record)
 
 
-@dataclass(frozen=True)
-class Point:
-    """One commit of a series: the pooled per-process figures of its stored runs."""
+class Point(NamedTuple):
+    """One commit of a series: the pooled per-process figures of its stored runs (a NamedTuple,
+    immutable and cheap: a long history has tens of thousands)."""
 
     commit: str
     branch: str | None

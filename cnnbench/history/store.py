@@ -28,7 +28,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -135,9 +135,9 @@ class IngestResult:
     cases: int
 
 
-@dataclass(frozen=True)
-class StoredRun:
-    """One stored case of one run, as history and baselines read it."""
+class StoredRun(NamedTuple):
+    """One stored case of one run, as history reads it (a NamedTuple: a history makes 50,000
+    of them, and a frozen dataclass costs several times more to build)."""
 
     run_id: int
     case_key: str
