@@ -72,9 +72,28 @@ def git_commit(path: Path = PROJECT_ROOT) -> dict[str, Any]:
                 cwd=path, capture_output=True, text=True, timeout=5, check=True,
             ).stdout.strip()
         )
-        return {"commit": sha, "dirty": dirty}
+        return {"commit": sha, "dirty": dirty, **_git_branch_and_time(path)}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+def _git_branch_and_time(path: Path) -> dict[str, Any]:
+    """The checked-out branch (None when detached, unless CI names it) and the commit's time,
+    which the history store keys its points by (cnnbench.history)."""
+
+    def git(*argv: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", *argv], cwd=path, capture_output=True, text=True, timeout=5, check=True
+            ).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    branch = git("symbolic-ref", "--short", "-q", "HEAD")
+    for var in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME"):  # detached in CI
+        if branch is None and os.environ.get(var):
+            branch = os.environ[var]
+    return {"branch": branch, "commit_time": git("show", "-s", "--format=%cI", "HEAD")}
 
 
 def _cuda_facts() -> dict[str, Any]:

@@ -25,14 +25,19 @@ significant at --alpha (this needs at least 5 repeats per side at the default al
 Memory growth beyond the memory threshold is a regression too.
 
 Prints a table, writes Markdown (for a pull-request comment) to --markdown and appends it to
-$GITHUB_STEP_SUMMARY when that is set. Exit codes: 0 no regression, 1 at least one regression
+$GITHUB_STEP_SUMMARY when that is set. With --baseline-db URL give only CURRENT: BASE is then the
+last --window stored runs of each case on CURRENT's machine (and --branch), their processes pooled,
+and the commits used are named (docs/history.md). Exit codes: 0 no regression, 1 at least one regression
 (or a case that was ok in BASE and fails in CURRENT), 2 usage or file error. See docs/compare.md.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", metavar="BASE", help="the reference results file")
-    parser.add_argument("current", metavar="CURRENT", help="the results file under test")
+    parser.add_argument("base", metavar="BASE", nargs="?", help="the reference results file (omitted with --baseline-db)")
+    parser.add_argument("current", metavar="CURRENT", nargs="?", help="the results file under test")
+    from cnnbench.commands.history_baseline import add_baseline_arguments
+
+    add_baseline_arguments(parser)
     parser.add_argument(
         "--threshold",
         action="append",
@@ -80,8 +85,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
 
-    base = load(args.base)
-    current = load(args.current)
+    if args.baseline_db:  # BASE is the last --window stored runs (docs/history.md)
+        from cnnbench.commands.history_baseline import load_from_store
+
+        base, current, args.base, args.current = load_from_store(args)
+    else:
+        if args.base is None or args.current is None:
+            raise UserError("compare needs BASE and CURRENT (or --baseline-db URL and CURRENT)")
+        base = load(args.base)
+        current = load(args.current)
     comparison = compare.compare_results(
         base,
         current,

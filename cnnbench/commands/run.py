@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
     p.add_argument("--shard", metavar="K/N", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
+    from cnnbench.commands.store import add_run_store_arguments
+
+    add_run_store_arguments(p)
 
 
 def _shard_help() -> str:
@@ -279,8 +282,12 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         print("interrupted: every completed case is in the results file; --resume continues it")
         return stop.exit_code  # 130 for SIGINT, 128 + the signal otherwise
     if not all(r["status"] == "ok" for r in results["cases"]):
-        return 1
-    return _verify_on_disk(out, [c.key for c in cases] + [r["key"] for r in results["cases"]])
+        code = 1
+    else:
+        code = _verify_on_disk(out, [c.key for c in cases] + [r["key"] for r in results["cases"]])
+    from cnnbench.commands.store import store_after_run  # after the file is written: docs/history.md
+
+    return store_after_run(args, out, code)
 
 
 def _verify_on_disk(out: Path, keys: list[str]) -> int:
