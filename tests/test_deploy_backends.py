@@ -237,7 +237,7 @@ def test_openvino_fp32_runs_with_parity_recorded_settings_and_a_cached_ir(tmp_pa
     assert out["status"] == "ok", out.get("error")
     info = out["backend_info"]
     assert info["execution_devices"] == ["CPU"] and info["performance_hint"] == "LATENCY"
-    assert info["inference_num_threads"] == 1 and "f32" in str(info["inference_precision"]).lower()
+    assert info["inference_num_threads"] == 1 and info["inference_precision"] == "f32"
     assert out["parity"]["ok"] and out["parity"]["max_rel_err"] < 1e-4
     assert info["artifact_bytes"] > 200_000 and not info["export_cached"]  # lenet5: 61.7k fp32 weights
     xml = info["export_path"]

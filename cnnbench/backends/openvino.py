@@ -201,6 +201,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def _property(compiled: Any, name: str) -> Any:
     with contextlib.suppress(Exception):
         value = compiled.get_property(name)
+        if hasattr(value, "get_type_name"):  # an openvino.Type: "f32", "bf16"
+            return str(value.get_type_name())
         if isinstance(value, (list, tuple)):
             return [str(v) for v in value]
         return value if isinstance(value, (int, float, bool)) else str(value)
