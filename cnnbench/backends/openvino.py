@@ -214,9 +214,12 @@ class OpenVINOBackend:
 
     def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared:
         import numpy as np
-        import openvino as ov
         import torch
 
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise Unsupported(f"the openvino backend needs the package openvino: pip install 'cnnbench[deploy]' ({exc})") from None
         check_device(spec.device)
         if spec.device != "cpu":
             raise Unsupported(
