@@ -60,7 +60,7 @@ def test_without_overrides_the_suite_runs_as_written(tmp_path, asked):
     [
         (("--repeats", "0"), "--repeats must be positive"),
         (("--timeout", "-1"), "--timeout must be positive"),
-        (("--backends", "tensorrt"), "unknown backend 'tensorrt'"),
+        (("--backends", "tvm"), "unknown backend 'tvm'"),
         (("--models", "vgg*"), "no case left"),
     ],
 )
