@@ -120,7 +120,7 @@ def main(args) -> int:
     print("speedup = median(fp32) / median(int8); paired = median of the per-round ratios")
     if acc:
         print()
-        print(f"lenet5 on digits (450 test images), int8 calibrated on the train split")
+        print("lenet5 on digits (450 test images), int8 calibrated on the train split")
         print(f"{'backend':9s} {'fp32 eager':>10s} {'int8':>8s} {'change':>8s} {'correct':>8s}")
         for backend, ref, top1, change, correct, note in acc:
             if ref is None:

@@ -87,7 +87,7 @@ def _table(md: str, model: str) -> dict[tuple[str, str], list[str]]:
 
 
 def test_one_row_per_backend_and_precision_with_latency_b1_and_best_throughput(deploy_md):
-    md, added, by_batch = deploy_md
+    md, added, _ = deploy_md
     rows = _table(md, "resnet18")
     assert {("eager", "fp32"), ("onnxrt", "fp32"), ("openvino", "fp32"), ("openvino", "int8"), ("aoti", "int8")} <= set(rows)
     ov8 = [c for c in added if c["spec"]["backend"] == "openvino" and c["spec"]["precision"] == "int8"]

@@ -55,7 +55,7 @@ def _artifact(rows: list[CaseRow]) -> int | None:
 def _setup(rows: list[CaseRow]) -> str:
     valid = sorted((r for r in rows if r.valid), key=lambda r: r.batch)
     for r in valid:
-        ms, how = r.setup
+        ms, _how = r.setup
         if ms is None:
             continue
         quantize = r.backend_info.get("quantize_ms")
