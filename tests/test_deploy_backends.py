@@ -314,3 +314,18 @@ def test_openvino_int8_through_a_worker_process(tmp_path, cache):
     info = run["backend_info"]
     assert info["calibration"]["random"] and info["execution_devices"] == ["CPU"]
     assert run["parity"]["ok"] and json.dumps(run)
+
+
+def test_support_lines_group_what_runs_and_give_each_reason_once():
+    from cnnbench.backends.support import Support, render_support
+
+    rows = [
+        Support("onnxrt", "cpu", "fp32", None), Support("onnxrt", "cpu", "int8", None),
+        Support("onnxrt", "cpu", "bf16", "no bf16 path"),
+        Support("tensorrt", "cpu", "fp32", "needs a GPU"), Support("tensorrt", "cpu", "int8", "needs a GPU"),
+    ]  # fmt: skip
+    lines = render_support(rows)
+    assert lines[0].split() == ["onnxrt", "cpu", "runs:", "fp32,", "int8"]
+    assert lines[1].strip() == "bf16: no bf16 path"
+    assert lines[2].split()[:4] == ["tensorrt", "cpu", "runs:", "nothing"]
+    assert lines[3].strip() == "all precisions: needs a GPU" and len(lines) == 4
