@@ -13,6 +13,12 @@ a fresh process running a minimal hand-written loop with identical settings:
   cache directory (the harness' `cache: <dir>` option), so only the first process pays a cold
   compile; steady-state latency is what is compared.
 
+- openvino: the same cached IR (`.xml`/`.bin`), reshaped to the case's batch, compiled with
+  the same properties (INFERENCE_NUM_THREADS, PERFORMANCE_HINT LATENCY, INFERENCE_PRECISION_HINT
+  f32), one request, `request.infer(feed, share_inputs=True, share_outputs=True)`.
+- aoti: the same cached `.pt2` package, `torch._inductor.aoti_load_package`, `runner(x)` under
+  `torch.inference_mode()`, the same threads.
+
 Both sides run in fresh processes so neither inherits the other's warm state; interleaving
 spreads machine drift over both. The figure is the ratio of the medians of the per-round
 medians, harness / hand loop (target 1 ± 0.05), and the median of the per-round ratios (each
@@ -20,7 +26,13 @@ round's two sides run back to back, so this one is less exposed to load that dri
 rounds on a shared machine).
 
     python benchmarks/backend_overhead.py [--rounds 5] [--models lenet5 resnet18]
-        [--backends onnxrt compile] [--threads N] [--time 2]
+        [--backends onnxrt compile openvino aoti] [--threads N] [--time 2]
+
+`--int8` measures, instead, int8 vs fp32 through the harness (interleaved rounds, batch 1 and
+8) for `--int8-models` (default resnet18 mobilenet_v2) on `--int8-backends` (default onnxrt
+openvino; compile/aoti PT2E where torchao's quantizer accepts the model), and the accuracy
+change on digits for lenet5 (trained weights from examples/digits/train_lenet5.py, int8
+calibrated on the train split, top-1 on the 450 test images vs the same model in fp32 eager).
 """
 
 from __future__ import annotations
@@ -110,6 +122,45 @@ print(json.dumps({"median_ms": measure(call, seconds)}))
 )
 
 
+_OPENVINO_LOOP = (
+    _LOOP
+    + """
+import json, sys
+import numpy as np
+import openvino as ov
+xml, x_path, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+x = np.load(x_path)
+core = ov.Core()
+model = core.read_model(xml)
+model.reshape(list(x.shape))
+compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                             "INFERENCE_PRECISION_HINT": "f32"})
+req = compiled.create_infer_request()
+feed = {0: x}
+print(json.dumps({"median_ms": measure(lambda: req.infer(feed, share_inputs=True, share_outputs=True), seconds),
+                  "devices": list(compiled.get_property("EXECUTION_DEVICES"))}))
+"""
+)
+
+_AOTI_LOOP = (
+    _LOOP
+    + """
+import json, sys
+import numpy as np
+import torch
+path, x_path, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+torch.set_num_threads(threads)
+torch.set_num_interop_threads(1)
+runner = torch._inductor.aoti_load_package(path)
+x = torch.from_numpy(np.load(x_path))
+def call():
+    with torch.inference_mode():
+        return runner(x)
+print(json.dumps({"median_ms": measure(call, seconds)}))
+"""
+)
+
+
 def hand_loop(code: str, args: list[str]) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, cwd=ROOT,
@@ -132,10 +183,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=["lenet5", "resnet18"])
-    ap.add_argument("--backends", nargs="+", default=["onnxrt", "compile"], choices=["onnxrt", "compile"])
+    ap.add_argument("--backends", nargs="+", default=["onnxrt", "compile", "openvino", "aoti"],
+                    choices=["onnxrt", "compile", "openvino", "aoti"])  # fmt: skip
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--time", type=float, default=2.0, help="timed seconds per side per round")
+    ap.add_argument("--int8", action="store_true", help="int8 vs fp32 speedups and the digits accuracy change instead")
+    ap.add_argument("--int8-models", nargs="+", default=["resnet18", "mobilenet_v2"])
+    ap.add_argument("--int8-backends", nargs="+", default=["onnxrt", "openvino"],
+                    choices=["onnxrt", "openvino", "compile", "aoti"])  # fmt: skip
     args = ap.parse_args()
+    if args.int8:
+        from int8_speedup import main as int8_main
+
+        return int8_main(args)
 
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -161,6 +221,11 @@ def main() -> int:
                     if backend == "onnxrt":
                         res = hand_loop(_ORT_LOOP, [info["export_path"], x_path, str(args.threads), str(args.time)])
                         assert res["provider"] == info["provider"], (res, info["provider"])
+                    elif backend == "openvino":
+                        res = hand_loop(_OPENVINO_LOOP, [info["export_path"], x_path, str(args.threads), str(args.time)])
+                        assert res["devices"] == info["execution_devices"], (res, info["execution_devices"])
+                    elif backend == "aoti":
+                        res = hand_loop(_AOTI_LOOP, [info["export_path"], x_path, str(args.threads), str(args.time)])
                     else:
                         res = hand_loop(_COMPILE_LOOP, [model, x_path, str(args.threads), str(args.time), inductor_cache])
                     hand.append(res["median_ms"])

@@ -30,6 +30,10 @@ on this machine kind (random weights, batch 8; docs/backends.md has the table):
   mobilenet_v2 and efficientnet_b0 produce outputs of 3e-9 and 4e-14, below fp16's smallest
   subnormal (6e-8): they come out as zeros and fail parity, which is the truth about fp16 there.
 - bf16: 1e-1. Eager bf16 autocast measured 2e-3..1.5e-2 (8-bit mantissa, unit roundoff 3.9e-3).
+- int8: 0.25. Static PTQ (cnnbench.quantize; ORT QDQ, NNCF, PT2E) measured 7.7e-3..1.8e-2 on
+  lenet5 and resnet18 with random weights and random calibration. Quantization error is a few
+  percent of the scale by design: what int8 costs a model is its measured accuracy on a dataset
+  (an int8 case carries the change vs fp32 eager), while this gate catches a broken graph.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 __all__ = ["TOLERANCES", "tolerance_for", "check_parity", "compare_outputs"]
 
 # Maximum error relative to the output scale (max |reference|), per precision.
-TOLERANCES: dict[str, float] = {"fp32": 1e-3, "fp16": 3e-2, "bf16": 1e-1}
+TOLERANCES: dict[str, float] = {"fp32": 1e-3, "fp16": 3e-2, "bf16": 1e-1, "int8": 0.25}
 # fp32 on CUDA: TF32 convolutions/matmuls (see the module docstring).
 CUDA_FP32_TOLERANCE = 5e-3
 

@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 # Bytes per floating-point element at each precision the suites know.
-PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
 MAC_CONVENTION = "MACs = multiply-accumulates (fvcore's unit, torchvision's 'GFLOPS'); FLOPs = 2 x MACs"
 

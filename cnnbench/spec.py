@@ -15,8 +15,10 @@ from typing import Any
 
 __all__ = ["BACKENDS", "PRECISIONS", "MODES", "CaseSpec", "Measure"]
 
-BACKENDS = ("eager", "compile", "onnxrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
+# openvino, aoti, tensorrt and int8: the deployment formats (cnnbench.backends.openvino/aoti/tensorrt,
+# cnnbench.quantize for int8 static post-training quantization; docs/backends.md).
+BACKENDS = ("eager", "compile", "onnxrt", "openvino", "aoti", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MODES = ("inference", "train")
 DEVICES = ("auto", "cpu", "cuda")
 

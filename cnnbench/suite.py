@@ -110,6 +110,7 @@ def _check_cache(value: str) -> str | None:
 
 
 _OPTIMIZER = Option(str, choices=("sgd", "adamw"), help="training-step optimizer (mode train; default sgd)")
+_CALIBRATION = Option(int, min=1, max=100_000, help="int8: images the calibration sees (cnnbench.quantize)")
 TRAIN_ONLY_OPTIONS = ("optimizer",)  # dropped from inference cases, whose computation they do not change
 
 # Backend name -> option name -> Option. The one table of what each backend accepts; a new
@@ -122,12 +123,22 @@ BACKEND_OPTIONS: dict[str, dict[str, Option]] = {
         "freezing": Option(bool, help="torch._inductor.config.freezing; what makes CPU inference fast"),
         "dynamic": Option(bool),
         "cache": Option(str, check=_check_cache, help='"per-run", "shared" or a directory path'),
+        "calibration_images": _CALIBRATION,
     },
     "onnxrt": {
         "exporter": Option(str, choices=("dynamo", "legacy")),
         "opset": Option(int, min=7, max=30),
         "optimization": Option(str, choices=("all", "extended", "basic", "disable")),
+        "calibration_images": _CALIBRATION,
     },
+    # The deployment backends (cnnbench.backends.openvino/aoti/tensorrt); int8: cnnbench.quantize.
+    "openvino": {
+        "hint": Option(str, choices=("latency", "throughput"), help="PERFORMANCE_HINT (default latency)"),
+        "convert": Option(str, choices=("pytorch", "onnx"), help="convert the torch model or the cached ONNX export"),
+        "calibration_images": _CALIBRATION,
+    },
+    "aoti": {"freezing": Option(bool), "calibration_images": _CALIBRATION},
+    "tensorrt": {"calibration_images": _CALIBRATION},
 }
 
 # Metrics a suite may set a `thresholds:` entry for (read by `compare`).

@@ -123,6 +123,10 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         out["train"] = prepared.train_record(timing.samples_ms)
     if evaluation is not None:  # last, outside the timed region; a failure becomes the status
         evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
+        if spec.precision == "int8":  # the accuracy int8 costs: the same images through eager fp32
+            from cnnbench.quantize import accuracy_change
+
+            accuracy_change(out, model, evaluation, batch_size=spec.batch_size)
     return out
 
 

@@ -76,7 +76,7 @@ VARIANTS: list[tuple[str, object, list[str]]] = [
     ("unknown-top-key", "name: t\nmodles: [lenet5]\n", ["modles", "unknown key"]),
     ("unknown-measure-key", _OK + "measure: {warmpu: 1}\n", ["measure.warmpu", "did you mean 'warmup'"]),
     ("unknown-model", "name: t\nmodels: [resnet9000]\n", ["models[0]", "unknown model"]),
-    ("unknown-backend", _OK + "backends: [tensorrt]\n", ["backends[0]", "unknown backend"]),
+    ("unknown-backend", _OK + "backends: [tvm]\n", ["backends[0]", "unknown backend"]),
     ("unknown-device", _OK + "device: tpu\n", ["device", "unknown device"]),
     ("kilobyte-key", _OK + "k" * 1000 + ": 1\n", ["kkkkkkkkkk...: unknown key"]),
     ("megabyte-model-name", "name: t\nmodels: [" + "k" * 500_000 + "]\n", ["models[0]", "unknown model 'kkkk"]),

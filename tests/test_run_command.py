@@ -61,7 +61,7 @@ def test_without_overrides_the_suite_runs_as_written(tmp_path, asked):
         (("--repeats", "0"), "argument --repeats: must be at least 1"),
         (("--timeout", "-1"), "argument --timeout: must be > 0"),
         (("--timeout", "nan"), "argument --timeout: must be a finite number"),
-        (("--backends", "tensorrt"), "unknown backend 'tensorrt'"),
+        (("--backends", "tvm"), "unknown backend 'tvm'"),
         (("--models", "vgg*"), "no case left"),
     ],
 )

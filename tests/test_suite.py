@@ -293,7 +293,9 @@ def test_backend_options_and_registry_kwargs(tmp_path):
         "|num_classes=10,zero_init_residual=True"
     )
     assert suite.cases[0].model_kwargs == (("num_classes", 10), ("zero_init_residual", True))
-    assert set(BACKEND_OPTIONS) == {"eager", "compile", "onnxrt"}
+    from cnnbench.spec import BACKENDS
+
+    assert set(BACKEND_OPTIONS) == set(BACKENDS)  # one options entry per backend
 
 
 def test_modes_and_channels_last_axes(tmp_path):
@@ -536,7 +538,7 @@ BAD = [
     ("name: t\nmodels: [lenet5]\nbackends: [{onnxrt: {opset: 99}}]\n", 3, "backends[0].onnxrt.opset", "too large (at most 30)"),
     ("name: t\nmodels: [lenet5]\nbackends: [{compile: {cache: 'a,b'}}]\n", 3, "backends[0].compile.cache", "may not contain"),
     ("name: t\nmodels: [lenet5]\nbackends: [{eager: {x: 1}}]\n", 3, "backends[0].eager.x", "unknown key 'x'"),
-    ("name: t\nmodels: [lenet5]\nbackends: [{tensorrt: {}}]\n", 3, "backends[0].tensorrt", "unknown backend"),
+    ("name: t\nmodels: [lenet5]\nbackends: [{tvm: {}}]\n", 3, "backends[0].tvm", "unknown backend"),
     ("name: t\nmodels: [lenet5]\nbackends: [{eager: , compile: }]\n", 3, "backends[0]", "exactly one key"),
     ("name: t\nmodels: [lenet5]\nprecisions: [fp64]\n", 3, "precisions[0]", "unknown precision 'fp64'"),
     ("name: t\nmodels: [lenet5]\ndevice: gpu\n", 3, "device", "unknown device 'gpu'"),

@@ -54,6 +54,9 @@ BACKEND_MODULES = {
     "eager": "cnnbench.backends.eager",
     "compile": "cnnbench.backends.compiled",
     "onnxrt": "cnnbench.backends.onnxrt",
+    "openvino": "cnnbench.backends.openvino",
+    "aoti": "cnnbench.backends.aoti",
+    "tensorrt": "cnnbench.backends.tensorrt",
 }
 
 

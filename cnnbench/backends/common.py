@@ -28,6 +28,10 @@ def check_precision(device: str, precision: str) -> None:
 
     if precision == "fp32":
         return
+    if precision == "int8":  # backends with an int8 path (cnnbench.quantize) never get here with it
+        raise Unsupported(
+            "int8 needs a quantized graph and its runtime: use onnxrt, openvino, compile or aoti (static PTQ)"
+        )
     if not torch.amp.is_autocast_available(device):
         raise Unsupported(f"autocast is not available on {device} in this torch build")
     if device == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():

@@ -34,7 +34,7 @@ from typing import Any
 
 from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import check_device, check_precision, device_sync
-from cnnbench.errors import CaseFailure
+from cnnbench.errors import CaseFailure, Unsupported
 
 __all__ = ["BACKEND", "CompileFailed", "DEFAULTS"]
 
@@ -119,6 +119,22 @@ def _compile_failure(exc: BaseException) -> BaseException:
     return CompileFailed(f"torch.compile failed: {shown}")
 
 
+def _int8_model(model: Any, spec: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
+    """The PT2E int8 model to compile (X86InductorQuantizer; cnnbench.quantize) and its record."""
+    from cnnbench.quantize import calibration_data, pt2e_quantize
+
+    if spec.channels_last:
+        raise Unsupported("int8 on compile: the PT2E graph is exported for contiguous inputs, not channels_last")
+    calibration = calibration_data(spec)
+    quantized, record = pt2e_quantize(model, calibration, device=spec.device, log_path=Path(workdir) / "pt2e.log")
+    return quantized, {
+        "calibration": calibration.info,
+        "quantize": {**record["settings"], "torchao": record["torchao"]},
+        "quantize_ms": record["quantize_ms"],
+        "precision_path": "int8 PT2E (X86InductorQuantizer) + inductor",
+    }
+
+
 class CompiledBackend:
     name = "compile"
 
@@ -128,7 +144,8 @@ class CompiledBackend:
         from cnnbench.backends.eager import amp_context
 
         check_device(spec.device)
-        check_precision(spec.device, spec.precision)
+        if spec.precision != "int8":  # int8: PT2E below (cnnbench.quantize)
+            check_precision(spec.device, spec.precision)
         opts = {**DEFAULTS, **spec.option_dict}
 
         cache = _cache_dir(str(opts["cache"]), workdir)
@@ -147,6 +164,9 @@ class CompiledBackend:
         if spec.channels_last:
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
+        quantized = _int8_model(model, spec, workdir) if spec.precision == "int8" else None
+        if quantized is not None:
+            model = quantized[0]
         mode = None if opts["mode"] == "default" else str(opts["mode"])
         compiled = torch.compile(model, mode=mode, dynamic=bool(opts["dynamic"]), fullgraph=False)
 
@@ -161,6 +181,8 @@ class CompiledBackend:
             "channels_last": spec.channels_last,
             "torch": torch.__version__,
         }
+        if quantized is not None:
+            info.update(quantized[1])
         compiles_before = _compile_count()
         breaks_before = _graph_break_count()
         _clear_metrics()  # the records dynamo keeps from now on are this case's

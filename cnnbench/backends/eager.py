@@ -12,7 +12,7 @@ from cnnbench.backends.common import autocast_dtype, check_device, check_precisi
 def amp_context(device: str, precision: str):
     import torch
 
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):  # int8 is a quantized graph, never autocast
         return contextlib.nullcontext()
     return torch.autocast(device_type=device, dtype=autocast_dtype(precision))
 

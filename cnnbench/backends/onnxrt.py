@@ -444,9 +444,31 @@ def session_options(*, threads: int, optimization: str) -> tuple[Any, dict[str, 
     return so, record
 
 
+def int8_export(model: Any, spec: Any, *, exporter: str, opset: int | None, log_path: Path) -> tuple[dict[str, Any], Any]:
+    """The int8 QDQ file of the model's fp32 export, shaped like `export_onnx`'s dict (its
+    `export_ms` is the export plus the quantization), and the calibration it used."""
+    from cnnbench.quantize import calibration_data, ort_qdq
+
+    fp32 = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path)
+    calibration = calibration_data(spec)
+    q = ort_qdq(fp32, calibration, log_path=log_path)
+    export = {
+        **fp32,
+        "path": q["path"],
+        "export_ms": float(fp32["export_ms"]) + q["quantize_ms"],
+        "export_cached": bool(fp32["export_cached"] and q["quantize_cached"]),
+        "file_bytes": q["file_bytes"],
+        "quantize_ms": q["quantize_ms"],
+        "quantize": {**q["settings"], "pre_process": q["pre_process"], "cache_key": q["cache_key"]},
+    }
+    return export, calibration
+
+
 def _check_precision(spec: Any, cuda: bool) -> None:
     if spec.precision == "bf16":
         raise Unsupported("bf16 on onnxrt: no bf16 conversion path for the CPU or CUDA providers")
+    if spec.precision == "int8" and spec.device != "cpu":
+        raise Unsupported("int8 on onnxrt runs QDQ graphs on the CPU provider; int8 on a GPU is the tensorrt backend")
     if spec.precision == "fp16" and spec.device != "cuda":
         raise Unsupported("fp16 on onnxrt runs only on the CUDA provider; the CPU provider has no fast fp16 kernels")
     if spec.precision == "fp16" and not cuda:
@@ -478,7 +500,11 @@ class OnnxRuntimeBackend:
 
         model = model.eval().to("cpu").float()
         log_path = Path(workdir) / "onnx-export.log"
-        export = export_onnx(model, spec, exporter=exporter, opset=opset, precision=spec.precision, log_path=log_path)
+        calibration = None
+        if spec.precision == "int8":  # static PTQ of the fp32 export (cnnbench.quantize)
+            export, calibration = int8_export(model, spec, exporter=exporter, opset=opset, log_path=log_path)
+        else:
+            export = export_onnx(model, spec, exporter=exporter, opset=opset, precision=spec.precision, log_path=log_path)
 
         so, so_record = session_options(threads=spec.threads, optimization=str(opts["optimization"]))
         requested = CUDA_PROVIDER if spec.device == "cuda" else CPU_PROVIDER
@@ -548,6 +574,7 @@ class OnnxRuntimeBackend:
             "export_cached": export["export_cached"],
             "export_path": export["path"],
             "export_file_bytes": export["file_bytes"],
+            "artifact_bytes": export["file_bytes"],
             "exported_at_batch": export["exported_at_batch"],
             "dynamic_batch": True,
             "external_data": export["external_data"],
@@ -555,6 +582,9 @@ class OnnxRuntimeBackend:
             "onnxruntime": ort.__version__,
             "export_log": str(log_path) if log_path.exists() else None,
         }
+        if calibration is not None:
+            info.update(calibration=calibration.info, quantize=export["quantize"], quantize_ms=export["quantize_ms"],
+                        precision_path="int8 QDQ graph via onnxruntime.quantization.quantize_static")  # fmt: skip
 
         return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "list models (with an optional glob), suites or backends"
+HELP = "list models (with an optional glob), suites, or backends (what runs on this machine, and why not)"
 ORDER = 60
 
 
@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
         for path in sorted(Path(PROJECT_ROOT, "suites").glob("*.yaml")):
             print(path.relative_to(PROJECT_ROOT))
-    else:
-        from cnnbench.spec import BACKENDS
+    else:  # which backend x device x precision runs here, and why not (cnnbench.backends.support)
+        from cnnbench.backends.support import render_support, support_table
 
-        for name in BACKENDS:
-            print(name)
+        for line in render_support(support_table()):
+            print(line)
     return 0

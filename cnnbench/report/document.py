@@ -186,6 +186,9 @@ def build_document(data: ReportData, figures: Sequence[Figure] = (), *, title: s
             blocks.append(_summary_table(data, env))
         if any(r.is_train for r in data.rows_of(env.fingerprint)):
             blocks.append(_training_summary(data, env))
+    from cnnbench.report.deployment import deployment_section  # [] unless a deployment format ran
+
+    blocks += deployment_section(data)
     if figures:
         blocks.append(Heading(2, "Plots", "plots"))
         blocks += list(figures)
