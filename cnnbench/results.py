@@ -72,6 +72,7 @@ _STATIC_FIELDS = (
     "memory",
     "accuracy",
     "train",
+    "transfer",  # measure.transfer: the H2D / compute / D2H split (cnnbench.transfer)
 )
 
 
@@ -126,6 +127,10 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     record["repeats_done"] = len(runs)
     record["repeats_planned"] = planned_repeats or len(runs)
     record["runs"] = [_run_summary(r) for r in runs]
+    from cnnbench import devicestate, energy  # energy and device state over the timed window
+
+    record["energy"] = energy.combine([r.get("energy") for r in timed_runs])
+    record["device_state"] = devicestate.combine([r.get("device_state") for r in timed_runs])
 
     warnings: list[str] = []
     retry = _oom_retry_warning(spec, record["measured_batch_size"], record["batch_attempts"])
@@ -223,6 +228,8 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "host",
         "batch_size",
         "batch_attempts",
+        "energy",
+        "device_state",
     )
     out = {k: run[k] for k in keep if k in run}
     if run.get("samples_ms"):

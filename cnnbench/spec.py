@@ -40,6 +40,8 @@ class Measure:
     repeats: int = 1  # separate worker processes per case
     timeout_s: float = 300.0  # wall time for one worker, model build and export included
     detail: bool = False  # train mode: also time forward / backward / optimizer apart (training.py)
+    energy: bool = True  # energy over the timed window, idle power before it (cnnbench.energy)
+    transfer: bool = False  # CUDA inference: also time H2D copy, compute, D2H copy apart (transfer.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

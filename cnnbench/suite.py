@@ -1038,7 +1038,7 @@ class _Validator:
             return self.int_(node, 1, 10_000_000, key)
         if key == "repeats":
             return self.int_(node, 1, 1000, key)
-        if key == "detail":
+        if key in ("detail", "energy", "transfer"):
             return self.bool_(node)
         if key == "target_rel_ci":
             return self.float_(node, 0.0, 1.0, key, hi_open=True)

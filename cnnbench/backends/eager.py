@@ -47,7 +47,17 @@ class EagerBackend:
             sync=device_sync(spec.device),
             predict=predict,
             info={"autocast": spec.precision != "fp32", "channels_last": spec.channels_last},
+            transfer=_transfer(x, run) if spec.device == "cuda" else None,
         )
+
+
+def _transfer(x, run):
+    def parts():
+        from cnnbench.transfer import torch_parts
+
+        return torch_parts(x, run)
+
+    return parts
 
 
 BACKEND = EagerBackend()

@@ -559,7 +559,12 @@ class OnnxRuntimeBackend:
             "export_log": str(log_path) if log_path.exists() else None,
         }
 
-        return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings))
+        transfer = None
+        if io_binding:
+            from cnnbench.transfer import ort_parts
+
+            transfer = lambda: ort_parts(x_dev, x_np, binding, run)  # noqa: E731
+        return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings), transfer=transfer)
 
 
 BACKEND = OnnxRuntimeBackend()
