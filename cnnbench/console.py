@@ -64,6 +64,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     from cnnbench.accuracy import accuracy_difference
     from cnnbench.report.model import measured_memory
+    from cnnbench.devicestate import throttle_label
+    from cnnbench.energy import wide_cells
     from cnnbench.results import cold_start_ms
 
     def measured_acc(rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -133,6 +135,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "accuracy_flag": flag,
                 "warnings": list(rec.get("warnings") or []),
                 "error": rec.get("error"),
+                "throttled": throttle_label(rec),  # cnnbench.devicestate: the GPU throttled in the window
+                "energy_cells": wide_cells(rec) if med is not None else wide_cells({}),  # --wide only
             }
         )
     return rows
@@ -154,7 +158,8 @@ def _latency_cell(row: dict[str, Any]) -> str:
 def _status_cell(row: dict[str, Any]) -> str:
     status = row["status"]
     if status == "ok":
-        return "[green]ok[/green]" + (" [yellow]⚠[/yellow]" if row["warnings"] else "")
+        throttled = " [yellow]throttled[/yellow]" if row.get("throttled") else ""
+        return "[green]ok[/green]" + throttled + (" [yellow]⚠[/yellow]" if row["warnings"] else "")
     return f"[red]{status}[/red]"
 
 
@@ -184,7 +189,7 @@ def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rec for _, rec in sorted(enumerate(records), key=order)]
 
 
-def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench results"):
+def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench results", wide: bool = False):
     """A rich Table of the records, with units and conventions in the header and caption.
 
     The measured top-1 column appears only when some case measured accuracy; at most 14 columns
@@ -218,6 +223,11 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     ]
     if with_top1:
         columns.append(("top-1 (n/total)", "right"))
+    if wide:  # energy over the timed window (cnnbench.energy)
+        from cnnbench.energy import WIDE_CAPTION, WIDE_COLUMNS
+
+        columns += [(name, "right") for name in WIDE_COLUMNS]
+        table.caption = f"{table.caption}; {WIDE_CAPTION}"
     for name, justify in columns:
         # Numbers never wrap; when 200 columns are not enough, the backend label wraps instead.
         wraps = name in ("model", "backend")
@@ -248,6 +258,8 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
         ]
         if with_top1:
             cells.append(top1_cell(row))
+        if wide:
+            cells += row["energy_cells"]
         table.add_row(*cells)
     return table
 
@@ -285,9 +297,10 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
 class ProgressReporter:
     """A progress bar with ETA at the bottom of the terminal; subclasses print a line per run."""
 
-    def __init__(self, console=None, *, title: str = "cnnbench"):
+    def __init__(self, console=None, *, title: str = "cnnbench", wide: bool = False):
         self.console = console or make_console()
         self.title = title
+        self.wide = wide  # --wide: energy columns in the final table
         self._progress = None
         self._task = None
 
@@ -321,7 +334,7 @@ class ConsoleReporter(ProgressReporter):
 
     def finish(self, results: dict[str, Any]) -> None:
         self.stop()
-        self.console.print(render_table(results["cases"], title=f"cnnbench: {results['suite'].get('name', '')}"))
+        self.console.print(render_table(results["cases"], title=f"cnnbench: {results['suite'].get('name', '')}", wide=self.wide))
         for line in render_notes(results["cases"]):
             self.console.print(line, highlight=False, markup=False)
 

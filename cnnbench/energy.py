@@ -185,15 +185,24 @@ class RaplMeter:
 
     Args:
         root: the powercap directory (tests pass a fake tree).
+        read: reads one sysfs file as text (tests inject a PermissionError; as root, CI's
+            chmod would not raise one).
     """
 
     method = "rapl"
     scope = "whole CPU package(s) and DRAM (every process on the socket)"
     interval_s = None  # a counter read at both ends; no sampling
 
-    def __init__(self, root: str | os.PathLike[str] = POWERCAP_ROOT, *, clock: Clock = time.perf_counter_ns):
-        self.root, self.clock = Path(root), clock
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = POWERCAP_ROOT,
+        *,
+        clock: Clock = time.perf_counter_ns,
+        read: Callable[[Path], str] = lambda p: p.read_text(encoding="utf-8"),
+    ):
+        self.root, self.clock, self.read = Path(root), clock, read
         self.domains = self._discover()
+        self._read()  # a permission error is known now, not after the idle wait
         self._start: tuple[list[int], int] | None = None
 
     def _discover(self) -> list[tuple[str, Path, int]]:
@@ -208,14 +217,14 @@ class RaplMeter:
         for zone in zones:
             parts = zone.name.split(":")
             try:
-                name = (zone / "name").read_text(encoding="utf-8").strip()
+                name = self.read(zone / "name").strip()
             except OSError:
                 continue
             top = len(parts) == 2
             if (top and name.startswith("package")) or (not top and name == "dram"):
                 label = name if top else f"dram-{parts[1]}"
                 try:
-                    max_range = int((zone / "max_energy_range_uj").read_text(encoding="utf-8").strip())
+                    max_range = int(self.read(zone / "max_energy_range_uj").strip())
                 except (OSError, ValueError):
                     max_range = 0
                 found.append((label, zone / "energy_uj", max_range))
@@ -227,7 +236,7 @@ class RaplMeter:
         values = []
         for _, path, _ in self.domains:
             try:
-                values.append(int(path.read_text(encoding="utf-8").strip()))
+                values.append(int(self.read(path).strip()))
             except PermissionError:
                 raise MeterUnavailable(
                     f"permission denied reading {path}: RAPL counters are root-only since Linux 5.10 "
@@ -458,6 +467,23 @@ def cell(record: dict[str, Any]) -> str:
     if isinstance(energy.get("avg_w"), (int, float)):
         text += f" @ {energy['avg_w']:.1f} W"
     return text + ("" if energy.get("reliable", True) else " ~")
+
+
+WIDE_COLUMNS = ("energy/img @ W", "images/J", "idle W")
+WIDE_CAPTION = (
+    "energy/img @ W = joules per image and average power over exactly the timed window (GPU: NVML, whole "
+    "board; CPU: RAPL package + DRAM, whole socket), ~ = unreliable (NVML window < 1 s), idle W = measured "
+    "before the window, - = unavailable (the reason is in the results file)"
+)
+
+
+def wide_cells(record: dict[str, Any]) -> list[str]:
+    """The `--wide` table's energy cells of a case record (all '-' when unavailable)."""
+    e = summary(record)
+    if e is None:
+        return ["-"] * len(WIDE_COLUMNS)
+    idle = e.get("idle_w")
+    return [cell(record), f"{e['images_per_j']:,.1f}", f"{idle:.1f}" if isinstance(idle, (int, float)) else "-"]
 
 
 def format_joules(j: float) -> str:

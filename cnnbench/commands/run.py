@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
     p.add_argument("--shard", metavar="K/N", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
+    p.add_argument("--wide", action="store_true",
+                   help="also show energy per image, average W, images/J and idle W in the final table (docs/energy.md)")
 
 
 def _shard_help() -> str:
@@ -289,7 +291,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
 
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
-        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name)
+        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
         try:
             state = run_cases(
                 cases, results=results, out_path=out, reporter=reporter, stop=stop,
@@ -305,7 +307,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         from cnnbench.console import make_console, render_notes, render_table
 
         console = make_console()
-        console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}"))
+        console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}", wide=args.wide))
         for line in render_notes(results["cases"]):
             console.print(line, markup=False, highlight=False)
     print(f"results: {out}")
