@@ -114,9 +114,10 @@ VERDICTS = (REGRESSED, IMPROVED, NOISY, FAILED, MISSING, NEW, INCOMPARABLE, INVA
 # Verdicts whose ratio is a valid comparison (enter the geometric mean).
 _TIMED = (REGRESSED, IMPROVED, UNCHANGED, NOISY)
 
-METRICS = ("latency", "memory")
+METRICS = ("latency", "memory", "energy")  # energy: J/image over the timed window (cnnbench.energy)
 DEFAULT_LATENCY_THRESHOLD = 0.05
 DEFAULT_MEMORY_THRESHOLD = 0.10
+from cnnbench.energy import DEFAULT_ENERGY_THRESHOLD, energy_note, energy_verdict  # noqa: E402
 DEFAULT_ALPHA = 0.01
 # The one figure taken from each worker process for the comparison: the percentile of that
 # process's own per-call samples. A low percentile is the default because the noise of a shared
@@ -282,7 +283,7 @@ def _resolve_thresholds(
             if metric == "latency":
                 out[metric] = parse_threshold(fallback_latency, metric="latency", source="default")
             else:
-                out[metric] = Threshold(DEFAULT_MEMORY_THRESHOLD, metric, "default")
+                out[metric] = Threshold(DEFAULT_ENERGY_THRESHOLD if metric == "energy" else DEFAULT_MEMORY_THRESHOLD, metric, "default")
     for label, results in (("base", base), ("current", current)):
         suite_thr = ((results.get("suite") or {}).get("thresholds")) or {}
         for metric, value in suite_thr.items():
@@ -479,11 +480,15 @@ class CaseComparison:
     memory_verdict: str | None = None
     gating: bool = False
     statistic: str | None = None  # the per-process figure this row compared (None: no timing)
+    base_j_per_image: float | None = None  # energy over the timed window (cnnbench.energy)
+    current_j_per_image: float | None = None
+    energy_ratio: float | None = None
+    energy_verdict: str | None = None  # regressed | improved | unchanged | unreliable | incomparable
 
     @property
     def section(self) -> str:
         """The report section: regressions (latency or memory) first, then by verdict."""
-        if self.verdict == REGRESSED or self.memory_verdict == REGRESSED:
+        if self.verdict == REGRESSED or self.memory_verdict == REGRESSED or self.energy_verdict == REGRESSED:
             return REGRESSED
         return self.verdict
 
@@ -820,7 +825,10 @@ def _compare_case(
 
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic)
     memory = _memory_verdict(b, c, thr["memory"])
+    energy = energy_verdict(b, c, thr["energy"])
+    latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
+    gating = gating or energy.get("energy_verdict") == REGRESSED
     return CaseComparison(
         base_median_ms=base_med,
         current_median_ms=cur_med,
@@ -829,6 +837,7 @@ def _compare_case(
         gating=gating,
         **latency,
         **memory,
+        **energy,
         **common,
     )
 
@@ -1054,10 +1063,12 @@ def _headline(comp: Comparison) -> tuple[bool, str]:
     if gating:
         lat = sum(r.verdict == REGRESSED for r in gating)
         mem = sum(r.memory_verdict == REGRESSED for r in gating)
+        energy = sum(r.energy_verdict == REGRESSED for r in gating)
         broke = sum(r.verdict in (FAILED, INVALID) for r in gating)
         parts = [
             f"{lat} latency regression(s)" if lat else "",
             f"{mem} memory regression(s)" if mem else "",
+            f"{energy} energy regression(s)" if energy else "",
             f"{broke} case(s) newly failing (run or parity)" if broke else "",
         ]
         return False, "Performance regression: " + ", ".join(p for p in parts if p)
@@ -1087,7 +1098,8 @@ def _geomean_line(comp: Comparison) -> str:
 def _rules_line(comp: Comparison) -> str:
     lat, mem = comp.thresholds["latency"], comp.thresholds["memory"]
     return (
-        f"Thresholds: latency {lat} ({lat.source}), memory {mem} ({mem.source}); alpha {comp.alpha:g}, "
+        f"Thresholds: latency {lat} ({lat.source}), memory {mem} ({mem.source}), "
+        f"energy {comp.thresholds['energy']} ({comp.thresholds['energy'].source}); alpha {comp.alpha:g}, "
         f"intervals at {comp.confidence:.0%}. Each worker process gives one figure, the {comp.statistic} of its "
         f"per-call times (Base/Current: the median of those figures); a case regresses when it is slower by more "
         f"than the threshold and a one-sided Mann-Whitney U test on the per-process figures is significant."
@@ -1214,7 +1226,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
     for name in VERDICTS:
         for r in comp.section(name):
             style = _STYLES.get(r.section, "")
-            verdict = r.verdict if r.section == r.verdict else "regressed (memory)"
+            verdict = r.verdict if r.section == r.verdict else "regressed (energy)" if r.energy_verdict == REGRESSED and r.memory_verdict != REGRESSED else "regressed (memory)"
             table.add_row(
                 Text(r.label),
                 Text(verdict, style=style),
@@ -1226,7 +1238,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
                 f"{r.base_repeats}/{r.current_repeats}" if r.base_repeats or r.current_repeats else "—",
                 Text(_fmt_memory_short(r), style="bold red" if r.memory_verdict == REGRESSED else ""),
             )
-            if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED:
+            if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED or r.energy_verdict == REGRESSED:
                 line = Text("  ")
                 line.append(r.label, style="bold")
                 line.append(f" {verdict}: ", style=style)

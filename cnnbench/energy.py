@@ -527,3 +527,19 @@ def energy_verdict(b: dict[str, Any], c: dict[str, Any], threshold: Any) -> dict
     else:
         out["energy_verdict"] = "unchanged"
     return out
+
+
+def energy_note(fields: dict[str, Any], threshold: Any) -> str:
+    """The words `compare` appends to a case's reason about its J/image ('' without figures)."""
+    verdict, ratio = fields.get("energy_verdict"), fields.get("energy_ratio")
+    if verdict is None:
+        return ""
+    if verdict == "incomparable":
+        return "; energy not compared (different meters)"
+    change = f"{(ratio - 1) * 100:+.1f}%"
+    shown = f"{format_joules(fields['base_j_per_image'])} -> {format_joules(fields['current_j_per_image'])}"
+    if verdict == "regressed":
+        return f"; energy/img {change} ({shown}) > +{threshold}"
+    if verdict == "unreliable":
+        return f"; energy/img {change} ({shown}), beyond ±{threshold} but unreliable (NVML window < 1 s): not gating"
+    return f"; energy/img {change}"

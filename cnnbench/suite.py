@@ -124,7 +124,7 @@ BACKEND_OPTIONS: dict[str, dict[str, Option]] = {
 }
 
 # Metrics a suite may set a `thresholds:` entry for (read by `compare`).
-THRESHOLD_METRICS = ("latency", "throughput", "memory")
+THRESHOLD_METRICS = ("latency", "throughput", "memory", "energy")
 
 _MATRIX_AXES = (
     "models", "batch_sizes", "backends", "precisions", "input_size",

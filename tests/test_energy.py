@@ -407,3 +407,45 @@ def test_suite_accepts_energy_and_transfer(tmp_path):
     path.write_text("name: t\nmodels: [lenet5]\nmeasure: {transfer: 3}\n")
     with pytest.raises(SuiteError, match="transfer"):
         load_suite(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare: J/image with its own threshold
+
+
+def _with_energy(results: dict, j: float, *, reliable: bool = True, method: str = "nvml_energy_counter") -> dict:
+    import copy
+
+    out = copy.deepcopy(results)
+    for case in out["cases"]:
+        case["energy"] = {"available": True, "method": method, "j_per_image": j, "avg_w": 100.0,
+                          "images_per_j": 1 / j, "reliable": reliable}  # fmt: skip
+    return out
+
+
+def test_compare_energy_has_its_own_threshold_and_gates():
+    from cnnbench.compare import compare_results, parse_threshold, render_markdown
+    from cnnbench.results import load_results
+
+    data = Path(__file__).parent / "data" / "compare"
+    base = load_results(data / "base.json")
+    same = load_results(data / "aa.json")  # latency unchanged against base
+    plain = compare_results(base, same)
+    assert not plain.has_regression and all(r.energy_verdict is None for r in plain.rows)
+
+    comp = compare_results(_with_energy(base, 0.10), _with_energy(same, 0.125))  # +25% J/image
+    timed = [r for r in comp.rows if r.energy_ratio is not None]
+    assert timed and all(r.energy_verdict == "regressed" and r.gating for r in timed)
+    assert comp.has_regression and comp.thresholds["energy"].rel == pytest.approx(0.10)
+    md = render_markdown(comp)
+    assert "energy regression(s)" in md and "energy/img +25.0%" in md and "energy 10% (default)" in md
+
+    looser = compare_results(_with_energy(base, 0.10), _with_energy(same, 0.125), thresholds={"energy": parse_threshold("energy:30%")})
+    assert all(r.energy_verdict == "unchanged" for r in looser.rows if r.energy_ratio is not None)
+    assert not looser.has_regression
+
+    shaky = compare_results(_with_energy(base, 0.10), _with_energy(same, 0.125, reliable=False))
+    assert all(r.energy_verdict == "unreliable" and not r.gating for r in shaky.rows if r.energy_ratio is not None)
+
+    other = compare_results(_with_energy(base, 0.10), _with_energy(same, 0.125, method="rapl"))
+    assert all(r.energy_verdict in (None, "incomparable") for r in other.rows) and not other.has_regression
