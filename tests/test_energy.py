@@ -449,3 +449,38 @@ def test_compare_energy_has_its_own_threshold_and_gates():
 
     other = compare_results(_with_energy(base, 0.10), _with_energy(same, 0.125, method="rapl"))
     assert all(r.energy_verdict in (None, "incomparable") for r in other.rows) and not other.has_regression
+
+
+# ---------------------------------------------------------------------------------------------
+# report: an energy column and an images-per-joule chart
+
+
+def test_report_has_an_energy_column_and_an_images_per_joule_plot(tmp_path):
+    import json
+
+    pytest.importorskip("matplotlib")
+    from cnnbench.report import write_report
+
+    golden = Path(__file__).parent / "data" / "report" / "host_a.json"
+    data = json.loads(golden.read_text(encoding="utf-8"))
+    given = {}
+    for i, case in enumerate(data["cases"]):
+        if case.get("status") == "ok" and case["spec"].get("mode", "inference") == "inference":
+            j = 0.01 * (i + 1)
+            case["energy"] = {"available": True, "method": "rapl", "j_per_image": j, "avg_w": 50.0,
+                              "images_per_j": 1 / j, "reliable": True}  # fmt: skip
+            given[case["key"]] = j
+    assert given
+    src = tmp_path / "with_energy.json"
+    src.write_text(json.dumps(data), encoding="utf-8")
+    write_report([src], tmp_path / "out", formats="md,png")
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Energy/img @ W (images/J)" in md
+    first = min(given.values())
+    assert f"{energy.format_joules(first)} @ 50.0 W ({1 / first:,.1f})" in md
+    assert "Images per joule vs batch size" in md
+    assert list((tmp_path / "out").rglob("energy*.png"))
+    # without energy blocks: neither the column nor the chart
+    write_report([golden], tmp_path / "plain", formats="md")
+    plain = (tmp_path / "plain" / "report.md").read_text(encoding="utf-8")
+    assert "Energy/img" not in plain and "Images per joule" not in plain

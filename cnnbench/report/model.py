@@ -167,6 +167,7 @@ class CaseRow:
     train: dict[str, Any] | None = None  # the `train` block of a training case
     speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
     accuracy_vs_eager: str | None = None  # why the measured accuracy differs from eager's, if it does
+    energy: dict[str, Any] | None = None  # the record's `energy` block (cnnbench.energy), if any
 
     @property
     def median_ms(self) -> float | None:
@@ -717,6 +718,7 @@ def _row_from_record(
         measured_batch_size=measured_batch,
         origin=origin if origin and origin != Path(path).name else None,
         train=train,
+        energy=record.get("energy") if isinstance(record.get("energy"), dict) else None,
     )
 
 
