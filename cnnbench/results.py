@@ -72,7 +72,6 @@ _STATIC_FIELDS = (
     "memory",
     "accuracy",
     "train",
-    "transfer",  # measure.transfer: the H2D / compute / D2H split (cnnbench.transfer)
 )
 
 
@@ -129,8 +128,13 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     record["runs"] = [_run_summary(r) for r in runs]
     from cnnbench import devicestate, energy  # energy and device state over the timed window
 
-    record["energy"] = energy.combine([r.get("energy") for r in timed_runs])
-    record["device_state"] = devicestate.combine([r.get("device_state") for r in timed_runs])
+    for name, value in (
+        ("energy", energy.combine([r.get("energy") for r in timed_runs])),
+        ("device_state", devicestate.combine([r.get("device_state") for r in timed_runs])),
+        ("transfer", next((r["transfer"] for r in timed_runs if r.get("transfer") is not None), None)),
+    ):
+        if value is not None:  # optional fields: absent from records that never measured them
+            record[name] = value
 
     warnings: list[str] = []
     retry = _oom_retry_warning(spec, record["measured_batch_size"], record["batch_attempts"])

@@ -44,12 +44,20 @@ class Measure:
     transfer: bool = False  # CUDA inference: also time H2D copy, compute, D2H copy apart (transfer.py)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for name in _OMIT_AT_DEFAULT:  # later optional settings: written only when set
+            if out[name] == _MEASURE_DEFAULTS[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Measure":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_OMIT_AT_DEFAULT = ("energy", "transfer")
+_MEASURE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Measure)}
 
 
 @dataclass(frozen=True)
