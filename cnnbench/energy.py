@@ -359,8 +359,8 @@ class CaseProbes:
 
                 index = torch.cuda.current_device()
                 nvml, handle = devicestate.open_nvml(index, pci_bus_id=devicestate.cuda_pci_bus_id(index))
-            except RuntimeError as exc:
-                gpu_reason = str(exc)
+            except Exception as exc:  # noqa: BLE001 - no NVML (or no CUDA): a reason, never a failed case
+                gpu_reason = str(exc) or type(exc).__name__
         state = devicestate.StateProbe(nvml, handle, gpu_reason=gpu_reason)
         if not getattr(spec.measure, "energy", True):
             return cls(reason="not measured (measure.energy: false)", state=state)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Parts", "HostTimer", "EventTimer", "time_split", "torch_parts", "ort_parts", "measure_split"]
+__all__ = ["Parts", "HostTimer", "EventTimer", "time_split", "torch_parts", "torch_transfer", "ort_parts", "measure_split"]
 
 SPLIT_MIN_CALLS = 5
 SPLIT_MAX_CALLS = 200
@@ -169,12 +169,14 @@ def torch_parts(x: Any, compute: Callable[[], Any]) -> Parts:
     def h2d() -> None:
         x.copy_(host, non_blocking=True)
 
-    def d2h(out: Any) -> None:
+    def d2h(out: Any) -> list[Any]:
+        """Copies every output tensor into its pinned host buffer; returns the buffers."""
         tensors = _tensors(out)
         if len(buffers) != len(tensors) or any(b.shape != t.shape or b.dtype != t.dtype for b, t in zip(buffers, tensors)):
-            buffers[:] = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+            buffers[:] = [torch.empty(t.shape, dtype=t.dtype).pin_memory() for t in tensors]
         for b, t in zip(buffers, tensors):
             b.copy_(t, non_blocking=True)
+        return buffers
 
     return Parts(
         h2d=h2d,
@@ -183,6 +185,12 @@ def torch_parts(x: Any, compute: Callable[[], Any]) -> Parts:
         timer="cuda_events",
         info={"host_memory": "pinned", "input_bytes": int(x.numel() * x.element_size())},
     )
+
+
+def torch_transfer(x: Any, compute: Callable[[], Any]) -> Callable[[], Parts]:
+    """What a torch backend puts in `Prepared.transfer`: the parts, built only when asked
+    (pinning host memory costs time and memory a case without `transfer: true` never pays)."""
+    return lambda: torch_parts(x, compute)
 
 
 def ort_parts(x_dev: Any, x_np: Any, binding: Any, run: Callable[[], Any]) -> Parts:

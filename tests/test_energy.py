@@ -484,3 +484,29 @@ def test_report_has_an_energy_column_and_an_images_per_joule_plot(tmp_path):
     write_report([golden], tmp_path / "plain", formats="md")
     plain = (tmp_path / "plain" / "report.md").read_text(encoding="utf-8")
     assert "Energy/img" not in plain and "Images per joule" not in plain
+
+
+def test_a_cuda_case_opens_nvml_by_pci_bus_id_and_prefers_the_counter(monkeypatch):
+    torch = pytest.importorskip("torch")
+    nvml = FakeNvml(energy_mj=lambda t: 0)
+    opened = {}
+
+    def fake_open(index, *, nvml=None, pci_bus_id=None):
+        opened.update(index=index, bus=pci_bus_id)
+        return fake, ("gpu", pci_bus_id)
+
+    fake = nvml
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(devicestate, "cuda_pci_bus_id", lambda i: "00000000:3b:00.0")
+    monkeypatch.setattr(devicestate, "open_nvml", fake_open)
+    probes = CaseProbes.for_spec(SimpleNamespace(device="cuda", measure=Measure()))
+    assert opened == {"index": 0, "bus": "00000000:3b:00.0"}
+    assert isinstance(probes.meter, NvmlCounterMeter) and probes.state.nvml is nvml
+
+    def no_nvml(index, *, nvml=None, pci_bus_id=None):
+        raise RuntimeError("NVML could not start: NVMLError_LibraryNotFound")
+
+    monkeypatch.setattr(devicestate, "open_nvml", no_nvml)
+    probes = CaseProbes.for_spec(SimpleNamespace(device="cuda", measure=Measure()))
+    assert probes.meter is None and "LibraryNotFound" in probes.reason
+    assert probes.record(images=1)["device_state"]["gpu"] == {"unavailable": "NVML could not start: NVMLError_LibraryNotFound"}

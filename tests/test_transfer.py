@@ -129,3 +129,54 @@ def test_a_cpu_case_with_transfer_records_not_applicable(tmp_path):
     if not case["energy"]["available"]:  # no RAPL here: a reason, never a zero
         assert case["energy"]["reason"] and "joules" not in case["energy"]
     assert "images/J" in proc.stdout
+
+
+def test_ort_parts_use_the_real_io_binding_api_on_cpu():
+    """The ORT split's calls (update_inplace, run_with_iobinding, copy_outputs_to_cpu) on a real
+    session; on CUDA the OrtValue and outputs live on the device, the calls are the same."""
+    np = pytest.importorskip("numpy")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from cnnbench.transfer import ort_parts
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [2, 3])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x_np = np.array([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]], dtype=np.float32)
+    x_dev = ort.OrtValue.ortvalue_from_numpy(np.zeros_like(x_np), "cpu", 0)
+    binding = sess.io_binding()
+    binding.bind_ortvalue_input("input", x_dev)
+    binding.bind_output("output", "cpu", 0)
+    parts = ort_parts(x_dev, x_np, binding, lambda: sess.run_with_iobinding(binding))
+    parts.h2d()  # the zeros become x_np: the run then sees the real input
+    parts.compute()
+    assert np.array_equal(binding.copy_outputs_to_cpu()[0], np.maximum(x_np, 0))
+    rec = time_split(parts, HostTimer(None), min_calls=3, max_calls=3)
+    assert rec["calls"] == 3 and rec["timer"] == "host_clock" and rec["input_bytes"] == x_np.nbytes
+    assert all(rec[f"{p}_ms"]["median"] >= 0 for p in ("h2d", "compute", "d2h"))
+
+
+def test_torch_parts_copy_into_the_timed_input_and_out_of_every_output(monkeypatch):
+    """torch_parts on CPU tensors with pinning stubbed out (pinning needs CUDA): H2D refills the
+    very tensor compute reads, D2H copies every output tensor (tuples too) into host buffers."""
+    torch = pytest.importorskip("torch")
+    from cnnbench.transfer import torch_parts
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self.clone())
+    x = torch.randn(2, 3)
+    original = x.clone()
+    parts = torch_parts(x, lambda: (x * 2, x.sum(dim=1)))
+    x.zero_()
+    parts.h2d()
+    assert torch.equal(x, original)
+    buffers = parts.d2h(parts.compute())
+    assert [b.shape for b in buffers] == [(2, 3), (2,)]
+    assert torch.equal(buffers[0], original * 2) and torch.allclose(buffers[1], original.sum(dim=1))
+    assert parts.timer == "cuda_events" and parts.info["input_bytes"] == 2 * 3 * 4

@@ -34,7 +34,7 @@ from typing import Any
 
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device, check_precision, device_sync
-from cnnbench.backends.eager import _transfer
+from cnnbench.transfer import torch_transfer
 from cnnbench.errors import CaseFailure
 
 __all__ = ["BACKEND", "CompileFailed", "DEFAULTS"]
@@ -201,7 +201,7 @@ class CompiledBackend:
             predict=predict,
             info=info,
             after_timing=after_timing,
-            transfer=_transfer(x, run) if spec.device == "cuda" else None,
+            transfer=torch_transfer(x, run) if spec.device == "cuda" else None,
         )
 
 
