@@ -33,13 +33,13 @@ __all__ = [
     "CPUFREQ_ROOT",
     "THROTTLE_BITS",
     "THROTTLING",
-    "open_nvml",
-    "gpu_snapshot",
-    "other_processes",
-    "cpu_snapshot",
     "StateProbe",
-    "throttle_label",
     "combine",
+    "cpu_snapshot",
+    "gpu_snapshot",
+    "open_nvml",
+    "other_processes",
+    "throttle_label",
 ]
 
 CPUFREQ_ROOT = "/sys/devices/system/cpu/cpufreq"

@@ -28,26 +28,28 @@ or goes backwards, a permission error, all give `{"available": false, "reason": 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
+    "IDLE_S",
+    "POLL_INTERVAL_S",
     "POWERCAP_ROOT",
     "UNRELIABLE_WINDOW_S",
-    "POLL_INTERVAL_S",
-    "IDLE_S",
+    "CaseProbes",
     "MeterUnavailable",
     "NvmlCounterMeter",
     "NvmlPowerMeter",
     "RaplMeter",
-    "CaseProbes",
-    "energy_record",
     "combine",
+    "energy_record",
     "summary",
 ]
 
@@ -163,11 +165,11 @@ class NvmlPowerMeter:
         pts = self.samples
         if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
             raise MeterUnavailable("fewer than two power samples over the window")
-        joules = sum((t1 - t0) / 1e9 * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(pts, pts[1:]))
+        joules = sum((t1 - t0) / 1e9 * (w0 + w1) / 2 for (t0, w0), (t1, w1) in itertools.pairwise(pts))
         seconds = (pts[-1][0] - pts[0][0]) / 1e9
         if joules <= 0:
             raise MeterUnavailable(f"NVML power read {pts[0][1]:g} W throughout: no energy can be derived")
-        gaps = [(b[0] - a[0]) / 1e9 for a, b in zip(pts, pts[1:])]
+        gaps = [(b[0] - a[0]) / 1e9 for a, b in itertools.pairwise(pts)]
         out: dict[str, Any] = {
             "joules": joules,
             "seconds": seconds,
@@ -347,7 +349,7 @@ class CaseProbes:
         self.calls = {"start": 0, "end": 0}
 
     @classmethod
-    def for_spec(cls, spec: Any) -> "CaseProbes":
+    def for_spec(cls, spec: Any) -> CaseProbes:
         """Open what this machine offers for the case: NVML on CUDA, RAPL on CPU, cpufreq always."""
         from cnnbench import devicestate
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["Parts", "HostTimer", "EventTimer", "time_split", "torch_parts", "torch_transfer", "ort_parts", "measure_split"]
+__all__ = ["EventTimer", "HostTimer", "Parts", "measure_split", "ort_parts", "time_split", "torch_parts", "torch_transfer"]
 
 SPLIT_MIN_CALLS = 5
 SPLIT_MAX_CALLS = 200

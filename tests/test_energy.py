@@ -13,7 +13,13 @@ from types import SimpleNamespace
 import pytest
 
 from cnnbench import devicestate, energy
-from cnnbench.energy import CaseProbes, MeterUnavailable, NvmlCounterMeter, NvmlPowerMeter, RaplMeter
+from cnnbench.energy import (
+    CaseProbes,
+    MeterUnavailable,
+    NvmlCounterMeter,
+    NvmlPowerMeter,
+    RaplMeter,
+)
 from cnnbench.spec import Measure
 from cnnbench.timing import time_callable
 

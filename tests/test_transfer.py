@@ -135,7 +135,7 @@ def test_ort_parts_use_the_real_io_binding_api_on_cpu():
     """The ORT split's calls (update_inplace, run_with_iobinding, copy_outputs_to_cpu) on a real
     session; on CUDA the OrtValue and outputs live on the device, the calls are the same."""
     np = pytest.importorskip("numpy")
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 

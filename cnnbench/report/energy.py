@@ -11,7 +11,7 @@ from typing import Any
 
 from cnnbench import energy as _energy
 
-__all__ = ["ENERGY_HEADER", "has_energy", "energy_text", "images_per_j", "plot_specs", "draw"]
+__all__ = ["ENERGY_HEADER", "draw", "energy_text", "has_energy", "images_per_j", "plot_specs"]
 
 ENERGY_HEADER = "Energy/img @ W (images/J)"
 
