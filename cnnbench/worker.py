@@ -7,9 +7,11 @@ the runner from its exit code or signal. The worker never decides about other ca
 
 Order inside the worker, each step outside the timed region: set threads, build the model, count
 parameters and MACs (cached across workers), load trained weights and open the accuracy dataset
-(cnnbench.accuracy), prepare the backend (compile/export/session), reset memory peaks, time
-(first call, warmup, samples), read memory peaks, parity vs eager, measured accuracy through the
-prepared backend.
+(cnnbench.accuracy), prepare the backend (compile/export/session), open the energy meter and
+read idle power (cnnbench.energy), reset memory peaks, time (first call, warmup, samples; energy
+and device state read right before the first sample and right after the last), read memory
+peaks, the transfer split when asked (cnnbench.transfer), parity vs eager, measured accuracy
+through the prepared backend.
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         torch.cuda.get_device_name(torch.device(spec.device)) if spec.device == "cuda" else "cpu"
     )
 
+    # Energy meter + device state (cnnbench.energy); opened and idle power read before the memory
+    # baseline, so neither NVML's library nor the idle wait is in the measured peak.
+    probes = CaseProbes.for_spec(spec)
+    probes.measure_idle()
     tracker = MemoryTracker(spec.device, backend=spec.backend)
     tracker.start()
 
@@ -126,8 +132,6 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         marks["first_warmup_ns"] = time.monotonic_ns()
         tracker.first_call_done()
 
-    probes = CaseProbes.for_spec(spec)  # energy meter + device state (cnnbench.energy)
-    probes.measure_idle()  # idle power, before the first call
     timing = time_callable(
         prepared.run, measure=spec.measure, sync=prepared.sync, on_warmup_start=warmup_starts,
         on_timed_start=probes.window_start, on_timed_end=probes.window_end,
