@@ -117,7 +117,7 @@ _TIMED = (REGRESSED, IMPROVED, UNCHANGED, NOISY)
 METRICS = ("latency", "memory", "energy")  # energy: J/image over the timed window (cnnbench.energy)
 DEFAULT_LATENCY_THRESHOLD = 0.05
 DEFAULT_MEMORY_THRESHOLD = 0.10
-from cnnbench.energy import DEFAULT_ENERGY_THRESHOLD, energy_note, energy_verdict  # noqa: E402
+DEFAULT_ENERGY_THRESHOLD = 0.10  # J/image over the timed window (cnnbench.energy)
 DEFAULT_ALPHA = 0.01
 # The one figure taken from each worker process for the comparison: the percentile of that
 # process's own per-call samples. A low percentile is the default because the noise of a shared
@@ -825,6 +825,8 @@ def _compare_case(
 
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic)
     memory = _memory_verdict(b, c, thr["memory"])
+    from cnnbench.energy import energy_note, energy_verdict
+
     energy = energy_verdict(b, c, thr["energy"])
     latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED

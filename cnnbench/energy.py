@@ -503,9 +503,6 @@ def unavailable_reason(record: dict[str, Any]) -> str | None:
     return None
 
 
-DEFAULT_ENERGY_THRESHOLD = 0.10
-
-
 def energy_verdict(b: dict[str, Any], c: dict[str, Any], threshold: Any) -> dict[str, Any]:
     """J/image current vs base as its own check (one figure per case, like memory).
 
