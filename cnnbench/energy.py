@@ -18,7 +18,7 @@ of preference:
   is counted, so on a shared machine the figure is an upper bound for this case. Since Linux
   5.10 `energy_uj` is readable by root only (CVE-2020-8694, "Platypus").
 
-The idle power is measured before the window (`IDLE_S` with the device doing nothing, after the
+The idle power is measured before the window (`IDLE_S`, 1 s for NVML's counter, with the device doing nothing, after the
 backend is prepared and before the first call), so a reader can tell the work's energy from the
 floor: `above_idle_j_per_image` subtracts idle W x window s.
 
@@ -80,6 +80,7 @@ class NvmlCounterMeter:
 
     method = "nvml_energy_counter"
     scope = "whole GPU board (every process on it)"
+    idle_s = UNRELIABLE_WINDOW_S  # the idle reading needs a window the counter resolves too
 
     def __init__(self, nvml: Any, handle: Any, *, clock: Clock = time.perf_counter_ns):
         self.nvml, self.handle, self.clock = nvml, handle, clock
@@ -296,7 +297,9 @@ def open_meter(device: str, *, nvml: Any = None, handle: Any = None, powercap_ro
     return RaplMeter(powercap_root)
 
 
-def energy_record(window: dict[str, Any], meter: Any, *, images: int, idle_w: float | None, idle_reason: str | None) -> dict[str, Any]:
+def energy_record(
+    window: dict[str, Any], meter: Any, *, images: int, idle_w: float | None, idle_reason: str | None, idle_s: float = IDLE_S
+) -> dict[str, Any]:
     """The `energy` block of a run from a meter's window and the images computed in it."""
     joules, seconds = float(window["joules"]), float(window["seconds"])
     out: dict[str, Any] = {
@@ -317,7 +320,7 @@ def energy_record(window: dict[str, Any], meter: Any, *, images: int, idle_w: fl
         if name in window:
             out[name] = window[name]
     if idle_w is not None and images:
-        out["idle_s"] = IDLE_S
+        out["idle_s"] = idle_s
         out["above_idle_j_per_image"] = max(0.0, joules - idle_w * seconds) / images
     elif idle_reason:
         out["idle_reason"] = idle_reason
@@ -339,10 +342,12 @@ class CaseProbes:
         reason: str | None = None,
         state: Any = None,
         sleep: Callable[[float], None] = time.sleep,
-        idle_s: float = IDLE_S,
+        idle_s: float | None = None,
     ):
         self.meter, self.reason, self.state = meter, reason, state
-        self.sleep, self.idle_s = sleep, idle_s
+        self.sleep = sleep
+        # A meter may need a longer idle window (NVML's counter: 1 s); an explicit idle_s wins.
+        self.idle_s = idle_s if idle_s is not None else getattr(meter, "idle_s", IDLE_S)
         self.idle_w: float | None = None
         self.idle_reason: str | None = None
         self.window: dict[str, Any] | None = None
@@ -408,7 +413,9 @@ class CaseProbes:
         """`energy` and `device_state` for the run record."""
         out: dict[str, Any] = {}
         if self.window is not None and self.meter is not None and images > 0:
-            out["energy"] = energy_record(self.window, self.meter, images=images, idle_w=self.idle_w, idle_reason=self.idle_reason)
+            out["energy"] = energy_record(
+                self.window, self.meter, images=images, idle_w=self.idle_w, idle_reason=self.idle_reason, idle_s=self.idle_s
+            )
         else:
             out["energy"] = {"available": False, "reason": self.reason or "the timed window was not measured"}
         if self.state is not None:
