@@ -36,6 +36,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     batch. Accuracy: `top1`/`correct1`/`total` are the case's own measured accuracy (valid cases
     only), and `accuracy_flag` says why a non-eager backend's counts differ from eager's.
     """
+    from cnnbench.devicestate import throttle_label
+    from cnnbench.energy import wide_cells
     from cnnbench.report.model import rows_of_records
 
     out = []
@@ -46,6 +48,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         acts = row.memory.get("activation_bytes")
         acc = row.measured_accuracy if row.valid else None
         lowered = row.measured_batch_size is not None and row.measured_batch_size != row.batch_size
+        raw = rec.to_json() if rec is not None else {}
         out.append(
             {
                 "model": row.model,
@@ -78,6 +81,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "accuracy_flag": row.accuracy_vs_eager if acc else None,
                 "warnings": list(row.warnings),
                 "error": row.error,
+                "throttled": throttle_label(raw),  # cnnbench.devicestate: the GPU throttled in the window
+                "energy_cells": wide_cells(raw if lat.get("median") is not None else {}),  # --wide only
             }
         )
     return out
@@ -115,7 +120,7 @@ COMPACT_COLUMNS = ("model", "batch", "backend", "prec.", "status", "median ms ±
 WIDE_COLUMNS = ("cold start ms", "params", "MACs", "peak MiB", "act. MiB")
 # Columns whose text may wrap at spaces; every other column keeps its text on one line.
 _WRAPS = {"batch", "backend", "cold start ms", "peak MiB", "act. MiB", "top-1 (n/total)"}
-_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak MiB", "act. MiB", "top-1 (n/total)"}
+_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak MiB", "act. MiB", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
 _GAP = 2  # columns apart (padding collapsed, a blank divider)
 
 
@@ -125,6 +130,8 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
 
     backend = row["backend_label"] + (" train" if row["mode"] == "train" else "")
     status = row["status"] if row["status"] != "ok" else ("ok" if row["valid"] else str(row["invalid_reason"]))
+    if row["status"] == "ok" and row.get("throttled"):
+        status += " throttled"
     if row["status"] == "ok" and row["valid"] and row["warnings"]:
         status += " ⚠"
     if row["valid"]:
@@ -155,6 +162,9 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
         "act. MiB": _fmt(row["activations_mib"], ",.1f", DASH),
         "top-1 (n/total)": top1,
     }
+    from cnnbench.energy import WIDE_COLUMNS as ENERGY_COLUMNS
+
+    every.update(zip(ENERGY_COLUMNS, row.get("energy_cells") or ["-"] * len(ENERGY_COLUMNS)))
     return [every[c] for c in columns]
 
 
@@ -228,6 +238,10 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     columns = COMPACT_COLUMNS + (WIDE_COLUMNS if wide else ())
     if wide and any(r["top1"] is not None for r in rows):
         columns += ("top-1 (n/total)",)
+    if wide:  # energy over the timed window (cnnbench.energy)
+        from cnnbench.energy import WIDE_COLUMNS as ENERGY_COLUMNS
+
+        columns += ENERGY_COLUMNS
     caption = _caption(wide=wide, top1="top-1 (n/total)" in columns)
     cells = [_cells(r, columns) for r in rows]
     if width is None or table_width(cells, columns) <= width or not rows:
@@ -274,6 +288,9 @@ def _caption(*, wide: bool, top1: bool) -> str:
             "; top-1 = measured on the case's dataset through its backend (correct/total images), "
             "⚠ = differs from eager by more than max(1, 0.1%) images"
         )
+    from cnnbench.energy import WIDE_CAPTION
+
+    text += "; " + WIDE_CAPTION
     return text
 
 
@@ -310,9 +327,10 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
 class ProgressReporter:
     """A progress bar with ETA at the bottom of the terminal; subclasses print a line per run."""
 
-    def __init__(self, console=None, *, title: str = "cnnbench"):
+    def __init__(self, console=None, *, title: str = "cnnbench", wide: bool = False):
         self.console = console or make_console()
         self.title = title
+        self.wide = wide  # --wide: energy columns in the final table
         self._progress = None
         self._task = None
 
@@ -347,7 +365,7 @@ class ConsoleReporter(ProgressReporter):
     def finish(self, results: dict[str, Any]) -> None:
         self.stop()
         title = f"cnnbench: {results['suite'].get('name', '')}"
-        self.console.print(render_table(results["cases"], title=title, width=self.console.width))
+        self.console.print(render_table(results["cases"], title=title, wide=self.wide, width=self.console.width))
         for line in render_notes(results["cases"]):
             self.console.print(line, highlight=False, markup=False)
 

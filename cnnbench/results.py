@@ -123,6 +123,15 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     record["repeats_done"] = len(runs)
     record["repeats_planned"] = planned_repeats or len(runs)
     record["runs"] = [_run_summary(r) for r in runs]
+    from cnnbench import devicestate, energy  # energy and device state over the timed window
+
+    for name, value in (
+        ("energy", energy.combine([r.get("energy") for r in timed_runs])),
+        ("device_state", devicestate.combine([r.get("device_state") for r in timed_runs])),
+        ("transfer", next((r["transfer"] for r in timed_runs if r.get("transfer") is not None), None)),
+    ):
+        if value is not None:  # optional fields: absent from records that never measured them
+            record[name] = value
 
     warnings: list[str] = []
     retry = _oom_retry_warning(spec, record["measured_batch_size"], record["batch_attempts"])
@@ -201,6 +210,8 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "host",
         "batch_size",
         "batch_attempts",
+        "energy",
+        "device_state",
     )
     out = {k: run[k] for k in keep if k in run}
     if run.get("samples_ms"):

@@ -43,17 +43,24 @@ class Measure:
     timeout_s: float = 300.0  # wall time for one worker, model build and export included
     detail: bool = False  # train mode: also time forward / backward / optimizer apart (training.py)
     memory_limit: int | None = None  # bytes; the worker's RLIMIT_DATA (cnnbench.memguard), None: no limit
+    energy: bool = True  # energy over the timed window, idle power before it (cnnbench.energy)
+    transfer: bool = False  # CUDA inference: also time H2D copy, compute, D2H copy apart (transfer.py)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if out["memory_limit"] is None:  # optional: files without a limit read as before
-            del out["memory_limit"]
+        for name in _OMIT_AT_DEFAULT:  # later optional settings: written only when set
+            if out[name] == _MEASURE_DEFAULTS[name]:
+                del out[name]
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Measure":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_OMIT_AT_DEFAULT = ("memory_limit", "energy", "transfer")  # files without them read as before
+_MEASURE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Measure)}
 
 
 @dataclass(frozen=True)

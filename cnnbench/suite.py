@@ -142,7 +142,7 @@ BACKEND_OPTIONS: dict[str, dict[str, Option]] = {
 }
 
 # Metrics a suite may set a `thresholds:` entry for (read by `compare`).
-THRESHOLD_METRICS = ("latency", "throughput", "memory")
+THRESHOLD_METRICS = ("latency", "throughput", "memory", "energy")
 
 _MATRIX_AXES = (
     "models", "batch_sizes", "backends", "precisions", "input_size",
@@ -777,7 +777,7 @@ class _Validator:
             return self.int_(node, 1, 10_000_000, key)
         if key == "repeats":
             return self.int_(node, 1, 1000, key)
-        if key == "detail":
+        if key in ("detail", "energy", "transfer"):
             return self.bool_(node)
         if key == "memory_limit":
             from cnnbench.memguard import parse_bytes

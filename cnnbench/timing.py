@@ -66,6 +66,8 @@ def time_callable(
     sync: Callable[[], None] | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
     on_warmup_start: Callable[[], None] | None = None,
+    on_timed_start: Callable[[], None] | None = None,
+    on_timed_end: Callable[[], None] | None = None,
 ) -> Timing:
     """Time `fn` as DESIGN.md prescribes and return the raw samples.
 
@@ -75,6 +77,11 @@ def time_callable(
     holds. The stopping rule is checked only after `min_time_s` and `min_samples`: stop when the
     median's 95% CI half-width is within `target_rel_ci` of the median (`converged`), or at
     `max_time_s` / `max_samples`, whichever comes first.
+
+    `on_timed_start` runs right before the first timed sample and `on_timed_end` right after
+    the last one, both on a synchronized device (the previous block ended with `sync()`): the
+    energy meter and device state are read there (cnnbench.energy), so they cover exactly the
+    samples, never the first call or warmup.
     """
     sync = sync or _noop
 
@@ -101,6 +108,8 @@ def time_callable(
     max_ns = measure.max_time_s * 1e9
     next_check = measure.min_samples
     rel_ci = math.inf
+    if on_timed_start is not None:
+        on_timed_start()
     start = clock()
     while True:
         samples.append(run_block(block_size))
@@ -119,6 +128,8 @@ def time_callable(
         if n >= measure.max_samples:
             stop_reason = "max_samples"
             break
+    if on_timed_end is not None:
+        on_timed_end()
 
     warnings: list[str] = []
     if stop_reason != "converged":

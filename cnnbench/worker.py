@@ -7,9 +7,11 @@ the runner from its exit code or signal. The worker never decides about other ca
 
 Order inside the worker, each step outside the timed region: set threads, build the model, count
 parameters and MACs (cached across workers), load trained weights and open the accuracy dataset
-(cnnbench.accuracy), prepare the backend (compile/export/session), reset memory peaks, time
-(first call, warmup, samples), read memory peaks, parity vs eager, measured accuracy through the
-prepared backend.
+(cnnbench.accuracy), prepare the backend (compile/export/session), open the energy meter and
+read idle power (cnnbench.energy), reset memory peaks, time (first call, warmup, samples; energy
+and device state read right before the first sample and right after the last), read memory
+peaks, the transfer split when asked (cnnbench.transfer), parity vs eager, measured accuracy
+through the prepared backend.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     from cnnbench.backends import get_backend
     from cnnbench.backends.common import example_batch
     from cnnbench.counting import counts_for
+    from cnnbench.energy import CaseProbes
     from cnnbench.memory import MemoryTracker
     from cnnbench.models.registry import build_model, published_metadata
     from cnnbench.timing import time_callable
@@ -96,6 +99,10 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         torch.cuda.get_device_name(torch.device(spec.device)) if spec.device == "cuda" else "cpu"
     )
 
+    # Energy meter + device state (cnnbench.energy); opened and idle power read before the memory
+    # baseline, so neither NVML's library nor the idle wait is in the measured peak.
+    probes = CaseProbes.for_spec(spec)
+    probes.measure_idle()
     tracker = MemoryTracker(spec.device, backend=spec.backend)
     tracker.start()
 
@@ -103,16 +110,24 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         marks["first_warmup_ns"] = time.monotonic_ns()
         tracker.first_call_done()
 
-    timing = time_callable(prepared.run, measure=spec.measure, sync=prepared.sync, on_warmup_start=warmup_starts)
+    timing = time_callable(
+        prepared.run, measure=spec.measure, sync=prepared.sync, on_warmup_start=warmup_starts,
+        on_timed_start=probes.window_start, on_timed_end=probes.window_end,
+    )
     out["memory"] = tracker.stop()
     out["memory"].update(_analytic_memory(model, example, spec, out["warnings"]))
     if spec.mode == "train":
         out["memory"].update(_train_total(out["memory"], spec.device))
     warnings = out["warnings"]  # to_dict() has its own "warnings": keep the counting ones, once
     out.update(timing.to_dict())
-    out["warnings"] = warnings + timing.warnings
+    out["warnings"] = warnings + timing.warnings + probes.warnings()
+    out.update(probes.record(images=spec.batch_size * timing.block_size * len(timing.samples_ms)))
     if prepared.after_timing is not None:
         out["warnings"].extend(prepared.after_timing())
+    if spec.measure.transfer:  # after the timed loop and the energy window
+        from cnnbench.transfer import measure_split
+
+        out["transfer"] = measure_split(spec, prepared)
     if spec.mode == "inference" and (spec.backend != "eager" or spec.precision != "fp32"):
         from cnnbench.parity import check_parity  # after the timed loop, never inside it
 

@@ -124,3 +124,26 @@ def test_warmup_callback_marks_the_end_of_the_first_call():
     seen = []
     time_callable(work, measure=quick(), clock=work.clock, on_warmup_start=lambda: seen.append(work.calls))
     assert seen == [1]
+
+
+def test_timed_window_hooks_bracket_exactly_the_samples():
+    """on_timed_start runs after the first call, calibration and warmup, right before the first
+    sample's synchronized clock read; on_timed_end right after the last sample (energy window)."""
+    work = FakeWork([100 * MS] + [2 * MS])
+    seen = {}
+    t = time_callable(
+        work, measure=quick(warmup=4), clock=work.clock, sync=work.sync,
+        on_timed_start=lambda: (work.events.append("start"), seen.setdefault("calls_at_start", work.calls)),
+        on_timed_end=lambda: (work.events.append("end"), seen.setdefault("calls_at_end", work.calls)),
+    )  # fmt: skip
+    assert work.events.count("start") == 1 and work.events.count("end") == 1
+    untimed = 1 + 1 + 4  # first call, one calibration call, four warmup calls (block size 1)
+    assert t.block_size == 1 and seen["calls_at_start"] == untimed
+    assert seen["calls_at_end"] - seen["calls_at_start"] == len(t.samples_ms)
+    # Between the hook and the first timed call: the loop's start clock, then the first sample's
+    # synchronized clock read; between the last timed call and the end hook: that sample's
+    # synchronized clock read and the loop's elapsed-time read. No call outside, none missing.
+    after_start = work.events[work.events.index("start") + 1 :]
+    assert after_start[:4] == ["clock", "sync", "clock", "call"]
+    before_end = work.events[: work.events.index("end")]
+    assert before_end[-4:] == ["call", "sync", "clock", "clock"]

@@ -25,6 +25,8 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)
     # Called after the timed loop; returns warnings to put on the case (e.g. recompiles seen).
     after_timing: Callable[[], list[str]] | None = None
+    # CUDA only: returns cnnbench.transfer.Parts (H2D copy, compute, D2H copy) for `measure.transfer`.
+    transfer: Callable[[], Any] | None = None
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import check_device, check_precision, device_sync
 from cnnbench.errors import CaseFailure, Unsupported
+from cnnbench.transfer import torch_transfer
 
 __all__ = ["BACKEND", "CompileFailed", "DEFAULTS"]
 
@@ -222,6 +223,7 @@ class CompiledBackend:
             predict=predict,
             info=info,
             after_timing=after_timing,
+            transfer=torch_transfer(x, run) if spec.device == "cuda" else None,
         )
 
 

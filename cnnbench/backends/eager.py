@@ -7,6 +7,7 @@ from typing import Any
 
 from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import autocast_dtype, check_device, check_precision, device_sync
+from cnnbench.transfer import torch_transfer
 
 
 def amp_context(device: str, precision: str):
@@ -47,6 +48,7 @@ class EagerBackend:
             sync=device_sync(spec.device),
             predict=predict,
             info={"autocast": spec.precision != "fp32", "channels_last": spec.channels_last},
+            transfer=torch_transfer(x, run) if spec.device == "cuda" else None,
         )
 
 

@@ -586,7 +586,12 @@ class OnnxRuntimeBackend:
             info.update(calibration=calibration.info, quantize=export["quantize"], quantize_ms=export["quantize_ms"],
                         precision_path="int8 QDQ graph via onnxruntime.quantization.quantize_static")  # fmt: skip
 
-        return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings))
+        transfer = None
+        if io_binding:
+            from cnnbench.transfer import ort_parts
+
+            transfer = lambda: ort_parts(x_dev, x_np, binding, run)  # noqa: E731
+        return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings), transfer=transfer)
 
 
 BACKEND = OnnxRuntimeBackend()

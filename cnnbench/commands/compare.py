@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[METRIC:]PCT",
-        help="slowdown that counts as a regression, e.g. 5%% (latency) or memory:10%%; repeatable. "
-        "Default: the suite's `thresholds`, else latency 5%% and memory 10%%",
+        help="slowdown that counts as a regression, e.g. 5%% (latency), memory:10%% or energy:10%% (J/image); "
+        "repeatable. Default: the suite's `thresholds`, else latency 5%%, memory 10%% and energy 10%%",
     )
     parser.add_argument(
         "--alpha",

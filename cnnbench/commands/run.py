@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from cnnbench.commands.store import add_run_store_arguments
 
     add_run_store_arguments(p)
+    p.add_argument("--wide", action="store_true",
+                   help="also show energy per image, average W, images/J and idle W in the final table (docs/energy.md)")
 
 
 def _shard_help() -> str:
@@ -258,7 +260,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
 
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
-        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name)
+        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
         try:
             state = run_cases(
                 cases, results=results, out_path=out, reporter=reporter, stop=stop,
@@ -274,7 +276,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         from cnnbench.console import make_console, render_notes, render_table
 
         console = make_console()
-        console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}"))
+        console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}", wide=args.wide))
         for line in render_notes(results["cases"]):
             console.print(line, markup=False, highlight=False)
     print(f"results: {out}")

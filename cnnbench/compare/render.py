@@ -93,10 +93,12 @@ def _headline(comp: Comparison) -> tuple[bool, str]:
     if gating:
         lat = sum(r.verdict == REGRESSED for r in gating)
         mem = sum(r.memory_verdict == REGRESSED for r in gating)
+        energy = sum(r.energy_verdict == REGRESSED for r in gating)
         broke = sum(r.verdict in (FAILED, INVALID) for r in gating)
         parts = [
             f"{lat} latency regression(s)" if lat else "",
             f"{mem} memory regression(s)" if mem else "",
+            f"{energy} energy regression(s)" if energy else "",
             f"{broke} case(s) newly failing (run or parity)" if broke else "",
         ]
         return False, "Performance regression: " + ", ".join(p for p in parts if p)
@@ -126,7 +128,8 @@ def _geomean_line(comp: Comparison) -> str:
 def _rules_line(comp: Comparison) -> str:
     lat, mem = comp.thresholds["latency"], comp.thresholds["memory"]
     return (
-        f"Thresholds: latency {lat} ({lat.source}), memory {mem} ({mem.source}); alpha {comp.alpha:g}, "
+        f"Thresholds: latency {lat} ({lat.source}), memory {mem} ({mem.source}), "
+        f"energy {comp.thresholds['energy']} ({comp.thresholds['energy'].source}); alpha {comp.alpha:g}, "
         f"intervals at {comp.confidence:.0%}. Each worker process gives one figure, the {comp.statistic} of its "
         f"per-call times (Base/Current: the median of those figures); a case regresses when it is slower by more "
         f"than the threshold and a one-sided Mann-Whitney U test on the per-process figures is significant."
@@ -299,7 +302,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
     entries: list[tuple[CaseComparison, str, dict[str, str]]] = []
     for name in VERDICTS:
         for r in comp.section(name):
-            verdict = r.verdict if r.section == r.verdict else "regressed (memory)"
+            verdict = r.verdict if r.section == r.verdict else "regressed (energy)" if r.energy_verdict == REGRESSED and r.memory_verdict != REGRESSED else "regressed (memory)"
             entries.append((r, verdict, {
                 "Case": r.label, "Verdict": verdict, "Base": _fmt_ms(r.base_median_ms),
                 "Cur": _fmt_ms(r.current_median_ms), "Change": _fmt_change(r), "CI": _fmt_ci(r),
@@ -325,7 +328,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
             "Memory": Text(cells["Memory"], style="bold red" if r.memory_verdict == REGRESSED else ""),
         }
         table.add_row(*[styled.get(col, Text(cells[col])) for col in columns])
-        if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED:
+        if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED or r.energy_verdict == REGRESSED:
             line = Text("  ")
             line.append(r.label, style="bold")
             line.append(f" {verdict}: ", style=style)

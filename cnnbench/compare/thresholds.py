@@ -15,9 +15,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["METRICS", "DEFAULT_LATENCY_THRESHOLD", "DEFAULT_MEMORY_THRESHOLD", "Threshold", "ThresholdError", "parse_threshold"]
 
-METRICS = ("latency", "memory")
+METRICS = ("latency", "memory", "energy")  # energy: J/image over the timed window (cnnbench.energy)
 DEFAULT_LATENCY_THRESHOLD = 0.05
 DEFAULT_MEMORY_THRESHOLD = 0.10
+DEFAULT_ENERGY_THRESHOLD = 0.10  # J/image over the timed window (cnnbench.energy)
 
 
 class ThresholdError(UserError, ValueError):
@@ -146,7 +147,7 @@ def _resolve_thresholds(
             if metric == "latency":
                 out[metric] = parse_threshold(fallback_latency, metric="latency", source="default")
             else:
-                out[metric] = Threshold(DEFAULT_MEMORY_THRESHOLD, metric, "default")
+                out[metric] = Threshold(DEFAULT_ENERGY_THRESHOLD if metric == "energy" else DEFAULT_MEMORY_THRESHOLD, metric, "default")
     for label, results in (("base", base), ("current", current)):
         suite_thr = _suite_thresholds(results)
         for metric, value in suite_thr.items():

@@ -119,11 +119,15 @@ class CaseComparison:
     memory_verdict: str | None = None
     gating: bool = False
     statistic: str | None = None  # the per-process figure this row compared (None: no timing)
+    base_j_per_image: float | None = None  # energy over the timed window (cnnbench.energy)
+    current_j_per_image: float | None = None
+    energy_ratio: float | None = None
+    energy_verdict: str | None = None  # regressed | improved | unchanged | unreliable | incomparable
 
     @property
     def section(self) -> str:
         """The report section: regressions (latency or memory) first, then by verdict."""
-        if self.verdict == REGRESSED or self.memory_verdict == REGRESSED:
+        if self.verdict == REGRESSED or self.memory_verdict == REGRESSED or self.energy_verdict == REGRESSED:
             return REGRESSED
         return self.verdict
 
@@ -433,7 +437,12 @@ def _compare_case(
 
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic)
     memory = _memory_verdict(b, c, thr["memory"])
+    from cnnbench.energy import energy_note, energy_verdict
+
+    energy = energy_verdict(b.to_json(), c.to_json(), thr["energy"])
+    latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
+    gating = gating or energy.get("energy_verdict") == REGRESSED
     return CaseComparison(
         base_median_ms=base_med,
         current_median_ms=cur_med,
@@ -442,6 +451,7 @@ def _compare_case(
         gating=gating,
         **latency,
         **memory,
+        **energy,
         **common,
     )
 

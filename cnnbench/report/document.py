@@ -405,7 +405,7 @@ def _setup_text(r: CaseRow) -> str:
     return fmt_ms(ms) + (" (cached)" if r.backend_info.get("export_cached") else "")
 
 
-def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:
+def detail_row(r: CaseRow, *, top1: bool = False, energy: bool = False) -> tuple[str, ...]:
     """One case as the cells of a detail table; invalid rows carry no timing number."""
     ok = r.valid
     cells = [
@@ -425,6 +425,10 @@ def detail_row(r: CaseRow, *, top1: bool = False) -> tuple[str, ...]:
     ]
     if top1:
         cells.append(_top1_text(r))
+    if energy:
+        from cnnbench.report.energy import energy_text
+
+        cells.append(energy_text(r))
     cells.append(_notes(r))
     return tuple(cells)
 
@@ -552,15 +556,18 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
             )
             blocks.append(_pivot(infer, lambda r: fmt_rate(r.throughput_per_s), caption="Throughput, images/s, by backend and batch size"))
             top1 = any(r.measured_accuracy for r in infer)
-            headers = DETAIL_HEADERS[:-1] + ((TOP1_HEADER,) if top1 else ()) + DETAIL_HEADERS[-1:]
+            from cnnbench.report.energy import ENERGY_HEADER, has_energy
+
+            energy = has_energy(infer)  # a column only when some case measured energy
+            headers = DETAIL_HEADERS[:-1] + ((TOP1_HEADER,) if top1 else ()) + ((ENERGY_HEADER,) if energy else ()) + DETAIL_HEADERS[-1:]
             numeric = (False, True, False, True, True, True, True, True, True, False, False, False)
             blocks.append(
                 Table(
                     headers=headers,
-                    rows=tuple(detail_row(r, top1=top1) for r in infer),
+                    rows=tuple(detail_row(r, top1=top1, energy=energy) for r in infer),
                     row_classes=tuple(_row_class(r) for r in infer),
                     caption="All inference cases",
-                    numeric=numeric + ((True,) if top1 else ()) + (False,),
+                    numeric=numeric + ((True,) if top1 else ()) + ((True,) if energy else ()) + (False,),
                 )
             )
         if train:

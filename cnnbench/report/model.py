@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from cnnbench import records as _records
 from cnnbench.errors import UserError
@@ -171,6 +171,7 @@ class CaseRow:
     speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
     accuracy_vs_eager: str | None = None  # why the measured accuracy differs from eager's, if it does
     record: CaseRecord | None = None  # the checked record this row shows (decisions live there)
+    energy: dict[str, Any] | None = None  # the record's `energy` block (cnnbench.energy), if any
 
     @property
     def median_ms(self) -> float | None:
@@ -690,6 +691,7 @@ def _row_from_record(
         origin=origin if origin and origin != Path(path).name else None,
         train=thaw(record.train) if record.train is not None else None,
         record=record,
+        energy=thaw(record.extra["energy"]) if isinstance(record.extra.get("energy"), Mapping) else None,
     )
 
 

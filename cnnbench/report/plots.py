@@ -40,7 +40,7 @@ _OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf
 @dataclass(frozen=True)
 class PlotSpec:
     name: str  # file stem, unique in a report
-    kind: str  # latency | throughput | speedup | memory | gflops | training | accuracy
+    kind: str  # latency | throughput | speedup | memory | gflops | training | accuracy | energy
     env: str | None  # environment fingerprint, None for cross-environment charts
     title: str
     caption: str
@@ -122,6 +122,9 @@ def _inference_specs(env: EnvGroup, valid: list[CaseRow], sfx: str, where: str) 
                 "matrix multiply in the same worker settings (right axis: % of peak).",
             )
         )
+    from cnnbench.report.energy import plot_specs as energy_specs
+
+    specs += energy_specs(env, valid, sfx, where)  # images per joule, when cases measured energy
     return specs
 
 
@@ -172,6 +175,7 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
         "gflops": _draw_gflops,
         "training": _draw_training,
         "accuracy": _draw_accuracy,
+        "energy": _draw_energy,
     }
     rc = {
         "svg.hashsalt": "cnnbench",  # stable element ids: identical data, identical SVG
@@ -320,6 +324,12 @@ def _draw_latency(data: ReportData, spec: PlotSpec):
         ylabel="median latency (ms)",
         logy=True,
     )
+
+
+def _draw_energy(data: ReportData, spec: PlotSpec):
+    from cnnbench.report.energy import draw
+
+    return draw(data, spec)
 
 
 def _draw_throughput(data: ReportData, spec: PlotSpec):
