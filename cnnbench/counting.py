@@ -292,7 +292,7 @@ def _versions() -> dict[str, str | None]:
     import torch
 
     out: dict[str, str | None] = {"torch": torch.__version__}
-    for mod in ("torchvision", "fvcore"):
+    for mod in ("torchvision", "fvcore", "timm"):
         try:
             from importlib.metadata import version
 

@@ -101,7 +101,10 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         out["counts"] = {k: v for k, v in counts.items() if k not in ("warnings",)}
         out["warnings"].extend(counts.get("warnings") or [])
     if spec.source is None:
-        out["published"] = published_metadata(spec.model)
+        out["published"] = published_metadata(spec.model, spec.input_size)
+        from cnnbench.models.timm_zoo import check_counts  # timm's figures vs ours (else nothing)
+
+        out["warnings"].extend(check_counts(out["published"], params=out.get("params"), gmacs_per_image=out.get("gmacs_per_image")))
 
     torch.manual_seed(0)
     model = build_model(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
