@@ -19,7 +19,10 @@ What the merged file holds (a valid results file of the current schema, so `comp
   merged) added.
 
 Inputs from different suites (different `suite.sha256`) or from different splits (shards of
-different N) are refused unless `--force`: their cases do not add up to one suite.
+different N) are refused unless `--force`: their cases do not add up to one suite. A set with a
+shard missing (1/4, 2/4, 4/4) is refused unless `--allow-missing`: the merged file would look
+like the whole suite. `suite.shard_source` (where `--shard auto` read K/N) is kept when all
+inputs agree on it, else null with the sources listed in `suite.shard_sources`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ DESCRIPTION = """\
 Join results files written by `bench.py run SUITE --shard K/N` on N machines into one results
 file that `report` and `compare` read like any other. Refuses a case key present in two files
 (naming the key and both files), and files from different suites (suite sha256) or different
-shard counts unless --force, and never overwrites an existing --out without --replace (nor
+shard counts unless --force, a set with a shard missing unless --allow-missing, and never overwrites an existing --out without --replace (nor
 one of its inputs). Each case records which machine measured it (`measured_on`: hostname,
 machine fingerprint, source file); all input environments are kept under `environments`.
 Exit codes: 0 merged, 2 usage or input error. See docs/scale.md.
@@ -59,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="merge files from different suites or shard counts anyway (duplicate keys are still refused)",
     )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="merge a set with shards missing (e.g. one failed job); the merged file lists the shards it holds",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.replace:
         raise UserError(f"{out}: exists; pass --replace to overwrite it, or choose another --out")
     loaded = [(p, load_results(p)) for p in paths]
-    merged, notes = merge_results(loaded, force=args.force)
+    merged, notes = merge_results(loaded, force=args.force, allow_missing=args.allow_missing)
     from cnnbench.commands.run import results_lock
 
     with results_lock(out):  # never two writers on one file, as for `run`
@@ -95,20 +103,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def merge_results(
-    inputs: list[tuple[str, dict[str, Any]]], *, force: bool = False
+    inputs: list[tuple[str, dict[str, Any]]], *, force: bool = False, allow_missing: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
     """Merge loaded results files.
 
     Args:
         inputs: (file name, loaded results) pairs, in the order their cases should appear.
         force: merge different suites or shard counts anyway.
+        allow_missing: merge a set of shards with some missing (a warning note instead).
 
     Returns:
         The merged results (current schema) and notes worth a warning (missing shards,
         environments that differ).
 
     Raises:
-        UserError: no input, a duplicate key, different suites or shard counts without `force`.
+        UserError: no input, a duplicate key, different suites or shard counts without `force`,
+            shards missing without `allow_missing`.
     """
     from cnnbench.results import new_results, now_iso
 
@@ -116,7 +126,7 @@ def merge_results(
         raise UserError("nothing to merge: give at least one results file")
     notes: list[str] = []
     _check_suites(inputs, force=force)
-    shards = _check_shards(inputs, force=force, notes=notes)
+    shards = _check_shards(inputs, force=force, notes=notes, allow_missing=allow_missing)
 
     environments: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
@@ -153,8 +163,12 @@ def merge_results(
             cases.append(record)
 
     first = inputs[0][1]
-    suite = {k: v for k, v in copy.deepcopy(first.get("suite") or {}).items() if k not in ("shard", "shards")}
+    suite = {k: v for k, v in copy.deepcopy(first.get("suite") or {}).items() if k not in ("shard", "shards", "shard_sources")}
     suite["shards"] = shards
+    sources = sorted({str(s) for _, d in inputs for s in _shard_sources(d.get("suite") or {})})
+    if sources:
+        suite["shard_source"] = sources[0] if len(sources) == 1 else None
+        suite["shard_sources"] = sources
     suites = {(d.get("suite") or {}).get("sha256") for _, d in inputs}
     if len(suites) > 1:
         suite["merged_suites"] = [
@@ -207,7 +221,16 @@ def _check_suites(inputs: list[tuple[str, dict[str, Any]]], *, force: bool) -> N
             )
 
 
-def _check_shards(inputs: list[tuple[str, dict[str, Any]]], *, force: bool, notes: list[str]) -> list[str]:
+def _shard_sources(suite: dict[str, Any]) -> list[str]:
+    """Where a file's shards' K/N came from (`--shard auto`'s source, `cli`), merged files included."""
+    if suite.get("shard_sources"):
+        return [str(s) for s in suite["shard_sources"]]
+    return [str(suite["shard_source"])] if suite.get("shard_source") else []
+
+
+def _check_shards(
+    inputs: list[tuple[str, dict[str, Any]]], *, force: bool, notes: list[str], allow_missing: bool = False
+) -> list[str]:
     """The shard texts of the inputs (merged files contribute their `shards`), checked."""
     texts: list[str] = []
     for _, data in inputs:
@@ -235,5 +258,11 @@ def _check_shards(inputs: list[tuple[str, dict[str, Any]]], *, force: bool, note
         n = counts[0]
         missing = sorted(set(range(1, n + 1)) - {k for k, _ in parsed})
         if missing:
-            notes.append(f"shards missing: {', '.join(f'{k}/{n}' for k in missing)} (the merged file is not the whole suite)")
+            shown = ", ".join(f"{k}/{n}" for k in missing)
+            if not allow_missing:
+                raise UserError(
+                    f"shards missing: {shown} (the merged file would not be the whole suite); "
+                    "merge them too, or pass --allow-missing to merge what is there"
+                )
+            notes.append(f"shards missing: {shown} (the merged file is not the whole suite)")
     return sorted(dict.fromkeys(texts), key=lambda t: parse_shard(t)[::-1])
