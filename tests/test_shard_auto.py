@@ -97,3 +97,31 @@ def test_run_shard_auto_records_shard_and_source(tmp_path):
     assert p.returncode == 0, p.stderr
     suite = load_results(out)["suite"]
     assert (suite["shard"], suite["shard_source"]) == ("2/2", "kubernetes")
+
+
+def test_the_kubernetes_example_gives_every_pod_its_own_shard():
+    import yaml
+
+    job = yaml.safe_load((ROOT / "examples/k8s/bench-indexed-job.yaml").read_text())
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert int(env["CNNBENCH_SHARD_COUNT"]) == spec["completions"]
+    assert "--shard auto" in " ".join(container["args"])
+    n = spec["completions"]
+    got = [shard_from_environment({**env, "JOB_COMPLETION_INDEX": str(i)}) for i in range(n)]
+    assert got == [(k, n, "kubernetes") for k in range(1, n + 1)]
+
+
+def test_the_github_actions_example_passes_job_index_and_total_as_cnnbench_shard():
+    import yaml
+
+    flow = yaml.safe_load((ROOT / "examples/ci/github-actions-shards.yml").read_text())
+    run = next(s["run"] for s in flow["jobs"]["shard"]["steps"] if "--shard auto" in s.get("run", ""))
+    assert 'CNNBENCH_SHARD="$(( ${{ strategy.job-index }} + 1 ))/${{ strategy.job-total }}"' in run
+    total = len(flow["jobs"]["shard"]["strategy"]["matrix"]["shard"])
+    for index in range(total):  # what the runner's shell computes for each job
+        line = run.splitlines()[0].replace("${{ strategy.job-index }}", str(index)).replace("${{ strategy.job-total }}", str(total))
+        value = subprocess.run(["bash", "-c", f"{line}; echo $CNNBENCH_SHARD"], capture_output=True, text=True).stdout.strip()
+        assert shard_from_environment({"CNNBENCH_SHARD": value}) == (index + 1, total, "env")
