@@ -195,3 +195,15 @@ def test_run_a_timm_suite_records_size_published_figures_and_no_count_warning(tm
     assert test["published"]["input_size_is"] == "test" and other["published"]["input_size_is"] == "other"
     assert not [w for w in test["warnings"] if "published" in w]
     assert test["gmacs_per_image"] == pytest.approx(test["published"]["gmacs"], abs=0.005 + 0.1 * test["published"]["gmacs"])
+
+
+def test_reports_say_whose_published_figure_it_is():
+    from cnnbench.commands.accuracy import published_lines
+    from cnnbench.report.model import published_figure
+
+    pub = published_metadata("timm:resnet18.a1_in1k")
+    fig = published_figure(pub)
+    assert fig.kind == "published" and fig.top1 == pub["acc@1"]
+    assert fig.detail.startswith("timm resnet18.a1_in1k") and f"{pub['accuracy_img_size']}px" in fig.detail
+    (line,) = published_lines([(None, {"published": pub})], None)
+    assert line.startswith("published (timm results table, not measured here)") and "torchvision" not in line
