@@ -207,3 +207,22 @@ def test_reports_say_whose_published_figure_it_is():
     assert fig.detail.startswith("timm resnet18.a1_in1k") and f"{pub['accuracy_img_size']}px" in fig.detail
     (line,) = published_lines([(None, {"published": pub})], None)
     assert line.startswith("published (timm results table, not measured here)") and "torchvision" not in line
+
+
+def test_weights_from_a_local_safetensors_file_load_into_the_timm_model(tmp_path):
+    """timm's checkpoints (and the Hugging Face cache's) are .safetensors files."""
+    import torch
+    from safetensors.torch import save_file
+
+    from cnnbench.accuracy import load_weights
+
+    torch.manual_seed(1)
+    source = build_model("timm:test_resnet")
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    target = build_model("timm:test_resnet")
+    info = load_weights(target, str(path))
+    assert info["tensors"] == len(source.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(target(x), source(x))
