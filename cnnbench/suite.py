@@ -830,7 +830,9 @@ class _Validator:
                     raise self.fail(entry["name"], f"model name {name!r} may not contain spaces or any of | , [ ] =")
                 if name in MODELS:
                     raise self.fail(entry["name"], f"{name!r} is a registry model; give the user model another name")
-            if size is not None and (size[0] is None or isinstance(size[0], str)):
+            if size is not None and isinstance(size[0], str):
+                raise self.fail(snode, f"input_size: {size[0]} needs a registry or timm model; user model {name!r} has no pretrained config")
+            if size is not None and size[0] is None:
                 raise self.fail(snode, f"user model {name!r} has no default channels; give the input size as CxHxW")
             return [_Model(name, target.value, size, kwargs, item)]  # type: ignore[arg-type]
         if "name" not in entry:

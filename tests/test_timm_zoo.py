@@ -57,6 +57,10 @@ def test_input_size_train_is_refused_where_no_config_gives_one():
         _cases(["resnet18"], input_size="train")
     (case,) = _cases(["resnet18"], input_size="test")  # torchvision: the published crop size
     assert case.input_size == (3, 224, 224)
+    with pytest.raises(SuiteError, match="needs a registry or timm model"):
+        _cases([{"name": "m", "import": "pkg.mod:build", "input_size": "test"}])
+    with pytest.raises(SuiteError, match="needs a registry or timm model"):
+        _cases([{"name": "m", "import": "pkg.mod:build", "input_size": [3, 8, 8]}], input_size="train")
 
 
 def test_tag_sets_the_class_count_without_weights():
