@@ -254,21 +254,26 @@ def _from_source(source: str, env: dict[str, str]) -> tuple[int, int]:
         if count < 1 or not lo <= tid <= lo + count - 1:
             raise UserError(
                 f"--shard auto: SLURM_ARRAY_TASK_ID={tid} is outside SLURM_ARRAY_TASK_MIN..MIN+COUNT-1 "
-                f"({lo}..{lo + count - 1}): give the array contiguous indices without a step, e.g. --array={lo}-{lo + max(count, 1) - 1}"
+                f"({lo}..{lo + count - 1}): give the array contiguous indices without a step, "
+                f"e.g. --array={lo}-{lo + max(count, 1) - 1}"
             )
         k, n = tid - lo + 1, count
     elif source == "kubernetes":
-        _missing(env, SHARD_SOURCES["kubernetes"],
-                 " (Kubernetes does not export the completion count: set it to the Job's spec.completions)")  # fmt: skip
+        why = " (Kubernetes does not export the completion count: set it to the Job's spec.completions)"
+        _missing(env, SHARD_SOURCES["kubernetes"], why)
         index, n = _int_var(env, "JOB_COMPLETION_INDEX"), _int_var(env, "CNNBENCH_SHARD_COUNT")
         if n < 1 or not 0 <= index < n:
-            raise UserError(f"--shard auto: JOB_COMPLETION_INDEX={index} is outside 0..CNNBENCH_SHARD_COUNT-1 (0..{n - 1})")
+            raise UserError(
+                f"--shard auto: JOB_COMPLETION_INDEX={index} is outside 0..CNNBENCH_SHARD_COUNT-1 (0..{n - 1})"
+            )
         k = index + 1
     else:
         _missing(env, SHARD_SOURCES["pytorch-ci"], "")
         k, n = _int_var(env, "SHARD_NUMBER"), _int_var(env, "NUM_TEST_SHARDS")
         if n < 1 or not 1 <= k <= n:
-            raise UserError(f"--shard auto: SHARD_NUMBER={k} is outside 1..NUM_TEST_SHARDS ({n}); SHARD_NUMBER is 1-based")
+            raise UserError(
+                f"--shard auto: SHARD_NUMBER={k} is outside 1..NUM_TEST_SHARDS ({n}); SHARD_NUMBER is 1-based"
+            )
     if n > MAX_SHARDS:
         raise UserError(f"--shard auto: {n} shards from {source}; at most {MAX_SHARDS}")
     return k, n
@@ -300,8 +305,9 @@ def shard_from_environment(env: dict[str, str] | None = None) -> tuple[int, int,
             found.append((source, _from_source(source, env)))
     if not found:
         raise UserError(
-            "--shard auto: no scheduler found: set by a Slurm job array (SLURM_ARRAY_TASK_ID), a Kubernetes "
-            "Indexed Job (JOB_COMPLETION_INDEX + CNNBENCH_SHARD_COUNT), SHARD_NUMBER/NUM_TEST_SHARDS, or CNNBENCH_SHARD=K/N"
+            "--shard auto: no scheduler found: set by a Slurm job array (SLURM_ARRAY_TASK_ID), a "
+            "Kubernetes Indexed Job (JOB_COMPLETION_INDEX + CNNBENCH_SHARD_COUNT), "
+            "SHARD_NUMBER/NUM_TEST_SHARDS, or CNNBENCH_SHARD=K/N"
         )
     (source, (k, n)), rest = found[0], found[1:]
     for other, (k2, n2) in rest:

@@ -831,7 +831,8 @@ class _Validator:
                 if name in MODELS:
                     raise self.fail(entry["name"], f"{name!r} is a registry model; give the user model another name")
             if size is not None and isinstance(size[0], str):
-                raise self.fail(snode, f"input_size: {size[0]} needs a registry or timm model; user model {name!r} has no pretrained config")
+                message = f"input_size: {size[0]} needs a registry or timm model; user model {name!r} has none"
+                raise self.fail(snode, message)
             if size is not None and size[0] is None:
                 raise self.fail(snode, f"user model {name!r} has no default channels; give the input size as CxHxW")
             return [_Model(name, target.value, size, kwargs, item)]  # type: ignore[arg-type]

@@ -43,7 +43,10 @@ def test_shard_from_the_schedulers_variables(env, want):
         ({}, "no scheduler found"),
         ({"SLURM_JOB_ID": "7"}, "no scheduler found"),
         # a step (--array=0-6:2 has COUNT 4 and ids 0,2,4,6) or gaps put the id out of range
-        ({"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, "outside SLURM_ARRAY_TASK_MIN"),
+        (
+            {"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"},
+            "outside SLURM_ARRAY_TASK_MIN",
+        ),
         ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}, "outside"),
         ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, "SLURM_ARRAY_TASK_MIN is not"),
         ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, "not an integer"),
@@ -52,7 +55,10 @@ def test_shard_from_the_schedulers_variables(env, want):
         ({"SHARD_NUMBER": "0", "NUM_TEST_SHARDS": "2"}, "1-based"),
         ({"SHARD_NUMBER": "1"}, "NUM_TEST_SHARDS is not"),
         ({"CNNBENCH_SHARD": "5/4"}, "CNNBENCH_SHARD"),
-        ({"CNNBENCH_SHARD": "1/4", "JOB_COMPLETION_INDEX": "1", "CNNBENCH_SHARD_COUNT": "4"}, "env says shard 1/4 but kubernetes says 2/4"),
+        (
+            {"CNNBENCH_SHARD": "1/4", "JOB_COMPLETION_INDEX": "1", "CNNBENCH_SHARD_COUNT": "4"},
+            "env says shard 1/4 but kubernetes says 2/4",
+        ),
     ],
 )
 def test_missing_or_inconsistent_variables_are_one_line_errors(env, fragment):
@@ -122,6 +128,12 @@ def test_the_github_actions_example_passes_job_index_and_total_as_cnnbench_shard
     assert 'CNNBENCH_SHARD="$(( ${{ strategy.job-index }} + 1 ))/${{ strategy.job-total }}"' in run
     total = len(flow["jobs"]["shard"]["strategy"]["matrix"]["shard"])
     for index in range(total):  # what the runner's shell computes for each job
-        line = run.splitlines()[0].replace("${{ strategy.job-index }}", str(index)).replace("${{ strategy.job-total }}", str(total))
-        value = subprocess.run(["bash", "-c", f"{line}; echo $CNNBENCH_SHARD"], capture_output=True, text=True).stdout.strip()
+        line = (
+            run.splitlines()[0]
+            .replace("${{ strategy.job-index }}", str(index))
+            .replace("${{ strategy.job-total }}", str(total))
+        )
+        value = subprocess.run(
+            ["bash", "-c", f"{line}; echo $CNNBENCH_SHARD"], capture_output=True, text=True
+        ).stdout.strip()
         assert shard_from_environment({"CNNBENCH_SHARD": value}) == (index + 1, total, "env")

@@ -82,7 +82,9 @@ def _tail(path: Path, lines: int = 25) -> str:
 def _node_line() -> str:
     """This machine as slurmd sees it (CPUs, sockets, cores, threads, RealMemory), renamed
     localhost: a node configured bigger than it is would be drained."""
-    out = subprocess.run(["slurmd", "-C"], env={**os.environ, "PATH": PATH}, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["slurmd", "-C"], env={**os.environ, "PATH": PATH}, capture_output=True, text=True, check=True
+    ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("NodeName="))
     return re.sub(r"^NodeName=\S+", "NodeName=localhost NodeAddr=127.0.0.1", line)
 
@@ -183,7 +185,12 @@ class Cluster:
         if self.conf.exists():
             subprocess.run(["scontrol", "shutdown"], env=self.env, capture_output=True, timeout=60)
         if self.pids.get("munged") and self.pids["munged"].exists():
-            subprocess.run(["munged", "-s", f"--socket={self.run_dir / 'munge.sock'}"], env=self.env, capture_output=True, timeout=60)
+            subprocess.run(
+                ["munged", "-s", f"--socket={self.run_dir / 'munge.sock'}"],
+                env=self.env,
+                capture_output=True,
+                timeout=60,
+            )
         for name, pidfile in self.pids.items():
             try:
                 pid = int(pidfile.read_text().split()[0])

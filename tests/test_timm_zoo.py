@@ -103,7 +103,9 @@ def test_cross_check_flags_a_real_disagreement():
     pub = published_metadata("timm:test_resnet")
     warnings = timm_zoo.check_counts(pub, params=2 * pub["num_params"], gmacs_per_image=3 * pub["gmacs"])
     assert len(warnings) == 2 and all("timm's published" in w for w in warnings)
-    assert timm_zoo.check_counts({"acc@1": 70.0}, params=1, gmacs_per_image=1.0) == []  # torchvision's: not ours to check
+    assert (
+        timm_zoo.check_counts({"acc@1": 70.0}, params=1, gmacs_per_image=1.0) == []
+    )  # torchvision's: not ours to check
 
 
 def test_published_figures_are_labelled_with_their_source_and_size():
@@ -179,13 +181,15 @@ def test_accuracy_preprocessing_follows_the_pretrained_config():
 @pytest.mark.slow
 def test_run_a_timm_suite_records_size_published_figures_and_no_count_warning(tmp_path):
     suite = tmp_path / "timm.yaml"
-    suite.write_text(textwrap.dedent("""\
+    suite.write_text(
+        textwrap.dedent("""\
         name: timm-tiny
         matrices:
           - models: [timm:test_resnet]
             input_size: [test, 64]
             measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.2, min_samples: 3, repeats: 1}
-        """))
+        """)
+    )
     out = tmp_path / "r.json"
     p = subprocess.run([sys.executable, "bench.py", "run", str(suite), "--out", str(out), "--no-peak", "-q"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -195,10 +199,14 @@ def test_run_a_timm_suite_records_size_published_figures_and_no_count_warning(tm
     test, other = records[tuple(cfg.input_size)], records[(3, 64, 64)]
     for r in (test, other):
         assert r["status"] == "ok", r.get("error")
-        assert r["published"]["label"] == "published" and r["published"]["pretrained_cfg"]["input_size"] == list(cfg.input_size)
+        assert r["published"]["label"] == "published" and r["published"]["pretrained_cfg"]["input_size"] == list(
+            cfg.input_size
+        )
     assert test["published"]["input_size_is"] == "test" and other["published"]["input_size_is"] == "other"
     assert not [w for w in test["warnings"] if "published" in w]
-    assert test["gmacs_per_image"] == pytest.approx(test["published"]["gmacs"], abs=0.005 + 0.1 * test["published"]["gmacs"])
+    assert test["gmacs_per_image"] == pytest.approx(
+        test["published"]["gmacs"], abs=0.005 + 0.1 * test["published"]["gmacs"]
+    )
 
 
 def test_reports_say_whose_published_figure_it_is():

@@ -58,8 +58,10 @@ def main(repo: str) -> None:
     print()
     for name, path in (("ACCURACY", ACCURACY), ("COUNTS", BENCHMARK)):
         commit, date = stamp(path).split()
-        print(f"{name}_SOURCE = {{'repository': 'huggingface/pytorch-image-models', 'file': {path!r}, "
-              f"'commit': {commit!r}, 'date': {date!r}}}")
+        print(
+            f"{name}_SOURCE = {{'repository': 'huggingface/pytorch-image-models', 'file': {path!r}, "
+            f"'commit': {commit!r}, 'date': {date!r}}}"
+        )
     print()
     print("# 'arch.tag': [(image size, top-1 %, top-5 %, params in millions), ...] (ImageNet-1k val)")
     print("ACCURACY = {")

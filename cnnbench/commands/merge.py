@@ -42,9 +42,10 @@ DESCRIPTION = """\
 Join results files written by `bench.py run SUITE --shard K/N` on N machines into one results
 file that `report` and `compare` read like any other. Refuses a case key present in two files
 (naming the key and both files), and files from different suites (suite sha256) or different
-shard counts unless --force, a set with a shard missing unless --allow-missing, and never overwrites an existing --out without --replace (nor
-one of its inputs). Each case records which machine measured it (`measured_on`: hostname,
-machine fingerprint, source file); all input environments are kept under `environments`.
+shard counts unless --force, a set with a shard missing unless --allow-missing, and never
+overwrites an existing --out without --replace (nor one of its inputs). Each case records which
+machine measured it (`measured_on`: hostname, machine fingerprint, source file); all input
+environments are kept under `environments`.
 Exit codes: 0 merged, 2 usage or input error. See docs/scale.md.
 """
 
@@ -163,7 +164,8 @@ def merge_results(
             cases.append(record)
 
     first = inputs[0][1]
-    suite = {k: v for k, v in copy.deepcopy(first.get("suite") or {}).items() if k not in ("shard", "shards", "shard_sources")}
+    dropped = ("shard", "shards", "shard_sources")
+    suite = {k: v for k, v in copy.deepcopy(first.get("suite") or {}).items() if k not in dropped}
     suite["shards"] = shards
     sources = sorted({str(s) for _, d in inputs for s in _shard_sources(d.get("suite") or {})})
     if sources:

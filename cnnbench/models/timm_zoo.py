@@ -178,7 +178,9 @@ def named_input_size(name: str, which: str, *, user: bool = False) -> tuple[int,
     if which not in ("train", "test"):
         raise ValueError(which)
     if user:
-        raise UserError(f"input_size: {which} needs a registry or timm model; user model {name!r} has no pretrained config")
+        raise UserError(
+            f"input_size: {which} needs a registry or timm model; user model {name!r} has no pretrained config"
+        )
     if is_timm_name(name):
         m = resolve(name)
         return m.train_size if which == "train" else m.test_size
@@ -202,7 +204,9 @@ def list_timm_models(pattern: str) -> list[str]:
     return sorted((PREFIX + n for n in names if fnmatch.fnmatchcase(n, glob)), key=natural_key)
 
 
-def build(name: str, *, kwargs: dict[str, Any] | None = None, input_size: tuple[int, int, int] | None = None) -> "nn.Module":
+def build(
+    name: str, *, kwargs: dict[str, Any] | None = None, input_size: tuple[int, int, int] | None = None
+) -> "nn.Module":
     """The model with random weights (`pretrained=False`), in eval() mode. The caller wraps
     failures as ModelBuildError."""
     m = resolve(name)
