@@ -19,7 +19,7 @@ Schema (unknown keys anywhere are errors)::
         batch_sizes: [1, 8]
         backends: [eager, {compile: {mode: max-autotune}}]
         precisions: [fp32]
-        input_size: [3, 224, 224]   # or "3x224x224", "224x224", 224, or a list of those (an axis)
+        input_size: [3, 224, 224]   # or "3x224x224", "224x224", 224, train|test, or a list of those (an axis)
         channels_last: false        # or a list (an axis)
         threads: 2                  # or a list, or null (= default_threads())
         device: auto                # auto | cpu | cuda, or a list
