@@ -235,3 +235,10 @@ def test_weights_from_a_local_safetensors_file_load_into_the_timm_model(tmp_path
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(target(x), source(x))
+
+
+def test_timms_copy_of_torchvisions_resnet18_counts_the_same():
+    """suites/timm.yaml sets them side by side: the same architecture by two builders."""
+    tv = counts_for("resnet18", input_size=(3, 224, 224))
+    tm = counts_for("timm:resnet18.tv_in1k", input_size=(3, 224, 224))
+    assert (tv["params"], tv["gmacs"]) == (tm["params"], tm["gmacs"])
