@@ -358,7 +358,7 @@ def counts_for(
         "source_sha256": _source_fingerprint(source),
         "kwargs": kwargs,
         "input_size": list(size),
-        "versions": package_versions(("torchvision", "fvcore"), torch_runtime=True),
+        "versions": package_versions(("torchvision", "fvcore", "timm"), torch_runtime=True),
     }
     blob = json.dumps(key, sort_keys=True, default=repr)
     path = cache_dir() / "counts" / f"{model.replace('/', '_')}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"

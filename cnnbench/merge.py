@@ -16,20 +16,22 @@ __all__ = ["merge_results", "summarize_environments"]
 
 
 def merge_results(
-    inputs: list[tuple[str, dict[str, Any]]], *, force: bool = False
+    inputs: list[tuple[str, dict[str, Any]]], *, force: bool = False, allow_missing: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
     """Merge loaded results files.
 
     Args:
         inputs: (file name, loaded results) pairs, in the order their cases should appear.
         force: merge different suites or shard counts anyway.
+        allow_missing: merge a set of shards with some missing (a warning note instead).
 
     Returns:
         The merged results (current schema) and notes worth a warning (missing shards,
         environments that differ).
 
     Raises:
-        UserError: no input, a duplicate key, different suites or shard counts without `force`.
+        UserError: no input, a duplicate key, different suites or shard counts without `force`,
+            shards missing without `allow_missing`.
     """
     from cnnbench.results import new_results, now_iso
 
@@ -37,7 +39,7 @@ def merge_results(
         raise UserError("nothing to merge: give at least one results file")
     notes: list[str] = []
     _check_suites(inputs, force=force)
-    shards = _check_shards(inputs, force=force, notes=notes)
+    shards = _check_shards(inputs, force=force, notes=notes, allow_missing=allow_missing)
 
     environments: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
@@ -74,8 +76,13 @@ def merge_results(
             cases.append(record)
 
     first = inputs[0][1]
-    suite = {k: v for k, v in copy.deepcopy(first.get("suite") or {}).items() if k not in ("shard", "shards")}
+    dropped = ("shard", "shards", "shard_sources")
+    suite = {k: v for k, v in copy.deepcopy(first.get("suite") or {}).items() if k not in dropped}
     suite["shards"] = shards
+    sources = sorted({str(s) for _, d in inputs for s in _shard_sources(d.get("suite") or {})})
+    if sources:
+        suite["shard_source"] = sources[0] if len(sources) == 1 else None
+        suite["shard_sources"] = sources
     suites = {(d.get("suite") or {}).get("sha256") for _, d in inputs}
     if len(suites) > 1:
         suite["merged_suites"] = [
@@ -128,7 +135,16 @@ def _check_suites(inputs: list[tuple[str, dict[str, Any]]], *, force: bool) -> N
             )
 
 
-def _check_shards(inputs: list[tuple[str, dict[str, Any]]], *, force: bool, notes: list[str]) -> list[str]:
+def _shard_sources(suite: dict[str, Any]) -> list[str]:
+    """Where a file's shards' K/N came from (`--shard auto`'s source, `cli`), merged files included."""
+    if suite.get("shard_sources"):
+        return [str(s) for s in suite["shard_sources"]]
+    return [str(suite["shard_source"])] if suite.get("shard_source") else []
+
+
+def _check_shards(
+    inputs: list[tuple[str, dict[str, Any]]], *, force: bool, notes: list[str], allow_missing: bool = False
+) -> list[str]:
     """The shard texts of the inputs (merged files contribute their `shards`), checked."""
     texts: list[str] = []
     for _, data in inputs:
@@ -156,5 +172,11 @@ def _check_shards(inputs: list[tuple[str, dict[str, Any]]], *, force: bool, note
         n = counts[0]
         missing = sorted(set(range(1, n + 1)) - {k for k, _ in parsed})
         if missing:
-            notes.append(f"shards missing: {', '.join(f'{k}/{n}' for k in missing)} (the merged file is not the whole suite)")
+            shown = ", ".join(f"{k}/{n}" for k in missing)
+            if not allow_missing:
+                raise UserError(
+                    f"shards missing: {shown} (the merged file would not be the whole suite); "
+                    "merge them too, or pass --allow-missing to merge what is there"
+                )
+            notes.append(f"shards missing: {shown} (the merged file is not the whole suite)")
     return sorted(dict.fromkeys(texts), key=lambda t: parse_shard(t)[::-1])

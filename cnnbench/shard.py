@@ -25,8 +25,10 @@ of its spec:
     call_s = GMACs per image x batch size x (3 for a training step, else 1) / GMACS_PER_S
 
 GMACs per image come from `REFERENCE_GMACS` (torchvision's published `_ops`, which are MACs, at
-the catalog's default input size; the course's seed models as counted by cnnbench.counting),
-scaled by the case's pixel count over the reference pixel count. Unknown models (user models)
+the catalog's default input size; the course's seed models as counted by cnnbench.counting; timm
+models from timm's published benchmark table in cnnbench/models/_timm_published.py, at the
+benchmarked size nearest the case's), scaled by the case's pixel count over the reference pixel
+count. Unknown models (user models)
 get DEFAULT_GMACS at 224x224. `GMACS_PER_S` is a rough CPU figure: only the ratio of compute to
 the fixed per-process overheads matters for the balance, not the absolute seconds.
 """
@@ -49,11 +51,17 @@ __all__ = [
     "assign_shards",
     "expected_cost_s",
     "format_shard",
+    "SHARD_SOURCES",
+    "shard_from_environment",
+    "resolve_shard",
 ]
 
 SHARD_HELP = (
     "run only shard K of N (1-based, e.g. 2/4): a deterministic split of the suite's cases, "
-    "balanced by expected cost, the same on every machine; `bench.py merge` joins the N results files"
+    "balanced by expected cost, the same on every machine; `bench.py merge` joins the N results files. "
+    "`auto` reads K/N from the scheduler: a Slurm job array (SLURM_ARRAY_TASK_ID/_MIN/_COUNT), a "
+    "Kubernetes Indexed Job (JOB_COMPLETION_INDEX + CNNBENCH_SHARD_COUNT), PyTorch-CI style "
+    "SHARD_NUMBER/NUM_TEST_SHARDS, or CNNBENCH_SHARD=K/N (recorded as suite.shard_source)"
 )
 MAX_SHARDS = 10_000
 
@@ -105,7 +113,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     """
     m = _SHARD.match(str(text))
     if not m:
-        raise UserError(f"--shard {text!r}: expected K/N, the 1-based shard K of N, e.g. 2/4")
+        raise UserError(f"--shard {text!r}: expected K/N, the 1-based shard K of N, e.g. 2/4, or auto")
     k, n = int(m.group(1)), int(m.group(2))
     if n < 1:
         raise UserError(f"--shard {text!r}: the number of shards N must be at least 1")
@@ -128,6 +136,13 @@ def _reference(spec: CaseSpec) -> tuple[float, int]:
 
         _, h, w = MODELS[spec.model].input_size
         return REFERENCE_GMACS[spec.model], h * w
+    if spec.source is None and spec.model.startswith("timm:"):  # timm's published GMACs, if shipped
+        from cnnbench.models._timm_published import COUNTS
+
+        rows = COUNTS.get(spec.model[5:].split(".", 1)[0])
+        if rows:
+            side, _, gmacs = min(rows, key=lambda r: abs(r[0] - spec.input_size[1]))
+            return gmacs, side * side
     return DEFAULT_GMACS, 224 * 224
 
 
@@ -202,3 +217,115 @@ def apply_shard(cases: Sequence[CaseSpec], shard_text: str | None) -> list[CaseS
         return list(cases)
     k, n = parse_shard(shard_text)
     return select_shard(cases, k, n)
+
+
+# --shard auto: where K/N come from, in the order they are looked for. Each names the
+# variables that make it present; a source that is present must be complete and consistent.
+SHARD_SOURCES = {
+    "env": ("CNNBENCH_SHARD",),
+    "slurm": ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"),
+    "kubernetes": ("JOB_COMPLETION_INDEX", "CNNBENCH_SHARD_COUNT"),
+    "pytorch-ci": ("SHARD_NUMBER", "NUM_TEST_SHARDS"),
+}
+
+
+def _int_var(env: dict[str, str], name: str) -> int:
+    text = env[name].strip()
+    if not re.fullmatch(r"-?\d+", text):
+        raise UserError(f"--shard auto: {name}={env[name]!r} is not an integer")
+    return int(text)
+
+
+def _missing(env: dict[str, str], names: tuple[str, ...], why: str) -> None:
+    absent = [n for n in names if not env.get(n, "").strip()]
+    if absent:
+        raise UserError(f"--shard auto: {names[0]} is set but {', '.join(absent)} is not{why}")
+
+
+def _from_source(source: str, env: dict[str, str]) -> tuple[int, int]:
+    if source == "env":
+        try:
+            return parse_shard(env["CNNBENCH_SHARD"])
+        except UserError as exc:
+            raise UserError(f"--shard auto: CNNBENCH_SHARD: {str(exc).split(': ', 1)[1]}") from None
+    if source == "slurm":
+        _missing(env, SHARD_SOURCES["slurm"], " (is this a job array? sbatch --array=0-3)")
+        tid, lo, count = (_int_var(env, n) for n in SHARD_SOURCES["slurm"])
+        if count < 1 or not lo <= tid <= lo + count - 1:
+            raise UserError(
+                f"--shard auto: SLURM_ARRAY_TASK_ID={tid} is outside SLURM_ARRAY_TASK_MIN..MIN+COUNT-1 "
+                f"({lo}..{lo + count - 1}): give the array contiguous indices without a step, "
+                f"e.g. --array={lo}-{lo + max(count, 1) - 1}"
+            )
+        k, n = tid - lo + 1, count
+    elif source == "kubernetes":
+        why = " (Kubernetes does not export the completion count: set it to the Job's spec.completions)"
+        _missing(env, SHARD_SOURCES["kubernetes"], why)
+        index, n = _int_var(env, "JOB_COMPLETION_INDEX"), _int_var(env, "CNNBENCH_SHARD_COUNT")
+        if n < 1 or not 0 <= index < n:
+            raise UserError(
+                f"--shard auto: JOB_COMPLETION_INDEX={index} is outside 0..CNNBENCH_SHARD_COUNT-1 (0..{n - 1})"
+            )
+        k = index + 1
+    else:
+        _missing(env, SHARD_SOURCES["pytorch-ci"], "")
+        k, n = _int_var(env, "SHARD_NUMBER"), _int_var(env, "NUM_TEST_SHARDS")
+        if n < 1 or not 1 <= k <= n:
+            raise UserError(
+                f"--shard auto: SHARD_NUMBER={k} is outside 1..NUM_TEST_SHARDS ({n}); SHARD_NUMBER is 1-based"
+            )
+    if n > MAX_SHARDS:
+        raise UserError(f"--shard auto: {n} shards from {source}; at most {MAX_SHARDS}")
+    return k, n
+
+
+def shard_from_environment(env: dict[str, str] | None = None) -> tuple[int, int, str]:
+    """(K, N, source) read from the scheduler's environment variables (`--shard auto`).
+
+    Sources (SHARD_SOURCES), each present when its first variable is set:
+    - `env`: CNNBENCH_SHARD=K/N, set by hand or by a CI matrix.
+    - `slurm`: a job array: K = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN + 1,
+      N = SLURM_ARRAY_TASK_COUNT (so `--array=0-3` and `--array=1-4` both give 1/4..4/4).
+    - `kubernetes`: an Indexed Job: K = JOB_COMPLETION_INDEX + 1, N = CNNBENCH_SHARD_COUNT
+      (Kubernetes exports the index but not `completions`: the manifest sets it).
+    - `pytorch-ci`: SHARD_NUMBER (1-based) of NUM_TEST_SHARDS.
+
+    Two sources present must agree on K/N (the first is recorded).
+
+    Raises:
+        UserError: no source present, a source incomplete or not an integer, an index outside
+            its range (a Slurm array with a step or gaps), or two sources that disagree.
+    """
+    import os
+
+    env = dict(os.environ if env is None else env)
+    found: list[tuple[str, tuple[int, int]]] = []
+    for source, names in SHARD_SOURCES.items():
+        if env.get(names[0], "").strip():
+            found.append((source, _from_source(source, env)))
+    if not found:
+        raise UserError(
+            "--shard auto: no scheduler found: set by a Slurm job array (SLURM_ARRAY_TASK_ID), a "
+            "Kubernetes Indexed Job (JOB_COMPLETION_INDEX + CNNBENCH_SHARD_COUNT), "
+            "SHARD_NUMBER/NUM_TEST_SHARDS, or CNNBENCH_SHARD=K/N"
+        )
+    (source, (k, n)), rest = found[0], found[1:]
+    for other, (k2, n2) in rest:
+        if (k2, n2) != (k, n):
+            raise UserError(f"--shard auto: {source} says shard {k}/{n} but {other} says {k2}/{n2}; unset one of them")
+    return k, n, source
+
+
+def resolve_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """`--shard` as given to "K/N" text and its source: ("K/N", "cli") for an explicit K/N,
+    ("K/N", source) for `auto`, (None, None) without --shard.
+
+    Raises:
+        UserError: a malformed K/N, or `auto` without a usable scheduler (shard_from_environment).
+    """
+    if text is None:
+        return None, None
+    if str(text).strip().lower() == "auto":
+        k, n, source = shard_from_environment(env)
+        return format_shard(k, n), source
+    return format_shard(*parse_shard(text)), "cli"

@@ -19,7 +19,7 @@ Schema (unknown keys anywhere are errors)::
         batch_sizes: [1, 8]
         backends: [eager, {compile: {mode: max-autotune}}]
         precisions: [fp32]
-        input_size: [3, 224, 224]   # or "3x224x224", "224x224", 224, or a list of those (an axis)
+        input_size: [3, 224, 224]   # or "3x224x224", "224x224", 224, train|test, or a list of those (an axis)
         channels_last: false        # or a list (an axis)
         threads: 2                  # or a list, or null (= default_threads())
         device: auto                # auto | cpu | cuda, or a list
@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from cnnbench.accuracy import DATASET_KINDS, INTERPOLATIONS, check_dataset_path, is_torchvision_weights_name
-from cnnbench.errors import SuiteError, UnknownModelError
-from cnnbench.models.catalog import MODELS, list_models, suggest
+from cnnbench.errors import SuiteError, UnknownModelError, UserError
+from cnnbench.models.catalog import MODELS, get_info, list_models, suggest
+from cnnbench.models.timm_zoo import is_timm_name, named_input_size
 from cnnbench.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, Measure, canonical_evaluation
 from cnnbench.suite_yaml import MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, MAX_NODES, _from_python, _Node, _parse, _read_bytes, _show
 
@@ -577,6 +578,9 @@ class _Validator:
                     raise self.fail(entry["name"], f"model name {name!r} may not contain spaces or any of | , [ ] =")
                 if name in MODELS:
                     raise self.fail(entry["name"], f"{name!r} is a registry model; give the user model another name")
+            if size is not None and isinstance(size[0], str):
+                message = f"input_size: {size[0]} needs a registry or timm model; user model {name!r} has none"
+                raise self.fail(snode, message)
             if size is not None and size[0] is None:
                 raise self.fail(snode, f"user model {name!r} has no default channels; give the input size as CxHxW")
             return [_Model(name, target.value, size, kwargs, item)]  # type: ignore[arg-type]
@@ -586,7 +590,7 @@ class _Validator:
 
     def model_name(self, node: _Node, name: str, size: _Size | None, kwargs: tuple, item: _Node) -> list[_Model]:
         """A registry name, a glob over the registry, or a user model's import path."""
-        if ":" in name:
+        if ":" in name and not is_timm_name(name):
             self.import_path(node)
             if size is not None and size[0] is None:
                 raise self.fail(node, f"user model {name!r} has no default channels; give the input size as CxHxW")
@@ -596,14 +600,18 @@ class _Validator:
             if not names:
                 message = f"the glob {name!r} matches no registry model; `bench.py list models` shows them all"
                 raise self.fail(node, message)
-        elif name in MODELS:
+        elif name in MODELS or is_timm_name(name):
             names = [name]
         else:
             raise self.fail(node, str(UnknownModelError(name, suggest(name))))
         out = []
         for n in names:
-            default = MODELS[n].input_size
-            resolved = default if size is None else (size[0] or default[0], size[1], size[2])
+            try:  # a timm: name resolves its pretrained config here (cnnbench.models.timm_zoo)
+                default = get_info(n).input_size
+                named = named_input_size(n, size[0]) if size is not None and isinstance(size[0], str) else None
+            except UserError as exc:
+                raise self.fail(node, str(exc)) from None
+            resolved = named or (default if size is None else (size[0] or default[0], size[1], size[2]))
             out.append(_Model(n, None, resolved, kwargs, item))
         return out
 
@@ -690,7 +698,9 @@ class _Validator:
     def size(self, node: _Node) -> _Size:
         """One input size: [C, H, W], [H, W], "CxHxW", "HxW" or an int (square)."""
         value = node.value
-        hint = 'use [C, H, W], "CxHxW", "HxW" or a single int'
+        hint = 'use [C, H, W], "CxHxW", "HxW", a single int, or train/test (the pretrained config\'s)'
+        if value in ("train", "test"):  # resolved per model in resolve_size
+            return (value, 0, 0)  # type: ignore[return-value]
         if isinstance(value, bool):
             raise self.fail(node, f"malformed input size {value!r}; {hint}")
         if isinstance(value, int):
@@ -735,6 +745,11 @@ class _Validator:
                 raise self.fail(model.node, message)
             return model.input_size
         c, h, w = size
+        if isinstance(c, str):  # input_size: train | test (cnnbench.models.timm_zoo)
+            try:
+                return named_input_size(model.name, c, user=model.source is not None)
+            except UserError as exc:
+                raise self.fail(snode, str(exc)) from None  # type: ignore[arg-type]
         if c is None:
             if model.input_size is None:
                 raise self.fail(

@@ -75,7 +75,10 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         out["counts"] = {k: v for k, v in counts.items() if k not in ("warnings",)}
         out["warnings"].extend(counts.get("warnings") or [])
     if spec.source is None:
-        out["published"] = published_metadata(spec.model)
+        out["published"] = published_metadata(spec.model, spec.input_size)
+        from cnnbench.models.timm_zoo import check_counts  # timm's figures vs ours (else nothing)
+
+        out["warnings"].extend(check_counts(out["published"], params=out.get("params"), gmacs_per_image=out.get("gmacs_per_image")))
 
     if spec.source is None:  # registry models: a user's builder is not run a third time
         from cnnbench.memguard import DoesNotFit, preflight

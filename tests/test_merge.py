@@ -116,19 +116,24 @@ def test_merge_refuses_files_from_different_suites_unless_forced(tmp_path, capsy
     assert [s["sha256"][:1] for s in merged["suite"]["merged_suites"]] == ["a", "b"]
 
 
-def test_merge_refuses_shards_of_different_splits_and_notes_missing_shards(tmp_path, capsys):
+def test_merge_refuses_shards_of_different_splits_and_missing_shards_unless_allowed(tmp_path, capsys):
     a = _shard_file(tmp_path / "a.json", 1, 2, _env("h", "f"))
     b = _shard_file(tmp_path / "b.json", 3, 3, _env("h", "f"))
     with pytest.raises(UserError, match="different splits"):
         merge_results([(str(a), load_results(a)), (str(b), load_results(b))])
     out = tmp_path / "merged.json"
-    assert main(["merge", str(a), "--out", str(out)]) == 0
+    assert main(["merge", str(a), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "shards missing: 2/2" in err and "--allow-missing" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert main(["merge", str(a), "--out", str(out), "--allow-missing"]) == 0
     assert "shards missing: 2/2" in capsys.readouterr().err
+    assert load_results(out)["suite"]["shards"] == ["1/2"]
 
 
 def test_merging_merged_files_keeps_where_each_case_was_measured(tmp_path, shards):
     first = tmp_path / "m12.json"
-    main(["merge", str(shards[0]), str(shards[1]), "--out", str(first)])
+    assert main(["merge", str(shards[0]), str(shards[1]), "--out", str(first), "--allow-missing"]) == 0
     final = tmp_path / "m123.json"
     assert main(["merge", str(first), str(shards[2]), "--out", str(final)]) == 0
     merged = load_results(final)
@@ -168,3 +173,20 @@ def test_compare_and_report_accept_a_merged_file(tmp_path, shards):
     assert json.loads(json_out.read_text())
     assert main(["report", str(out), "--out", str(tmp_path / "report"), "--format", "md,csv"]) == 0
     assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_merge_keeps_the_shard_source_all_inputs_agree_on(tmp_path):
+    paths = []
+    for k, source in ((1, "slurm"), (2, "slurm")):
+        p = _shard_file(tmp_path / f"s{k}.json", k, 2, _env("h", "f"))
+        data = json.loads(p.read_text())
+        data["suite"]["shard_source"] = source
+        p.write_text(json.dumps(data))
+        paths.append(p)
+    merged, _ = merge_results([(str(p), load_results(p)) for p in paths])
+    assert merged["suite"]["shard_source"] == "slurm" and merged["suite"]["shard_sources"] == ["slurm"]
+    data = json.loads(paths[1].read_text())
+    data["suite"]["shard_source"] = "cli"
+    paths[1].write_text(json.dumps(data))
+    merged, _ = merge_results([(str(p), load_results(p)) for p in paths])
+    assert merged["suite"]["shard_source"] is None and merged["suite"]["shard_sources"] == ["cli", "slurm"]

@@ -281,6 +281,10 @@ def _weights_transforms(weights: str | None, model: str | None) -> tuple[dict[st
             info = catalog.get_info(model)
         except UserError:
             return None, ""
+        if info.source == "timm":  # its pretrained config (cnnbench.models.timm_zoo)
+            from cnnbench.models.timm_zoo import preprocessing
+
+            return preprocessing(model), f"timm pretrained config of {model}"
         if info.source != "torchvision":
             return None, ""
         from torchvision import models as tvm
@@ -318,7 +322,7 @@ def _resolve_transforms(
             resize = round(resize * min(h, w) / crop_meta)  # keep the weights' resize/crop ratio
         mean, std = meta["mean"] or [0.0], meta["std"] or [1.0]
         interpolation = meta["interpolation"]
-        source = f"torchvision metadata of {label}"
+        source = label if label.startswith("timm ") else f"torchvision metadata of {label}"
     else:
         resize, mean, std, interpolation = [h, w], [0.0], [1.0], "bilinear"
         source = "defaults (resize to the input size, pixels in [0, 1])"

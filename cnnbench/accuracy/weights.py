@@ -59,7 +59,12 @@ def _read_state_dict(path: Path, what: str) -> dict[str, Any]:
     import torch
 
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # timm's and the Hugging Face cache's format (timm needs safetensors)
+            from safetensors.torch import load_file
+
+            data = load_file(str(path), device="cpu")
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a truncated file, a pickle that is not a tensor dict...
         raise AccuracyError(f"cannot read weights {path}: {one_line(exc)}") from None
     if isinstance(data, dict):

@@ -34,7 +34,7 @@ _SHORT_MEASURE = {"warmup": 1, "min_time_s": 0.05, "max_time_s": 0.5, "min_sampl
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="registry name or 'package.module:callable'")
+    p.add_argument("model", metavar="MODEL", help="registry name, timm:<arch>[.<tag>] or 'package.module:callable'")
     p.add_argument("--dataset", required=True, metavar="KIND[:PATH]",
                    help="imagefolder:DIR, digits (or digits:train), tensors:FILE.pt")  # fmt: skip
     p.add_argument("--weights", metavar="W", help="state-dict file or torchvision weights name (ResNet18_Weights.IMAGENET1K_V1)")
@@ -79,7 +79,7 @@ def build_cases(args: argparse.Namespace, *, cuda_available: bool) -> list:
         accuracy["weights"] = args.weights
     model: Any = args.model
     if args.input_size:
-        model = {"import": args.model, "input_size": args.input_size} if ":" in args.model else {
+        model = {"import": args.model, "input_size": args.input_size} if ":" in args.model and not args.model.startswith("timm:") else {
             "name": args.model, "input_size": args.input_size}  # fmt: skip
     data = {
         "models": [model],

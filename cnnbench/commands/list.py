@@ -11,13 +11,13 @@ ORDER = 60
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=("models", "suites", "backends"), help="what to list")
-    p.add_argument("pattern", nargs="?", help="glob for models, e.g. 'resnet*' (quote it)")
+    p.add_argument("pattern", nargs="?", help="glob for models, e.g. 'resnet*', or timm's: 'timm:resnet*' (archs), 'timm:resnet18.*' (tags); quote it")
     p.add_argument("--details", action="store_true", help="models: show source, input size and classes")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "models":
-        from cnnbench.models.catalog import MODELS, list_models, suggest
+        from cnnbench.models.catalog import get_info, list_models, suggest
 
         names = list_models(args.pattern)
         if not names and args.pattern:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"no model matches {args.pattern!r}{hint}")
         for name in names:
             if args.details:
-                info = MODELS[name]
+                info = get_info(name)  # a timm: name reads its pretrained config
                 size = "x".join(map(str, info.input_size))
                 print(f"{name:28s} {info.source:12s} {size:12s} {info.description}")
             else:

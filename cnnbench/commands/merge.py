@@ -19,7 +19,10 @@ What the merged file holds (a valid results file of the current schema, so `comp
   merged) added.
 
 Inputs from different suites (different `suite.sha256`) or from different splits (shards of
-different N) are refused unless `--force`: their cases do not add up to one suite.
+different N) are refused unless `--force`: their cases do not add up to one suite. A set with a
+shard missing (1/4, 2/4, 4/4) is refused unless `--allow-missing`: the merged file would look
+like the whole suite. `suite.shard_source` (where `--shard auto` read K/N) is kept when all
+inputs agree on it, else null with the sources listed in `suite.shard_sources`.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ DESCRIPTION = """\
 Join results files written by `bench.py run SUITE --shard K/N` on N machines into one results
 file that `report` and `compare` read like any other. Refuses a case key present in two files
 (naming the key and both files), and files from different suites (suite sha256) or different
-shard counts unless --force, and never overwrites an existing --out without --replace (nor
-one of its inputs). Each case records which machine measured it (`measured_on`: hostname,
-machine fingerprint, source file); all input environments are kept under `environments`.
+shard counts unless --force, a set with a shard missing unless --allow-missing, and never
+overwrites an existing --out without --replace (nor one of its inputs). Each case records which
+machine measured it (`measured_on`: hostname, machine fingerprint, source file); all input
+environments are kept under `environments`.
 Exit codes: 0 merged, 2 usage or input error. See docs/scale.md.
 """
 
@@ -56,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force",
         action="store_true",
         help="merge files from different suites or shard counts anyway (duplicate keys are still refused)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="merge a set with shards missing (e.g. one failed job); the merged file lists the shards it holds",
     )
 
 
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = [(p, load_results(p)) for p in paths]
     from cnnbench.merge import merge_results
 
-    merged, notes = merge_results(loaded, force=args.force)
+    merged, notes = merge_results(loaded, force=args.force, allow_missing=args.allow_missing)
     from cnnbench.lock import results_lock
 
     with results_lock(out):  # never two writers on one file, as for `run`

@@ -30,7 +30,7 @@ _TIME_WARMUP = 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="registry name (see `bench.py list models`) or a label with --source")
+    p.add_argument("model", help="registry name (see `bench.py list models`), timm:<arch>[.<tag>], or a label with --source")
     p.add_argument("--batch-size", "-b", default="1", metavar="N", help="batch size (default 1)")
     p.add_argument(
         "--input-size", metavar="CxHxW", help="input size per image, e.g. 3x224x224 (default: the model's own)"

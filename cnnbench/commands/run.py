@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-peak", action="store_true",
                    help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
-    p.add_argument("--shard", metavar="K/N", help=_shard_help())
+    p.add_argument("--shard", metavar="K/N|auto", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
     from cnnbench.commands.store import add_run_store_arguments
 
@@ -198,8 +198,10 @@ def _cuda_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnbench.shard import resolve_shard
     from cnnbench.suite import load_suite
 
+    args.shard, args.shard_source = resolve_shard(args.shard)  # `auto`: K/N from the scheduler
     suite_path = _resolve_suite_path(args.suite)
     # Validate fully before anything heavy: torch is imported only once the suite is known good.
     suite = load_suite(suite_path, cuda_available=False)
@@ -235,6 +237,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         from cnnbench.shard import format_shard, parse_shard
 
         suite_info["shard"] = format_shard(*parse_shard(args.shard))
+        suite_info["shard_source"] = getattr(args, "shard_source", None) or "cli"
     if args.resume:
         assert previous is not None
         results, cases, dropped = _resume_state(previous, out, cases, environment)

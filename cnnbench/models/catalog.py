@@ -21,7 +21,7 @@ class ModelInfo:
     name: str
     input_size: tuple[int, int, int]  # default (C, H, W)
     num_classes: int
-    source: str  # "torchvision" or "seeds"
+    source: str  # "torchvision", "seeds" or "timm"
     description: str = ""
 
 
@@ -45,7 +45,13 @@ MODELS: dict[str, ModelInfo] = {
 
 
 def list_models(pattern: str | None = None, *, exclude: list[str] | None = None) -> list[str]:
-    """Registry names matching an fnmatch glob (all when None), naturally sorted (timm-style)."""
+    """Registry names matching an fnmatch glob (all when None), naturally sorted (timm-style).
+    A `timm:` glob lists timm's models instead (this imports timm, and torch)."""
+    if pattern is not None and pattern.startswith("timm:"):
+        from cnnbench.models.timm_zoo import list_timm_models
+
+        names = list_timm_models(pattern)
+        return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude or ())]
     names = [n for n in MODELS if pattern is None or fnmatch.fnmatchcase(n, pattern)]
     for pat in exclude or ():
         names = [n for n in names if not fnmatch.fnmatchcase(n, pat)]
@@ -58,7 +64,12 @@ def suggest(name: str, *, limit: int = 3) -> list[str]:
 
 
 def get_info(name: str) -> ModelInfo:
-    """The catalog entry for a registry name; raises UnknownModelError with suggestions."""
+    """The catalog entry for a registry name; raises UnknownModelError with suggestions.
+    A `timm:` name is resolved by cnnbench.models.timm_zoo (importing timm)."""
+    if name.startswith("timm:"):
+        from cnnbench.models.timm_zoo import model_info
+
+        return model_info(name)
     try:
         return MODELS[name]
     except KeyError:

@@ -126,7 +126,11 @@ def build_model(
     else:
         info = catalog.get_info(name)  # raises UnknownModelError with suggestions
         what = name
-        if info.source == "seeds":
+        if info.source == "timm":
+            from cnnbench.models import timm_zoo
+
+            model = _call(name, lambda **kw: timm_zoo.build(name, kwargs=kw, input_size=input_size), kwargs)
+        elif info.source == "seeds":
             from cnnbench.models.seeds import SEED_BUILDERS
 
             model = _call(name, SEED_BUILDERS[name], kwargs)
@@ -181,10 +185,11 @@ def aux_heads_included(model: "nn.Module") -> bool:
     return False
 
 
-def published_metadata(name: str) -> dict[str, Any] | None:
+def published_metadata(name: str, input_size: tuple[int, int, int] | None = None) -> dict[str, Any] | None:
     """torchvision's metadata for the DEFAULT weights of `name`, read offline.
 
-    Nothing is downloaded: the weight enums and their transforms are plain Python data.
+    Nothing is downloaded: the weight enums and their transforms are plain Python data. A
+    `timm:` name gets timm's published figures instead (`timm_zoo.published`, at `input_size`).
 
     Returns:
         None for seed and user models, else a dict: `weights` (enum name), `dataset`, `acc@1`,
@@ -194,6 +199,10 @@ def published_metadata(name: str) -> dict[str, Any] | None:
         `std`, `interpolation`, `num_classes`, `recipe`.
     """
     info = catalog.get_info(name)
+    if info.source == "timm":
+        from cnnbench.models.timm_zoo import published
+
+        return published(name, input_size)
     if info.source != "torchvision":
         return None
     from torchvision import models as tvm

@@ -96,7 +96,8 @@ def published_lines(runs: list[tuple[Any, dict[str, Any]]], weights: str | None)
     if not pub or pub.get("acc@1") is None:
         return []
     line = (
-        f"published (torchvision metadata, not measured here): {pub['weights']} on {pub.get('dataset') or 'ImageNet-1K'} "
+        f"published ({'timm results table' if pub.get('source') == 'timm' else 'torchvision metadata'}, not measured here): "
+        f"{pub['weights']} on {pub.get('dataset') or 'ImageNet-1K'} "
         f"val: top-1 {pub['acc@1']:.3f}%, top-5 {pub['acc@5']:.3f}%"
     )
     if pub["weights"] != weights:

@@ -135,7 +135,7 @@ CONVENTIONS: tuple[tuple[str, str], ...] = (
     (
         "Accuracy",
         "measured top-1/top-5 (correct/total images) on the named dataset when the run measured it, else "
-        "published (torchvision weight metadata, ImageNet-1K validation at the weights' crop); always "
+        "published (torchvision weight metadata or timm's results tables, ImageNet-1K validation at the weights' crop); always "
         "labelled, and a measured figure is only compared with measured figures on the same dataset, a "
         "published one with published ones. A backend's measured accuracy is flagged (⚠) when its correct "
         "count differs from eager's on the same images by more than max(1, 0.1%) images.",
@@ -604,7 +604,8 @@ def _card_accuracy(m: ModelSummary) -> str:
         return text + " (not measured here)"
     text += f" — measured on {acc.dataset}" + (f": {acc.detail}" if acc.detail else "")
     if m.published is not None:
-        text += f"; published (torchvision, {m.published.dataset}): top-1 {m.published.top1:.2f}%"
+        whose = "timm" if m.published.detail.startswith("timm ") else "torchvision"  # report.model.published_figure
+        text += f"; published ({whose}, {m.published.dataset}): top-1 {m.published.top1:.2f}%"
         text += f" for {m.published.detail}" if m.published.detail else ""
     return text
 

@@ -829,7 +829,10 @@ def published_figure(pub: dict[str, Any] | None) -> AccuracyFigure | None:
     if acc1 is None:
         return None
     dataset = f"{pub['dataset']} val" if pub.get("dataset") else PUBLISHED_DATASET
-    return AccuracyFigure("published", acc1, _number(pub.get("acc@5")), dataset, str(pub.get("weights") or ""))
+    detail = str(pub.get("weights") or "")
+    if pub.get("source") == "timm":  # cnnbench.models.timm_zoo.published: say whose table, at what size
+        detail = f"timm {detail} (timm's results table, {pub.get('accuracy_img_size')}px)"
+    return AccuracyFigure("published", acc1, _number(pub.get("acc@5")), dataset, detail)
 
 
 def _accuracy_of(rows: list[CaseRow]) -> tuple[AccuracyFigure | None, AccuracyFigure | None]:

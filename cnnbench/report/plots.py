@@ -150,7 +150,7 @@ def plan_plots(data: ReportData) -> list[PlotSpec]:
             PlotSpec(
                 "accuracy_vs_gmacs", "accuracy", None, "Top-1 accuracy vs GMACs per image",
                 "Top-1 accuracy against compute (GMACs per image, log scale); marker area is proportional "
-                "to the parameter count. Filled: measured; hollow: published (torchvision, ImageNet-1K val).",
+                "to the parameter count. Filled: measured; hollow: published (torchvision or timm, ImageNet-1K val).",
             )
         )
     return specs
