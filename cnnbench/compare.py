@@ -61,7 +61,9 @@ noisy, not as a regression.
 Everything random is seeded from the case key, so the same files always give the same verdicts.
 
 Memory has one figure per case (no distribution): it regresses when it grows by more than the
-memory threshold and by more than a small absolute floor (RSS moves in allocator-sized steps).
+memory threshold and by more than an absolute one (`cnnbench.memchange`: 8 MiB of RSS, which moves
+in allocator-sized steps, 1 MiB of CUDA memory); over a baseline below 1 MiB the change is shown as
+an absolute amount, never a percentage.
 
 Drift is a bias, not noise: no test on a stored baseline from half an hour ago can tell drift
 from a slowdown. Interleaved A/B runs (`bench.py ab`) remove it; for stored baselines the
@@ -79,6 +81,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from cnnbench import stats
 from cnnbench.errors import UserError
+from cnnbench.memchange import ABSOLUTE_THRESHOLD_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -140,9 +143,9 @@ EXACT_MWU_MAX_N = 30
 # Above this, `repeats_needed` is reported as None ("more than REPEATS_CAP").
 REPEATS_CAP = 100
 # Memory figures, in order of preference, and the growth below which a change is not reported
-# (peak RSS moves in allocator-arena steps; CUDA allocated bytes are deterministic).
+# (peak RSS moves in allocator-arena steps; CUDA allocated bytes in allocator blocks).
 MEMORY_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_delta_bytes")
-MEMORY_NOISE_FLOOR_BYTES = {"cuda_peak_allocated_bytes": 0, "peak_rss_delta_bytes": 8 * 2**20}
+MEMORY_NOISE_FLOOR_BYTES = ABSOLUTE_THRESHOLD_BYTES  # cnnbench.memchange: 1 MiB CUDA, 8 MiB RSS
 
 # Environment fields that make timings incomparable, and which cases each one concerns.
 _BLOCKING_ENV = (
@@ -1030,18 +1033,22 @@ def _fmt_p(p: float | None) -> str:
 
 
 def _fmt_bytes(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    from cnnbench.memchange import RELATIVE_FLOOR_BYTES, fmt_bytes
+
+    return f"{n / 2**20:.1f} MiB" if n >= RELATIVE_FLOOR_BYTES else fmt_bytes(n)
 
 
 def _fmt_memory(r: CaseComparison) -> str:
     if r.memory_metric is None:
         return "—"
-    kind = "CUDA" if r.memory_metric.startswith("cuda") else "RSS"
-    change = _pct(r.memory_ratio) if r.memory_ratio is not None else "n/a"
+    from cnnbench.memchange import fmt_memory_change, memory_kind
+
+    base, cur = r.base_memory_bytes or 0, r.current_memory_bytes or 0
+    change = fmt_memory_change(r.memory_metric, base, cur, ratio=r.memory_ratio)
     if r.memory_verdict == UNCHANGED:
         return change
     mark = " ❌" if r.memory_verdict == REGRESSED else ""
-    return f"{change} ({kind} {_fmt_bytes(r.base_memory_bytes or 0)} → {_fmt_bytes(r.current_memory_bytes or 0)}){mark}"
+    return f"{change} ({memory_kind(r.memory_metric)} {_fmt_bytes(base)} → {_fmt_bytes(cur)}){mark}"
 
 
 def _fmt_change(r: CaseComparison) -> str:
@@ -1193,9 +1200,12 @@ _STYLES = {
 
 
 def _fmt_memory_short(r: CaseComparison) -> str:
-    if r.memory_metric is None or r.memory_ratio is None:
+    if r.memory_metric is None or r.base_memory_bytes is None or r.current_memory_bytes is None:
         return "—"
-    return f"{_pct(r.memory_ratio)} {'CUDA' if r.memory_metric.startswith('cuda') else 'RSS'}"
+    from cnnbench.memchange import fmt_memory_change, memory_kind
+
+    change = fmt_memory_change(r.memory_metric, r.base_memory_bytes, r.current_memory_bytes, ratio=r.memory_ratio)
+    return f"{change} {memory_kind(r.memory_metric)}"
 
 
 def render_terminal(comparison: Comparison, console: "Console") -> None:
