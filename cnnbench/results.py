@@ -126,6 +126,11 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     record["repeats_done"] = len(runs)
     record["repeats_planned"] = planned_repeats or len(runs)
     record["runs"] = [_run_summary(r) for r in runs]
+    from cnnbench import processes  # between-process spread, interval and modes (optional field)
+
+    block = processes.record_block(runs)
+    if block is not None:
+        record["processes"] = block
 
     warnings: list[str] = []
     retry = _oom_retry_warning(spec, record["measured_batch_size"], record["batch_attempts"])
@@ -135,6 +140,9 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
         for w in r.get("warnings") or []:
             if w not in warnings:
                 warnings.append(w)
+    split = processes.process_stats(block["figures_ms"]).warning if block else None  # type: ignore[union-attr]
+    if split:
+        warnings.append(split)
     if samples:
         lat = stats.summarize(samples)
         record["latency_ms"] = lat
