@@ -482,6 +482,10 @@ class CaseComparison:
     memory_verdict: str | None = None
     gating: bool = False
     statistic: str | None = None  # the per-process figure this row compared (None: no timing)
+    # cnnbench.processes: each side's per-process figures and the smallest detectable slowdown
+    base_process_ms: tuple[float, ...] = ()
+    current_process_ms: tuple[float, ...] = ()
+    detectable_ratio: float | None = None
 
     @property
     def section(self) -> str:
@@ -824,7 +828,10 @@ def _compare_case(
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic)
     memory = _memory_verdict(b, c, thr["memory"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
+    from cnnbench import processes
+
     return CaseComparison(
+        **processes.comparison_fields(rb, rc, alpha=alpha),
         base_median_ms=base_med,
         current_median_ms=cur_med,
         base_repeats=len(rb),
@@ -1183,6 +1190,9 @@ def render_markdown(comparison: Comparison) -> str:
             lines += [f"### {title}", ""]
             lines += _section_table(name, rows, comp)
             lines.append("")
+    from cnnbench import processes
+
+    lines += processes.markdown_section(comp.rows, statistic=comp.statistic)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1249,6 +1259,10 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         console.print(line)
     for w in comp.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
+    from cnnbench import processes
+
+    for line in processes.split_lines(comp.rows):
+        console.print(Text(f"warning: {line}", style="yellow"))
     for n in comp.notes:
         console.print(Text(f"note: {n}"))
     if comp.rows:

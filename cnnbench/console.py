@@ -63,6 +63,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from the eager case's by more than `cnnbench.accuracy.tolerance_images(total)`.
     """
     from cnnbench.accuracy import accuracy_difference
+    from cnnbench.processes import warnings_with_split
     from cnnbench.report.model import measured_memory
     from cnnbench.results import cold_start_ms
 
@@ -131,7 +132,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "correct1": acc.get("correct1") if acc else None,
                 "total": acc.get("total") if acc else None,
                 "accuracy_flag": flag,
-                "warnings": list(rec.get("warnings") or []),
+                "warnings": warnings_with_split(rec),  # cnnbench.processes: + "processes split"
                 "error": rec.get("error"),
             }
         )
@@ -256,8 +257,10 @@ def render_notes(records: list[dict[str, Any]]) -> list[str]:
     """Warnings and errors, one line each, printed under the table so no number stands alone."""
     flags = {id(rec): row["accuracy_flag"] for rec, row in zip(records, table_rows(records))}
     lines = []
+    from cnnbench.processes import warnings_with_split
+
     for rec in records:
-        for w in rec.get("warnings") or []:
+        for w in warnings_with_split(rec):
             lines.append(f"⚠ {rec['key']}: {w}")
         if flags.get(id(rec)):
             lines.append(f"⚠ {rec['key']}: measured accuracy differs from eager: {flags[id(rec)]}")

@@ -306,3 +306,86 @@ def split_budget(measure: Any, processes: int = DEFAULT_PROCESSES) -> dict[str, 
         "min_time_s": measure.min_time_s / processes,
         "max_time_s": measure.max_time_s / processes,
     }
+
+
+# -- comparisons (compare and ab) -----------------------------------------------------------------
+
+
+def comparison_fields(rb: Sequence[float], rc: Sequence[float], *, alpha: float) -> dict[str, Any]:
+    """What a compared case carries about its processes: each side's per-process figures and the
+    smallest slowdown their pooled spread lets the rank test detect with these repeats."""
+    sds = [(len(g) - 1, s) for g in (rb, rc) if (s := log_sd(g)) is not None]
+    dof = sum(d for d, _ in sds)
+    sigma = math.sqrt(sum(d * s * s for d, s in sds) / dof) if dof else None
+    detectable = None if sigma is None else min_detectable_ratio(sigma, len(rb), len(rc), alpha=alpha)
+    return {"base_process_ms": tuple(rb), "current_process_ms": tuple(rc), "detectable_ratio": detectable}
+
+
+def _side_cells(figures: Sequence[float]) -> tuple[str, str | None]:
+    ps = process_stats(figures)
+    if ps is None:
+        return (f"1 process, {_fmt_ms(figures[0])} ms" if figures else "—"), None
+    return f"{ps.n}: {_fmt_ms(ps.min_ms)}–{_fmt_ms(ps.max_ms)} ms, CV {ps.cv:.1%}", ps.warning
+
+
+def _detectable_cell(row: Any) -> str:
+    if row.detectable_ratio is not None:
+        return f"+{(row.detectable_ratio - 1) * 100:.1f}%"
+    if min(row.base_repeats, row.current_repeats) >= 2:
+        return "none at this alpha (too few repeats)"
+    return "— (1 process on a side)"
+
+
+def split_lines(rows: Iterable[Any], *, code: bool = False) -> list[str]:
+    """'<case> (base|current): processes split: ...' for each compared side whose processes split
+    (`code`: the case in Markdown backticks)."""
+    out = []
+    for r in rows:
+        for side, figures in (("base", r.base_process_ms), ("current", r.current_process_ms)):
+            ps = process_stats(figures) if figures else None
+            if ps is not None and ps.split:
+                out.append(f"{f'`{r.label}`' if code else r.label} ({side}): {ps.warning}")
+    return out
+
+
+def markdown_section(rows: Sequence[Any], *, statistic: str) -> list[str]:
+    """The compare Markdown's "Between-process spread and power" section (empty: nothing compared).
+
+    One row per compared case: each side's processes (count, range of their `statistic`, CV),
+    the smallest slowdown detectable with these repeats, and the modes of a side whose processes
+    split; collapsed unless some side split."""
+    rows = [r for r in rows if r.base_process_ms or r.current_process_ms]
+    if not rows:
+        return []
+    table = [
+        f"| Case | Base processes ({statistic}) | Current processes ({statistic}) | Smallest detectable slowdown | Modes |",
+        "|---|---|---|---|---|",
+    ]
+    splits = []
+    for r in rows:
+        base, wb = _side_cells(r.base_process_ms)
+        cur, wc = _side_cells(r.current_process_ms)
+        modes = "; ".join(f"{side}: {w}" for side, w in (("base", wb), ("current", wc)) if w) or "—"
+        if wb or wc:
+            splits.append(r)
+        table.append(f"| `{r.label}` | {base} | {cur} | {_detectable_cell(r)} | {modes} |")
+    title = f"Between-process spread and power ({len(rows)})"
+    intro = (
+        "One figure per worker process; the smallest slowdown is what a one-sided rank test detects with 80% "
+        "power from these repeats and this spread (a case whose processes split needs more repeats)."
+    )
+    if splits:
+        lines = [f"### {title}", ""]
+        lines += [f"> ⚠️ {line}" for line in split_lines(splits, code=True)]
+        return lines + ["", intro, "", *table, ""]
+    return ["<details>", f"<summary>{title}</summary>", "", intro, "", *table, "", "</details>", ""]
+
+
+def warnings_with_split(record: Mapping[str, Any]) -> list[str]:
+    """A record's warnings, plus its "processes split" warning when the file predates it (the
+    table, `show` and the report call this, so every results file gets the warning)."""
+    warnings = [str(w) for w in record.get("warnings") or ()]
+    split = split_warning(record)
+    if split and split not in warnings:
+        warnings.append(split)
+    return warnings

@@ -128,3 +128,80 @@ def test_split_budget_keeps_the_case_about_as_long():
     assert changes["repeats"] == 3
     assert changes["max_time_s"] * 3 == pytest.approx(m.max_time_s)
     assert changes["min_time_s"] * 3 == pytest.approx(m.min_time_s)
+
+
+# -- the warning reaches the table, the report and compare's Markdown ---------------------------
+
+
+def _runs(levels_ms, seed=0):
+    rng = random.Random(seed)
+    return [
+        {"status": "ok", "error": None, "samples_ms": [lv * (1 + rng.uniform(0, 0.02)) for _ in range(30)],
+         "warmup_ms": [lv], "first_call_ms": 2 * lv}
+        for lv in levels_ms
+    ]  # fmt: skip
+
+
+def _results(levels_by_model, *, old_file=False):
+    from cnnbench.results import build_record, new_results
+    from cnnbench.spec import CaseSpec
+
+    doc = new_results(environment={"hostname": "h", "machine_fingerprint": "fp", "torch": "2.14.1"}, suite={"name": "t"})
+    for model, levels in levels_by_model.items():
+        spec = CaseSpec(model=model, batch_size=8, input_size=(1, 28, 28), measure=Measure(repeats=len(levels)))
+        rec = build_record(spec, _runs(levels, seed=len(model)))
+        if old_file:  # written before the `processes` field and its warning existed
+            rec.pop("processes", None)
+            rec["warnings"] = [w for w in rec["warnings"] if not w.startswith("processes split")]
+        doc["cases"].append(rec)
+    return doc
+
+
+MODAL = {"mnist_cnn": ISSUE, "lenet5": [0.5, 0.51, 0.5, 0.505, 0.5, 0.51, 0.5, 0.505]}
+
+
+@pytest.mark.parametrize("old_file", [False, True])
+def test_the_split_warning_reaches_the_terminal_table_and_its_notes(old_file):
+    from rich.console import Console
+
+    from cnnbench.console import render_notes, render_table, table_rows
+
+    records = _results(MODAL, old_file=old_file)["cases"]
+    rows = {r["model"]: r for r in table_rows(records)}
+    assert any(w.startswith("processes split: 4 at 1.8") for w in rows["mnist_cnn"]["warnings"])
+    assert not any("split" in w for w in rows["lenet5"]["warnings"])
+    notes = render_notes(records)
+    assert [n for n in notes if "processes split" in n] == [n for n in notes if n.startswith(f"⚠ {records[0]['key']}: processes split: 4 at 1.8")]
+    console = Console(width=250, record=True)
+    console.print(render_table(records))
+    assert "⚠" in console.export_text()  # the row itself is flagged
+
+
+def test_the_split_warning_reaches_the_report(tmp_path):
+    import json
+
+    from cnnbench.report import write_report
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_results(MODAL, old_file=True)))
+    write_report([path], tmp_path / "out", formats="md")
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "processes split: 4 at 1.8" in md and md.count("processes split") >= 1
+
+
+def test_compare_markdown_names_the_split_and_the_smallest_detectable_change():
+    from cnnbench.compare import compare_results, render_markdown, to_json
+
+    base = _results({"mnist_cnn": [1.79, 1.8, 1.81, 1.79, 1.8, 1.79, 1.81, 1.8], "lenet5": MODAL["lenet5"]})
+    current = _results(MODAL)
+    comp = compare_results(base, current, statistic="median")
+    md = render_markdown(comp)
+    assert "### Between-process spread and power (2)" in md
+    section = md.split("### Between-process spread and power", 1)[1]
+    assert "> ⚠️ `mnist_cnn" in section and "(current): processes split: 4 at 1.8" in section
+    rows = {r.label.split()[0]: r for r in comp.rows}
+    modal, calm = rows["mnist_cnn"], rows["lenet5"]
+    # the modal side's spread makes the smallest detectable slowdown far larger than the calm case's
+    assert modal.detectable_ratio > 1.3 and calm.detectable_ratio < 1.05
+    assert f"+{(calm.detectable_ratio - 1) * 100:.1f}%" in section
+    assert to_json(comp)["cases"][0]["current_process_ms"]  # the figures are in the JSON too

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from cnnbench import processes as _processes
 from cnnbench.errors import ResultsFileError, UserError
 from cnnbench.results import load_results
 
@@ -712,7 +713,7 @@ def _row_from_record(
         accuracy=record.get("accuracy") if isinstance(record.get("accuracy"), dict) else None,
         published=record.get("published") if isinstance(record.get("published"), dict) else None,
         backend_info=dict(record.get("backend_info") or {}),
-        warnings=tuple(str(w) for w in record.get("warnings") or ()),
+        warnings=tuple(_processes.warnings_with_split(record)),  # + "processes split" for older files
         peak_gflops=peak,
         measured_batch_size=measured_batch,
         origin=origin if origin and origin != Path(path).name else None,
