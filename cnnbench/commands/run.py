@@ -34,7 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--resume", action="store_true", help="keep the cases already ok in FILE, run the rest")
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
-    p.add_argument("--repeats", type=int, metavar="N", help="worker processes per case (overrides the suite)")
+    from cnnbench.processes import DEFAULT_PROCESSES
+
+    p.add_argument("--repeats", type=int, metavar="N",
+                   help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats if > 1, "
+                        f"else {DEFAULT_PROCESSES} processes sharing the case's min/max time; 1 for a single process)")  # fmt: skip
     p.add_argument("--timeout", type=float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
     p.add_argument("--max-time", type=float, metavar="S", help="max timed seconds per case (overrides the suite)")
     p.add_argument(
@@ -80,6 +84,10 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
         changes: dict[str, Any] = {}
         if args.repeats:
             changes["repeats"] = args.repeats
+        elif m.repeats == 1:  # the honest default: several shorter processes in the same time (processes.py)
+            from cnnbench.processes import split_budget
+
+            changes.update(split_budget(m))
         if args.timeout:
             changes["timeout_s"] = args.timeout
         if args.max_time:
