@@ -198,7 +198,9 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def load_suite(path: str | os.PathLike[str], *, cuda_available: bool = False, check_imports: bool = True) -> Suite:
+def load_suite(
+    path: str | os.PathLike[str], *, cuda_available: bool = False, check_imports: bool = True, default_repeats: int = 1
+) -> Suite:
     """Read, validate and expand a suite file.
 
     Args:
@@ -206,6 +208,9 @@ def load_suite(path: str | os.PathLike[str], *, cuda_available: bool = False, ch
         cuda_available: what `device: auto` resolves to (`cuda` if True, else `cpu`).
         check_imports: import each user model's module (with `Suite.python_path` on sys.path)
             and check that the callable exists.
+        default_repeats: worker processes for a case whose suite sets no `measure.repeats`;
+            above 1 they share the case's min_time_s and max_time_s (`processes.split_budget`).
+            `bench.py run` passes `processes.DEFAULT_PROCESSES`.
 
     Returns:
         The suite with its cases expanded.
@@ -219,6 +224,7 @@ def load_suite(path: str | os.PathLike[str], *, cuda_available: bool = False, ch
     root = _parse(path, data)
     python_path = _python_path(path)
     v = _Validator(path, cuda_available=cuda_available, check_imports=check_imports, python_path=python_path)
+    v.default_repeats = default_repeats
     name, description, thresholds, cases = v.suite(root, require_name=True)
     return Suite(
         name=name,
@@ -588,6 +594,7 @@ class _Validator:
         self.cuda_available = cuda_available
         self.check_imports = check_imports
         self.python_path = python_path
+        self.default_repeats = 1  # processes for a case without measure.repeats (load_suite sets it)
         # User models' modules to import, checked last: importing one may take seconds (torch),
         # and a typo elsewhere in the file should not cost that.
         self._imported: dict[str, _Node] = {}
@@ -1017,6 +1024,10 @@ class _Validator:
                 values[key] = self.measure_field(key, child)
                 nodes[key] = child
         merged = dataclasses.replace(Measure(), **values)
+        if "repeats" not in values and self.default_repeats > 1:  # several shorter processes (processes.py)
+            from cnnbench.processes import split_budget
+
+            merged = dataclasses.replace(merged, **split_budget(merged, self.default_repeats))
 
         def check(ok: bool, a: str, b: str, message: str) -> None:
             if not ok:

@@ -68,6 +68,21 @@ def test_repeats_1_measures_a_single_process_with_the_suites_times(tmp_path, ask
     assert len(asked) == 4 and {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(1, 2)}
 
 
+def test_a_suites_own_repeats_are_kept_with_its_times(tmp_path, asked):
+    global SUITE
+    saved = SUITE
+    try:
+        SUITE = saved.replace("timeout_s: 60}", "timeout_s: 60, repeats: 1}")
+        assert _run(tmp_path) == 0
+        assert len(asked) == 4 and {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(1, 2)}
+        asked.clear()
+        SUITE = saved.replace("timeout_s: 60}", "timeout_s: 60, repeats: 2}")
+        assert _run(tmp_path, "--replace") == 0
+        assert {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(2, 2)}
+    finally:
+        SUITE = saved
+
+
 @pytest.mark.parametrize(
     "flags, words",
     [

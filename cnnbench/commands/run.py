@@ -37,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from cnnbench.processes import DEFAULT_PROCESSES
 
     p.add_argument("--repeats", type=int, metavar="N",
-                   help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats if > 1, "
-                        f"else {DEFAULT_PROCESSES} processes sharing the case's min/max time; 1 for a single process)")  # fmt: skip
+                   help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats, else "
+                        f"{DEFAULT_PROCESSES}); without measure.repeats in the suite they share the case's min/max time")  # fmt: skip
     p.add_argument("--timeout", type=float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
     p.add_argument("--max-time", type=float, metavar="S", help="max timed seconds per case (overrides the suite)")
     p.add_argument(
@@ -64,6 +64,14 @@ def _positive(name: str, value: float | None) -> None:
         raise UserError(f"--{name} must be positive, got {value:g}")
 
 
+def _default_repeats(args: argparse.Namespace) -> int:
+    """Processes for a case whose suite sets no measure.repeats: --repeats, else the honest
+    default (`processes.DEFAULT_PROCESSES`); they share the case's min/max time (suite.load_suite)."""
+    from cnnbench.processes import DEFAULT_PROCESSES
+
+    return args.repeats if args.repeats and args.repeats > 0 else DEFAULT_PROCESSES
+
+
 def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
     from cnnbench.spec import BACKENDS
 
@@ -84,10 +92,6 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
         changes: dict[str, Any] = {}
         if args.repeats:
             changes["repeats"] = args.repeats
-        elif m.repeats == 1:  # the honest default: several shorter processes in the same time (processes.py)
-            from cnnbench.processes import split_budget
-
-            changes.update(split_budget(m))
         if args.timeout:
             changes["timeout_s"] = args.timeout
         if args.max_time:
@@ -241,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
 
     suite_path = _resolve_suite_path(args.suite)
     # Validate fully before anything heavy: torch is imported only once the suite is known good.
-    suite = load_suite(suite_path, cuda_available=False)
+    suite = load_suite(suite_path, cuda_available=False, default_repeats=_default_repeats(args))
     cases = _apply_overrides(list(suite.cases), args)
     out = Path(args.out) if args.out else _default_out(suite.name)
     _check_out(out, args)
@@ -258,7 +262,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     if any(c.device == "cpu" for c in cases) and _cuda_available():
         from cnnbench.suite import load_suite
 
-        suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
+        suite = load_suite(suite_path, cuda_available=True, default_repeats=_default_repeats(args))  # `auto`: cuda now
         cases = _apply_overrides(list(suite.cases), args)
 
     from cnnbench.console import ConsoleReporter, QuietReporter
