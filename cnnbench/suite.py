@@ -1024,10 +1024,6 @@ class _Validator:
                 values[key] = self.measure_field(key, child)
                 nodes[key] = child
         merged = dataclasses.replace(Measure(), **values)
-        if "repeats" not in values and self.default_repeats > 1:  # several shorter processes (processes.py)
-            from cnnbench.processes import split_budget
-
-            merged = dataclasses.replace(merged, **split_budget(merged, self.default_repeats))
 
         def check(ok: bool, a: str, b: str, message: str) -> None:
             if not ok:
@@ -1040,6 +1036,10 @@ class _Validator:
         check(merged.max_time_s < merged.timeout_s, "max_time_s", "timeout_s",
               f"timeout_s ({merged.timeout_s:g}) must exceed max_time_s ({merged.max_time_s:g}): "
               "the worker also builds and warms up")  # fmt: skip
+        if "repeats" not in values and self.default_repeats > 1:  # several shorter processes (processes.py)
+            from cnnbench.processes import split_budget
+
+            merged = dataclasses.replace(merged, **split_budget(merged, self.default_repeats))
         return merged
 
     def measure_field(self, key: str, node: _Node) -> Any:
