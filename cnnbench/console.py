@@ -298,8 +298,10 @@ def render_notes(records: list[dict[str, Any]]) -> list[str]:
     """Warnings and errors, one line each, printed under the table so no number stands alone."""
     flags = {id(rec): row["accuracy_flag"] for rec, row in zip(records, table_rows(records))}
     lines = []
+    from cnnbench.processes import warnings_with_split
+
     for rec in records:
-        for w in rec.get("warnings") or []:
+        for w in warnings_with_split(rec):
             lines.append(f"⚠ {rec['key']}: {w}")
         if flags.get(id(rec)):
             lines.append(f"⚠ {rec['key']}: measured accuracy differs from eager: {flags[id(rec)]}")

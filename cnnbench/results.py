@@ -132,6 +132,11 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     ):
         if value is not None:  # optional fields: absent from records that never measured them
             record[name] = value
+    from cnnbench import processes  # between-process spread, interval and modes (optional field)
+
+    block = processes.record_block(runs)
+    if block is not None:
+        record["processes"] = block
 
     warnings: list[str] = []
     retry = _oom_retry_warning(spec, record["measured_batch_size"], record["batch_attempts"])
@@ -141,6 +146,9 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
         for w in r.get("warnings") or []:
             if w not in warnings:
                 warnings.append(w)
+    split = processes.process_stats(block["figures_ms"]).warning if block else None  # type: ignore[union-attr]
+    if split:
+        warnings.append(split)
     if samples:
         lat = stats.summarize(samples)
         record["latency_ms"] = lat

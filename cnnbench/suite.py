@@ -216,7 +216,9 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def load_suite(path: str | os.PathLike[str], *, cuda_available: bool = False, check_imports: bool = True) -> Suite:
+def load_suite(
+    path: str | os.PathLike[str], *, cuda_available: bool = False, check_imports: bool = True, default_repeats: int = 1
+) -> Suite:
     """Read, validate and expand a suite file.
 
     Args:
@@ -224,6 +226,9 @@ def load_suite(path: str | os.PathLike[str], *, cuda_available: bool = False, ch
         cuda_available: what `device: auto` resolves to (`cuda` if True, else `cpu`).
         check_imports: import each user model's module (with `Suite.python_path` on sys.path)
             and check that the callable exists.
+        default_repeats: worker processes for a case whose suite sets no `measure.repeats`;
+            above 1 they share the case's min_time_s and max_time_s (`processes.split_budget`).
+            `bench.py run` passes `processes.DEFAULT_PROCESSES`.
 
     Returns:
         The suite with its cases expanded.
@@ -237,6 +242,7 @@ def load_suite(path: str | os.PathLike[str], *, cuda_available: bool = False, ch
     root = _parse(path, data)
     python_path = _python_path(path)
     v = _Validator(path, cuda_available=cuda_available, check_imports=check_imports, python_path=python_path)
+    v.default_repeats = default_repeats
     name, description, thresholds, cases = v.suite(root, require_name=True)
     return Suite(
         name=name,
@@ -326,6 +332,7 @@ class _Validator:
         self.cuda_available = cuda_available
         self.check_imports = check_imports
         self.python_path = python_path
+        self.default_repeats = 1  # processes for a case without measure.repeats (load_suite sets it)
         # User models' modules to import, checked last: importing one may take seconds (torch),
         # and a typo elsewhere in the file should not cost that.
         self._imported: dict[str, _Node] = {}
@@ -783,6 +790,10 @@ class _Validator:
         check(merged.max_time_s < merged.timeout_s, "max_time_s", "timeout_s",
               f"timeout_s ({merged.timeout_s:g}) must exceed max_time_s ({merged.max_time_s:g}): "
               "the worker also builds and warms up")  # fmt: skip
+        if "repeats" not in values and self.default_repeats > 1:  # several shorter processes (processes.py)
+            from cnnbench.processes import split_budget
+
+            merged = dataclasses.replace(merged, **split_budget(merged, self.default_repeats))
         return merged
 
     def measure_field(self, key: str, node: _Node) -> Any:

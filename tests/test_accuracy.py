@@ -578,6 +578,33 @@ def test_cli_rows_flag_a_backend_beyond_tolerance():
         ("eager", None, None), ("compile", -1, None), ("onnxrt", -3, "top-1 -3 images vs eager (tolerance ±1)")]
 
 
+def test_cli_table_drops_the_columns_that_carry_nothing():
+    from rich.console import Console
+
+    from cnnbench.commands.accuracy import render_table, table_rows
+
+    def run(backend, c1, skipped=0):
+        spec = CaseSpec(model="m", batch_size=1, input_size=(1, 8, 8), backend=backend)
+        acc = {"top1": c1 / 10, "top5": 100.0, "correct1": c1, "correct5": 1000, "total": 1000, "skipped": skipped}
+        return spec, {"status": "ok", "error": None, "accuracy": acc}
+
+    def header_and_text(runs):
+        console = Console(width=200, record=True)
+        console.print(render_table(table_rows(runs), title="t"))
+        text = console.export_text()
+        header = next(line for line in text.splitlines() if "backend" in line)
+        return [c.strip() for c in header.strip().split("┃")[1:-1]], " ".join(text.split())
+
+    # eager alone, nothing skipped or flagged: no skipped, no Δ and no flag column (no empty last one)
+    header, text = header_and_text([run("eager", 900)])
+    assert header == ["backend", "status", "top-1 %", "top-5 %", "correct top-1", "correct top-5"]
+    assert "no image was skipped" in text
+    # a flagged backend and skipped images bring their columns back
+    header, text = header_and_text([run("eager", 900, skipped=2), run("onnxrt", 890, skipped=2)])
+    assert header[-3:] == ["skipped", "Δ vs eager", ""] and "⚠ top-1 -10 images" in text
+    assert "no image was skipped" not in text
+
+
 def _available(backend: str) -> bool:
     from cnnbench.backends import BACKEND_MODULES
 

@@ -385,7 +385,7 @@ def test_end_to_end_compile_time_apart_export_cache_and_export_failed(tmp_path, 
     from cnnbench.cli import main
 
     monkeypatch.chdir(ROOT)
-    measure = "measure: {warmup: 2, min_time_s: 0.2, max_time_s: 1, min_samples: 5, timeout_s: 300}"
+    measure = "measure: {warmup: 2, min_time_s: 0.2, max_time_s: 1, min_samples: 5, timeout_s: 300, repeats: 1}"
     suite = _write_suite(tmp_path / "e2e.yaml", f"""
 name: e2e
 matrices:

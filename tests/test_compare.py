@@ -379,6 +379,34 @@ def test_memory_growth_below_the_noise_floor_is_not_reported():
     assert not comp.has_regression
 
 
+def test_memory_change_over_a_tiny_baseline_is_absolute_never_a_percentage():
+    from cnnbench.memchange import RELATIVE_FLOOR_BYTES
+
+    base, cur = load("base"), load("aa")
+    base["cases"][3]["memory"] = {"peak_rss_delta_bytes": 4096}  # what printed "+56300.0% RSS"
+    cur["cases"][3]["memory"] = {"peak_rss_delta_bytes": 4096 + 2252 * 1024}
+    base["cases"][0]["memory"] = {"peak_rss_delta_bytes": 100 * 1024}
+    cur["cases"][0]["memory"] = {"peak_rss_delta_bytes": 100 * 1024 + 20 * 2**20}
+    comp = compare_results(base, cur)
+    tiny, grown = comp.rows[3], comp.rows[0]
+    assert tiny.base_memory_bytes < RELATIVE_FLOOR_BYTES and tiny.memory_ratio > 500
+    assert tiny.memory_verdict == UNCHANGED  # 2.2 MiB is under the 8 MiB RSS threshold, whatever the ratio
+    assert grown.memory_verdict == REGRESSED  # both thresholds passed: x205 and 20 MiB
+    md = render_markdown(comp)
+    assert "%" not in compare._fmt_memory(tiny) and compare._fmt_memory(tiny) == "+2.2 MiB"
+    assert "+20.0 MiB (RSS 100.0 KiB → 20.1 MiB) ❌" in md
+    assert compare._fmt_memory_short(tiny) == "+2.2 MiB RSS"
+
+
+def test_a_cuda_memory_verdict_also_needs_the_absolute_threshold():
+    base, cur = load("base"), load("aa")
+    base["cases"][0]["memory"]["cuda_peak_allocated_bytes"] = 64 * 1024
+    cur["cases"][0]["memory"]["cuda_peak_allocated_bytes"] = 512 * 1024  # x8, but 448 KiB
+    assert compare_results(base, cur).rows[0].memory_verdict == UNCHANGED
+    cur["cases"][0]["memory"]["cuda_peak_allocated_bytes"] = 64 * 1024 + 2 * 2**20
+    assert compare_results(base, cur).rows[0].memory_verdict == REGRESSED
+
+
 def test_cuda_memory_is_preferred_when_both_sides_have_it():
     base, cur = load("base"), load("aa")
     base["cases"][0]["memory"]["cuda_peak_allocated_bytes"] = 100 * 2**20

@@ -37,7 +37,7 @@ from cnnbench.spec import CaseSpec, Measure
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DATA = Path(__file__).resolve().parent / "data" / "reliability"
-MEASURE = "measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 60}"
+MEASURE = "measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 60, repeats: 1}"  # one process per case
 
 
 # ---------------------------------------------------------------------------------------------
@@ -631,7 +631,7 @@ def test_sigkill_to_a_worker_at_10_random_points(tmp_path):
         models: [{name: tiny, import: "faultmodels:tiny", input_size: [1, 8, 8]}]
         batch_sizes: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         threads: 1
-        measure: {warmup: 1, min_time_s: 3.5, max_time_s: 4.0, timeout_s: 120}
+        measure: {warmup: 1, min_time_s: 3.5, max_time_s: 4.0, timeout_s: 120, repeats: 1}
     """)  # a worker lives >= ~5 s (1.4 s to its first warmup, 3.5 s measuring): every kill, at
     # most 3 s after its start, lands while it works, even on a quiet machine with a warm cache
     out = tmp_path / "kill.json"
@@ -694,7 +694,7 @@ def test_leaking_and_wedged_workers_leave_no_process_and_do_not_affect_the_next_
         name: wedge
         defaults:
           threads: 1
-          measure: {{warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 120}}
+          measure: {{warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 120, repeats: 1}}
         matrices:
           - models: [{{name: leaker, import: "faultmodels:leaker", input_size: [1, 8, 8]}}]
           - models: [{{name: wedged, import: "faultmodels:wedged", input_size: [1, 8, 8]}}]

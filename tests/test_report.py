@@ -31,7 +31,7 @@ HOST_A = GOLDEN / "host_a.json"
 HOST_B = GOLDEN / "host_b.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PLOTS_A = ("latency", "throughput", "speedup", "memory", "gflops", "training", "accuracy_vs_gmacs")
+PLOTS_A = ("latency", "throughput", "speedup", "memory", "gflops", "training", "accuracy_vs_gmacs", "landscape")
 
 pytest.importorskip("matplotlib", reason="the report's plots need matplotlib (a cnnbench dependency)")
 
@@ -549,8 +549,67 @@ def test_html_renders_in_headless_chromium_with_no_broken_image(report_a, tmp_pa
 def test_merged_html_renders_in_headless_chromium(report_ab, tmp_path):
     out, _ = report_ab
     verdict = _chromium_check(out / "report.html", tmp_path)
-    n_plots = len(PLOTS_A) + 4  # bench-b: latency, throughput, speedup, memory (no peak, no training)
+    n_plots = len(PLOTS_A) + 4  # bench-b: latency, throughput, speedup, memory (no peak, no training); one landscape
     assert verdict == {"images": n_plots, "broken": 0, "external": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# The landscape chart (published top-1 vs GMACs for every torchvision classifier)
+
+
+def test_landscape_has_every_published_classifier_and_marks_what_was_measured():
+    from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
+    from cnnbench.models.published import PUBLISHED
+    from cnnbench.report.landscape import landscape_plan
+    from cnnbench.report.model import load_report_data
+
+    data = load_report_data([HOST_A, HOST_B])
+    points = landscape_plan(data)
+    assert {p.pub.model for p in points} == set(PUBLISHED) and len(points) >= 80
+    assert set(PUBLISHED) <= set(TORCHVISION_MODELS)
+    assert all(p.pub.family != "other" for p in points)  # every classifier has its colour
+    measured = {p.pub.model: p for p in points if p.measured_here}
+    golden = {c["spec"]["model"] for c in _golden(HOST_A)["cases"] if _is_valid(c)}
+    assert set(measured) == golden  # highlighted: exactly the models measured (validly) here
+    # resnet18's measured top-1 (eager, fp32, the golden file's counts) is drawn on top, labelled measured
+    eager = next(c for c in _golden(HOST_A)["cases"] if c["spec"]["model"] == "resnet18" and c.get("accuracy")
+                 and c["spec"]["backend"] == "eager")  # fmt: skip
+    acc = eager["accuracy"]
+    assert measured["resnet18"].measured_top1 == pytest.approx(100.0 * acc["correct1"] / acc["total"])
+    assert measured["mobilenet_v2"].measured_top1 is None
+    # the second panel's x: each environment's reference configuration, eager fp32 at batch 1
+    for env in data.envs:
+        ms, config = measured["resnet18"].latency_ms[env.fingerprint]
+        rows = [c for c in json.loads(Path(env.sources[0]).read_text())["cases"]
+                if c["spec"]["model"] == "resnet18" and c["spec"]["backend"] == "eager" and c["spec"]["batch_size"] == 1]  # fmt: skip
+        assert config == "eager fp32 b1" and ms == pytest.approx(statistics.median(rows[0]["samples_ms"]))
+
+
+def test_published_catalog_matches_torchvision():
+    pytest.importorskip("torchvision")
+    from cnnbench.models._published_catalog import TORCHVISION_PUBLISHED
+    from cnnbench.models.published import published_from_torchvision
+
+    assert published_from_torchvision() == TORCHVISION_PUBLISHED, "run python tools/gen_published.py"
+    w, top1, _, gmacs, params, size = TORCHVISION_PUBLISHED["resnet50"]
+    assert (w, top1, gmacs, params, size) == ("ResNet50_Weights.IMAGENET1K_V2", 80.858, 4.089, 25557032, (3, 224, 224))
+
+
+def test_landscape_text_from_data_is_never_mathtext(tmp_path):
+    """A host name with dollar signs (here an invalid mathtext expression) is drawn as written."""
+    from cnnbench.report.model import load_report_data
+    from cnnbench.report.plots import plan_plots, render_plot
+
+    doc = _golden(HOST_A)
+    doc["environment"]["hostname"] = r"ci$\frac{runner$"
+    other = _golden(HOST_B)
+    path_a, path_b = tmp_path / "a.json", tmp_path / "b.json"
+    path_a.write_text(json.dumps(doc))
+    path_b.write_text(json.dumps(other))
+    data = load_report_data([path_a, path_b])
+    spec = next(s for s in plan_plots(data) if s.kind == "landscape")
+    svg = render_plot(data, spec, ["svg"])["svg"]
+    assert ET.fromstring(svg) is not None and len(svg) > 10_000
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,8 +51,36 @@ def test_overrides_select_cases_and_change_their_measure(tmp_path, asked):
 
 
 def test_without_overrides_the_suite_runs_as_written(tmp_path, asked):
+    from cnnbench.processes import DEFAULT_PROCESSES
+
     assert _run(tmp_path) == 0
-    assert len(asked) == 4 and {s.measure.timeout_s for s in asked} == {60}
+    assert {s.measure.timeout_s for s in asked} == {60}
+    # The honest default: several processes per case sharing the case's time (suite: 0.5..2 s).
+    assert len(asked) == 4 * DEFAULT_PROCESSES > 4
+    assert {(s.measure.repeats, s.measure.min_time_s, s.measure.max_time_s) for s in asked} == {
+        (DEFAULT_PROCESSES, 0.5 / DEFAULT_PROCESSES, 2 / DEFAULT_PROCESSES)}
+    (record, *_) = load_results(tmp_path / "r.json")["cases"]
+    assert record["processes"]["n"] == DEFAULT_PROCESSES  # the table's figure pools them all
+
+
+def test_repeats_1_measures_a_single_process_with_the_suites_times(tmp_path, asked):
+    assert _run(tmp_path, "--repeats", "1") == 0
+    assert len(asked) == 4 and {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(1, 2)}
+
+
+def test_a_suites_own_repeats_are_kept_with_its_times(tmp_path, asked):
+    global SUITE
+    saved = SUITE
+    try:
+        SUITE = saved.replace("timeout_s: 60}", "timeout_s: 60, repeats: 1}")
+        assert _run(tmp_path) == 0
+        assert len(asked) == 4 and {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(1, 2)}
+        asked.clear()
+        SUITE = saved.replace("timeout_s: 60}", "timeout_s: 60, repeats: 2}")
+        assert _run(tmp_path, "--replace") == 0
+        assert {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(2, 2)}
+    finally:
+        SUITE = saved
 
 
 @pytest.mark.parametrize(

@@ -170,11 +170,11 @@ matrices:
       - {name: oom, import: "usermodels:oom", input_size: [1, 8, 8]}
       - lenet5
     batch_sizes: [2]
-    measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.3, timeout_s: 120}
+    measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.3, timeout_s: 120, repeats: 1}
   - models:
       - {name: hanger, import: "usermodels:hanger", input_size: [1, 8, 8]}
     batch_sizes: [1]
-    measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.3, timeout_s: 12}
+    measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.3, timeout_s: 12, repeats: 1}
 """
 
 
@@ -286,6 +286,11 @@ def test_cli_run_of_a_tiny_suite_writes_the_contract_fields(tmp_path):
     assert case["params"] == 61_706
     assert case["gflops"] == pytest.approx(2 * case["gmacs"])
     assert case["spec"]["threads"] == 1 and case["runs"][0]["threads_used"] == 1
+    # the default: several processes per case (processes.DEFAULT_PROCESSES), sharing the case's time
+    from cnnbench.processes import DEFAULT_PROCESSES
+
+    assert len(case["runs"]) == case["processes"]["n"] == DEFAULT_PROCESSES
+    assert case["spec"]["measure"]["max_time_s"] == pytest.approx(1 / DEFAULT_PROCESSES)
     assert case["throughput_per_s"] == pytest.approx(4 / (case["latency_ms"]["median"] / 1000))
     # the results file refuses to be overwritten by accident
     again = _bench("run", str(suite), "--out", str(out), cwd=tmp_path, timeout=60)

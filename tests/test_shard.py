@@ -110,7 +110,7 @@ def test_run_shards_then_merge_gives_the_whole_suite(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text(
         "name: sharded\nmodels: [lenet5, mnist_cnn_bn]\nbatch_sizes: [1]\nthreads: 1\n"
-        "measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 120}\n"
+        "measure: {warmup: 1, min_time_s: 0.05, max_time_s: 0.2, timeout_s: 120, repeats: 1}\n"
     )
     outs = []
     for k in (1, 2):

@@ -101,11 +101,13 @@ def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
 
     Returns:
         What was loaded: `name` (as given), `source` ("file" or "torch hub cache"), `path`,
-        `tensors` (count) and `dropped_aux_keys`.
+        `tensors` (count), `dropped_aux_keys`, and `sha256_verified` when the file has a
+        `FILE.sha256` sidecar (`cnnbench.checksums`) it was checked against.
 
     Raises:
         AccuracyError: the file is missing (naming the path where it was expected), unreadable,
-            or does not fit the model (naming the first missing, unexpected and mis-shaped keys).
+            does not match its checksum sidecar, or does not fit the model (naming the first
+            missing, unexpected and mis-shaped keys).
     """
     import torch
 
@@ -119,6 +121,12 @@ def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
                 "(nothing is downloaded; copy the file there or set TORCH_HOME)"
             )
         raise AccuracyError(f"weights file not found: {path}")
+    from cnnbench.checksums import ChecksumError, verify_sidecar
+
+    try:
+        sha256 = verify_sidecar(path)  # a shipped file (FILE.sha256 beside it) is checked on load
+    except ChecksumError as exc:
+        raise AccuracyError(str(exc)) from None
     state = _densenet_keys(_read_state_dict(path, what))
     own = model.state_dict()
     dropped = [k for k in state if k not in own and k.startswith(_AUX_PREFIXES)]
@@ -146,6 +154,7 @@ def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
         "path": str(path),
         "tensors": len(state),
         "dropped_aux_keys": len(dropped),
+        **({"sha256_verified": sha256} if sha256 else {}),
     }
 
 

@@ -189,7 +189,9 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
     from cnnbench.suite import load_suite
 
     suite_path = Path(args.suite)
-    suite = load_suite(suite_path, cuda_available=False)  # validate before anything heavy
+    # Validate before anything heavy; user models' imports are checked on each variant's own
+    # interpreter and paths once the variants are known (`check_variant_imports`), not here.
+    suite = load_suite(suite_path, cuda_available=False, check_imports=False)
     cases = _select_cases(list(suite.cases), args)
     out = Path(args.out) if args.out else _default_out(suite.name)
     if out.exists() and out.is_dir():
@@ -202,6 +204,29 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
         if out.exists():
             _check_replaceable(out)
         return _measure_locked(args, suite_path, suite, cases, out, thresholds, alpha, ok, not_ok, interrupted)
+
+
+def check_variant_imports(variants: dict[str, Any], cases: list, *, extra_paths: Any, suite_path: Path) -> None:
+    """Each user model (`package.module:callable`) must import on every variant's own interpreter
+    and worker PYTHONPATH: a model that lives only in the two checkouts being compared is fine.
+    A VariantError (exit 2) names the variant, the suite and the import that failed."""
+    from cnnbench import ab as abmod
+    from cnnbench.importcheck import ImportCheckError, check_imports_in
+
+    targets = sorted({c.source for c in cases if getattr(c, "source", None)})
+    for name, variant in variants.items():
+        if not targets:
+            return
+        where = f"{name} ({variant.python}" + (f" with {', '.join(variant.paths)} first on the path" if variant.paths else "") + ")"
+        try:
+            failed = check_imports_in(variant.python, abmod._worker_pythonpath(variant, extra_paths), targets,
+                                      timeout_s=abmod.PROBE_TIMEOUT_S)  # fmt: skip
+        except ImportCheckError as exc:
+            raise abmod.VariantError(f"{where}: {exc}") from None
+        if failed:
+            target, error = next(iter(sorted(failed.items())))
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise abmod.VariantError(f"{suite_path}: {where}: {error}{more}")
 
 
 def _check_replaceable(out: Path) -> None:
@@ -241,8 +266,9 @@ def _measure_locked(
     if not args.quiet:
         print("checking the variants (each imports cnnbench and torch) ...", flush=True)
     infos = abmod.probe_variants(variants, extra_paths=suite.python_path)
+    check_variant_imports(variants, cases, extra_paths=suite.python_path, suite_path=suite_path)
     if (infos["current"].get("environment") or {}).get("cuda_available") and any(c.device == "cpu" for c in cases):
-        suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
+        suite = load_suite(suite_path, cuda_available=True, check_imports=False)  # `auto` now resolves to cuda
         cases = _select_cases(list(suite.cases), args)
 
     from cnnbench.environment import collect_environment

@@ -38,7 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
-    p.add_argument("--repeats", type=positive_int, metavar="N", help="worker processes per case (overrides the suite)")
+    from cnnbench.processes import DEFAULT_PROCESSES
+
+    p.add_argument("--repeats", type=positive_int, metavar="N",
+                   help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats, else "
+                        f"{DEFAULT_PROCESSES}); without measure.repeats in the suite they share the case's min/max time")  # fmt: skip
     p.add_argument("--timeout", type=positive_float, metavar="S", help="per-worker timeout in seconds (overrides the suite)")
     p.add_argument("--max-time", type=positive_float, metavar="S", help="max timed seconds per case (overrides the suite)")
     p.add_argument(
@@ -67,6 +71,14 @@ def _shard_help() -> str:
 def _positive(name: str, value: float | None) -> None:
     if value is not None and value <= 0:
         raise UserError(f"--{name} must be positive, got {value:g}")
+
+
+def _default_repeats(args: argparse.Namespace) -> int:
+    """Processes for a case whose suite sets no measure.repeats: --repeats, else the honest
+    default (`processes.DEFAULT_PROCESSES`); they share the case's min/max time (suite.load_suite)."""
+    from cnnbench.processes import DEFAULT_PROCESSES
+
+    return args.repeats if args.repeats and args.repeats > 0 else DEFAULT_PROCESSES
 
 
 def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
@@ -204,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     args.shard, args.shard_source = resolve_shard(args.shard)  # `auto`: K/N from the scheduler
     suite_path = _resolve_suite_path(args.suite)
     # Validate fully before anything heavy: torch is imported only once the suite is known good.
-    suite = load_suite(suite_path, cuda_available=False)
+    suite = load_suite(suite_path, cuda_available=False, default_repeats=_default_repeats(args))
     cases = _apply_overrides(list(suite.cases), args)
     out = Path(args.out) if args.out else _default_out(suite.name)
     _check_out(out, args)
@@ -223,7 +235,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     if any(c.device == "cpu" for c in cases) and _cuda_available():
         from cnnbench.suite import load_suite
 
-        suite = load_suite(suite_path, cuda_available=True)  # `auto` now resolves to cuda
+        suite = load_suite(suite_path, cuda_available=True, default_repeats=_default_repeats(args))  # `auto`: cuda now
         cases = _apply_overrides(list(suite.cases), args)
 
     from cnnbench.console import ConsoleReporter, QuietReporter

@@ -69,18 +69,22 @@ def _fmt_p(p: float | None) -> str:
 
 
 def _fmt_bytes(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    from cnnbench.memchange import RELATIVE_FLOOR_BYTES, fmt_bytes
+
+    return f"{n / 2**20:.1f} MiB" if n >= RELATIVE_FLOOR_BYTES else fmt_bytes(n)
 
 
 def _fmt_memory(r: CaseComparison) -> str:
     if r.memory_metric is None:
         return "—"
-    kind = "CUDA" if r.memory_metric.startswith("cuda") else "RSS"
-    change = _pct(r.memory_ratio) if r.memory_ratio is not None else "n/a"
+    from cnnbench.memchange import fmt_memory_change, memory_kind
+
+    base, cur = r.base_memory_bytes or 0, r.current_memory_bytes or 0
+    change = fmt_memory_change(r.memory_metric, base, cur, ratio=r.memory_ratio)
     if r.memory_verdict == UNCHANGED:
         return change
     mark = " ❌" if r.memory_verdict == REGRESSED else ""
-    return f"{change} ({kind} {_fmt_bytes(r.base_memory_bytes or 0)} → {_fmt_bytes(r.current_memory_bytes or 0)}){mark}"
+    return f"{change} ({memory_kind(r.memory_metric)} {_fmt_bytes(base)} → {_fmt_bytes(cur)}){mark}"
 
 
 def _fmt_change(r: CaseComparison) -> str:
@@ -233,6 +237,9 @@ def render_markdown(comparison: Comparison) -> str:
             lines += [f"### {title}", ""]
             lines += _section_table(name, rows, comp)
             lines.append("")
+    from cnnbench import processes
+
+    lines += processes.markdown_section(comp.rows, statistic=comp.statistic)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -250,9 +257,12 @@ _STYLES = {
 
 
 def _fmt_memory_short(r: CaseComparison) -> str:
-    if r.memory_metric is None or r.memory_ratio is None:
+    if r.memory_metric is None or r.base_memory_bytes is None or r.current_memory_bytes is None:
         return "—"
-    return f"{_pct(r.memory_ratio)} {'CUDA' if r.memory_metric.startswith('cuda') else 'RSS'}"
+    from cnnbench.memchange import fmt_memory_change, memory_kind
+
+    change = fmt_memory_change(r.memory_metric, r.base_memory_bytes, r.current_memory_bytes, ratio=r.memory_ratio)
+    return f"{change} {memory_kind(r.memory_metric)}"
 
 
 # Terminal columns in the order shown, and the order they are kept when the terminal is narrow
@@ -341,6 +351,10 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         console.print(line)
     for w in comp.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
+    from cnnbench import processes
+
+    for line in processes.split_lines(comp.rows):
+        console.print(Text(f"warning: {line}", style="yellow"))
     for n in comp.notes:
         console.print(Text(f"note: {n}"))
     if comp.rows:

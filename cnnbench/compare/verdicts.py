@@ -31,6 +31,7 @@ from cnnbench.compare.thresholds import (
     _resolve_thresholds,
 )
 from cnnbench.errors import UserError
+from cnnbench.memchange import ABSOLUTE_THRESHOLD_BYTES
 from cnnbench.text import last_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +64,7 @@ DEFAULT_STATISTIC = "p5"
 # Memory figures, in order of preference, and the growth below which a change is not reported
 # (peak RSS moves in allocator-arena steps; CUDA allocated bytes are deterministic).
 MEMORY_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_delta_bytes")
-MEMORY_NOISE_FLOOR_BYTES = {"cuda_peak_allocated_bytes": 0, "peak_rss_delta_bytes": 8 * 2**20}
+MEMORY_NOISE_FLOOR_BYTES = ABSOLUTE_THRESHOLD_BYTES  # cnnbench.memchange: 1 MiB CUDA, 8 MiB RSS
 
 # Environment fields that make timings incomparable, and which cases each one concerns.
 _BLOCKING_ENV = (
@@ -119,6 +120,10 @@ class CaseComparison:
     memory_verdict: str | None = None
     gating: bool = False
     statistic: str | None = None  # the per-process figure this row compared (None: no timing)
+    # cnnbench.processes: each side's per-process figures and the smallest detectable slowdown
+    base_process_ms: tuple[float, ...] = ()
+    current_process_ms: tuple[float, ...] = ()
+    detectable_ratio: float | None = None
     base_j_per_image: float | None = None  # energy over the timed window (cnnbench.energy)
     current_j_per_image: float | None = None
     energy_ratio: float | None = None
@@ -443,7 +448,10 @@ def _compare_case(
     latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
     gating = gating or energy.get("energy_verdict") == REGRESSED
+    from cnnbench import processes
+
     return CaseComparison(
+        **processes.comparison_fields(rb, rc, alpha=alpha),
         base_median_ms=base_med,
         current_median_ms=cur_med,
         base_repeats=len(rb),

@@ -60,22 +60,32 @@ def render_table(rows: list[dict[str, Any]], *, title: str):
         f"⚠ = a correct count (top-1 or top-5) differs from eager's by more than max(1 image, "
         f"{TOLERANCE_FRACTION:.1%} of the images)"
     )
-    table = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
-    for name in ("backend", "status", "top-1 %", "top-5 %", "correct top-1", "correct top-5", "skipped", "Δ vs eager", ""):
-        table.add_column(name, justify="left" if name in ("backend", "status", "") else "right")
-    for r in rows:
-        ok = r["status"] == "ok"
-        table.add_row(
+    columns = ("backend", "status", "top-1 %", "top-5 %", "correct top-1", "correct top-5", "skipped", "Δ vs eager", "")
+    cells = [
+        [
             r["backend"],
-            "[green]ok[/green]" if ok else f"[red]{r['status']}[/red]",
+            "[green]ok[/green]" if r["status"] == "ok" else f"[red]{r['status']}[/red]",
             "-" if r["top1"] is None else f"{r['top1']:.2f}",
             "-" if r["top5"] is None else f"{r['top5']:.2f}",
             "-" if r["correct1"] is None else f"{r['correct1']:,}/{r['total']:,}",
             "-" if r["correct5"] is None else f"{r['correct5']:,}/{r['total']:,}",
-            "-" if r["skipped"] is None else str(r["skipped"]),
+            "" if not r["skipped"] else str(r["skipped"]),
             "" if r["delta_vs_eager"] is None else f"{r['delta_vs_eager']:+d}",
             f"[yellow]⚠ {r['flag']}[/yellow]" if r["flag"] else "",
-        )
+        ]
+        for r in rows
+    ]
+    # A column that carries nothing (no image skipped, no backend beside eager, nothing flagged)
+    # is dropped rather than shown empty.
+    keep = [i for i in range(len(columns)) if any(row[i] for row in cells)]
+    if any(r["skipped"] == 0 for r in rows) and columns.index("skipped") not in keep:
+        caption += "; no image was skipped"
+    table = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
+    for i in keep:
+        name = columns[i]
+        table.add_column(name, justify="left" if name in ("backend", "status", "") else "right")
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
     return table
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from cnnbench import processes as _processes
 from cnnbench import records as _records
 from cnnbench.errors import UserError
 from cnnbench.records import CaseRecord, ResultsFile
@@ -685,7 +686,7 @@ def _row_from_record(
         accuracy=thaw(record.accuracy) if record.accuracy is not None else None,
         published=thaw(record.published) if record.published is not None else None,
         backend_info=thaw(record.backend_info) if record.backend_info else {},
-        warnings=record.warnings,
+        warnings=tuple(_processes.warnings_with_split(record.to_json())),  # + "processes split" for older files
         peak_gflops=_number(env.get("peak_gflops")),
         measured_batch_size=record.measured_batch_size,
         origin=origin if origin and origin != Path(path).name else None,

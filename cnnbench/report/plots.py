@@ -40,7 +40,7 @@ _OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf
 @dataclass(frozen=True)
 class PlotSpec:
     name: str  # file stem, unique in a report
-    kind: str  # latency | throughput | speedup | memory | gflops | training | accuracy | energy
+    kind: str  # latency | throughput | speedup | memory | gflops | training | accuracy | energy | landscape
     env: str | None  # environment fingerprint, None for cross-environment charts
     title: str
     caption: str
@@ -153,6 +153,9 @@ def plan_plots(data: ReportData) -> list[PlotSpec]:
                 "to the parameter count. Filled: measured; hollow: published (torchvision or timm, ImageNet-1K val).",
             )
         )
+    from cnnbench.report import landscape  # every torchvision classifier, published; measured ones on top
+
+    specs.append(PlotSpec(landscape.NAME, "landscape", None, landscape.TITLE, landscape.CAPTION))
     return specs
 
 
@@ -176,6 +179,7 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
         "training": _draw_training,
         "accuracy": _draw_accuracy,
         "energy": _draw_energy,
+        "landscape": _draw_landscape,
     }
     rc = {
         "svg.hashsalt": "cnnbench",  # stable element ids: identical data, identical SVG
@@ -476,6 +480,12 @@ def _draw_accuracy(data: ReportData, spec: PlotSpec):
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, labelspacing=2.2, handletextpad=1.6,
                borderpad=1.2, frameon=False)
     return fig
+
+
+def _draw_landscape(data: ReportData, spec: PlotSpec):
+    from cnnbench.report.landscape import draw_landscape
+
+    return draw_landscape(data, spec)
 
 
 def _nice_sizes(lo: float, hi: float) -> list[float]:

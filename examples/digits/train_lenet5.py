@@ -7,7 +7,10 @@ The data are `cnnbench.accuracy.digits_tensors`: the documented split of `load_d
 training and 450 test images), each 8x8 image divided by 16, resized bilinearly to LeNet-5's
 32x32 input and normalized to [-1, 1], exactly as the `digits` dataset of a suite feeds them.
 Training is seeded (Adam, cross-entropy, mini-batches in a seeded order, one thread), so a rerun
-on the same machine writes the same weights. The weights are not committed: run this first.
+on the same machine writes the same weights. The weights this script wrote are committed beside it
+(`lenet5_digits.pt`, 245 KiB) with their checksum (`lenet5_digits.pt.sha256`, verified whenever
+cnnbench loads them), so the README's accuracy line works on a fresh clone; rerunning the script
+rewrites both.
 """
 
 from __future__ import annotations
@@ -82,11 +85,14 @@ def train(
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out)
+        from cnnbench.checksums import write_sidecar
+
+        write_sidecar(out)  # FILE.sha256: cnnbench verifies it on every load
         result["path"] = str(out)
     log(
         f"lenet5 on digits: {epochs} epochs in {result['seconds']:.1f} s, final train loss {loss_sum:.4f}; "
         f"test top-1 {result['test_top1']:.2f}% ({correct}/{len(y_test)})"
-        + (f"; weights saved to {out}" if out is not None else "")
+        + (f"; weights saved to {out} (and its .sha256)" if out is not None else "")
     )
     return result
 
