@@ -30,6 +30,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from cnnbench import server as worker_server
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
 from cnnbench.spec import CaseSpec
@@ -105,6 +106,8 @@ def _deferred(stop: StopFlag | None) -> Iterator[None]:
 def _exited(proc: subprocess.Popen) -> bool:
     """Whether the worker has exited, without reaping it: until it is reaped its pid (which is
     also its process group's id) cannot be reused, so killing the group stays safe."""
+    if hasattr(proc, "has_exited"):  # forked by a worker server: not our child (server.py)
+        return proc.has_exited()
     try:
         return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # already reaped
@@ -190,7 +193,11 @@ def run_worker(
     outcome: dict[str, Any] | None = None
     try:
         with _deferred(stop), open(log_file, "wb") as log:
-            proc = subprocess.Popen(
+            # The one dispatch point: forked from the variant's pre-imported server inside a
+            # `worker_server.session()` (the default of run and ab), else spawned (`--spawn`).
+            proc = worker_server.fork_worker(
+                variant.python, [str(spec_file), str(result_file)], env=env, log_path=log_file
+            ) or subprocess.Popen(
                 [variant.python, "-m", "cnnbench.worker", str(spec_file), str(result_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -220,6 +227,8 @@ def run_worker(
 
     if outcome is None:
         outcome = _read_result(result_file)
+        if outcome is None and getattr(proc, "status_lost", False):
+            outcome = {"status": "crashed", "error": "worker ended without a result; its exit status was lost with the worker server"}
         if outcome is None:
             message, sig = _describe_exit(proc.returncode)
             outcome = {"status": "crashed", "error": message, "exit_code": proc.returncode}
@@ -234,6 +243,7 @@ def run_worker(
     outcome["started"] = started
     outcome.setdefault("duration_s", time.time() - started)
     outcome["variant"] = variant.name
+    outcome["worker_start"] = getattr(proc, "start_method", "spawn")
     _cleanup(case_dir)
     return outcome
 

@@ -79,6 +79,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="write the comparison as JSON to FILE")
     p.add_argument("--split", metavar="PREFIX", help="also write PREFIX-base.json and PREFIX-current.json (plain results files)")
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the comparison")
+    p.add_argument(
+        "--no-sequential",
+        dest="sequential",
+        action="store_false",
+        help="run every case the full --repeats (default: stop a case once its verdict is settled, "
+        "Pocock-type alpha spending across the looks; see docs/ci.md)",
+    )
+    add_spawn_argument(p)
+
+
+def add_spawn_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start every worker as a fresh interpreter (default: fork it from a pre-imported worker "
+        "server per variant, which saves the torch import; see docs/ci.md)",
+    )
 
 
 def _thresholds(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
@@ -127,7 +144,22 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
     compare.render_terminal(comparison, console)
     for note in ab.get("notes") or []:
         console.print(f"note: {note}", markup=False, highlight=False)
+    seq = ab.get("sequential") or {}
+    if seq.get("cases"):
+        cases = seq["cases"].values()
+        most = int((seq.get("plan") or {}).get("max_repeats") or 0)
+        early = sum(c.get("stopped") == "settled" and (c.get("repeats") or 0) < most for c in cases)
+        used = sum(2 * int(c.get("repeats") or 0) for c in cases)
+        console.print(
+            f"sequential: {early} of {len(seq['cases'])} case(s) settled before {most} repeats; "
+            f"{used} of {2 * most * len(seq['cases'])} planned worker processes ran",
+            markup=False, highlight=False,
+        )  # fmt: skip
     return comparison
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class ConsoleAbReporter(ProgressReporter):
@@ -248,6 +280,8 @@ def _measure_locked(
         "worker_processes_planned": len(abmod.schedule(cases)),
         "alpha": alpha,
         "thresholds": {m: str(t) for m, t in thresholds.items()},
+        "sequential": bool(args.sequential),
+        "worker_start": "spawn" if args.spawn else "fork",
     }
     doc = abmod.new_ab_results(
         environment=collect_environment(with_torch=False), suite=suite_info, variants=variants, infos=infos, design=design
@@ -262,9 +296,13 @@ def _measure_locked(
     reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(title=f"ab {suite.name}")
     stop = StopFlag()
     restore = stop.install()
+    from cnnbench import server as worker_server
+
     try:
-        state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
-                             extra_paths=suite.python_path, stop=stop)  # fmt: skip
+        with worker_server.session(enabled=not args.spawn, warn=_warn):  # one server per variant
+            state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
+                                 extra_paths=suite.python_path, stop=stop, sequential=args.sequential,
+                                 alpha=alpha, thresholds=thresholds, statistic=args.statistic)  # fmt: skip
     finally:
         restore()
         reporter.finish(doc)

@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
     p.add_argument("--shard", metavar="K/N", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
+    from cnnbench.commands.ab import add_spawn_argument
+
+    add_spawn_argument(p)
 
 
 def _shard_help() -> str:
@@ -290,11 +293,15 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name)
+        from cnnbench import server as worker_server
+        from cnnbench.commands.ab import _warn
+
         try:
-            state = run_cases(
-                cases, results=results, out_path=out, reporter=reporter, stop=stop,
-                extra_paths=suite.python_path, oom_retry=args.oom_retry,
-            )
+            with worker_server.session(enabled=not args.spawn, warn=_warn):  # fork each worker from a server
+                state = run_cases(
+                    cases, results=results, out_path=out, reporter=reporter, stop=stop,
+                    extra_paths=suite.python_path, oom_retry=args.oom_retry,
+                )
         except BaseException:
             _stop_progress(reporter)
             raise
