@@ -463,6 +463,19 @@ def session(*, enabled: bool = True, warn: Callable[[str], None] | None = None) 
             pool.close()
 
 
+@contextmanager
+def forced_spawn(spawn: bool = True) -> Iterator[None]:
+    """Within this block (when `spawn`), workers are spawned even inside a session (benchmarks
+    that compare both starts in the same rounds)."""
+    if spawn:
+        _ACTIVE.append(None)
+    try:
+        yield
+    finally:
+        if spawn:
+            _ACTIVE.pop()
+
+
 def fork_worker(python: str, argv: Sequence[str], *, env: Mapping[str, str], log_path: str | os.PathLike[str]) -> ForkedWorker | None:
     """A worker forked from this session's server for `python`, or None: spawn it (no session,
     `--spawn`, or no usable server). The one place the runner asks how to start a worker."""

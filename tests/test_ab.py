@@ -153,8 +153,11 @@ def test_command_no_change_exits_0_and_writes_file_markdown_and_step_summary(fak
     log = []
     code = fake_run("--markdown", str(tmp_path / "ab.md"), "--json", str(tmp_path / "c.json"), worker=fake_worker(log))
     assert code == 0
-    assert len(log) == 2 * 2 * abmod.DEFAULT_REPEATS  # default repeats: 9 per case and side
     doc = abmod.load_ab(tmp_path / "ab.json")
+    # Default repeats: at most 9 per case and side; sequential, so two clear A/A cases stop at
+    # the first look (5 pairs) and the log holds exactly the processes the file says ran.
+    assert {c["repeats"] for c in doc["sequential"]["cases"].values()} == {5}
+    assert len(log) == 2 * 2 * 5 == len(doc["sequence"])
     assert doc["status"] == "complete" and doc["design"]["repeats"] == abmod.DEFAULT_REPEATS and doc["design"]["order"] == "ABBA"
     assert doc["comparison"]["kind"] == "comparison" and doc["comparison"]["has_regression"] is False
     assert {c["verdict"] for c in doc["comparison"]["cases"]} == {"unchanged"}
