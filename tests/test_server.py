@@ -134,3 +134,16 @@ def test_run_forks_by_default_and_spawns_with_the_flag(tmp_path, monkeypatch, fl
     [case] = json.loads(out.read_text())["cases"]
     assert case["status"] == "ok"
     assert [r["worker_start"] for r in case["runs"]] == [expected, expected]
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_under_a_running_case_leaves_it_crashed_and_the_run_goes_on(tmp_path, fault_dir):
+    """The exit status dies with the server: the case is `crashed` saying so (never ok, never a
+    hang), and the next case is spawned with one warning."""
+    warnings: list[str] = []
+    with server.session(warn=warnings.append):
+        lost = run_worker(spec("server_killer"), workdir=str(tmp_path), extra_paths=[str(FIXTURES)])
+        after = run_worker(spec("tiny"), workdir=str(tmp_path), extra_paths=[str(FIXTURES)])
+    assert lost["status"] == "crashed" and "worker server" in lost["error"] and lost["worker_start"] == "fork"
+    assert after["status"] == "ok" and after["worker_start"] == "spawn"
+    assert len(warnings) == 1 and "crashed" in warnings[0]
