@@ -58,10 +58,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
-import tunable  # noqa: E402  (tests/fixtures/tunable.py)
+import tunable
 
-from cnnbench import compare, sequential, stats  # noqa: E402
-from cnnbench.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
+from cnnbench import compare, sequential, stats
+from cnnbench.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order
 
 BASE_BLOCKS = 20
 SLOWDOWNS = {"p10": (22, 0.10), "p25": (25, 0.25)}  # module -> (current blocks, nominal slowdown)
@@ -183,7 +183,7 @@ def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
         delta = (0.0, 0.08, 0.15)[i % 3]
         d = draw(pairs, repeats, rng)
         rb, rc = [b for b, _, _ in d], [c * (1 + delta) for _, c, _ in d]
-        rec = lambda meds: {"key": "k", "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok", "repeat_medians_ms": meds}  # noqa: E731
+        rec = lambda meds: {"key": "k", "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok", "repeat_medians_ms": meds}
         comp = compare.compare_results({"cases": [rec(rb)]}, {"cases": [rec(rc)]}, thresholds={"latency": thr}, alpha=alpha)
         bad += (comp.rows[0].verdict == "regressed") != regressed(rb, rc, thr, alpha)
     return bad
@@ -367,7 +367,7 @@ def main() -> int:
     for label, sigma in ((f"{sd_pair:.1%}*", sd_pair), ("2.5%", 0.025), ("1.3%", 0.013)):
         if not math.isfinite(sigma):
             continue
-        rate = lambda d, sg=sigma: synthetic(sg, d, repeats, args.draws // 2, thr, alpha, f"syn{sg}{d}")  # noqa: E731
+        rate = lambda d, sg=sigma: synthetic(sg, d, repeats, args.draws // 2, thr, alpha, f"syn{sg}{d}")
         small = smallest_detected(rate)
         print(f"{label:>9}  {rate(0.0) * 100:>16.2f}  {rate(0.10):>13.1%}  {rate(0.25):>13.1%}  {'+%d%%' % small if small else '> +300%'}")
     print("  * this run's pairs: sd of log(current/base) within a pair / sqrt(2). 2.5% is the +-5% between")

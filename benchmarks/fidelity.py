@@ -54,9 +54,9 @@ print(json.dumps({{"median_ms": m.median * 1e3}}))
 
 
 def main() -> int:
+    from cnnbench.models.catalog import get_info
     from cnnbench.runner import run_worker
     from cnnbench.spec import CaseSpec, Measure
-    from cnnbench.models.catalog import get_info
     from cnnbench.suite import default_threads
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

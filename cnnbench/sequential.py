@@ -48,11 +48,12 @@ Stopping for "unchanged" can only remove false alarms, so the error bound holds 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-__all__ = ["SPENDING", "Plan", "plan", "spent", "look", "STOPPED_REASONS", "render_markdown"]
+__all__ = ["SPENDING", "STOPPED_REASONS", "Plan", "look", "plan", "render_markdown", "spent"]
 
 SPENDING = "pocock"
 RULE = "group-sequential Mann-Whitney, Pocock-type alpha spending (Lan & DeMets 1983)"
@@ -221,9 +222,11 @@ def render_markdown(ab: Mapping[str, Any]) -> list[str]:
     levels = ", ".join(f"{n}: {c:.4g}" for n, c in (plan_info.get("levels") or {}).items())
     lines = [
         "",
-        f"Sequential stopping ({plan_info.get('rule', RULE)}, overall alpha {plan_info.get('alpha')}; "
-        f"nominal level per look, by pairs: {levels}): {early} of {len(cases)} case(s) stopped early; "
-        f"{used} of {planned} planned worker processes ran.",
+        (
+            f"Sequential stopping ({plan_info.get('rule', RULE)}, overall alpha {plan_info.get('alpha')}; "
+            f"nominal level per look, by pairs: {levels}): {early} of {len(cases)} case(s) stopped early; "
+            f"{used} of {planned} planned worker processes ran."
+        ),
         "",
         "| Case | Repeats per side | Stopped | Why |",
         "|---|---:|---|---|",

@@ -70,11 +70,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-__all__ = ["session", "fork_worker", "ForkedWorker", "ServerLost", "fork_supported", "PRELOAD"]
+__all__ = ["PRELOAD", "ForkedWorker", "ServerLost", "fork_supported", "fork_worker", "session"]
 
 # Imported by the server before it forks (each optional: a variant without fvcore still serves).
 # Not onnxruntime: its module starts a thread at import (see the module docstring).
@@ -278,7 +279,7 @@ class ForkedWorker:
 
     start_method = "fork"
 
-    def __init__(self, server: "_Server", pid: int):
+    def __init__(self, server: _Server, pid: int):
         self._server = server
         self.pid = pid
         self.pidfd: int | None = os.pidfd_open(pid)
@@ -316,7 +317,9 @@ class _Server:
         self.env = dict(env)
         start_env = dict(env)
         start_env.setdefault(_BLAS_ENV, "1")
-        self.log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log", dir=log_dir)[1])
+        fd, log_name = tempfile.mkstemp(prefix="server-", suffix=".log", dir=log_dir)
+        os.close(fd)
+        self.log_path = Path(log_name)
         with open(self.log_path, "wb") as log:
             try:
                 self.proc = subprocess.Popen(
@@ -366,9 +369,17 @@ class _Server:
     def fork(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: str, log_path: str) -> ForkedWorker:
         reply = self._ask({"op": "fork", "argv": list(argv), "env": dict(env), "cwd": cwd, "log": log_path})
         try:
-            return ForkedWorker(self, int(reply["pid"]))
-        except (KeyError, ValueError, OSError) as exc:
+            pid = int(reply["pid"])
+        except (KeyError, ValueError, TypeError) as exc:
             raise ServerLost(f"bad fork answer ({exc})") from exc
+        try:
+            return ForkedWorker(self, pid)
+        except OSError as exc:  # cannot watch it: do not leave it running beside a spawned retry
+            try:
+                os.killpg(pid, 9)
+            except OSError:
+                pass
+            raise ServerLost(f"cannot watch the forked worker ({exc})") from exc
 
     def reap(self, pid: int) -> int | None:
         return self._ask({"op": "reap", "pid": pid}).get("returncode")

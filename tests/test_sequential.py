@@ -99,7 +99,7 @@ def test_simulated_aa_false_alarm_rate_stays_under_alpha_while_naive_looks_excee
 def test_a_clear_regression_stops_at_the_first_look_and_a_borderline_case_goes_on(tmp_path):
     cases = [spec("clear"), spec("border"), spec("same")]
     # border: +3% under 4% between-process noise: neither significant nor inside the band
-    doc, state = run(tmp_path, cases, {"clear": 1.25, "border": 1.03}, noise={"border": 0.04})
+    doc, _ = run(tmp_path, cases, {"clear": 1.25, "border": 1.03}, noise={"border": 0.04})
     seq = doc["sequential"]["cases"]
     clear, border, same = (seq[c.key] for c in cases)
     assert clear["stopped"] == "settled" and clear["verdict"] == "regressed" and clear["repeats"] == 5
