@@ -23,6 +23,11 @@ again), as `run` does, so slow drift spreads over every case instead of biasing 
 A case stops (on both sides) after the first pair in which either side's process did not end
 `ok`: a crash or a timeout is deterministic or costly, and the case cannot be compared anyway.
 
+Sequential stopping (`sequential=True`, the default of `bench.py ab`): after each pair from the
+first look on, the case is judged by `compare` at that look's nominal level and stops once the
+verdict is settled (regressed, improved or unchanged); `measure.repeats` is the maximum. The
+error is spent across the looks (Pocock-type alpha spending): `cnnbench.sequential`.
+
 The file
 --------
 One JSON file holds both variants and the comparison, rewritten atomically after every worker

@@ -6,6 +6,12 @@ spawned (torch.compile starts compile subprocesses). A worker that outlives its 
 and becomes a `timeout` result; one that dies without writing a result becomes `crashed` with its
 signal or exit code and the tail of its log. The suite always goes on.
 
+Inside a `cnnbench.server.session()` (the default of `run` and `ab`; `--spawn` leaves it) a
+worker is forked from a pre-imported worker server of its variant instead of started afresh:
+the same entry point and files, its own session, watched through a pidfd and reaped by the
+server, so the timeout, kill and crash handling below apply unchanged (`run_worker`'s one
+dispatch point).
+
 Repeats are interleaved (all cases once, then all cases again...) so that slow drift of a shared
 machine spreads evenly over the cases instead of biasing whichever ran last.
 
