@@ -146,3 +146,17 @@ def test_a_server_that_dies_under_a_running_case_leaves_it_crashed_and_the_run_g
     assert lost["status"] == "crashed" and "worker server" in lost["error"] and lost["worker_start"] == "fork"
     assert after["status"] == "ok" and after["worker_start"] == "spawn"
     assert len(warnings) == 1 and "crashed" in warnings[0]
+
+
+@pytest.mark.slow
+def test_a_forked_workers_memory_growth_matches_a_spawned_ones(tmp_path, fault_dir):
+    """The baseline is taken after the fork and the server's mapped library pages are mapped
+    back in the child, so the peak RSS growth is that of the case, as in a spawned worker."""
+    case = spec("tiny")
+    spawned = run_worker(case, workdir=str(tmp_path), extra_paths=[str(FIXTURES)])
+    with server.session(warn=pytest.fail):
+        forked = [run_worker(case, workdir=str(tmp_path), extra_paths=[str(FIXTURES)]) for _ in range(2)]
+    grow = lambda r: r["memory"]["peak_rss_delta_bytes"]  # noqa: E731
+    assert spawned["worker_start"] == "spawn" and {r["worker_start"] for r in forked} == {"fork"}
+    for r in forked:
+        assert abs(grow(r) - grow(spawned)) <= 2 * 2**20, (grow(r), grow(spawned))
