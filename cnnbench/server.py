@@ -453,11 +453,14 @@ class _Server:
             self.chan.sock.close()  # end of file: the server exits
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=10)
+        try:  # it exits on end of file; do not hold the run up while its interpreter tears down
+            self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # pragma: no cover - reaped by subprocess later
+                pass
 
 
 def _warn_stderr(message: str) -> None:

@@ -303,6 +303,7 @@ def _measure_locked(
             state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
                                  extra_paths=suite.python_path, stop=stop, sequential=args.sequential,
                                  alpha=alpha, thresholds=thresholds, statistic=args.statistic)  # fmt: skip
+        state.interrupted = state.interrupted or stop.requested  # a Ctrl-C while the servers shut down
     finally:
         restore()
         reporter.finish(doc)

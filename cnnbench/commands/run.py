@@ -302,6 +302,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
                     cases, results=results, out_path=out, reporter=reporter, stop=stop,
                     extra_paths=suite.python_path, oom_retry=args.oom_retry,
                 )
+            state.interrupted = state.interrupted or stop.requested  # a Ctrl-C while the servers shut down
         except BaseException:
             _stop_progress(reporter)
             raise
