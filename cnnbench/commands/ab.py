@@ -28,6 +28,11 @@ worker's PYTHONPATH (--base-path, --current-path; e.g. a checkout of the base co
 side measures with its own cnnbench and model code. Before measuring, each variant is probed:
 the interpreter must run, import cnnbench and torch (exit 2 otherwise).
 
+Sequential: from the 5th pair on, a case whose verdict is settled stops (the error spent across
+the looks, Pocock-type alpha spending on the same rank test, so the false-alarm bound stays
+--alpha); the others go on up to --repeats. The summary says how many repeats each case used
+and why it stopped. --no-sequential runs every case the full --repeats.
+
 One file (--out) holds both variants' results and the comparison, rewritten after every worker
 process; Ctrl-C keeps everything measured (exit 130). The verdicts, the Markdown summary (to
 --markdown, and appended to $GITHUB_STEP_SUMMARY when set) and the exit codes are those of
@@ -59,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--repeats",
         type=int,
         metavar="N",
-        help=f"worker processes per case and side (default: the suite's measure.repeats if > 1, else {DEFAULT_REPEATS})",
+        help=f"most worker processes per case and side (default: the suite's measure.repeats if > 1, else {DEFAULT_REPEATS})",
     )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument(
