@@ -58,9 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
-import tunable  # noqa: E402  (tests/fixtures/tunable.py)
+import tunable  # noqa: E402 - from tests/fixtures, on the path just above
 
-from cnnbench import compare, stats  # noqa: E402
+from cnnbench import compare, sequential, stats  # noqa: E402
 from cnnbench.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
 
 BASE_BLOCKS = 20
@@ -183,10 +183,99 @@ def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
         delta = (0.0, 0.08, 0.15)[i % 3]
         d = draw(pairs, repeats, rng)
         rb, rc = [b for b, _, _ in d], [c * (1 + delta) for _, c, _ in d]
-        rec = lambda meds: {"key": "k", "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok", "repeat_medians_ms": meds}  # noqa: E731
+        def rec(meds):
+            return {"key": "k", "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok", "repeat_medians_ms": meds}
+
         comp = compare.compare_results({"cases": [rec(rb)]}, {"cases": [rec(rc)]}, thresholds={"latency": thr}, alpha=alpha)
         bad += (comp.rows[0].verdict == "regressed") != regressed(rb, rc, thr, alpha)
     return bad
+
+
+# -- the sequential gate (cnnbench.sequential), on the same pool ----------------------------------
+
+
+def draw_ordered(pairs, repeats: int, rng: random.Random) -> list[tuple[float, float, bool]]:
+    """`draw`, put in the real run's order: pair r is base-first on even r (ABBA), so each look
+    of the sequential rule sees the pairs it would have seen."""
+    d = draw(pairs, repeats, rng)
+    first = [p for p in d if p[2]]
+    second = [p for p in d if not p[2]]
+    out = []
+    for r in range(repeats):
+        src = first if (pair_order(r)[0] == "base" and first) or not second else second
+        out.append(src.pop(0))
+    return out
+
+
+def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
+    """(verdict, pairs used) of the sequential gate on one ordered draw: at each look, compare's
+    verdict at the look's level (the same call `bench.py ab` makes); stop once settled."""
+    base = [b for b, _, _ in d]
+    cur = [c * (1 + delta) for _, c, _ in d]
+    verdict = "noisy"
+    for n, level in plan.levels:
+        if level <= 0:
+            continue
+        row = sequential.look_values(base[:n], cur[:n], level=level, thresholds={"latency": thr})
+        verdict = row.verdict
+        if sequential.settled(verdict):
+            return verdict, n
+    return verdict, plan.max_repeats
+
+
+def sequential_rates(pairs, delta: float, plan, thr, draws: int, seed: str) -> tuple[float, float]:
+    """(share called regressed, mean pairs used per case) of the sequential gate."""
+    rng = random.Random(seed)
+    hits, used = 0, 0
+    for _ in range(draws):
+        verdict, n = sequential_outcome(draw_ordered(pairs, plan.max_repeats, rng), delta, plan, thr)
+        hits += verdict == "regressed"
+        used += n
+    return hits / draws, used / draws
+
+
+def wall_time_table(doc: dict, pool, thr, alpha: float, plan, draws: int, gate: dict | None) -> None:
+    """Wall time of the shipped gate (suites/ci.yaml: 6 cases x 2 sides x up to 9 repeats)."""
+    n = plan.max_repeats
+    print()
+    print(f"Fixed {n} repeats (before) vs sequential (after: Pocock-type alpha spending, nominal level per look "
+          + ", ".join(f"{k}: {c:.4f}" for k, c in plan.levels) + f"), resampled from the same pool, {draws} draws each:")
+    rows = []
+    for label, delta in (("false regressions per 100 A/A", 0.0), ("+10% detected", 0.10), ("+25% detected", 0.25)):
+        fixed = detection_rate(pool, delta, n, draws, thr, alpha, f"fx{label}")
+        rate, used = sequential_rates(pool, delta, plan, thr, draws, f"seq{label}")
+        fmt = (lambda x: f"{x * 100:.2f}") if delta == 0 else (lambda x: f"{x:.1%}")
+        rows.append((label, fmt(fixed), fmt(rate), f"{used:.2f}"))
+    small_fixed = smallest_detected(lambda d: detection_rate(pool, d, n, max(draws // 4, 50), thr, alpha, f"fs{d:.2f}"))
+    small = smallest_detected(lambda d: sequential_rates(pool, d, plan, thr, max(draws // 4, 50), f"sq{d:.2f}")[0])
+    rows.append(("smallest slowdown detected >= 95%", f"+{small_fixed}%" if small_fixed else "> +300%",
+                 f"+{small}%" if small else "> +300%", "—"))  # fmt: skip
+    w = max(len(r[0]) for r in rows)
+    print(f"  {'figure':<{w}}  {'fixed ' + str(n):>9}  {'sequential':>10}  repeats per side used (sequential, mean)")
+    for label, fixed, seq, used in rows:
+        print(f"  {label:<{w}}  {fixed:>9}  {seq:>10}  {used}")
+    print()
+    print("The real run replayed through the sequential rule (its own pairs, in the order they ran):")
+    for key in sorted({s["key"] for s in doc["sequence"]}):
+        pairs = real_pairs(doc, key)
+        if len(pairs) >= plan.levels[0][0]:
+            verdict, used = sequential_outcome(pairs, 0.0, sequential.plan(len(pairs), alpha), thr)
+            print(f"  {key.split('|')[0]:<10} {verdict:<10} after {used} of {len(pairs)} pairs")
+    if gate:
+        print()
+        print("Wall time of the shipped gate (`bench.py ab suites/ci.yaml`, A/A, LOADED machine: see the notes):")
+        for name, g in gate.items():
+            print(f"  {name:<34} {g['wall_s'] / 60:5.1f} min, {g['processes']} worker processes")
+
+
+def gate_figures(paths: list[str]) -> dict[str, dict]:
+    """NAME=FILE:SECONDS pairs: a saved `bench.py ab suites/ci.yaml` run and its wall time."""
+    out = {}
+    for item in paths:
+        name, rest = item.split("=", 1)
+        path, secs = rest.rsplit(":", 1)
+        out[name] = {"wall_s": float(secs), "processes": len(load_ab(path)["sequence"])}
+    return out
 
 
 def main() -> int:
@@ -198,6 +287,9 @@ def main() -> int:
     ap.add_argument("--reuse", metavar="FILE", help="skip measuring: use a saved ab run")
     ap.add_argument("--statistic", choices=tuple(compare.STATISTICS), default=compare.DEFAULT_STATISTIC,
                     help="the per-process figure compared (compare's default unless given)")
+    ap.add_argument("--seq-draws", type=int, default=1000, help="resampled comparisons per sequential figure")
+    ap.add_argument("--gate", action="append", default=[], metavar="NAME=FILE:SECONDS",
+                    help="a saved run of the shipped gate and its wall time, for the before/after table (repeatable)")
     args = ap.parse_args()
 
     thr = compare.parse_threshold("5%")
@@ -277,11 +369,16 @@ def main() -> int:
     for label, sigma in ((f"{sd_pair:.1%}*", sd_pair), ("2.5%", 0.025), ("1.3%", 0.013)):
         if not math.isfinite(sigma):
             continue
-        rate = lambda d, sg=sigma: synthetic(sg, d, repeats, args.draws // 2, thr, alpha, f"syn{sg}{d}")  # noqa: E731
+        def rate(d, sg=sigma):
+            return synthetic(sg, d, repeats, args.draws // 2, thr, alpha, f"syn{sg}{d}")
+
         small = smallest_detected(rate)
         print(f"{label:>9}  {rate(0.0) * 100:>16.2f}  {rate(0.10):>13.1%}  {rate(0.25):>13.1%}  {'+%d%%' % small if small else '> +300%'}")
     print("  * this run's pairs: sd of log(current/base) within a pair / sqrt(2). 2.5% is the +-5% between")
     print("    processes seen on this machine kind when quiet; 1.3% is processes started together (issue 5).")
+    if len(pool) >= repeats:
+        plan = sequential.plan(repeats, alpha)
+        wall_time_table(doc, pool, thr, alpha, plan, args.seq_draws, gate_figures(args.gate) if args.gate else None)
     print()
     print("How: 'real ab run' = verdicts of one `bench.py ab` run (one trial per case). 'resampled' = draws of")
     first = sum(pair_order(r)[0] == "base" for r in range(repeats))

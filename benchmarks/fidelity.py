@@ -7,7 +7,14 @@ sides run in fresh processes so neither inherits the other's warm caches; interl
 machine drift over both. It prints the ratio of the medians of the per-round medians (target
 1 ± 0.03) and the per-case overhead of the harness (worker start to first warmup call).
 
-    python benchmarks/fidelity.py [--rounds 5] [--models lenet5 resnet18] [--threads N]
+`--start` picks how harness workers start: `fork` (the default of `bench.py run`/`ab`: forked from
+a pre-imported worker server, cnnbench.server), `spawn` (a fresh interpreter, `--spawn`), or
+`both` (each round runs one of each, so the overhead before/after and both ratios come from the
+same rounds). A forked worker's overhead is from the fork request to its first warmup call; the
+server's own start-up (one torch import per model here, one per variant in a real run) is paid
+once and shown apart.
+
+    python benchmarks/fidelity.py [--rounds 5] [--models lenet5 resnet18] [--threads N] [--start both]
 """
 
 from __future__ import annotations
@@ -47,9 +54,9 @@ print(json.dumps({{"median_ms": m.median * 1e3}}))
 
 
 def main() -> int:
+    from cnnbench.models.catalog import get_info
     from cnnbench.runner import run_worker
     from cnnbench.spec import CaseSpec, Measure
-    from cnnbench.models.catalog import get_info
     from cnnbench.suite import default_threads
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,8 +64,11 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["lenet5", "resnet18"])
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--time", type=float, default=2.0, help="timed seconds per side per round")
+    ap.add_argument("--start", choices=("fork", "spawn", "both"), default="both", help="how harness workers start")
     args = ap.parse_args()
+    from cnnbench import server
 
+    starts = ("spawn", "fork") if args.start == "both" else (args.start,)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for model in args.models:
@@ -66,27 +76,42 @@ def main() -> int:
                 model=model, batch_size=1, input_size=get_info(model).input_size, threads=args.threads,
                 measure=Measure(warmup=5, min_time_s=args.time, max_time_s=args.time * 2, timeout_s=300),
             )
-            harness, timer, overhead = [], [], []
-            for r in range(args.rounds):
-                run = run_worker(spec, workdir=workdir)
-                if run["status"] != "ok":
-                    print(f"{model}: harness run failed: {run['status']}: {run.get('error')}")
-                    return 1
-                harness.append(statistics.median(run["samples_ms"]))
-                overhead.append(run["overhead_ms"])
-                timer.append(timer_median_ms(model, args.threads, args.time))
-                print(f"  {model} round {r + 1}: harness {harness[-1]:.4f} ms, Timer {timer[-1]:.4f} ms", flush=True)
-            h, t = statistics.median(harness), statistics.median(timer)
-            rows.append((model, h, t, h / t, statistics.median(overhead)))
+            harness = {s: [] for s in starts}
+            overhead = {s: [] for s in starts}
+            timer: list[float] = []
+            with server.session(enabled="fork" in starts) as pool:
+                if pool is not None:  # the server starts with the first fork: paid once, kept apart
+                    first = run_worker(spec, workdir=workdir)
+                    server_ms = first.get("overhead_ms")
+                for r in range(args.rounds):
+                    for start in starts:
+                        with server.forced_spawn(start == "spawn"):
+                            run = run_worker(spec, workdir=workdir)
+                        if run["status"] != "ok" or run.get("worker_start") != start:
+                            print(f"{model}: harness run failed: {run['status']} ({run.get('worker_start')}): {run.get('error')}")
+                            return 1
+                        harness[start].append(statistics.median(run["samples_ms"]))
+                        overhead[start].append(run["overhead_ms"])
+                    timer.append(timer_median_ms(model, args.threads, args.time))
+                    print(f"  {model} round {r + 1}: " + ", ".join(f"harness ({s}) {harness[s][-1]:.4f} ms, overhead {overhead[s][-1]:.0f} ms" for s in starts)
+                          + f", Timer {timer[-1]:.4f} ms", flush=True)  # fmt: skip
+            t = statistics.median(timer)
+            for s in starts:
+                h = statistics.median(harness[s])
+                rows.append((model, s, h, t, h / t, statistics.median(overhead[s])))
+            if "fork" in starts:
+                print(f"  {model}: first forked worker, server start-up included: {server_ms:.0f} ms to its first warmup (once, not in the rounds)")
 
     print()
     print(f"threads={args.threads}, batch 1, {args.rounds} interleaved rounds, medians of per-round medians")
-    print(f"{'model':10s} {'harness ms':>11s} {'Timer ms':>10s} {'ratio':>7s} {'in 1±0.03':>9s} {'overhead ms':>12s}")
-    for model, h, t, ratio, ov in rows:
+    print(f"{'model':10s} {'start':>6s} {'harness ms':>11s} {'Timer ms':>10s} {'ratio':>7s} {'in 1±0.03':>9s} {'overhead ms':>12s}")
+    for model, s, h, t, ratio, ov in rows:
         ok = "yes" if abs(ratio - 1) <= 0.03 else "NO"
-        print(f"{model:10s} {h:11.4f} {t:10.4f} {ratio:7.3f} {ok:>9s} {ov:12.0f}")
-    print("overhead = worker process start to first warmup call (torch import, build, counting, prepare)")
+        print(f"{model:10s} {s:>6s} {h:11.4f} {t:10.4f} {ratio:7.3f} {ok:>9s} {ov:12.0f}")
+    print("overhead = worker start (spawn: a new interpreter; fork: the fork request to the server) to the first")
+    print("warmup call (imports for spawn, then build, counting, prepare)")
     return 0
+
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ processes alternately, case by case, in ABBA order (`pair_order`), so both sides
 machine at the same time. A case stops on both sides after the first pair with a process that
 did not end `ok`. One JSON file (`new_ab_results`: both variants as complete results files, the
 order the processes really ran in, the comparison) is rewritten after every process; `split_ab`
-writes each variant out for `compare` or `report`. A `Variant` is an interpreter plus import
+writes each variant out for `compare` or `report`. With `sequential` (the default of `bench.py
+ab`) a case stops once its verdict is settled (`cnnbench.sequential`: Pocock-type alpha spending
+across looks) and `measure.repeats` is the maximum. A `Variant` is an interpreter plus import
 paths; `probe_variant` checks it can run workers before anything is measured. The measured
 rationale, the design and the file format: docs/ci.md.
 """
@@ -53,7 +55,9 @@ __all__ = [
 AB_KIND = "ab"
 # Format history of the A/B wrapper (the variant pieces follow results.SCHEMA_VERSION):
 # 1: cnnbench 0.1 - variants {base, current} as results files, sequence, design, comparison.
-AB_FORMAT_VERSION = 1
+# 2: optional "sequential" {plan, plans, cases}: cases stopped early, each judged at its last
+#    look's level (an older cnnbench would judge them at plain alpha, so it must refuse these).
+AB_FORMAT_VERSION = 2
 VARIANT_NAMES = ("base", "current")
 # Repeats per side when neither --repeats nor the suite (measure.repeats > 1) says. 5 is the fewest
 # with which the one-sided rank test can reach the default alpha of 0.01 (1 / C(10, 5) = 0.004),
@@ -304,10 +308,11 @@ def new_ab_results(
 
 @dataclass
 class AbState:
-    """Runs gathered so far, per variant and case key."""
+    """Runs gathered so far, per variant and case key; cases a sequential look stopped."""
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: {n: {} for n in VARIANT_NAMES})
     interrupted: bool = False
+    stopped: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def run_ab(
@@ -322,6 +327,10 @@ def run_ab(
     workdir: str | None = None,
     worker: Callable[..., dict[str, Any]] | None = None,
     oom_retry: bool = False,
+    sequential: bool = False,
+    alpha: float | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    statistic: str | None = None,
 ) -> AbState:
     """Run every case for both variants in ABBA order, saving `ab` after every worker process.
 
@@ -338,6 +347,11 @@ def run_ab(
         worker: `runner.run_worker` or a stand-in with its signature (tests).
         oom_retry: halve the batch of a case that runs out of memory until it fits, as `run
             --oom-retry` does (`runner.CaseStep`, per variant; the batch measured is recorded).
+        sequential: after each pair of a case, stop it once its verdict is settled
+            (`cnnbench.sequential`: Pocock-type alpha spending across looks); `measure.repeats`
+            is then the maximum. What each case used and why it stopped lands in
+            `ab["sequential"]`.
+        alpha, thresholds, statistic: the verdict's settings the looks use (compare's defaults).
 
     Returns:
         The runs per variant and key, and whether the run was interrupted.
@@ -352,10 +366,11 @@ def run_ab(
     workdir = workdir or tempfile.mkdtemp(prefix="cnnbench-ab-")
     step = CaseStep(worker, workdir=workdir, stop=stop, extra_paths=extra_paths, oom_retry=oom_retry)
     saved = 0
+    looks = _Looks(ab, cases, alpha=alpha, thresholds=thresholds, statistic=statistic) if sequential else None
     try:
         for repeat, spec in _pairs(cases):
-            if _case_failed(state, spec.key):
-                continue  # a pair had a failed process: no more pairs for this case
+            if _case_failed(state, spec.key) or spec.key in state.stopped:
+                continue  # a pair had a failed process, or the case is settled: no more pairs
             for name in pair_order(repeat):
                 if stop is not None and stop.requested:
                     state.interrupted = True
@@ -371,9 +386,14 @@ def run_ab(
                     break
             if state.interrupted:
                 break
+            if looks is not None:
+                looks.after_pair(spec, repeat, state)
+                write_results(out_path, ab)
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    if looks is not None:
+        looks.finish(cases, state)
     ab["status"] = "interrupted" if state.interrupted else "complete"
     write_results(out_path, ab)
     return state
@@ -423,6 +443,87 @@ def _run_one(
     return run, record
 
 
+class _Looks:
+    """The sequential looks of one run (`cnnbench.sequential`), recorded in `ab["sequential"]`:
+    {"plan": {rule, spending, max_repeats, first_look, alpha, levels}, "cases": {key: {"repeats",
+    "stopped" (settled | max_repeats | failed | interrupted), "verdict", "level", "reason"}}}."""
+
+    def __init__(self, ab: dict[str, Any], cases: Sequence[CaseSpec], *, alpha, thresholds, statistic) -> None:
+        from cnnbench import compare, sequential
+
+        self.ab = ab
+        self.alpha = compare.DEFAULT_ALPHA if alpha is None else alpha
+        self.thresholds = thresholds
+        self.statistic = statistic
+        self.plans = {c.key: sequential.plan(c.measure.repeats, self.alpha) for c in cases}
+        plans = {p.max_repeats: p for p in self.plans.values()}
+        first = next(iter(plans.values())).to_dict() if plans else {}
+        ab["sequential"] = {"plan": first, "plans": {str(n): p.to_dict() for n, p in plans.items()}, "cases": {}}
+        self.cases = ab["sequential"]["cases"]
+
+    def after_pair(self, spec: CaseSpec, repeat: int, state: AbState) -> None:
+        from cnnbench import sequential
+
+        key, n = spec.key, repeat + 1
+        plan = self.plans[key]
+        runs = [state.runs[name].get(key, []) for name in VARIANT_NAMES]
+        if any(r.get("status") != "ok" for side in runs for r in side):
+            self.cases[key] = {"repeats": n, "stopped": "failed", "verdict": None, "level": None}
+            state.stopped[key] = self.cases[key]
+            return
+        level = plan.level(n) if n >= plan.first_look else 0.0
+        if level <= 0 and n < plan.max_repeats:
+            return  # no look here: the rank test cannot reach the error left to spend
+        row = sequential.look(
+            _record(self.ab, "base", key), _record(self.ab, "current", key),
+            level=level if level > 0 else self.alpha, thresholds=self.thresholds, statistic=self.statistic,
+            base_env=self.ab["variants"]["base"].get("environment"),
+            current_env=self.ab["variants"]["current"].get("environment"),
+        )  # fmt: skip
+        if sequential.settled(row.verdict) or n >= plan.max_repeats:
+            stopped = "settled" if sequential.settled(row.verdict) else "max_repeats"
+            self.cases[key] = {"repeats": n, "stopped": stopped, "verdict": row.verdict, "level": level, "reason": row.reason}
+            state.stopped[key] = self.cases[key]
+
+    def finish(self, cases: Sequence[CaseSpec], state: AbState) -> None:
+        """Cases with no entry yet: cut short by an interrupt (or before their first look)."""
+        for spec in cases:
+            if spec.key not in self.cases:
+                n = min(len(state.runs[name].get(spec.key, [])) for name in VARIANT_NAMES)
+                self.cases[spec.key] = {"repeats": n, "stopped": "interrupted", "verdict": None, "level": None}
+
+
+def _record(ab: Mapping[str, Any], name: str, key: str) -> dict[str, Any]:
+    return next(c for c in ab["variants"][name]["cases"] if c.get("key") == key)
+
+
+def sequential_levels(ab: Mapping[str, Any], alpha: float) -> dict[str, float] | None:
+    """The level each case of a sequential A/B file is judged at: that of the look it stopped
+    at (recomputed for `alpha` when it is not the run's). None for a fixed-repeats file."""
+    from cnnbench import sequential
+
+    seq = ab.get("sequential") or {}
+    if not seq.get("cases"):
+        return None
+    out = {}
+    for key, case in seq["cases"].items():
+        n = int(case.get("repeats") or 0)
+        plan_info = (seq.get("plans") or {}).get(str(_max_repeats(ab, key))) or seq.get("plan") or {}
+        max_repeats = int(plan_info.get("max_repeats") or n or 1)
+        plan = sequential.plan(max_repeats, alpha)
+        level = plan.level(n) if n >= plan.first_look else plan.level(max_repeats)
+        out[key] = level if level > 0 else plan.level(max_repeats) or alpha
+    return out
+
+
+def _max_repeats(ab: Mapping[str, Any], key: str) -> int | None:
+    for name in VARIANT_NAMES:
+        for c in (ab.get("variants") or {}).get(name, {}).get("cases") or []:
+            if c.get("key") == key:
+                return c.get("repeats_planned")
+    return None
+
+
 def _case_failed(state: AbState, key: str) -> bool:
     return any(r.get("status") != "ok" for name in VARIANT_NAMES for r in state.runs[name].get(key, []))
 
@@ -450,14 +551,16 @@ def compare_ab(
     """Compare the two variants of an A/B document with `cnnbench.compare` (same verdicts)."""
     from cnnbench import compare
 
+    alpha = compare.DEFAULT_ALPHA if alpha is None else alpha
     return compare.compare_results(
         variant_results(ab, "base"),
         variant_results(ab, "current"),
-        alpha=compare.DEFAULT_ALPHA if alpha is None else alpha,
+        alpha=alpha,
         thresholds=thresholds,
         base_name="base",
         current_name="current",
         statistic=compare.DEFAULT_STATISTIC if statistic is None else statistic,
+        alpha_by_key=sequential_levels(ab, alpha),  # each case at the level of its last look
     )
 
 
@@ -518,5 +621,8 @@ def render_ab_markdown(ab: Mapping[str, Any], comparison: "Comparison") -> str:
         )
     for note in ab.get("notes") or []:
         lines.append(f"- {note}")
+    from cnnbench.sequential import render_markdown as sequential_markdown
+
+    lines += sequential_markdown(ab)
     lines += ["", "</details>", ""]
     return text.rstrip("\n") + "\n" + "\n".join(lines)

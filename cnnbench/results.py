@@ -208,6 +208,7 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "threads_used",
         "device_name",
         "overhead_ms",
+        "worker_start",  # "fork" (from a worker server, cnnbench.server) or "spawn"; optional
         "started",
         "duration_s",
         "exit_code",

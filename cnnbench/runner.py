@@ -6,6 +6,12 @@ spawned (torch.compile starts compile subprocesses). A worker that outlives its 
 and becomes a `timeout` result; one that dies without writing a result becomes `crashed` with its
 signal or exit code and the tail of its log. The suite always goes on.
 
+Inside a `cnnbench.server.session()` (the default of `run` and `ab`; `--spawn` leaves it) a
+worker is forked from a pre-imported worker server of its variant instead of started afresh:
+the same entry point and files, its own session, watched through a pidfd and reaped by the
+server, so the timeout, kill and crash handling below apply unchanged (`run_worker`'s one
+dispatch point).
+
 Repeats are interleaved (all cases once, then all cases again...) so that slow drift of a shared
 machine spreads evenly over the cases instead of biasing whichever ran last.
 
@@ -33,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from cnnbench.environment import PROJECT_ROOT
 from cnnbench import signals
+from cnnbench import server as worker_server
 from cnnbench.errors import ResultsFileError
 from cnnbench.results import build_record, upsert_record, write_results
 from cnnbench.safeio import atomic_write
@@ -125,6 +132,8 @@ def _deferred(stop: StopFlag | None) -> Iterator[None]:
 def _exited(proc: subprocess.Popen) -> bool:
     """Whether the worker has exited, without reaping it: until it is reaped its pid (which is
     also its process group's id) cannot be reused, so killing the group stays safe."""
+    if hasattr(proc, "has_exited"):  # forked by a worker server: not our child (server.py)
+        return proc.has_exited()
     try:
         return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # already reaped
@@ -256,7 +265,13 @@ def run_worker(
         with _deferred(stop):
             read_end, write_end = os.pipe()
             try:
-                proc = subprocess.Popen(
+                # The one dispatch point: forked from the variant's pre-imported server inside a
+                # `worker_server.session()` (the default of run and ab), else spawned (`--spawn`).
+                # Either way the worker writes into the same capped log pipe (LogTail).
+                proc = worker_server.fork_worker(
+                    variant.python, [str(spec_file), str(result_file)], env=env,
+                    log_path=case_dir / "worker.log", out_fd=write_end,
+                ) or subprocess.Popen(
                     [variant.python, "-m", "cnnbench.worker", str(spec_file), str(result_file)],
                     stdin=subprocess.DEVNULL,
                     stdout=write_end,
@@ -296,6 +311,8 @@ def run_worker(
 
     if outcome is None:
         outcome = _read_result(result_file)
+        if outcome is None and getattr(proc, "status_lost", False):
+            outcome = {"status": "crashed", "error": "worker ended without a result; its exit status was lost with the worker server"}
         if outcome is None:
             message, sig = _describe_exit(proc.returncode)
             outcome = {"status": "crashed", "error": message, "exit_code": proc.returncode}
@@ -313,6 +330,7 @@ def run_worker(
     outcome["started"] = started
     outcome.setdefault("duration_s", time.time() - started)
     outcome["variant"] = variant.name
+    outcome["worker_start"] = getattr(proc, "start_method", "spawn")
     _cleanup(case_dir)
     return outcome
 

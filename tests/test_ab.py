@@ -153,8 +153,11 @@ def test_command_no_change_exits_0_and_writes_file_markdown_and_step_summary(fak
     log = []
     code = fake_run("--markdown", str(tmp_path / "ab.md"), "--json", str(tmp_path / "c.json"), worker=fake_worker(log))
     assert code == 0
-    assert len(log) == 2 * 2 * abmod.DEFAULT_REPEATS  # default repeats: 9 per case and side
     doc = abmod.load_ab(tmp_path / "ab.json")
+    # Default repeats: at most 9 per case and side; sequential, so two clear A/A cases stop at
+    # the first look (5 pairs) and the log holds exactly the processes the file says ran.
+    assert {c["repeats"] for c in doc["sequential"]["cases"].values()} == {5}
+    assert len(log) == 2 * 2 * 5 == len(doc["sequence"])
     assert doc["status"] == "complete" and doc["design"]["repeats"] == abmod.DEFAULT_REPEATS and doc["design"]["order"] == "ABBA"
     assert doc["comparison"]["kind"] == "comparison" and doc["comparison"]["has_regression"] is False
     assert {c["verdict"] for c in doc["comparison"]["cases"]} == {"unchanged"}
@@ -163,6 +166,19 @@ def test_command_no_change_exits_0_and_writes_file_markdown_and_step_summary(fak
     assert summary.read_text().startswith("earlier step\n## ✅ cnnbench A/B")
     assert json.loads((tmp_path / "c.json").read_text())["counts"]["unchanged"] == 2
     assert "No performance regression" in capsys.readouterr().out
+
+
+def test_command_no_sequential_runs_every_repeat_and_says_how_many_each_case_used(fake_run, tmp_path, capsys):
+    log = []
+    assert fake_run("--no-sequential", "--repeats", "6", worker=fake_worker(log)) == 0
+    doc = abmod.load_ab(tmp_path / "ab.json")
+    assert len(log) == 2 * 2 * 6 and "sequential" not in doc and doc["design"]["sequential"] is False
+    capsys.readouterr()
+    assert fake_run("--replace", "--repeats", "6", "--markdown", str(tmp_path / "ab.md"), worker=fake_worker(slow=1.25)) == 1
+    out = capsys.readouterr().out
+    assert "sequential: 2 of 2 case(s) settled before 6 repeats; 20 of 24 planned worker processes ran" in out
+    md = (tmp_path / "ab.md").read_text()
+    assert "Sequential stopping" in md and md.count("| 5 | settled | verdict settled at this look: regressed") == 2
 
 
 def test_command_slowdown_exits_1_and_saved_file_compares_again_and_splits(fake_run, tmp_path, capsys):

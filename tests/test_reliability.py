@@ -585,13 +585,41 @@ def bench(*args) -> list[str]:
 
 
 def workers_of(tmp_path: Path) -> list[psutil.Process]:
+    """The run's live workers: spawned ones (`-m cnnbench.worker SPEC` under tmp_path) and those
+    forked from a worker server (the default: a child of a `cnnbench.server` process whose
+    output goes to a case log under tmp_path)."""
     found = []
     for p in psutil.process_iter(["cmdline", "status"]):
         cmd = p.info.get("cmdline") or []
+        if p.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
         if "cnnbench.worker" in cmd and any(str(tmp_path) in part for part in cmd):
-            if p.info.get("status") != psutil.STATUS_ZOMBIE:
-                found.append(p)
+            found.append(p)
+        elif "cnnbench.server" in cmd and _forked_log(p, tmp_path) is not None:
+            found.append(p)
     return found
+
+
+def _forked_log(p: psutil.Process, tmp_path: Path) -> str | None:
+    """The case log of a worker forked by a worker server, or None if `p` is not one."""
+    try:
+        parent = p.parent()
+        if parent is None or "cnnbench.server" not in parent.cmdline():
+            return None
+        return next((f.path for f in p.open_files() if f.path.endswith("worker.log") and str(tmp_path) in f.path), None)
+    except psutil.Error:
+        return None
+
+
+def spec_path(worker: psutil.Process, tmp_path: Path) -> Path:
+    """The spec file of a live worker, spawned (its argument) or forked (beside its log)."""
+    cmd = worker.cmdline()
+    if "cnnbench.worker" in cmd:
+        return Path(cmd[-2])
+    log = _forked_log(worker, tmp_path)
+    if log is None:
+        raise psutil.NoSuchProcess(worker.pid)
+    return Path(log).parent / "spec.json"
 
 
 def children_alive(tmp_path: Path) -> tuple[int, list[int]]:
@@ -648,7 +676,7 @@ def test_sigkill_to_a_worker_at_10_random_points(tmp_path):
                     continue
                 seen.add(worker.pid)
                 try:
-                    spec = json.loads(Path(worker.cmdline()[-2]).read_text())
+                    spec = json.loads(spec_path(worker, tmp_path).read_text())
                 except (OSError, ValueError, psutil.Error):
                     continue
                 batch = spec["batch_size"]
@@ -790,14 +818,15 @@ def test_sigint_at_20_random_points(tmp_path):
     sigs = [signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     anchors = ["lock", "saved", "blocked", "lock", "saved"]
     points = [(anchors[i % 5], rng.uniform(0.0, 3.0 if i % 5 == 0 else 1.0), sigs[i % 4], i % 5 == 4) for i in range(20)]
-    suite = write_suite(tmp_path, f"""
+    suite = write_suite(tmp_path, """
         name: sigint
         models:
-          - {{name: leaker, import: "faultmodels:leaker", input_size: [1, 8, 8]}}
-          - {{name: blocker, import: "faultmodels:blocker", input_size: [1, 8, 8]}}
+          - {name: leaker, import: "faultmodels:leaker", input_size: [1, 8, 8]}
+          - {name: blocker, import: "faultmodels:blocker", input_size: [1, 8, 8]}
         threads: 1
-        {MEASURE}
-    """)
+        measure: {warmup: 1, min_time_s: 2.5, max_time_s: 3.0, timeout_s: 60}
+    """)  # each case measures >= 2.5 s: a forked worker starts in ~0.1 s, and every Ctrl-C, at most
+    # 2 s after the first case is saved, must still land while the second one works
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(_interrupt_one_run, suite, tmp_path / f"t{i:02d}", *p) for i, p in enumerate(points)]
         outcomes = [(a, round(d, 2), signal.Signals(s).name, f.result()) for (a, d, s, _), f in zip(points, futures)]

@@ -29,6 +29,11 @@ worker's PYTHONPATH (--base-path, --current-path; e.g. a checkout of the base co
 side measures with its own cnnbench and model code. Before measuring, each variant is probed:
 the interpreter must run, import cnnbench and torch (exit 2 otherwise).
 
+Sequential: from the 5th pair on, a case whose verdict is settled stops (the error spent across
+the looks, Pocock-type alpha spending on the same rank test, so the false-alarm bound stays
+--alpha); the others go on up to --repeats. The summary says how many repeats each case used
+and why it stopped. --no-sequential runs every case the full --repeats.
+
 One file (--out) holds both variants' results and the comparison, rewritten after every worker
 process; Ctrl-C keeps everything measured (exit 130). The verdicts, the Markdown summary (to
 --markdown, and appended to $GITHUB_STEP_SUMMARY when set) and the exit codes are those of
@@ -60,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--repeats",
         type=positive_int,
         metavar="N",
-        help=f"worker processes per case and side (default: the suite's measure.repeats if > 1, else {DEFAULT_REPEATS})",
+        help=f"most worker processes per case and side (default: the suite's measure.repeats if > 1, else {DEFAULT_REPEATS})",
     )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument(
@@ -86,6 +91,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="write the comparison as JSON to FILE")
     p.add_argument("--split", metavar="PREFIX", help="also write PREFIX-base.json and PREFIX-current.json (plain results files)")
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the comparison")
+    p.add_argument(
+        "--no-sequential",
+        dest="sequential",
+        action="store_false",
+        help="run every case the full --repeats (default: stop a case once its verdict is settled, "
+        "Pocock-type alpha spending across the looks; see docs/ci.md)",
+    )
+    add_spawn_argument(p)
+
+
+def add_spawn_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start every worker as a fresh interpreter (default: fork it from a pre-imported worker "
+        "server per variant, which saves the torch import; see docs/ci.md)",
+    )
 
 
 def _thresholds(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
@@ -134,7 +156,22 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
     compare.render_terminal(comparison, console)
     for note in ab.get("notes") or []:
         console.print(f"note: {note}", markup=False, highlight=False)
+    seq = ab.get("sequential") or {}
+    if seq.get("cases"):
+        cases = seq["cases"].values()
+        most = int((seq.get("plan") or {}).get("max_repeats") or 0)
+        early = sum(c.get("stopped") == "settled" and (c.get("repeats") or 0) < most for c in cases)
+        used = sum(2 * int(c.get("repeats") or 0) for c in cases)
+        console.print(
+            f"sequential: {early} of {len(seq['cases'])} case(s) settled before {most} repeats; "
+            f"{used} of {2 * most * len(seq['cases'])} planned worker processes ran",
+            markup=False, highlight=False,
+        )  # fmt: skip
     return comparison
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class ConsoleAbReporter(ProgressReporter):
@@ -281,6 +318,8 @@ def _measure_locked(
         "worker_processes_planned": len(abmod.schedule(cases)),
         "alpha": alpha,
         "thresholds": {m: str(t) for m, t in thresholds.items()},
+        "sequential": bool(args.sequential),
+        "worker_start": "spawn" if args.spawn else "fork",
     }
     doc = abmod.new_ab_results(
         environment=collect_environment(with_torch=False), suite=suite_info, variants=variants, infos=infos, design=design
@@ -295,9 +334,15 @@ def _measure_locked(
     reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(title=f"ab {suite.name}")
     stop = StopFlag()
     restore = stop.install()
+    from cnnbench import server as worker_server
+
     try:
-        state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
-                             extra_paths=suite.python_path, stop=stop, oom_retry=args.oom_retry)  # fmt: skip
+        with worker_server.session(enabled=not args.spawn, warn=_warn):  # one server per variant
+            state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
+                                 extra_paths=suite.python_path, stop=stop, sequential=args.sequential,
+                                 alpha=alpha, thresholds=thresholds, statistic=args.statistic,
+                                 oom_retry=args.oom_retry)  # fmt: skip
+        state.interrupted = state.interrupted or stop.requested  # a Ctrl-C while the servers shut down
     finally:
         restore()
         reporter.finish(doc)

@@ -59,7 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_run_store_arguments(p)
     p.add_argument("--wide", action="store_true",
-                   help="also show energy per image, average W, images/J and idle W in the final table (docs/energy.md)")
+                   help="every column in the final table: cold start, params, MACs, memory, top-1, and energy per "
+                        "image, average W, images/J and idle W (docs/energy.md)")
+    from cnnbench.commands.ab import add_spawn_argument
+
+    add_spawn_argument(p)
 
 
 def _shard_help() -> str:
@@ -276,11 +280,16 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
+        from cnnbench import server as worker_server
+        from cnnbench.commands.ab import _warn
+
         try:
-            state = run_cases(
-                cases, results=results, out_path=out, reporter=reporter, stop=stop,
-                extra_paths=suite.python_path, oom_retry=args.oom_retry,
-            )
+            with worker_server.session(enabled=not args.spawn, warn=_warn):  # fork each worker from a server
+                state = run_cases(
+                    cases, results=results, out_path=out, reporter=reporter, stop=stop,
+                    extra_paths=suite.python_path, oom_retry=args.oom_retry,
+                )
+            state.interrupted = state.interrupted or stop.requested  # a Ctrl-C while the servers shut down
         except BaseException:
             _stop_progress(reporter)
             raise

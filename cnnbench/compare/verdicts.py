@@ -191,6 +191,7 @@ def compare_results(
     base_name: str | None = None,
     current_name: str | None = None,
     statistic: str = DEFAULT_STATISTIC,
+    alpha_by_key: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Pair the cases of two loaded results files by key and give each a verdict.
 
@@ -206,6 +207,8 @@ def compare_results(
         current_name: how to call the current results in reports.
         statistic: the figure taken from each worker process's samples (a key of STATISTICS):
             the tests, intervals and ratios are on these per-process figures.
+        alpha_by_key: a level per case key that replaces `alpha` for that case (a sequential
+            A/B run judges each case at the level of the look it stopped at: cnnbench.sequential).
 
     Returns:
         A `Comparison`; nothing is printed.
@@ -234,7 +237,8 @@ def compare_results(
         if c is None:
             rows.append(_unpaired(key, b, MISSING, "in base only"))
         else:
-            rows.append(_compare_case(key, b, c, thr, alpha, blocking, statistic))
+            case_alpha = (alpha_by_key or {}).get(key, alpha)
+            rows.append(_compare_case(key, b, c, thr, case_alpha, blocking, statistic))
     for key, c in cur_cases.items():
         if key not in base_cases:
             rows.append(_unpaired(key, c, NEW, "in current only"))

@@ -1,0 +1,239 @@
+"""Sequential A/B: stop repeating a case as soon as its verdict is settled.
+
+The fixed design runs every case `N` pairs of worker processes (9 by default) and then tests
+once. Most cases are settled long before: an unchanged case on a quiet machine, or a +25%
+slowdown, is clear after 5 pairs. Looking at the data after every pair and stopping when it is
+clear saves those processes, but every look is another chance of a false alarm: testing at
+`alpha` after each of 5 looks would raise the false-alarm rate well above `alpha`. A
+*group-sequential* rule spends the error across the looks so that the chance of a false alarm at
+*any* look stays at most `alpha`.
+
+The rule
+--------
+Looks at n = n0, n0 + 1, ..., N pairs per side, where n0 is the fewest repeats with which the
+rank test can reach `alpha` at all (5 for 0.01, `compare.min_repeats_for_alpha`). The error spent
+by look n is the **Pocock-type alpha-spending function** of Lan and DeMets,
+
+    alpha(t) = alpha * ln(1 + (e - 1) * t),   t = n / N (the information fraction),
+
+(K. K. G. Lan and D. L. DeMets, "Discrete sequential boundaries for clinical trials",
+Biometrika 70(3):659-663, 1983; the Pocock-type form is the one given there and in Jennison and
+Turnbull, *Group Sequential Methods with Applications to Clinical Trials*, 2000, sec. 7.2). It is
+applied to the one-sided Mann-Whitney test that `compare` uses, on the same per-process figures
+(the p5 by default). Chosen over O'Brien-Fleming-type spending because the rank test's p-value
+has a floor (1 / C(2n, n)): O'Brien-Fleming spends almost nothing early (0.00055 at 5 of 9), below
+what 5 or 6 pairs can ever reach, so it could not stop early at all; Pocock's spends 0.0067 there.
+
+The nominal level of each look, `levels[n]`, is the largest p-value threshold such that, under
+"no change" (the 2N per-process figures exchangeable, which makes the rank statistics' joint
+distribution the same for any continuous noise), the probability of crossing at look n and at no
+earlier look is at most the error left to spend there: alpha(t_n) minus what the earlier looks
+really spent (a discrete test spends less than it may; the rest carries forward, as Lan-DeMets
+allows). That joint probability is estimated once per design by simulation with a fixed seed, and
+each estimate is taken at its upper 99.9% bound, so Monte Carlo error cannot push the real rate
+above the budget. With the defaults (N = 9, alpha = 0.01) the levels are printed in docs/ci.md.
+
+At look n a case **stops** when `compare` run at `alpha = levels[n]` says
+
+* `regressed` or `improved` (ratio past the threshold and one-sided p <= levels[n]), or
+* `unchanged` (the bootstrap interval at level 1 - 2 levels[n] lies inside the band): the same
+  equivalence test with the same spent error, so stopping "unchanged" early is no easier than
+  stopping "regressed" early, and a real +10% slowdown is not waved through by a lucky look;
+
+otherwise it goes on, up to N (`max_repeats`). The verdict of a stopped case is the verdict of its
+last look, at that look's level: `ab --from FILE` re-judges it the same way (`alpha_by_key`).
+Stopping for "unchanged" can only remove false alarms, so the error bound holds with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["SPENDING", "STOPPED_REASONS", "Plan", "look", "plan", "render_markdown", "spent"]
+
+SPENDING = "pocock"
+RULE = "group-sequential Mann-Whitney, Pocock-type alpha spending (Lan & DeMets 1983)"
+SIMULATIONS = 200_000
+SEED = 20261201
+_Z_UPPER = 3.09  # upper 99.9% bound on each simulated crossing rate
+SETTLED = ("regressed", "improved", "unchanged")
+STOPPED_REASONS = {
+    "settled": "verdict settled at this look",
+    "max_repeats": "reached the maximum repeats",
+    "failed": "a worker process did not end ok",
+    "interrupted": "the run was interrupted",
+}
+
+
+def spent(t: float, alpha: float) -> float:
+    """Error spent by information fraction t (0..1): Pocock-type, alpha ln(1 + (e - 1) t)."""
+    t = min(max(t, 0.0), 1.0)
+    return alpha * math.log(1.0 + (math.e - 1.0) * t)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The looks of one design: nominal one-sided levels per number of pairs."""
+
+    max_repeats: int
+    alpha: float
+    first_look: int
+    levels: tuple[tuple[int, float], ...]  # (n, nominal level) for n = first_look .. max_repeats
+    simulated_alpha: float  # estimated chance of a false regression at any look (upper bound)
+
+    def level(self, n: int) -> float:
+        """The nominal level of the look at n pairs (the final level for an n between looks)."""
+        for k, c in self.levels:
+            if k == n:
+                return c
+        return self.levels[-1][1] if self.levels else self.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": RULE,
+            "spending": SPENDING,
+            "max_repeats": self.max_repeats,
+            "first_look": self.first_look,
+            "alpha": self.alpha,
+            "levels": {str(n): c for n, c in self.levels},
+            "simulated_alpha_upper": self.simulated_alpha,
+        }
+
+
+def _u_tail(n: int) -> list[float]:
+    """P(U >= u) for u = 0..n*n under no change, n values per side, no ties (exact)."""
+    # f[m][k][u]: arrangements of m x-values and k y-values with U = u (classic recursion).
+    size = n * n + 1
+    f = [[[0] * size for _ in range(n + 1)] for _ in range(n + 1)]
+    for m in range(n + 1):
+        for k in range(n + 1):
+            if m == 0 or k == 0:
+                f[m][k][0] = 1
+                continue
+            for u in range(m * k + 1):
+                a = f[m - 1][k][u - k] if u >= k else 0  # the largest value is an x: beats all k y
+                f[m][k][u] = a + f[m][k - 1][u]
+    counts = f[n][n]
+    total = math.comb(2 * n, n)
+    tail, acc = [0.0] * size, 0
+    for u in range(size - 1, -1, -1):
+        acc += counts[u]
+        tail[u] = acc / total
+    return tail
+
+
+@lru_cache(maxsize=32)
+def plan(max_repeats: int, alpha: float, first_look: int | None = None) -> Plan:
+    """The nominal level of every look for `max_repeats` pairs at overall level `alpha`."""
+    from cnnbench.compare import min_repeats_for_alpha
+
+    n0 = first_look or min_repeats_for_alpha(alpha)
+    if max_repeats <= n0:  # one look at the end: the fixed design, at alpha
+        return Plan(max_repeats, alpha, max_repeats, ((max_repeats, alpha),), alpha)
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    sims = SIMULATIONS
+    x = rng.random((sims, max_repeats))  # current
+    y = rng.random((sims, max_repeats))  # base
+    alive = np.ones(sims, dtype=bool)
+    u = np.zeros(sims, dtype=np.int64)
+    levels: list[tuple[int, float]] = []
+    budget_used = 0.0
+    for n in range(1, max_repeats + 1):
+        # U_n = U_{n-1} + [new current beats each of the n base values] + [each earlier current beats the new base]
+        u += (x[:, n - 1 : n] > y[:, :n]).sum(axis=1) + (x[:, : n - 1] > y[:, n - 1 : n]).sum(axis=1)
+        if n < n0:
+            continue
+        allowed = spent(n / max_repeats, alpha) - budget_used
+        tail = _u_tail(n)
+        counts = np.bincount(u[alive], minlength=n * n + 1)
+        best_u, best_rate = None, 0.0
+        crossing = 0
+        for cut in range(n * n, -1, -1):  # widen the rejection region while the bound allows
+            crossing += int(counts[cut])
+            rate = crossing / sims
+            upper = rate + _Z_UPPER * math.sqrt(max(rate * (1 - rate), 1.0 / sims) / sims)
+            if upper > allowed or tail[cut] > alpha:
+                break
+            best_u, best_rate = cut, upper
+        if best_u is None:
+            levels.append((n, 0.0))
+            continue
+        levels.append((n, tail[best_u]))
+        alive &= u < best_u
+        budget_used += best_rate
+    return Plan(max_repeats, alpha, n0, tuple(levels), budget_used)
+
+
+def look(
+    base_record: Mapping[str, Any],
+    current_record: Mapping[str, Any],
+    *,
+    level: float,
+    thresholds: Mapping[str, Any] | None = None,
+    statistic: str | None = None,
+    base_env: Mapping[str, Any] | None = None,
+    current_env: Mapping[str, Any] | None = None,
+) -> Any:
+    """`compare`'s verdict row for one case at one look (alpha = the look's level)."""
+    from cnnbench import compare
+
+    if not 0 < level < 0.5:
+        raise ValueError(f"a look's level must be in (0, 0.5), got {level!r} (a level-0 look is no look)")
+    comp = compare.compare_results(
+        {"environment": dict(base_env or {}), "cases": [dict(base_record)]},
+        {"environment": dict(current_env or {}), "cases": [dict(current_record)]},
+        alpha=level,
+        thresholds=thresholds,
+        statistic=statistic or compare.DEFAULT_STATISTIC,
+    )
+    return comp.rows[0]
+
+
+def look_values(base: Sequence[float], current: Sequence[float], *, level: float, thresholds: Mapping[str, Any] | None = None, key: str = "k") -> Any:
+    """`look` on per-process figures given directly (simulations, tests): each figure becomes one
+    process's figure, compared on the path `compare` takes for them (same test, same bootstrap)."""
+    def rec(values: Sequence[float]) -> dict[str, Any]:
+        return {"key": key, "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok",
+                "repeat_medians_ms": [float(v) for v in values]}  # fmt: skip
+
+    return look(rec(base), rec(current), level=level, thresholds=thresholds, statistic="median")
+
+
+def settled(verdict: str) -> bool:
+    return verdict in SETTLED
+
+
+def render_markdown(ab: Mapping[str, Any]) -> list[str]:
+    """Lines for the A/B summary: how many repeats each case used and why it stopped."""
+    seq = ab.get("sequential") or {}
+    cases = seq.get("cases") or {}
+    if not cases:
+        return []
+    plan_info = seq.get("plan") or {}
+    used = sum(2 * int(c.get("repeats") or 0) for c in cases.values())
+    planned = 2 * int(plan_info.get("max_repeats") or 0) * len(cases)
+    early = sum(c.get("stopped") == "settled" and c.get("repeats", 0) < plan_info.get("max_repeats", 0) for c in cases.values())
+    levels = ", ".join(f"{n}: {c:.4g}" for n, c in (plan_info.get("levels") or {}).items())
+    lines = [
+        "",
+        (
+            f"Sequential stopping ({plan_info.get('rule', RULE)}, overall alpha {plan_info.get('alpha')}; "
+            f"nominal level per look, by pairs: {levels}): {early} of {len(cases)} case(s) stopped early; "
+            f"{used} of {planned} planned worker processes ran."
+        ),
+        "",
+        "| Case | Repeats per side | Stopped | Why |",
+        "|---|---:|---|---|",
+    ]
+    for key, c in cases.items():
+        why = STOPPED_REASONS.get(c.get("stopped"), c.get("stopped") or "?")
+        if c.get("verdict"):
+            why += f": {c['verdict']} at level {c.get('level', 0):.3g}"
+        lines.append(f"| `{key.replace('|', ' ')}` | {c.get('repeats')} | {c.get('stopped')} | {why} |")
+    return lines

@@ -1,0 +1,133 @@
+"""Sequential A/B: the error spent across looks, and when a case stops (synthetic figures, no timing)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from cnnbench import ab as abmod
+from cnnbench import compare, sequential
+from cnnbench.runner import Variant
+from cnnbench.spec import CaseSpec, Measure
+
+VARIANTS = {name: Variant(name=name) for name in abmod.VARIANT_NAMES}
+
+
+def spec(model: str, repeats: int = 9) -> CaseSpec:
+    return CaseSpec(model=model, batch_size=1, input_size=(1, 8, 8), measure=Measure(repeats=repeats))
+
+
+def fake_worker(slow: dict[str, float], *, noise: dict[str, float] | None = None, seed: int = 0):
+    """Per-process figures near 10 ms with lognormal spread noise[model] (default 1%); the
+    current side's multiplied by slow[model]."""
+    rngs: dict[str, random.Random] = {}
+
+    def worker(spec, *, variant, workdir, stop, extra_paths):
+        rng = rngs.setdefault(spec.model, random.Random(seed))  # each case its own stream
+        sd = (noise or {}).get(spec.model, 0.01)
+        level = 10.0 * (slow.get(spec.model, 1.0) if variant.name == "current" else 1.0) * math.exp(rng.gauss(0, sd))
+        samples = [level * (1 + abs(rng.gauss(0, 0.002))) for _ in range(30)]
+        return {"status": "ok", "error": None, "samples_ms": samples, "warmup_ms": [12.0], "first_call_ms": 20.0}
+
+    return worker
+
+
+def run(tmp_path, cases, slow, **kw):
+    doc = abmod.new_ab_results(environment={"hostname": "h"}, suite={"name": "t"}, variants=VARIANTS)
+    state = abmod.run_ab(cases, ab=doc, out_path=tmp_path / "ab.json", variants=VARIANTS,
+                         worker=fake_worker(slow, **kw), sequential=True)  # fmt: skip
+    return doc, state
+
+
+def test_spending_function_spends_alpha_by_the_end_and_never_decreases():
+    values = [sequential.spent(t / 20, 0.01) for t in range(21)]
+    assert values[0] == 0 and values[-1] == pytest.approx(0.01)
+    assert all(a < b for a, b in zip(values, values[1:]))
+
+
+def test_exact_rank_tail_matches_compares_mann_whitney():
+    rng = random.Random(3)
+    for n in (5, 7, 9):
+        tail = sequential._u_tail(n)
+        for _ in range(20):
+            x, y = [rng.random() for _ in range(n)], [rng.random() for _ in range(n)]
+            u, p = compare.mann_whitney_greater(x, y)
+            assert tail[int(u)] == pytest.approx(p)
+
+
+def test_plan_levels_for_the_default_design():
+    plan = sequential.plan(9, 0.01)
+    assert [n for n, _ in plan.levels] == [5, 6, 7, 8, 9]
+    assert all(0 < c < 0.01 for _, c in plan.levels)
+    assert plan.simulated_alpha <= 0.01
+    # A design with one look is the fixed design at alpha.
+    assert sequential.plan(5, 0.01).levels == ((5, 0.01),)
+
+
+def _false_alarms(levels, draws: int, seed: int, *, naive: bool = False) -> float:
+    """Share of A/A sequences (iid noise) rejected at some look by the rank test alone (no ratio
+    threshold: the error the spending has to control). Exact p from the U statistic."""
+    rng = random.Random(seed)
+    tails = {n: sequential._u_tail(n) for n, _ in levels}
+    n_max = levels[-1][0]
+    hits = 0
+    for _ in range(draws):
+        x = [rng.lognormvariate(0, 0.05) for _ in range(n_max)]
+        y = [rng.lognormvariate(0, 0.05) for _ in range(n_max)]
+        for n, c in levels:
+            u = sum(a > b for a in x[:n] for b in y[:n])
+            if tails[n][u] <= (0.01 if naive else c):
+                hits += 1
+                break
+    return hits / draws
+
+
+def test_simulated_aa_false_alarm_rate_stays_under_alpha_while_naive_looks_exceed_it():
+    """The spent levels keep the chance of a false regression at any of the 5 looks under alpha
+    (independent simulation, another seed than the plan's); testing at alpha at every look
+    would not."""
+    plan = sequential.plan(9, 0.01)
+    rate = _false_alarms(plan.levels, 20000, seed=11)
+    naive = _false_alarms(plan.levels, 20000, seed=11, naive=True)
+    se = math.sqrt(0.01 * 0.99 / 20000)
+    assert rate <= 0.01 + 2 * se
+    assert naive > 0.01 + 3 * se
+
+
+def test_a_clear_regression_stops_at_the_first_look_and_a_borderline_case_goes_on(tmp_path):
+    cases = [spec("clear"), spec("border"), spec("same")]
+    # border: +3% under 4% between-process noise: neither significant nor inside the band
+    doc, _ = run(tmp_path, cases, {"clear": 1.25, "border": 1.03}, noise={"border": 0.04})
+    seq = doc["sequential"]["cases"]
+    clear, border, same = (seq[c.key] for c in cases)
+    assert clear["stopped"] == "settled" and clear["verdict"] == "regressed" and clear["repeats"] == 5
+    assert same["stopped"] == "settled" and same["verdict"] == "unchanged" and same["repeats"] == 5
+    assert border["stopped"] == "max_repeats" and border["repeats"] == 9
+    # The processes really stopped: 5 pairs for the settled cases, 9 for the borderline one.
+    per_case = {c.key: sum(s["key"] == c.key for s in doc["sequence"]) for c in cases}
+    assert per_case == {cases[0].key: 10, cases[1].key: 18, cases[2].key: 10}
+    # compare_ab (and so `ab --from FILE`) judges each case at the level of its last look.
+    rows = {r.key: r for r in abmod.compare_ab(doc).rows}
+    assert rows[cases[0].key].verdict == "regressed" and rows[cases[0].key].base_repeats == 5
+    assert rows[cases[2].key].verdict == "unchanged"
+    md = abmod.render_ab_markdown(doc, abmod.compare_ab(doc))
+    assert "Sequential stopping" in md and "| 5 | settled |" in md and "| 9 | max_repeats |" in md
+
+
+def test_without_sequential_every_case_runs_the_full_repeats(tmp_path):
+    doc = abmod.new_ab_results(environment={}, suite={"name": "t"}, variants=VARIANTS)
+    abmod.run_ab([spec("clear", 6)], ab=doc, out_path=tmp_path / "ab.json", variants=VARIANTS,
+                 worker=fake_worker({"clear": 1.25}))  # fmt: skip
+    assert len(doc["sequence"]) == 12 and "sequential" not in doc
+
+
+def test_a_sequential_file_round_trips_and_a_fixed_one_loads(tmp_path):
+    doc, _ = run(tmp_path, [spec("clear")], {"clear": 1.25})
+    loaded = abmod.load_ab(tmp_path / "ab.json")
+    assert loaded["ab_format_version"] == 2
+    assert abmod.compare_ab(loaded).rows[0].verdict == "regressed"
+    old = dict(doc, ab_format_version=1)
+    old.pop("sequential")
+    assert abmod.sequential_levels(old, 0.01) is None
