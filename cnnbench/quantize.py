@@ -403,3 +403,27 @@ def accuracy_change(out: dict[str, Any], model: Any, evaluation: Any, *, batch_s
         "top5_pp": acc["top5"] - ref["top5"],
         "correct1": int(acc["correct1"]) - int(ref["correct1"]),
     }
+
+
+def parity_example(spec: Any, example: Any) -> tuple[Any, str | None]:
+    """The inputs an int8 case's parity check runs on, and what they are (None: the example).
+
+    int8 calibrated on a dataset has activation ranges for images like that dataset's; the
+    seeded standard-normal example batch lies outside them (digits images are in [-1, 1]) and
+    would measure clipping, not the quantized model (trained lenet5: 0.37 of the output scale
+    through every int8 path). So parity runs on the case's batch of that dataset's training
+    images that calibration did not see (the ones after the calibration subset, repeated if the
+    split runs out). Random calibration keeps the example batch, which is what it calibrated on.
+    """
+    config = json.loads(spec.evaluation) if spec.evaluation else {}
+    dataset = config.get("dataset") or {}
+    if spec.precision != "int8" or dataset.get("kind") != "digits":
+        return example, None
+    import torch
+
+    from cnnbench.accuracy import load_dataset
+
+    train = load_dataset({**dataset, "split": "train"}, input_size=tuple(spec.input_size)).images  # type: ignore[attr-defined]
+    n, total = calibration_images(spec), int(train.shape[0])
+    idx = torch.arange(n, n + spec.batch_size) % total
+    return train[idx].contiguous(), f"{spec.batch_size} digits train images not used for calibration"

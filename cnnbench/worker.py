@@ -134,7 +134,14 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if spec.mode == "inference" and (spec.backend != "eager" or spec.precision != "fp32"):
         from cnnbench.parity import check_parity  # after the timed loop, never inside it
 
-        out["parity"] = check_parity(spec, model, example, prepared)
+        parity_x, parity_inputs = example, None
+        if spec.precision == "int8":  # in the calibration's range (cnnbench.quantize.parity_example)
+            from cnnbench.quantize import parity_example
+
+            parity_x, parity_inputs = parity_example(spec, example)
+        out["parity"] = check_parity(spec, model, parity_x, prepared)
+        if parity_inputs:
+            out["parity"]["inputs"] = parity_inputs
         if not out["parity"]["ok"]:  # timings stay in the record, marked invalid
             out["status"], out["error"] = "fail_accuracy", out["parity"]["reason"]
     if spec.mode == "train":

@@ -264,6 +264,7 @@ def test_int8_onnxrt_and_openvino_quantize_calibrate_and_report_accuracy_change(
         assert info["artifact_bytes"] < 0.6 * fp32["backend_info"]["artifact_bytes"]
         parity = out["parity"]
         assert parity["ok"] and parity["tolerance"] == 0.25 and parity["max_rel_err"] > 1e-5  # really quantized
+        assert "not used for calibration" in parity["inputs"]  # in the calibrated range, unseen
         acc = out["accuracy"]
         ref = acc["fp32_eager"]
         assert acc["total"] == ref["total"] == 64
