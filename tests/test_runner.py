@@ -271,7 +271,9 @@ def test_cli_run_of_a_tiny_suite_writes_the_contract_fields(tmp_path):
     out = tmp_path / "tiny.json"
     proc = _bench("run", str(suite), "--out", str(out), cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "median ms ± IQR" in proc.stdout and "multiply-accumulates" in proc.stdout
+    assert "median ms ± IQR" in proc.stdout and "more columns: --wide" in proc.stdout  # the compact table
+    wide = _bench("show", str(out), "--wide", cwd=tmp_path, timeout=120)
+    assert wide.returncode == 0 and "multiply-accumulates" in wide.stdout and "lenet5" in wide.stdout
     data = json.loads(out.read_text())
     assert isinstance(data["schema_version"], int)
     assert {"environment", "suite", "cases"} <= data.keys()
