@@ -581,7 +581,7 @@ def test_cli_rows_flag_a_backend_beyond_tolerance():
 def test_cli_table_drops_the_columns_that_carry_nothing():
     from rich.console import Console
 
-    from cnnbench.commands.accuracy import render_table, table_rows
+    from cnnbench.report.accuracy_table import render_table, table_rows
 
     def run(backend, c1, skipped=0):
         spec = CaseSpec(model="m", batch_size=1, input_size=(1, 8, 8), backend=backend)
