@@ -238,11 +238,11 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     columns = COMPACT_COLUMNS + (WIDE_COLUMNS if wide else ())
     if wide and any(r["top1"] is not None for r in rows):
         columns += ("top-1 (n/total)",)
-    if wide:  # energy over the timed window (cnnbench.energy)
+    if wide and any(c != "-" for r in rows for c in r["energy_cells"]):  # energy over the timed window, where measured
         from cnnbench.energy import WIDE_COLUMNS as ENERGY_COLUMNS
 
         columns += ENERGY_COLUMNS
-    caption = _caption(wide=wide, top1="top-1 (n/total)" in columns)
+    caption = _caption(wide=wide, top1="top-1 (n/total)" in columns, energy="idle W" in columns)
     cells = [_cells(r, columns) for r in rows]
     if width is None or table_width(cells, columns) <= width or not rows:
         return _make_table(cells, rows, columns, title=title, caption=caption)
@@ -266,7 +266,7 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     return Group(*parts)
 
 
-def _caption(*, wide: bool, top1: bool) -> str:
+def _caption(*, wide: bool, top1: bool, energy: bool = False) -> str:
     text = (
         "latency = per-call median ± IQR (ms), warmup and first call excluded; images/s = batch / median "
         "(a train row times one optimizer step: samples/s); speedup = eager median / this median (same "
@@ -288,9 +288,10 @@ def _caption(*, wide: bool, top1: bool) -> str:
             "; top-1 = measured on the case's dataset through its backend (correct/total images), "
             "⚠ = differs from eager by more than max(1, 0.1%) images"
         )
-    from cnnbench.energy import WIDE_CAPTION
+    if energy:
+        from cnnbench.energy import WIDE_CAPTION
 
-    text += "; " + WIDE_CAPTION
+        text += "; " + WIDE_CAPTION
     return text
 
 

@@ -11,38 +11,10 @@ imports what the targets import (torch, usually).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from typing import Iterable
 
-__all__ = ["check_imports_in", "ImportCheckError"]
-
-_MARK = "CNNBENCH-IMPORTS "
-# Run as `python -c` in the child; argv[1] is a JSON list of targets. Prints one marked JSON line:
-# {target: error text or null}. The module's own code may raise anything, SystemExit included.
-_CHILD = f"""
-import importlib, json, sys
-out = {{}}
-for target in json.loads(sys.argv[1]):
-    module_name, _, attr = target.partition(":")
-    try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        out[target] = None if callable(obj) else "%r is %s, not a callable that builds a model" % (target, type(obj).__name__)
-    except KeyboardInterrupt:
-        raise
-    except AttributeError as e:
-        out[target] = "cannot import %r: %r has no attribute %r" % (target, module_name, attr)
-    except BaseException as e:
-        out[target] = "cannot import %r: %s: %s" % (target, type(e).__name__, " ".join(str(e).split()))
-print({_MARK!r} + json.dumps(out), flush=True)
-"""
-
-
-class ImportCheckError(RuntimeError):
-    """The child could not run or did not answer (not a failed import: those are returned)."""
+__all__ = ["check_imports_in"]
 
 
 def check_imports_in(
@@ -56,26 +28,14 @@ def check_imports_in(
     Returns:
         {target: one-line error} for each target that does not import to a callable (empty: all ok).
 
-    Raises:
-        ImportCheckError: the interpreter cannot be started, does not answer within `timeout_s`,
-            or exits without its answer line.
+    An interpreter that cannot start, a child that exits, crashes or hangs at import: every
+    target it did not answer for gets that as its error (`cnnbench.usercode.check_imports`).
     """
+    from cnnbench.usercode import check_imports  # the one child-process import check (own session, output discarded)
+
     wanted = sorted(set(targets))
     if not wanted:
         return {}
-    env = {**os.environ, "PYTHONPATH": pythonpath, "PYTHONSAFEPATH": "1"}
-    try:
-        proc = subprocess.run(
-            [python, "-c", _CHILD, json.dumps(wanted)],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=timeout_s,
-        )  # fmt: skip
-    except OSError as exc:
-        raise ImportCheckError(f"cannot run {python} ({exc.strerror or exc})") from None
-    except subprocess.TimeoutExpired:
-        raise ImportCheckError(f"importing {', '.join(wanted)} did not finish within {timeout_s:g} s") from None
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
-    if not lines:
-        tail = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        raise ImportCheckError(f"the import check exited {proc.returncode} without an answer ({tail[-1] if tail else 'no output'})")
-    answer = json.loads(lines[-1][len(_MARK):])
+    paths = [p for p in pythonpath.split(os.pathsep) if p]
+    answer = check_imports(python, paths, wanted, timeout_s=timeout_s)
     return {t: err for t, err in answer.items() if err}

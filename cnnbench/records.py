@@ -462,6 +462,11 @@ _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "throughput_per_s": (lambda w, v: _number(w, v, strict=True), None),
     "warnings": (lambda w, v: _scalars(w, v) if v is not None else (), ()),
     "measured_on": (_mapping, None),
+    # Optional sections of later features, absent from files that predate them.
+    "processes": (_mapping, None),  # between-process figures and modes (cnnbench.processes)
+    "energy": (_mapping, None),  # over the timed window (cnnbench.energy)
+    "device_state": (_mapping, None),  # GPU clocks, throttling; CPU governor (cnnbench.devicestate)
+    "transfer": (_mapping, None),  # H2D / compute / D2H split (cnnbench.transfer)
 }
 
 
@@ -507,6 +512,10 @@ class CaseRecord:
     throughput_per_s: float | None
     warnings: tuple[str, ...]
     measured_on: Mapping[str, Any] | None
+    processes: Mapping[str, Any] | None
+    energy: Mapping[str, Any] | None
+    device_state: Mapping[str, Any] | None
+    transfer: Mapping[str, Any] | None
     extra: Mapping[str, Any]
     present: tuple[str, ...]
 

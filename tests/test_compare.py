@@ -393,9 +393,11 @@ def test_memory_change_over_a_tiny_baseline_is_absolute_never_a_percentage():
     assert tiny.memory_verdict == UNCHANGED  # 2.2 MiB is under the 8 MiB RSS threshold, whatever the ratio
     assert grown.memory_verdict == REGRESSED  # both thresholds passed: x205 and 20 MiB
     md = render_markdown(comp)
-    assert "%" not in compare._fmt_memory(tiny) and compare._fmt_memory(tiny) == "+2.2 MiB"
+    from cnnbench.compare import render
+
+    assert "%" not in render._fmt_memory(tiny) and render._fmt_memory(tiny) == "+2.2 MiB"
     assert "+20.0 MiB (RSS 100.0 KiB → 20.1 MiB) ❌" in md
-    assert compare._fmt_memory_short(tiny) == "+2.2 MiB RSS"
+    assert render._fmt_memory_short(tiny) == "+2.2 MiB RSS"
 
 
 def test_a_cuda_memory_verdict_also_needs_the_absolute_threshold():

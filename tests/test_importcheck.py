@@ -37,7 +37,7 @@ def test_imports_are_checked_on_the_given_path_only(tmp_path):
     )
     assert failed == {
         "onlyhere:nope": "cannot import 'onlyhere:nope': 'onlyhere' has no attribute 'nope'",
-        "onlyhere:NOT_CALLABLE": "'onlyhere:NOT_CALLABLE' is int, not a callable that builds a model",
+        "onlyhere:NOT_CALLABLE": "'onlyhere:NOT_CALLABLE' is an integer, not a callable that builds a model",
         "exits:build": "cannot import 'exits:build': SystemExit: 3",
     }
     assert check_imports_in(sys.executable, "", []) == {}  # nothing to check: no child at all

@@ -53,6 +53,13 @@ LEVELS: dict[str, tuple[str, tuple[str, ...]]] = {
         "run-small", ("--backend", "eager")),  # compile and onnxrt add ~40 s; eager checks the weights
     "python examples/digits/train_lenet5.py": ("run-small", ("--epochs", "1", "--out", "{tmp}/w.pt")),
     "python bench.py run suites/digits-accuracy.yaml": ("validate", ()),
+    "python bench.py list backends": ("run", ()),
+    "python bench.py list models 'timm:resnet1*'": ("run", ()),
+    "python bench.py run suites/classics.yaml --shard auto --out shard.json": ("parse", ()),  # K/N from a scheduler
+    "python bench.py show results/classics.json --wide": ("parse", ()),
+    "python bench.py run suites/ci.yaml --store": ("validate", ()),
+    "python bench.py history 'resnet*'": ("parse", ()),
+    "python bench.py compare --baseline-db sqlite:///results/history.sqlite --branch main --window 5 current.json": ("parse", ()),
 }
 
 
@@ -143,6 +150,8 @@ def _run(command: str, overrides: tuple[str, ...], tmp_path: Path) -> subprocess
         ("python bench.py list models 'resnet*'", r"^resnet18\nresnet34\nresnet50\nresnet101\nresnet152\n"),
         ("python bench.py list models --details", r"lenet5\s+seeds\s+1x32x32"),
         ("python bench.py list suites", r"suites/smoke\.yaml"),
+        ("python bench.py list backends", r"^onnxrt\s+cpu\s+runs: fp32"),
+        ("python bench.py list models 'timm:resnet1*'", r"^timm:resnet18$"),
     ],
 )
 def test_cheap_commands_run_as_written(command, expect, tmp_path):

@@ -87,7 +87,7 @@ _finite = st.floats(min_value=1e-3, max_value=1e4, allow_nan=False, allow_infini
     status=st.sampled_from(STATUSES),
     mode=st.sampled_from(("inference", "train")),
     measured=st.sampled_from((None, 1, 2)),
-    extra=st.dictionaries(st.sampled_from(("energy", "device_state", "shard_source")),
+    extra=st.dictionaries(st.sampled_from(("vendor_metrics", "future_section", "shard_source")),
                           st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | _finite | st.text(max_size=8),
                                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
                                        max_leaves=10)),  # fmt: skip
@@ -257,13 +257,13 @@ def test_a_string_of_digits_is_never_read_as_samples(tmp_path):
 def test_unknown_sections_load_and_are_kept(tmp_path):
     """Optional per-case and top-level sections of other features (or a newer writer) load."""
     data = _good()
-    data["cases"][0]["energy"] = {"joules": 1.5, "per_image_mj": [1, 2]}
+    data["cases"][0]["vendor_metrics"] = {"joules": 1.5, "per_image_mj": [1, 2]}
     data["cases"][0]["deployment"] = {"artifact_bytes": 1234}
     data["history"] = {"store": "sqlite"}
     path = tmp_path / "r.json"
     path.write_text(json.dumps(data))
     loaded = records.load(path)
-    assert loaded.cases[0].extra["energy"]["joules"] == 1.5 and loaded.extra["history"]["store"] == "sqlite"
+    assert loaded.cases[0].extra["vendor_metrics"]["joules"] == 1.5 and loaded.extra["history"]["store"] == "sqlite"
     assert loaded.to_json() == data
 
 

@@ -77,7 +77,7 @@ def test_a_suites_own_repeats_are_kept_with_its_times(tmp_path, asked):
         assert len(asked) == 4 and {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(1, 2)}
         asked.clear()
         SUITE = saved.replace("timeout_s: 60}", "timeout_s: 60, repeats: 2}")
-        assert _run(tmp_path, "--replace") == 0
+        assert _run(tmp_path, "--replace", "--force") == 0  # the suite file changed: --force
         assert {(s.measure.repeats, s.measure.max_time_s) for s in asked} == {(2, 2)}
     finally:
         SUITE = saved

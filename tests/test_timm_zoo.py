@@ -169,7 +169,7 @@ def test_bad_names_on_the_command_line_exit_2_in_one_line(capsys):
 
 
 def test_accuracy_preprocessing_follows_the_pretrained_config():
-    from cnnbench.accuracy import _weights_transforms
+    from cnnbench.accuracy.datasets import _weights_transforms
 
     tf, label = _weights_transforms(None, "timm:resnet18.tv_in1k")
     cfg = timm.models.get_pretrained_cfg("resnet18.tv_in1k")
@@ -207,7 +207,7 @@ def test_run_a_timm_suite_records_size_published_figures_and_no_count_warning(tm
 
 
 def test_reports_say_whose_published_figure_it_is():
-    from cnnbench.commands.accuracy import published_lines
+    from cnnbench.report.accuracy_table import published_lines
     from cnnbench.report.model import published_figure
 
     pub = published_metadata("timm:resnet18.a1_in1k")

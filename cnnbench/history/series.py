@@ -20,11 +20,13 @@ __all__ = ["Point", "Series", "process_figures", "record_is_valid", "build_serie
 def process_figures(record: dict[str, Any]) -> dict[str, list[float]]:
     """Every statistic compare knows, one figure per worker process of the record (what
     `compare` tests), so history and baselines never need the raw samples to recompute them."""
-    from cnnbench.compare import STATISTICS, _repeat_values
+    from cnnbench.compare import STATISTICS
+    from cnnbench.records import parse_record
 
+    rec = parse_record(record)  # the record's own per-process figures (CaseRecord.per_process)
     out: dict[str, list[float]] = {}
     for name in STATISTICS:
-        values = _repeat_values(record, name)
+        values = rec.per_process(None if name == "median" else STATISTICS[name])
         if values:
             out[name] = [float(v) for v in values]
     return out
@@ -32,9 +34,9 @@ def process_figures(record: dict[str, Any]) -> dict[str, list[float]]:
 
 def record_is_valid(record: dict[str, Any]) -> bool:
     """Timings that count: the case ran ok and did not fail its parity check (compare's rule)."""
-    from cnnbench.compare import _parity_failed
+    from cnnbench.records import parse_record
 
-    return record.get("status") == "ok" and not _parity_failed(record)
+    return record.get("status") == "ok" and not parse_record(record).parity_failed
 
 
 class Point(NamedTuple):

@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 from cnnbench import processes as _processes
 from cnnbench import records as _records
@@ -692,7 +692,7 @@ def _row_from_record(
         origin=origin if origin and origin != Path(path).name else None,
         train=thaw(record.train) if record.train is not None else None,
         record=record,
-        energy=thaw(record.extra["energy"]) if isinstance(record.extra.get("energy"), Mapping) else None,
+        energy=thaw(record.energy) if record.energy is not None else None,
     )
 
 
