@@ -307,6 +307,9 @@ def _child(req: Mapping[str, Any], sock: socket.socket, out_fd: int | None = Non
         os.close(log)
         os.close(null)
         _fresh_state()
+        # Held open for the worker's life: a forked worker's command line is the server's, so its
+        # open spec file is what says which case it runs (`ls -l /proc/PID/fd`, the fault tests).
+        os.open(req["argv"][0], os.O_RDONLY | os.O_CLOEXEC)
         from cnnbench.worker import main
 
         code = main(list(req["argv"]))
