@@ -795,7 +795,8 @@ def _interrupt_one_run(suite: Path, where: Path, anchor: str, delay: float, sig:
     statuses = None
     if out.exists():
         statuses = [c["status"] for c in load_results(out)["cases"]]
-        assert all(s == "ok" for s in statuses[:-1]) and (not statuses or statuses[-1] in ("ok", "interrupted"))
+        assert all(s == "ok" for s in statuses[:-1]) and (not statuses or statuses[-1] in ("ok", "interrupted")), (
+            anchor, delay, signal.Signals(sig).name, twice, statuses, stdout[-1500:], stderr[-1500:])
         assert json.loads(out.read_text())["schema_version"] == SCHEMA_VERSION
     assert not workers_of(where), "a worker survived"
     assert wait_for(lambda: children_alive(where)[1] == [], 5), "a child process survived"
