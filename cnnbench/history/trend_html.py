@@ -174,7 +174,7 @@ def render_page(trends: Sequence[Trend], *, store: str, statistic: str, branch: 
 def write_page(trends: Sequence[Trend], out_dir: str | Path, **kwargs: object) -> Path:
     """Write DIR/index.html (through a temporary file and a rename) and return its path."""
     from cnnbench.errors import UserError
-    from cnnbench.report import _write
+    from cnnbench.safeio import atomic_write  # the one write helper, not the report's private wrapper
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -184,5 +184,5 @@ def write_page(trends: Sequence[Trend], out_dir: str | Path, **kwargs: object) -
     except OSError as exc:
         raise UserError(f"--html {out}: cannot create ({exc.strerror or exc})") from exc
     path = out / PAGE_NAME
-    _write(path, render_page(trends, **kwargs).encode("utf-8"))  # type: ignore[arg-type]
+    atomic_write(path, render_page(trends, **kwargs).encode("utf-8"))  # type: ignore[arg-type]
     return path
