@@ -313,6 +313,7 @@ class AbState:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: {n: {} for n in VARIANT_NAMES})
     interrupted: bool = False
     stopped: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: dict[str, int] = field(default_factory=dict)  # pairs a case runs, when a look extended it
 
 
 def run_ab(
@@ -328,6 +329,7 @@ def run_ab(
     worker: Callable[..., dict[str, Any]] | None = None,
     oom_retry: bool = False,
     sequential: bool = False,
+    modal_repeats: int | None = None,
     alpha: float | None = None,
     thresholds: Mapping[str, Any] | None = None,
     statistic: str | None = None,
@@ -351,6 +353,9 @@ def run_ab(
             (`cnnbench.sequential`: Pocock-type alpha spending across looks); `measure.repeats`
             is then the maximum. What each case used and why it stopped lands in
             `ab["sequential"]`.
+        modal_repeats: with `sequential`, the most pairs a case whose processes split into modes
+            may use: at its planned maximum such a case goes on up to this (the plan keeps part of
+            alpha for it, `cnnbench.sequential`). Default 2 x `measure.repeats`; <= repeats: off.
         alpha, thresholds, statistic: the verdict's settings the looks use (compare's defaults).
 
     Returns:
@@ -366,9 +371,10 @@ def run_ab(
     workdir = workdir or tempfile.mkdtemp(prefix="cnnbench-ab-")
     step = CaseStep(worker, workdir=workdir, stop=stop, extra_paths=extra_paths, oom_retry=oom_retry)
     saved = 0
-    looks = _Looks(ab, cases, alpha=alpha, thresholds=thresholds, statistic=statistic) if sequential else None
+    looks = (_Looks(ab, cases, alpha=alpha, thresholds=thresholds, statistic=statistic, modal_repeats=modal_repeats)
+             if sequential else None)  # fmt: skip
     try:
-        for repeat, spec in _pairs(cases):
+        for repeat, spec in _pairs(cases, state.targets):
             if _case_failed(state, spec.key) or spec.key in state.stopped:
                 continue  # a pair had a failed process, or the case is settled: no more pairs
             for name in pair_order(repeat):
@@ -399,12 +405,21 @@ def run_ab(
     return state
 
 
-def _pairs(cases: Sequence[CaseSpec]) -> Iterable[tuple[int, CaseSpec]]:
-    """(repeat, case) for every pair of processes, repeats interleaved across cases."""
-    for repeat in range(max((c.measure.repeats for c in cases), default=0)):
+def _pairs(cases: Sequence[CaseSpec], targets: Mapping[str, int] | None = None) -> Iterable[tuple[int, CaseSpec]]:
+    """(repeat, case) for every pair of processes, repeats interleaved across cases. `targets`
+    (case key -> pairs) overrides `measure.repeats` and may grow while this runs (a sequential
+    look extending a modal case): it is read afresh for every pair."""
+    targets = targets if targets is not None else {}
+
+    def wanted(spec: CaseSpec) -> int:
+        return targets.get(spec.key, spec.measure.repeats)
+
+    repeat = 0
+    while any(repeat < wanted(c) for c in cases):
         for spec in cases:
-            if repeat < spec.measure.repeats:
+            if repeat < wanted(spec):
                 yield repeat, spec
+        repeat += 1
 
 
 def _run_one(
@@ -448,14 +463,20 @@ class _Looks:
     {"plan": {rule, spending, max_repeats, first_look, alpha, levels}, "cases": {key: {"repeats",
     "stopped" (settled | max_repeats | failed | interrupted), "verdict", "level", "reason"}}}."""
 
-    def __init__(self, ab: dict[str, Any], cases: Sequence[CaseSpec], *, alpha, thresholds, statistic) -> None:
+    def __init__(self, ab: dict[str, Any], cases: Sequence[CaseSpec], *, alpha, thresholds, statistic,
+                 modal_repeats: int | None = None) -> None:  # fmt: skip
         from cnnbench import compare, sequential
 
         self.ab = ab
         self.alpha = compare.DEFAULT_ALPHA if alpha is None else alpha
         self.thresholds = thresholds
-        self.statistic = statistic
-        self.plans = {c.key: sequential.plan(c.measure.repeats, self.alpha) for c in cases}
+        self.statistic = statistic or compare.DEFAULT_STATISTIC
+
+        def extend(c: CaseSpec) -> int:
+            m = 2 * c.measure.repeats if modal_repeats is None else modal_repeats
+            return m if m > c.measure.repeats else 0
+
+        self.plans = {c.key: sequential.plan(c.measure.repeats, self.alpha, extend_to=extend(c)) for c in cases}
         plans = {p.max_repeats: p for p in self.plans.values()}
         first = next(iter(plans.values())).to_dict() if plans else {}
         ab["sequential"] = {"plan": first, "plans": {str(n): p.to_dict() for n, p in plans.items()}, "cases": {}}
@@ -471,8 +492,9 @@ class _Looks:
             self.cases[key] = {"repeats": n, "stopped": "failed", "verdict": None, "level": None}
             state.stopped[key] = self.cases[key]
             return
+        last = state.targets.get(key, plan.max_repeats)
         level = plan.level(n) if n >= plan.first_look else 0.0
-        if level <= 0 and n < plan.max_repeats:
+        if level <= 0 and n < last:
             return  # no look here: the rank test cannot reach the error left to spend
         row = sequential.look(
             _record(self.ab, "base", key), _record(self.ab, "current", key),
@@ -480,17 +502,42 @@ class _Looks:
             base_env=self.ab["variants"]["base"].get("environment"),
             current_env=self.ab["variants"]["current"].get("environment"),
         )  # fmt: skip
-        if sequential.settled(row.verdict) or n >= plan.max_repeats:
-            stopped = "settled" if sequential.settled(row.verdict) else "max_repeats"
-            self.cases[key] = {"repeats": n, "stopped": stopped, "verdict": row.verdict, "level": level, "reason": row.reason}
-            state.stopped[key] = self.cases[key]
+        if sequential.settled(row.verdict):
+            stopped = "settled"
+        elif n < last:
+            return
+        elif n == plan.max_repeats and plan.extend_to > n and (modes := self._modes(runs)):
+            state.targets[key] = plan.extend_to  # modal and not settled: more pairs, not `noisy`
+            self.cases[key] = {"repeats": n, "stopped": None, "extended": {"from": n, "to": plan.extend_to, "modes": modes}}
+            return
+        else:
+            stopped = "modal_max" if key in state.targets else "max_repeats"
+        entry = {"repeats": n, "stopped": stopped, "verdict": row.verdict, "level": level, "reason": row.reason}
+        if "extended" in (self.cases.get(key) or {}):
+            entry["extended"] = self.cases[key]["extended"]
+        self.cases[key] = entry
+        state.stopped[key] = entry
+
+    def _modes(self, runs: Sequence[Sequence[Mapping[str, Any]]]) -> str | None:
+        """ "base: processes split: 4 at 1.79 ms, 5 at 2.76 ms" per side that split, else None."""
+        from cnnbench import processes
+
+        out = []
+        for name, side in zip(VARIANT_NAMES, runs, strict=True):
+            st = processes.process_stats(processes.process_figures(side, self.statistic), self.statistic)
+            if st is not None and st.split:
+                out.append(f"{name}: {st.warning}")
+        return "; ".join(out) or None
 
     def finish(self, cases: Sequence[CaseSpec], state: AbState) -> None:
         """Cases with no entry yet: cut short by an interrupt (or before their first look)."""
         for spec in cases:
-            if spec.key not in self.cases:
+            if spec.key not in self.cases or self.cases[spec.key].get("stopped") is None:
                 n = min(len(state.runs[name].get(spec.key, [])) for name in VARIANT_NAMES)
-                self.cases[spec.key] = {"repeats": n, "stopped": "interrupted", "verdict": None, "level": None}
+                entry = {"repeats": n, "stopped": "interrupted", "verdict": None, "level": None}
+                if "extended" in (self.cases.get(spec.key) or {}):
+                    entry["extended"] = self.cases[spec.key]["extended"]
+                self.cases[spec.key] = entry
 
 
 def _record(ab: Mapping[str, Any], name: str, key: str) -> dict[str, Any]:
@@ -510,7 +557,7 @@ def sequential_levels(ab: Mapping[str, Any], alpha: float) -> dict[str, float] |
         n = int(case.get("repeats") or 0)
         plan_info = (seq.get("plans") or {}).get(str(_max_repeats(ab, key))) or seq.get("plan") or {}
         max_repeats = int(plan_info.get("max_repeats") or n or 1)
-        plan = sequential.plan(max_repeats, alpha)
+        plan = sequential.plan(max_repeats, alpha, extend_to=int(plan_info.get("extend_to") or 0) or None)
         level = plan.level(n) if n >= plan.first_look else plan.level(max_repeats)
         out[key] = level if level > 0 else plan.level(max_repeats) or alpha
     return out

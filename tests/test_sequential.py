@@ -104,7 +104,7 @@ def test_a_clear_regression_stops_at_the_first_look_and_a_borderline_case_goes_o
     clear, border, same = (seq[c.key] for c in cases)
     assert clear["stopped"] == "settled" and clear["verdict"] == "regressed" and clear["repeats"] == 5
     assert same["stopped"] == "settled" and same["verdict"] == "unchanged" and same["repeats"] == 5
-    assert border["stopped"] == "max_repeats" and border["repeats"] == 9
+    assert border["stopped"] == "max_repeats" and border["repeats"] == 9 and "extended" not in border
     # The processes really stopped: 5 pairs for the settled cases, 9 for the borderline one.
     per_case = {c.key: sum(s["key"] == c.key for s in doc["sequence"]) for c in cases}
     assert per_case == {cases[0].key: 10, cases[1].key: 18, cases[2].key: 10}
@@ -131,3 +131,82 @@ def test_a_sequential_file_round_trips_and_a_fixed_one_loads(tmp_path):
     old = dict(doc, ab_format_version=1)
     old.pop("sequential")
     assert abmod.sequential_levels(old, 0.01) is None
+
+
+def modal_worker(slow: float, *, seed: int = 0):
+    """Processes alternate between two modes 1.5x apart (1% noise inside each); the current
+    side's figures multiplied by `slow`."""
+    counts: dict[str, int] = {}
+    rng = random.Random(seed)
+
+    def worker(spec, *, variant, workdir, stop, extra_paths):
+        i = counts[variant.name] = counts.get(variant.name, -1) + 1
+        level = 10.0 * (1.5 if i % 2 else 1.0) * (slow if variant.name == "current" else 1.0) * math.exp(rng.gauss(0, 0.01))
+        samples = [level * (1 + abs(rng.gauss(0, 0.002))) for _ in range(30)]
+        return {"status": "ok", "error": None, "samples_ms": samples, "warmup_ms": [12.0], "first_call_ms": 20.0}
+
+    return worker
+
+
+def test_the_extended_plan_keeps_a_share_for_the_extension_and_alpha_overall():
+    plan = sequential.plan(9, 0.01, extend_to=18)
+    assert [n for n, _ in plan.levels] == list(range(5, 19)) and plan.last == 18 and plan.max_repeats == 9
+    assert plan.simulated_alpha <= 0.01
+    # By the planned maximum at most (1 - share) of alpha is spent ...
+    assert sequential.spent_extended(9, 9, 18, 0.01) == pytest.approx((1 - sequential.EXTENSION_SHARE) * 0.01)
+    assert sequential.spent_extended(18, 9, 18, 0.01) == pytest.approx(0.01)
+    # ... and an independent simulation in which EVERY case goes on to 18 (the worst case: the
+    # real rule extends only modal ones) stays under alpha across all 14 looks.
+    rate = _false_alarms(plan.levels, 20000, seed=12)
+    assert rate <= 0.01 + 2 * math.sqrt(0.01 * 0.99 / 20000)
+    # No extension asked (or one not past N): the plain plan.
+    assert sequential.plan(9, 0.01, extend_to=9) == sequential.plan(9, 0.01)
+
+
+def test_a_modal_unsettled_case_gets_more_repeats_and_a_plain_one_does_not(tmp_path):
+    modal = spec("modal")
+    doc = abmod.new_ab_results(environment={"hostname": "h"}, suite={"name": "t"}, variants=VARIANTS)
+    abmod.run_ab([modal], ab=doc, out_path=tmp_path / "ab.json", variants=VARIANTS,
+                 worker=modal_worker(1.10), sequential=True)  # fmt: skip
+    entry = doc["sequential"]["cases"][modal.key]
+    assert entry["extended"]["from"] == 9 and entry["extended"]["to"] == 18
+    assert "processes split" in entry["extended"]["modes"]
+    assert 9 < entry["repeats"] <= 18
+    assert entry["stopped"] in ("settled", "modal_max")
+    assert sum(s["key"] == modal.key for s in doc["sequence"]) == 2 * entry["repeats"]
+    # The file says why, and `ab --from` judges it at the level of the look it stopped at.
+    levels = abmod.sequential_levels(abmod.load_ab(tmp_path / "ab.json"), 0.01)
+    assert levels[modal.key] == pytest.approx(sequential.plan(9, 0.01, extend_to=18).level(entry["repeats"]))
+    row = abmod.compare_ab(doc).rows[0]
+    assert row.base_repeats == entry["repeats"]
+    md = abmod.render_ab_markdown(doc, abmod.compare_ab(doc))
+    assert "went past 9 repeats, up to 18" in md and "1 case(s) whose processes split went past 9 repeats" in md
+
+
+def test_modal_repeats_off_stops_a_modal_case_at_the_planned_maximum(tmp_path):
+    modal = spec("modal")
+    doc = abmod.new_ab_results(environment={"hostname": "h"}, suite={"name": "t"}, variants=VARIANTS)
+    abmod.run_ab([modal], ab=doc, out_path=tmp_path / "ab.json", variants=VARIANTS,
+                 worker=modal_worker(1.10), sequential=True, modal_repeats=0)  # fmt: skip
+    entry = doc["sequential"]["cases"][modal.key]
+    assert entry["repeats"] <= 9 and "extended" not in entry
+    assert len(doc["sequence"]) == 2 * entry["repeats"]
+
+
+def test_the_live_ab_reporter_labels_processes_past_the_plan_and_grows_its_total(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from cnnbench.commands.ab import ConsoleAbReporter
+
+    buf = io.StringIO()
+    reporter = ConsoleAbReporter(Console(file=buf, width=200, force_terminal=False), title="ab t")
+    modal = spec("modal")
+    doc = abmod.new_ab_results(environment={"hostname": "h"}, suite={"name": "t"}, variants=VARIANTS)
+    abmod.run_ab([modal], ab=doc, out_path=tmp_path / "ab.json", variants=VARIANTS, reporter=reporter,
+                 worker=modal_worker(1.10), sequential=True)  # fmt: skip
+    used = doc["sequential"]["cases"][modal.key]["repeats"]
+    out = buf.getvalue()
+    assert f"repeat {used}/9 (modal: past the planned maximum)" in out and "repeat 9/9)" in out
+    assert reporter._progress.tasks[0].total == 2 * used

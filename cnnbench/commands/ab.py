@@ -31,8 +31,10 @@ the interpreter must run, import cnnbench and torch (exit 2 otherwise).
 
 Sequential: from the 5th pair on, a case whose verdict is settled stops (the error spent across
 the looks, Pocock-type alpha spending on the same rank test, so the false-alarm bound stays
---alpha); the others go on up to --repeats. The summary says how many repeats each case used
-and why it stopped. --no-sequential runs every case the full --repeats.
+--alpha); the others go on up to --repeats. A case still unsettled at --repeats whose worker
+processes split into modes goes on up to --modal-repeats (default twice --repeats; a quarter of
+--alpha is kept for those looks from the start, so the bound holds). The summary says how many
+repeats each case used and why it stopped. --no-sequential runs every case the full --repeats.
 
 One file (--out) holds both variants' results and the comparison, rewritten after every worker
 process; Ctrl-C keeps everything measured (exit 130). The verdicts, the Markdown summary (to
@@ -98,7 +100,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run every case the full --repeats (default: stop a case once its verdict is settled, "
         "Pocock-type alpha spending across the looks; see docs/ci.md)",
     )
+    p.add_argument(
+        "--modal-repeats",
+        type=int,
+        metavar="N",
+        help="most pairs for a case whose processes split into modes and is not settled at --repeats "
+        "(sequential only; default: twice --repeats; a value <= --repeats turns the extension off)",
+    )
     add_spawn_argument(p)
+    add_allocator_argument(p)
+
+
+def add_allocator_argument(p: argparse.ArgumentParser) -> None:
+    from cnnbench.allocator import DEFAULT, NAMES
+
+    p.add_argument(
+        "--allocator",
+        choices=NAMES,
+        default=DEFAULT,
+        help="memory allocator of the worker processes: jemalloc or tcmalloc (preloaded; Debian's "
+        "libjemalloc2 / libtcmalloc-minimal4), glibc-tuned (glibc malloc, fixed mmap threshold), or "
+        "the default; recorded in the results' environment (measured effect: docs/processes.md)",
+    )
 
 
 def add_spawn_argument(p: argparse.ArgumentParser) -> None:
@@ -128,6 +151,8 @@ def _select_cases(cases: list, args: argparse.Namespace) -> list:
 
     if args.repeats is not None and args.repeats < 1:
         raise UserError(f"--repeats must be positive, got {args.repeats}")
+    if getattr(args, "modal_repeats", None) is not None and args.modal_repeats < 0:
+        raise UserError(f"--modal-repeats must be 0 or more, got {args.modal_repeats}")
     if args.models:
         cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in args.models)]
         if not cases:
@@ -162,9 +187,11 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
         most = int((seq.get("plan") or {}).get("max_repeats") or 0)
         early = sum(c.get("stopped") == "settled" and (c.get("repeats") or 0) < most for c in cases)
         used = sum(2 * int(c.get("repeats") or 0) for c in cases)
+        extended = [c for c in cases if c.get("extended")]
+        more = f"; {len(extended)} modal case(s) went past {most} repeats" if extended else ""
         console.print(
             f"sequential: {early} of {len(seq['cases'])} case(s) settled before {most} repeats; "
-            f"{used} of {2 * most * len(seq['cases'])} planned worker processes ran",
+            f"{used} of {2 * most * len(seq['cases'])} planned worker processes ran{more}",
             markup=False, highlight=False,
         )  # fmt: skip
     return comparison
@@ -185,7 +212,11 @@ class ConsoleAbReporter(ProgressReporter):
         if self._progress is None:
             return
         tag = f"[cyan]{variant:>7}[/cyan]"
-        rep = f"repeat {run.get('repeat', 0) + 1}/{record['repeats_planned']}"
+        n, planned = run.get("repeat", 0) + 1, record["repeats_planned"]
+        rep = f"repeat {n}/{planned}" + (" (modal: past the planned maximum)" if n > planned else "")
+        if n > planned:  # a process the plan did not count: grow the bar's total by one
+            task = next(t for t in self._progress.tasks if t.id == self._task)
+            self._progress.update(self._task, total=(task.total or 0) + 1)
         last = (record.get("runs") or [{}])[-1]
         if run.get("status") == "ok" and last.get("median_ms") is not None:
             line = f"{tag} [green]✓[/green] {record['key']} ({rep}): {last['median_ms']:.3f} ms median"
@@ -286,9 +317,11 @@ def _measure_locked(
     thresholds: Any, alpha: float, ok: int, not_ok: int, interrupted: int,
 ) -> int:
     from cnnbench import ab as abmod
+    from cnnbench import allocator
     from cnnbench.runner import StopFlag, Variant
     from cnnbench.suite import load_suite
 
+    allocator.apply(getattr(args, "allocator", None))  # before the probes and servers: they copy os.environ
     variants = {
         name: Variant(
             name=name,
@@ -337,7 +370,7 @@ def _measure_locked(
         with worker_server.session(enabled=not args.spawn, warn=_warn):  # one server per variant
             state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
                                  extra_paths=suite.python_path, stop=stop, sequential=args.sequential,
-                                 alpha=alpha, thresholds=thresholds, statistic=args.statistic,
+                                 modal_repeats=args.modal_repeats, alpha=alpha, thresholds=thresholds, statistic=args.statistic,
                                  oom_retry=args.oom_retry)  # fmt: skip
         state.interrupted = state.interrupted or stop.requested  # a Ctrl-C while the servers shut down
     finally:
