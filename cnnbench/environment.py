@@ -143,6 +143,9 @@ def collect_environment(*, with_torch: bool = True) -> dict[str, Any]:
         "git": git_commit(),
         "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if os.environ.get(k)},
     }
+    from cnnbench.allocator import describe
+
+    env.update(describe())  # allocator, allocator_library, allocator_settings (`--allocator`)
     if with_torch:
         env.update(_cuda_facts())
     fingerprint_src = "|".join(

@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     apply_memory_limit(spec.measure.memory_limit)  # before torch: its own start-up counts too
     marks: dict[str, int] = {}
     try:
+        from cnnbench.allocator import check_loaded
+
+        if (problem := check_loaded()) is not None:
+            raise UserError(problem)
         result = run_case(spec, workdir=str(result_path.parent), marks=marks)
     except Exception as exc:  # noqa: BLE001 - every failure becomes data on the case
         status = classify_exception(exc)

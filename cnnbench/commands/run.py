@@ -61,9 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wide", action="store_true",
                    help="every column in the final table: cold start, params, MACs, memory, top-1, and energy per "
                         "image, average W, images/J and idle W (docs/energy.md)")
-    from cnnbench.commands.ab import add_spawn_argument
+    from cnnbench.commands.ab import add_allocator_argument, add_spawn_argument
 
     add_spawn_argument(p)
+    add_allocator_argument(p)
 
 
 def _shard_help() -> str:
@@ -247,6 +248,9 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     from cnnbench.results import new_results, write_results
     from cnnbench.runner import StopFlag, run_cases
 
+    from cnnbench import allocator
+
+    allocator.apply(getattr(args, "allocator", None))  # before any worker or server starts: they copy os.environ
     environment = collect_environment()
     suite_info = suite.info(path=suite_path, cases=cases)
     if args.shard:

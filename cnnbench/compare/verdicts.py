@@ -74,7 +74,7 @@ _BLOCKING_ENV = (
 )
 # Environment fields that only earn a warning on the whole comparison.
 _MACHINE_ENV = ("hostname", "machine_fingerprint", "cpu_model")
-_SOFT_ENV = ("python", "torchvision")
+_SOFT_ENV = ("python", "torchvision", "allocator")
 _SPEC_FIELDS = ("device", "precision")
 
 
