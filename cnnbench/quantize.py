@@ -36,8 +36,10 @@ the quantizer's version and settings (`QUANTIZE_FORMAT_VERSION`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -299,6 +301,20 @@ def nncf_quantize(ov_model: Any, calibration: Calibration, *, log_path: Path) ->
 # PT2E (torchao's X86InductorQuantizer)
 
 
+@contextlib.contextmanager
+def _torchao_import_quiet():
+    """Importing torchao 0.18 on torch 2.14 logs a deprecation warning from torch.utils._pytree
+    (torchao registers an Enum as a pytree constant) on every import, to stderr: noise in `list
+    backends` and every int8 worker log. Only that logger, only during the import."""
+    logger = logging.getLogger("torch.utils._pytree")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def pt2e_available() -> str | None:
     """None when PT2E int8 can run here, else why not (one line)."""
     try:
@@ -308,8 +324,9 @@ def pt2e_available() -> str | None:
     except ImportError:
         pass
     try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # noqa: F401
-        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer  # noqa: F401
+        with _torchao_import_quiet():
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # noqa: F401
+            from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer  # noqa: F401
     except ImportError as exc:
         import torch
 
@@ -322,8 +339,9 @@ def pt2e_available() -> str | None:
 
 def _pt2e_api():
     try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+        with _torchao_import_quiet():
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
     except ImportError:
         from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e  # type: ignore[no-redef]
         from torch.ao.quantization.quantizer import x86_inductor_quantizer as xiq  # type: ignore[no-redef]

@@ -330,3 +330,16 @@ def test_support_lines_group_what_runs_and_give_each_reason_once():
     assert lines[1].strip() == "bf16: no bf16 path"
     assert lines[2].split()[:4] == ["tensorrt", "cpu", "runs:", "nothing"]
     assert lines[3].strip() == "all precisions: needs a GPU" and len(lines) == 4
+
+
+def test_checking_for_pt2e_prints_no_torchao_import_noise():
+    """`list backends` and every int8 worker import torchao; its import-time deprecation line from
+    torch.utils._pytree must not reach the user's terminal or the worker logs."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torchao")
+    proc = subprocess.run([sys.executable, "-c", "from cnnbench.quantize import _pt2e_api, pt2e_available; "
+                           "print(pt2e_available()); _pt2e_api()"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "None", proc.stderr
+    assert "_pytree" not in proc.stderr and "deprecated" not in proc.stderr, proc.stderr
