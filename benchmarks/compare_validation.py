@@ -36,6 +36,14 @@ So the figures come from two sources, and the table says which is which:
    model* built on real noise. The real tunable cases check it: their measured ratio is printed
    next to the nominal one.
 
+Modal cases (issue 19): `--modal-cases K` A/A cases (default 3) of `mnist_cnn` at batch 8, one
+thread, eager, each under its own module name: the case whose fresh processes split into two
+modes on this machine kind. Their pairs form a second pool, never mixed with the tunable one, and
+the table gives A/A false alarms and +10%/+25% detection for modal and non-modal cases apart,
+fixed design and sequential (with the modal extension of `bench.py ab`: a case still unsettled at
+the planned maximum whose processes split goes on up to twice as many pairs), and how many of the
+modal cases' sides really split.
+
 Caveats printed with the table: the pool comes from one small model (~1 ms per call) on one run;
 the shift model assumes a slowdown multiplies every process's median alike; resampled draws
 reuse the same few pairs, so they cannot show more variety than the pool has.
@@ -60,16 +68,28 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import tunable  # noqa: E402 - from tests/fixtures, on the path just above
 
-from cnnbench import compare, sequential, stats  # noqa: E402
+from cnnbench import compare, processes, sequential, stats  # noqa: E402
 from cnnbench.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
 
 BASE_BLOCKS = 20
 SLOWDOWNS = {"p10": (22, 0.10), "p25": (25, 0.25)}  # module -> (current blocks, nominal slowdown)
 INPUT = [3, 16, 16]
+MODAL_MODEL, MODAL_INPUT, MODAL_BATCH = "mnist_cnn", [1, 28, 28], 8
 MEASURE = "{warmup: 3, min_time_s: 0.2, max_time_s: 0.5, min_samples: 10, timeout_s: 300}"
 
 
-def build_tree(work: Path, aa_cases: int) -> tuple[Path, Path]:
+def _write_modal(directory: Path, module: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{module}.py").write_text(
+        f'"""A/A modal case: the registry\'s {MODAL_MODEL}, under its own module name."""\n\n\n'
+        "def build(**kwargs):\n"
+        "    from cnnbench.models.registry import build_model\n\n"
+        f"    return build_model({MODAL_MODEL!r})\n",
+        encoding="utf-8",
+    )
+
+
+def build_tree(work: Path, aa_cases: int, modal_cases: int = 0) -> tuple[Path, Path]:
     """The suite (current side: its directory) and the base checkout (cnnbench copy + models)."""
     suite_dir, base_dir = work / "current", work / "base"
     shutil.copytree(ROOT / "cnnbench", base_dir / "cnnbench", ignore=shutil.ignore_patterns("__pycache__"))
@@ -85,19 +105,27 @@ def build_tree(work: Path, aa_cases: int) -> tuple[Path, Path]:
         tunable.write_variant(base_dir, blocks=BASE_BLOCKS, module=module)
         models.append(module)
     entries = ", ".join(f'{{name: {m}, import: "{m}:build", input_size: {INPUT}}}' for m in models)
+    matrices = f"  - {{models: [{entries}], batch_sizes: [1]}}\n"
+    if modal_cases:
+        modal = [f"mod_aa{i}" for i in range(1, modal_cases + 1)]
+        for m in modal:
+            _write_modal(suite_dir, m)
+            _write_modal(base_dir, m)
+        mentries = ", ".join(f'{{name: {m}, import: "{m}:build", input_size: {MODAL_INPUT}}}' for m in modal)
+        matrices += f"  - {{models: [{mentries}], batch_sizes: [{MODAL_BATCH}]}}\n"
     (suite_dir / "validation.yaml").write_text(
         "name: compare-validation\n"
-        f"models: [{entries}]\n"
-        "batch_sizes: [1]\nbackends: [eager]\nprecisions: [fp32]\ndevice: cpu\nthreads: 1\n"
-        f"measure: {MEASURE}\n",
+        "defaults: {backends: [eager], precisions: [fp32], device: cpu, threads: 1, "
+        f"measure: {MEASURE}}}\n"
+        f"matrices:\n{matrices}",
         encoding="utf-8",
     )
     return suite_dir, base_dir
 
 
-def run_ab(out: Path, aa_cases: int, repeats: int) -> float:
+def run_ab(out: Path, aa_cases: int, repeats: int, modal_cases: int = 0) -> float:
     with tempfile.TemporaryDirectory(prefix="cnnbench-validation-") as tmp:
-        suite_dir, base_dir = build_tree(Path(tmp), aa_cases)
+        suite_dir, base_dir = build_tree(Path(tmp), aa_cases, modal_cases)
         cmd = [sys.executable, str(ROOT / "bench.py"), "ab", str(suite_dir / "validation.yaml"),
                "--base-path", str(base_dir), "--repeats", str(repeats), "--out", str(out), "--replace", "--quiet"]  # fmt: skip
         print("measuring:", " ".join(cmd[1:]), flush=True)
@@ -140,6 +168,8 @@ def draw(pairs: list[tuple[float, float, bool]], repeats: int, rng: random.Rando
     first = [p for p in pairs if p[2]]
     second = [p for p in pairs if not p[2]]
     n_first = sum(1 for r in range(repeats) if pair_order(r)[0] == "base")
+    if len(pairs) < repeats:  # a small pool (a modal case's few pairs): with replacement
+        return rng.choices(pairs, k=repeats)
     if len(first) < n_first or len(second) < repeats - n_first:
         return rng.sample(pairs, repeats)
     return rng.sample(first, n_first) + rng.sample(second, repeats - n_first)
@@ -183,9 +213,7 @@ def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
         delta = (0.0, 0.08, 0.15)[i % 3]
         d = draw(pairs, repeats, rng)
         rb, rc = [b for b, _, _ in d], [c * (1 + delta) for _, c, _ in d]
-        def rec(meds):
-            return {"key": "k", "spec": {"device": "cpu", "precision": "fp32"}, "status": "ok", "repeat_medians_ms": meds}
-
+        rec = sequential.figures_record
         comp = compare.compare_results({"cases": [rec(rb)]}, {"cases": [rec(rc)]}, thresholds={"latency": thr}, alpha=alpha)
         bad += (comp.rows[0].verdict == "regressed") != regressed(rb, rc, thr, alpha)
     return bad
@@ -207,20 +235,30 @@ def draw_ordered(pairs, repeats: int, rng: random.Random) -> list[tuple[float, f
     return out
 
 
+def _split(figures) -> bool:
+    return len(processes.detect_modes(figures)) > 1
+
+
 def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
     """(verdict, pairs used) of the sequential gate on one ordered draw: at each look, compare's
-    verdict at the look's level (the same call `bench.py ab` makes); stop once settled."""
+    verdict at the look's level (the same call `bench.py ab` makes); stop once settled. With an
+    extended plan, a draw unsettled at the planned maximum goes on only if either side's
+    per-process figures split into modes (`bench.py ab`'s rule, cnnbench.ab._Looks)."""
     base = [b for b, _, _ in d]
     cur = [c * (1 + delta) for _, c, _ in d]
     verdict = "noisy"
+    last = plan.max_repeats
     for n, level in plan.levels:
-        if level <= 0:
-            continue
-        row = sequential.look_values(base[:n], cur[:n], level=level, thresholds={"latency": thr})
-        verdict = row.verdict
-        if sequential.settled(verdict):
-            return verdict, n
-    return verdict, plan.max_repeats
+        if n > last:
+            break
+        if level > 0 or n == last:
+            row = sequential.look_values(base[:n], cur[:n], level=level if level > 0 else plan.alpha, thresholds={"latency": thr})
+            verdict = row.verdict
+            if sequential.settled(verdict):
+                return verdict, n
+        if n == plan.max_repeats and plan.extend_to > n and (_split(base[:n]) or _split(cur[:n])):
+            last = plan.extend_to
+    return verdict, last
 
 
 def sequential_rates(pairs, delta: float, plan, thr, draws: int, seed: str) -> tuple[float, float]:
@@ -228,7 +266,7 @@ def sequential_rates(pairs, delta: float, plan, thr, draws: int, seed: str) -> t
     rng = random.Random(seed)
     hits, used = 0, 0
     for _ in range(draws):
-        verdict, n = sequential_outcome(draw_ordered(pairs, plan.max_repeats, rng), delta, plan, thr)
+        verdict, n = sequential_outcome(draw_ordered(pairs, plan.last, rng), delta, plan, thr)
         hits += verdict == "regressed"
         used += n
     return hits / draws, used / draws
@@ -268,6 +306,38 @@ def wall_time_table(doc: dict, pool, thr, alpha: float, plan, draws: int, gate: 
             print(f"  {name:<34} {g['wall_s'] / 60:5.1f} min, {g['processes']} worker processes")
 
 
+def modal_table(doc: dict, pools: dict[str, list[str]], thr, alpha: float, repeats: int, draws: int, st: str) -> None:
+    """Issue 19 part 6: A/A false alarms and +10%/+25% detection, modal and non-modal cases apart,
+    the fixed design and the sequential one with `bench.py ab`'s modal extension."""
+    plan = sequential.plan(repeats, alpha, extend_to=2 * repeats)
+    rows = {r["key"]: r for r in compare.to_json(compare_ab(doc, statistic=st))["cases"]}
+    seq_cases = (doc.get("sequential") or {}).get("cases") or {}
+    print()
+    print(f"Modal and non-modal cases apart (resampled from each pool alone; sequential = up to {repeats} pairs, "
+          f"modal cases up to {plan.extend_to}, as `bench.py ab` does; {draws} draws per figure):")
+    head = ("pool", "cases", "sides split", "real A/A verdicts", "fixed: FA/100", "+10%", "+25%",
+            "seq: FA/100", "+10%", "+25%", "pairs used (A/A, +10%)")  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for label, keys in pools.items():
+        pool = [p for k in keys for p in real_pairs(doc, k, st)]
+        if len(pool) < 2:
+            print(f"| {label} | {len(keys)} | no pairs measured | | | | | | | | |")
+            continue
+        split = 0
+        for k in keys:
+            by_side = real_pairs(doc, k, st)
+            split += _split([b for b, _, _ in by_side]) + _split([c for _, c, _ in by_side])
+        verdicts = ", ".join(
+            f"{rows[k]['verdict']}" + (f" ({seq_cases[k]['repeats']} pairs)" if k in seq_cases else "") for k in keys)
+        fixed = [detection_rate(pool, d, repeats, draws, thr, alpha, f"m{label}{d}") for d in (0.0, 0.10, 0.25)]
+        seq = [sequential_rates(pool, d, plan, thr, draws, f"ms{label}{d}") for d in (0.0, 0.10, 0.25)]
+        print(f"| {label} | {len(keys)} | {split} of {2 * len(keys)} | {verdicts} | {fixed[0] * 100:.2f} | {fixed[1]:.1%} | "
+              f"{fixed[2]:.1%} | {seq[0][0] * 100:.2f} | {seq[1][0]:.1%} | {seq[2][0]:.1%} | {seq[0][1]:.1f}, {seq[1][1]:.1f} |")
+    print("  sides split: (case, side) whose per-process figures the mode rule of cnnbench.processes splits.")
+    print("  Plan levels by pairs: " + ", ".join(f"{n}: {c:.4f}" for n, c in plan.levels))
+
+
 def gate_figures(paths: list[str]) -> dict[str, dict]:
     """NAME=FILE:SECONDS pairs: a saved `bench.py ab suites/ci.yaml` run and its wall time."""
     out = {}
@@ -281,6 +351,8 @@ def gate_figures(paths: list[str]) -> dict[str, dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aa-cases", type=int, default=3, help="A/A cases in the real ab run (10 worker processes each)")
+    ap.add_argument("--modal-cases", type=int, default=3,
+                    help=f"A/A cases of {MODAL_MODEL} at batch {MODAL_BATCH} (the modal case of issue 19) in the real ab run")
     ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="repeats per side (the default of bench.py ab)")
     ap.add_argument("--draws", type=int, default=4000, help="resampled comparisons per figure")
     ap.add_argument("--out", default="results/validation-ab.json", help="where the real ab run is saved")
@@ -299,7 +371,7 @@ def main() -> int:
     else:
         path = Path(args.out).resolve()  # `bench.py ab` runs in the suite's temporary directory
         path.parent.mkdir(parents=True, exist_ok=True)
-        wall = run_ab(path, args.aa_cases, args.repeats)
+        wall = run_ab(path, args.aa_cases, args.repeats, args.modal_cases)
     doc = load_ab(path)
     repeats = args.repeats
     st = args.statistic
@@ -308,6 +380,7 @@ def main() -> int:
     rows = {r["key"]: r for r in compare.to_json(compare_ab(doc, statistic=st))["cases"]}
     keys = list(rows)
     aa_keys = [k for k in keys if k.startswith("tun_aa")]
+    modal_keys = [k for k in keys if k.startswith("mod_aa")]
     workers = len(doc["sequence"])
 
     print()
@@ -376,8 +449,11 @@ def main() -> int:
         print(f"{label:>9}  {rate(0.0) * 100:>16.2f}  {rate(0.10):>13.1%}  {rate(0.25):>13.1%}  {'+%d%%' % small if small else '> +300%'}")
     print("  * this run's pairs: sd of log(current/base) within a pair / sqrt(2). 2.5% is the +-5% between")
     print("    processes seen on this machine kind when quiet; 1.3% is processes started together (issue 5).")
+    if modal_keys:
+        modal_table(doc, {"non-modal (tunable)": aa_keys, f"modal ({MODAL_MODEL} b{MODAL_BATCH})": modal_keys},
+                    thr, alpha, repeats, args.seq_draws, st)  # fmt: skip
     if len(pool) >= repeats:
-        plan = sequential.plan(repeats, alpha)
+        plan = sequential.plan(repeats, alpha, extend_to=2 * repeats)
         wall_time_table(doc, pool, thr, alpha, plan, args.seq_draws, gate_figures(args.gate) if args.gate else None)
     print()
     print("How: 'real ab run' = verdicts of one `bench.py ab` run (one trial per case). 'resampled' = draws of")

@@ -14,7 +14,12 @@ same rounds). A forked worker's overhead is from the fork request to its first w
 server's own start-up (one torch import per model here, one per variant in a real run) is paid
 once and shown apart.
 
-    python benchmarks/fidelity.py [--rounds 5] [--models lenet5 resnet18] [--threads N] [--start both]
+`--allocator` (jemalloc, tcmalloc, glibc-tuned) runs both sides, harness workers and Timer
+processes alike, under that allocator (cnnbench.allocator; docs/processes.md: glibc's malloc spreads
+fresh processes of a small model by up to 1.3-1.5x here, which 5 rounds cannot average to 3%). The
+table prints each side's between-process spread (max/min of its per-round medians) beside the ratio.
+
+    python benchmarks/fidelity.py [--rounds 5] [--models lenet5 resnet18] [--threads N] [--start both] [--allocator NAME]
 """
 
 from __future__ import annotations
@@ -65,7 +70,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--time", type=float, default=2.0, help="timed seconds per side per round")
     ap.add_argument("--start", choices=("fork", "spawn", "both"), default="both", help="how harness workers start")
+    from cnnbench import allocator
+
+    ap.add_argument("--allocator", choices=allocator.NAMES, default=allocator.DEFAULT,
+                    help="the memory allocator of every process, both sides (cnnbench.allocator)")
     args = ap.parse_args()
+    allocator.apply(args.allocator)  # before any process starts: the harness workers, their server and Timer's copy os.environ
     from cnnbench import server
 
     starts = ("spawn", "fork") if args.start == "both" else (args.start,)
@@ -98,16 +108,18 @@ def main() -> int:
             t = statistics.median(timer)
             for s in starts:
                 h = statistics.median(harness[s])
-                rows.append((model, s, h, t, h / t, statistics.median(overhead[s])))
+                rows.append((model, s, h, t, h / t, statistics.median(overhead[s]), max(harness[s]) / min(harness[s]), max(timer) / min(timer)))
             if "fork" in starts:
                 print(f"  {model}: first forked worker, server start-up included: {server_ms:.0f} ms to its first warmup (once, not in the rounds)")
 
     print()
-    print(f"threads={args.threads}, batch 1, {args.rounds} interleaved rounds, medians of per-round medians")
-    print(f"{'model':10s} {'start':>6s} {'harness ms':>11s} {'Timer ms':>10s} {'ratio':>7s} {'in 1±0.03':>9s} {'overhead ms':>12s}")
-    for model, s, h, t, ratio, ov in rows:
+    print(f"threads={args.threads}, batch 1, {args.rounds} interleaved rounds, medians of per-round medians, allocator {args.allocator}")
+    print(f"{'model':10s} {'start':>6s} {'harness ms':>11s} {'Timer ms':>10s} {'ratio':>7s} {'in 1±0.03':>9s} {'overhead ms':>12s}"
+          f" {'spread harness':>15s} {'spread Timer':>13s}")
+    for model, s, h, t, ratio, ov, sh, st in rows:
         ok = "yes" if abs(ratio - 1) <= 0.03 else "NO"
-        print(f"{model:10s} {s:>6s} {h:11.4f} {t:10.4f} {ratio:7.3f} {ok:>9s} {ov:12.0f}")
+        print(f"{model:10s} {s:>6s} {h:11.4f} {t:10.4f} {ratio:7.3f} {ok:>9s} {ov:12.0f} {sh:15.3f} {st:13.3f}")
+    print("spread = max/min of the side's per-round medians (each round's figure is one fresh process)")
     print("overhead = worker start (spawn: a new interpreter; fork: the fork request to the server) to the first")
     print("warmup call (imports for spawn, then build, counting, prepare)")
     return 0
