@@ -15,6 +15,7 @@ rationale, the design and the file format: docs/ci.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -382,7 +383,7 @@ def run_ab(
                     state.interrupted = True
                     break
                 run, record = _run_one(spec, repeat, name, ab=ab, state=state, variants=variants, reporter=reporter,
-                                       step=step)  # fmt: skip
+                                       step=step, out_path=out_path)  # fmt: skip
                 lost = f"{spec.key} ({name}, {run.get('status')})"
                 save_results(out_path, ab, saved_cases=saved, lost=lost, stop=stop)
                 saved = sum(len(ab["variants"][n]["cases"]) for n in VARIANT_NAMES)
@@ -432,11 +433,33 @@ def _run_one(
     variants: Mapping[str, Variant],
     reporter: AbReporter,
     step: CaseStep,
+    out_path: str | os.PathLike[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One worker process of one variant; its record and the sequence entry go into `ab`."""
+    """One worker process of one variant; its record and the sequence entry go into `ab`.
+
+    A second signal (the worker's group already killed by the time it arrives here) ends the run
+    at once with the first one's guarantees: the process is recorded `interrupted`, the file
+    saved (`out_path`), and the signal goes on up."""
     runs = state.runs[name].setdefault(spec.key, [])
     reporter.case_started(spec, repeat, name)
-    run = step.run(spec, variants[name])
+    try:
+        run = step.run(spec, variants[name])
+    except KeyboardInterrupt as exc:
+        from cnnbench.runner import second_signal_reason
+
+        state.interrupted = True
+        _add_run(spec, repeat, name, {"status": "interrupted", "error": second_signal_reason(exc)}, ab=ab, runs=runs)
+        ab["status"] = "interrupted"
+        if out_path is not None:
+            with contextlib.suppress(ResultsFileError):
+                write_results(out_path, ab)  # a third signal mid-save leaves the file as last saved
+        raise
+    return run, _add_run(spec, repeat, name, run, ab=ab, runs=runs)
+
+
+def _add_run(spec: CaseSpec, repeat: int, name: str, run: dict[str, Any], *, ab: dict[str, Any],
+             runs: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """Put one finished (or cut short) worker process into `ab`: the variant's record and the sequence."""
     run["repeat"] = repeat
     run["variant"] = name
     runs.append(run)
@@ -455,7 +478,7 @@ def _run_one(
             "started": run.get("started"),
         }
     )
-    return run, record
+    return record
 
 
 class _Looks:

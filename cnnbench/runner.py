@@ -456,6 +456,13 @@ class CaseStep:
         if run.get("status") == "ok" and run.get("batch_size", spec.batch_size) != spec.batch_size:
             self.fitting_batch[ident] = run["batch_size"]
         return run
+def second_signal_reason(exc: BaseException) -> str:
+    """The error of a case a second signal cut short (`exc`: the Interrupted it raised)."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    reason = "interrupted by the user (SIGINT)" if signum == signal.SIGINT else f"interrupted by {signals.name(signum)}"
+    return reason + ", twice"
+
+
 def _save_interrupted(
     spec: CaseSpec,
     runs: list[dict[str, Any]],
@@ -468,9 +475,7 @@ def _save_interrupted(
     """Mark the in-flight case `interrupted` and save, on the way out of a second signal (the
     same guarantees as the first: the case is in the file, marked). A save that fails here only
     leaves the file as last saved, which loads."""
-    signum = getattr(exc, "signum", signal.SIGINT)
-    reason = "interrupted by the user (SIGINT)" if signum == signal.SIGINT else f"interrupted by {signals.name(signum)}"
-    runs.append({"status": "interrupted", "error": reason + ", twice", "repeat": repeat})
+    runs.append({"status": "interrupted", "error": second_signal_reason(exc), "repeat": repeat})
     upsert_record(results, build_record(spec, runs, planned_repeats=spec.measure.repeats))
     state.interrupted = True
     with contextlib.suppress(ResultsFileError):

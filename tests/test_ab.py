@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+
 import json
 import os
 import random
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -213,6 +215,34 @@ def test_command_ctrl_c_exits_130_and_keeps_what_ran(fake_run, tmp_path):
     doc = abmod.load_ab(tmp_path / "ab.json")
     assert doc["status"] == "interrupted" and len(doc["sequence"]) == 3
     assert doc["comparison"] is not None  # the comparison of what did run is in the file
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_command_second_signal_ends_at_once_and_still_marks_and_saves_the_in_flight_process(fake_run, tmp_path, sig):
+    """As `run` (docs/reliability.md): two signals inside a worker's wait end `ab` at once with
+    128 + signal, and the process they cut short is on disk, `interrupted`, beside those that ran."""
+    import os
+
+    inner = fake_worker()
+    calls = []
+
+    def worker(spec, *, variant, workdir, stop, extra_paths):
+        calls.append(variant.name)
+        if len(calls) == 3:
+            os.kill(os.getpid(), sig)  # the first: a clean stop is requested
+            os.kill(os.getpid(), sig)  # the second ends at once, here, inside the worker's wait
+            raise AssertionError("not reached")
+        return inner(spec, variant=variant, workdir=workdir, stop=stop, extra_paths=extra_paths)
+
+    assert fake_run(worker=worker) == 128 + sig
+    doc = abmod.load_ab(tmp_path / "ab.json")
+    assert doc["status"] == "interrupted" and len(doc["sequence"]) == 3
+    assert [s["status"] for s in doc["sequence"]] == ["ok", "ok", "interrupted"]
+    cut = doc["sequence"][2]
+    (record,) = [c for c in doc["variants"][cut["variant"]]["cases"] if c["key"] == cut["key"]]
+    assert record["runs"][-1]["status"] == "interrupted" and "twice" in record["runs"][-1]["error"]
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob(".*.tmp*"))
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
 
 
 def test_command_usage_errors_exit_2(fake_run, tmp_path, capsys):
