@@ -410,6 +410,7 @@ _RUN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "block_size": lambda w, v: _integer(w, v, low=1),
     "batch_size": lambda w, v: _integer(w, v, low=1),
     "duration_s": lambda w, v: _number(w, v),
+    "memory": _memory,
 }
 
 

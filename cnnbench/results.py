@@ -221,6 +221,7 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "batch_attempts",
         "energy",
         "device_state",
+        "memory",  # each process's own: RSS deltas differ between processes (compare tests them)
     )
     out = {k: run[k] for k in keep if k in run}
     if run.get("samples_ms"):

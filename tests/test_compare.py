@@ -668,3 +668,46 @@ def test_command_module_does_not_import_torch():
         "assert 'scipy' not in sys.modules and 'numpy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def _memory_record(key: str, rss_mib: list[float]) -> dict:
+    """A case whose processes each measured their own peak RSS delta (MiB) and ~1 ms."""
+    runs = [{"status": "ok", "samples_ms": [1.0 + 0.001 * i] * 5, "memory": {"peak_rss_delta_bytes": m * 2**20}}
+            for i, m in enumerate(rss_mib)]  # fmt: skip
+    rec = _minimal(key, [stats.median(r["samples_ms"]) for r in runs])
+    return {**rec, "runs": runs, "memory": dict(runs[0]["memory"])}
+
+
+def test_memory_with_several_processes_is_judged_on_their_figures_not_on_the_first_one():
+    """The A/A false alarm this rule removes (measured: suites/ci.yaml A/A, mnist_cnn_bn b1, RSS
+    4 KiB in base's first process vs 10.6 MiB in current's): per-process RSS deltas that spread
+    alike on both sides are unchanged whatever the first two processes say."""
+    rng = random.Random(5)
+    same = [[rng.choice([0.004, 10.6, 11.0, 0.5, 10.8]) for _ in range(9)] for _ in range(2)]
+    same[0][0], same[1][0] = 0.004, 10.6  # the first processes: 4 KiB vs 10.6 MiB
+    base = {"environment": {}, "suite": {}, "cases": [_memory_record("aa", same[0])]}
+    cur = {"environment": {}, "suite": {}, "cases": [_memory_record("aa", same[1])]}
+    row = compare_results(base, cur).rows[0]
+    assert row.memory_verdict == UNCHANGED and row.gating is False
+    # A real growth of every process (9 per side, +40 MiB) is still caught, by the rank test.
+    grown = {"environment": {}, "suite": {}, "cases": [_memory_record("aa", [m + 40 for m in same[0]])]}
+    row = compare_results(base, grown).rows[0]
+    assert row.memory_verdict == REGRESSED and row.current_memory_bytes > row.base_memory_bytes
+
+
+def test_memory_with_few_processes_needs_complete_separation_beyond_the_floor():
+    def doc(values):
+        return {"environment": {}, "suite": {}, "cases": [_memory_record("k", values)]}
+
+    # 3 per side (run's default), too few for the rank test at 0.01: overlap is unchanged ...
+    assert compare_results(doc([50, 80, 52]), doc([81, 79, 90])).rows[0].memory_verdict == UNCHANGED
+    # ... every current process above every base one by more than the 8 MiB floor is a regression.
+    assert compare_results(doc([50, 52, 51]), doc([80, 81, 79])).rows[0].memory_verdict == REGRESSED
+    assert compare_results(doc([80, 81, 79]), doc([50, 52, 51])).rows[0].memory_verdict == IMPROVED
+
+
+def test_a_file_without_per_process_memory_keeps_the_single_figure_rule():
+    def doc(mib):
+        return {"environment": {}, "suite": {}, "cases": [{**_minimal("k", [1.0] * 5), "memory": {"peak_rss_delta_bytes": mib * 2**20}}]}
+
+    assert compare_results(doc(50), doc(80)).rows[0].memory_verdict == REGRESSED
