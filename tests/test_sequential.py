@@ -210,3 +210,13 @@ def test_the_live_ab_reporter_labels_processes_past_the_plan_and_grows_its_total
     out = buf.getvalue()
     assert f"repeat {used}/9 (modal: past the planned maximum)" in out and "repeat 9/9)" in out
     assert reporter._progress.tasks[0].total == 2 * used
+
+
+def test_a_looks_interval_is_never_labelled_100_percent():
+    """At a look's level of 0.0014 the equivalence interval is at 99.72%: the reason says 99.7%,
+    never a rounded-up "100% CI" (seen in a real gate)."""
+    rng = random.Random(4)
+    base = [math.exp(rng.gauss(0, 0.15)) for _ in range(9)]
+    cur = [math.exp(rng.gauss(0, 0.15)) for _ in range(9)]
+    row = sequential.look_values(base, cur, level=0.0014)
+    assert row.verdict == "noisy" and "99.7% CI" in row.reason and "100% CI" not in row.reason

@@ -514,7 +514,7 @@ def _latency_verdict(
         if thr.undercut(ratio) and p_down <= alpha:
             return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}, faster by more than {thr}, p={p_down:.3g} <= {alpha:g} ({tested})"}
         if thr.contains(low, high):
-            return {**out, "verdict": UNCHANGED, "reason": f"{confidence:.0%} CI {_pct(low)}…{_pct(high)} within ±{thr}"}
+            return {**out, "verdict": UNCHANGED, "reason": f"{_level(confidence)} CI {_pct(low)}…{_pct(high)} within ±{thr}"}
         n = max(repeats_needed(sigma, delta, alpha=alpha) or REPEATS_CAP + 1, min(len(rb), len(rc)) + 1)
         needed = n if n <= REPEATS_CAP else None
         if min_attainable_p(len(rb), len(rc)) > alpha and (thr.exceeded(ratio) or thr.undercut(ratio)):
@@ -525,7 +525,7 @@ def _latency_verdict(
         elif thr.exceeded(ratio) or thr.undercut(ratio):
             why = f"{_pct(ratio)} but not significant (p={p:.3g} > {alpha:g})"
         else:
-            why = f"{confidence:.0%} CI {_pct(low)}…{_pct(high)} reaches past ±{thr}"
+            why = f"{_level(confidence)} CI {_pct(low)}…{_pct(high)} reaches past ±{thr}"
         return {**out, "verdict": NOISY, "repeats_needed": needed, "reason": why + _settle(needed)}
 
     # Bootstrap path: a side with one repeat has no between-process evidence (module docstring).
@@ -538,14 +538,14 @@ def _latency_verdict(
     source = "observed" if sigma_obs is not None else "assumed"
     noise = f"{sigma:.1%} between-process noise ({source})"
     if wlow > thr.upper:
-        return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {confidence:.0%} CI is above +{thr}"}
+        return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {_level(confidence)} CI is above +{thr}"}
     if whigh < thr.lower:
-        return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {confidence:.0%} CI is below -{thr}"}
+        return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {_level(confidence)} CI is below -{thr}"}
     if thr.contains(low, high):
         return {
             **out,
             "verdict": UNCHANGED,
-            "reason": f"within-run {confidence:.0%} CI {_pct(low)}…{_pct(high)} within ±{thr} "
+            "reason": f"within-run {_level(confidence)} CI {_pct(low)}…{_pct(high)} within ±{thr} "
             f"({len(rb)} vs {len(rc)} repeats: a single process's own offset is not in that interval)",
         }
     n = repeats_needed(sigma, delta, alpha=alpha)
@@ -558,6 +558,17 @@ def _settle(needed: int | None) -> str:
     if needed is None:
         return f"; more than {REPEATS_CAP} repeats per side would be needed (the change sits near the threshold)"
     return f"; about {needed} repeats per side would settle it"
+
+
+def _level(confidence: float) -> str:
+    """A confidence level as a percentage that never rounds up to a false "100%" (a sequential
+    look at level 0.0014 gives a 99.72% interval)."""
+    text = f"{confidence:.0%}"
+    digits = 0
+    while text == "100%" and confidence < 1 and digits < 4:
+        digits += 1
+        text = f"{math.floor(confidence * 10 ** (digits + 2)) / 10 ** digits:.{digits}f}%"
+    return text
 
 
 def _memory_figures(rec: "CaseRecord", metric: str) -> list[float]:
