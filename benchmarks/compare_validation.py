@@ -123,11 +123,12 @@ def build_tree(work: Path, aa_cases: int, modal_cases: int = 0) -> tuple[Path, P
     return suite_dir, base_dir
 
 
-def run_ab(out: Path, aa_cases: int, repeats: int, modal_cases: int = 0) -> float:
+def run_ab(out: Path, aa_cases: int, repeats: int, modal_cases: int = 0, extra: list[str] | None = None) -> float:
     with tempfile.TemporaryDirectory(prefix="cnnbench-validation-") as tmp:
         suite_dir, base_dir = build_tree(Path(tmp), aa_cases, modal_cases)
         cmd = [sys.executable, str(ROOT / "bench.py"), "ab", str(suite_dir / "validation.yaml"),
-               "--base-path", str(base_dir), "--repeats", str(repeats), "--out", str(out), "--replace", "--quiet"]  # fmt: skip
+               "--base-path", str(base_dir), "--repeats", str(repeats), "--out", str(out), "--replace", "--quiet",
+               *(extra or [])]  # fmt: skip
         print("measuring:", " ".join(cmd[1:]), flush=True)
         t0 = time.monotonic()
         proc = subprocess.run(cmd, cwd=suite_dir, capture_output=True, text=True)
@@ -249,7 +250,7 @@ def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
     verdict = "noisy"
     last = plan.max_repeats
     for n, level in plan.levels:
-        if n > last:
+        if n > last or n > len(d):
             break
         if level > 0 or n == last:
             row = sequential.look_values(base[:n], cur[:n], level=level if level > 0 else plan.alpha, thresholds={"latency": thr})
@@ -258,7 +259,7 @@ def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
                 return verdict, n
         if n == plan.max_repeats and plan.extend_to > n and (_split(base[:n]) or _split(cur[:n])):
             last = plan.extend_to
-    return verdict, last
+    return verdict, min(last, len(d))
 
 
 def sequential_rates(pairs, delta: float, plan, thr, draws: int, seed: str) -> tuple[float, float]:
@@ -297,7 +298,7 @@ def wall_time_table(doc: dict, pool, thr, alpha: float, plan, draws: int, gate: 
     for key in sorted({s["key"] for s in doc["sequence"]}):
         pairs = real_pairs(doc, key)
         if len(pairs) >= plan.levels[0][0]:
-            verdict, used = sequential_outcome(pairs, 0.0, sequential.plan(len(pairs), alpha), thr)
+            verdict, used = sequential_outcome(pairs, 0.0, plan, thr)  # the plan `bench.py ab` used
             print(f"  {key.split('|')[0]:<10} {verdict:<10} after {used} of {len(pairs)} pairs")
     if gate:
         print()
@@ -336,6 +337,31 @@ def modal_table(doc: dict, pools: dict[str, list[str]], thr, alpha: float, repea
               f"{fixed[2]:.1%} | {seq[0][0] * 100:.2f} | {seq[1][0]:.1%} | {seq[2][0]:.1%} | {seq[0][1]:.1f}, {seq[1][1]:.1f} |")
     print("  sides split: (case, side) whose per-process figures the mode rule of cnnbench.processes splits.")
     print("  Plan levels by pairs: " + ", ".join(f"{n}: {c:.4f}" for n, c in plan.levels))
+    synthetic_modal_table(thr, alpha, repeats, draws)
+
+
+def synthetic_modal_table(thr, alpha: float, repeats: int, draws: int, n_pairs: int = 72) -> None:
+    """NOT measured: a seeded synthetic pool of two-mode processes (each process, either side, in
+    a mode 1.0 or 1.5 with chance 1/2, 3% lognormal noise inside; the split of issue 19), to show
+    what the modal extension buys: fixed 9, sequential up to 9 (no extension), sequential with it."""
+    rng = random.Random("synthetic-modal")
+
+    def one() -> float:
+        return (1.5 if rng.random() < 0.5 else 1.0) * math.exp(rng.gauss(0, 0.03))
+
+    pool = [(one(), one(), pair_order(r)[0] == "base") for r in range(n_pairs)]
+    designs = (("sequential, no extension (--modal-repeats 0)", sequential.plan(repeats, alpha)),
+               (f"sequential, modal extension to {2 * repeats}", sequential.plan(repeats, alpha, extend_to=2 * repeats)))  # fmt: skip
+    print()
+    print(f"For scale, NOT measured: a synthetic two-mode pool ({n_pairs} pairs, modes 1.5x apart, half the processes in each,")
+    print(f"3% noise inside a mode), {draws} draws per figure:")
+    print("| design | false regressions per 100 A/A | +10% detected | +25% detected | pairs per side used (A/A, +10%) |")
+    print("|---|---|---|---|---|")
+    fixed = [detection_rate(pool, d, repeats, draws, thr, alpha, f"sm{d}") for d in (0.0, 0.10, 0.25)]
+    print(f"| fixed {repeats} | {fixed[0] * 100:.2f} | {fixed[1]:.1%} | {fixed[2]:.1%} | {repeats}, {repeats} |")
+    for label, plan in designs:
+        r = [sequential_rates(pool, d, plan, thr, draws, f"ss{label}{d}") for d in (0.0, 0.10, 0.25)]
+        print(f"| {label} | {r[0][0] * 100:.2f} | {r[1][0]:.1%} | {r[2][0]:.1%} | {r[0][1]:.1f}, {r[1][1]:.1f} |")
 
 
 def gate_figures(paths: list[str]) -> dict[str, dict]:
@@ -357,6 +383,8 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=4000, help="resampled comparisons per figure")
     ap.add_argument("--out", default="results/validation-ab.json", help="where the real ab run is saved")
     ap.add_argument("--reuse", metavar="FILE", help="skip measuring: use a saved ab run")
+    ap.add_argument("--ab-arg", action="append", default=[], metavar="ARG",
+                    help="pass ARG to the real `bench.py ab` run (repeatable; e.g. --ab-arg=--spawn, --ab-arg=--allocator=jemalloc)")
     ap.add_argument("--statistic", choices=tuple(compare.STATISTICS), default=compare.DEFAULT_STATISTIC,
                     help="the per-process figure compared (compare's default unless given)")
     ap.add_argument("--seq-draws", type=int, default=1000, help="resampled comparisons per sequential figure")
@@ -371,7 +399,7 @@ def main() -> int:
     else:
         path = Path(args.out).resolve()  # `bench.py ab` runs in the suite's temporary directory
         path.parent.mkdir(parents=True, exist_ok=True)
-        wall = run_ab(path, args.aa_cases, args.repeats, args.modal_cases)
+        wall = run_ab(path, args.aa_cases, args.repeats, args.modal_cases, args.ab_arg)
     doc = load_ab(path)
     repeats = args.repeats
     st = args.statistic
