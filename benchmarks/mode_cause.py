@@ -8,7 +8,8 @@ process computes the same thing), warm up, and time a plain hand-written loop (n
 harness: `time.perf_counter_ns` around `model(x)` under `torch.inference_mode`, one thread). The
 processes of all settings are interleaved (round-robin, setting order reshuffled every round with a
 fixed seed) so a drift of the machine over the run lands on every setting alike. Per setting it
-prints each process's p5 and median, the modes `cnnbench.processes.detect_modes` finds among the
+prints each process's p5 and median, its minor page faults per timed call (getrusage: a fault per
+call means memory handed back to the kernel and faulted in again), the modes `cnnbench.processes.detect_modes` finds among the
 p5s (the rule `bench.py run` warns with), and the spread (max/min of the p5s).
 
 Settings (each alone, against the baseline):
@@ -51,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from cnnbench.processes import detect_modes  # noqa: E402
 
 CHILD = r"""
-import json, os, sys, time
+import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads(1)
@@ -65,14 +66,17 @@ with torch.inference_mode():
     for _ in range(20):
         model(x)
     samples = []
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     end = time.perf_counter() + {secs}
     while time.perf_counter() < end or len(samples) < 50:
         t0 = time.perf_counter_ns()
         model(x)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
 samples.sort()
 n = len(samples)
-print("RESULT " + json.dumps({{"p5": samples[int(0.05 * (n - 1))], "median": samples[n // 2], "n": n}}))
+print("RESULT " + json.dumps({{"p5": samples[int(0.05 * (n - 1))], "median": samples[n // 2], "n": n,
+                              "faults_per_call": faults / n}}))
 """
 
 
@@ -161,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  round {r + 1}/{args.processes} done (load {os.getloadavg()[0]:.2f})", flush=True)
     print(f"cpu after: {cpu_mhz()}")
     print()
-    print("| setting | processes' p5 (ms) | medians (ms) | modes among the p5s | max/min p5 |")
-    print("|---|---|---|---|---:|")
+    print("| setting | processes' p5 (ms) | medians (ms) | minor page faults per call | modes among the p5s | max/min p5 |")
+    print("|---|---|---|---|---|---:|")
     for n in names:
         ok = [x for x in results[n] if "p5" in x]
         errs = [x["error"] for x in results[n] if "error" in x]
@@ -172,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         p5 = [x["p5"] for x in ok]
         cells = " ".join(f"{x['p5']:.2f}" + (f"[{x['kernels']}]" if "kernels" in x else "") for x in ok)
         meds = " ".join(f"{x['median']:.2f}" for x in ok)
+        faults = " ".join(f"{x['faults_per_call']:.0f}" if "faults_per_call" in x else "-" for x in ok)
         groups = detect_modes(p5)
         modes = "one" if len(groups) <= 1 else "; ".join(
             f"{len(g)} at {statistics.median(p5[i] for i in g):.2f}" for g in groups)
-        print(f"| {n} | {cells} | {meds} | {modes} | {max(p5) / min(p5):.2f} |")
+        print(f"| {n} | {cells} | {meds} | {faults} | {modes} | {max(p5) / min(p5):.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
