@@ -483,8 +483,9 @@ def _add_run(spec: CaseSpec, repeat: int, name: str, run: dict[str, Any], *, ab:
 
 class _Looks:
     """The sequential looks of one run (`cnnbench.sequential`), recorded in `ab["sequential"]`:
-    {"plan": {rule, spending, max_repeats, first_look, alpha, levels}, "cases": {key: {"repeats",
-    "stopped" (settled | max_repeats | failed | interrupted), "verdict", "level", "reason"}}}."""
+    {"plan": {rule, spending, max_repeats, first_look, alpha, levels, extend_to}, "cases": {key:
+    {"repeats", "stopped" (settled | max_repeats | modal_max | failed | interrupted), "verdict",
+    "level", "reason", "extended" (a modal case that went past max_repeats: from, to, modes)}}}."""
 
     def __init__(self, ab: dict[str, Any], cases: Sequence[CaseSpec], *, alpha, thresholds, statistic,
                  modal_repeats: int | None = None) -> None:  # fmt: skip
