@@ -262,6 +262,8 @@ def available_bytes(device: str) -> tuple[int | None, str]:
     if device == "cuda":
         import torch
 
+        if not torch.cuda.is_available():  # no GPU or driver: the backend says `unsupported`, not this
+            return None, ""
         free, _total = torch.cuda.mem_get_info()
         return int(free), "free CUDA memory"
     try:

@@ -176,3 +176,22 @@ def test_a_case_far_from_any_limit_is_not_traced(monkeypatch):
     calls = []
     assert memguard.preflight(lambda: calls.append(1) or build(), huge, params=61_706) is None  # traced; failed: silent
     assert calls == [1]
+
+
+def test_a_cuda_case_without_a_gpu_is_unsupported_not_a_preflight_error(tmp_path):
+    """The pre-flight asked CUDA for its free memory before the backend checked the device, so on
+    a machine without a GPU a cuda case (suites/deploy.yaml's tensorrt ones) ended `error` with
+    torch's "Found no NVIDIA driver"; the backend's own `unsupported` with the reason must win."""
+    import torch
+
+    from cnnbench.worker import run_case
+    from cnnbench.spec import CaseSpec, Measure
+    from cnnbench.errors import Unsupported
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert memguard.available_bytes("cuda") == (None, "")
+    spec = CaseSpec(model="lenet5", batch_size=1, input_size=(1, 32, 32), device="cuda",
+                    measure=Measure(warmup=1, min_time_s=0.01, max_time_s=0.05, timeout_s=60))  # fmt: skip
+    with pytest.raises(Unsupported):
+        run_case(spec, workdir=str(tmp_path))
