@@ -66,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
         return signals.exit_code(getattr(exc, "signum", None) or signals.received())
+    except Exception:
+        # An error after a stop signal arrived is that signal's doing (e.g. a Ctrl-C inside a
+        # module's import leaves it half-initialised, and the next import of it fails): the
+        # command was interrupted, 128 + signal, never a traceback (seen under load).
+        if signals.received() is None:
+            raise
+        print("interrupted", file=sys.stderr)
+        return signals.exit_code(signals.received())
     finally:
         restore()
     got = signals.received()

@@ -424,6 +424,28 @@ def test_a_second_signal_still_marks_and_saves_the_in_flight_case(tmp_path, monk
     assert leftovers(tmp_path) == []
 
 
+def test_an_error_that_follows_a_signal_is_the_signals_exit_not_a_traceback(monkeypatch, capsys):
+    """Seen under load: a Ctrl-C landing inside numpy's import left it half-initialised, the
+    next import raised "cannot load module more than once per process" and the command died with
+    a traceback and exit 1. Any error once a stop signal has arrived ends as that signal: 130."""
+    from cnnbench.commands import list as list_cmd
+
+    def run(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Interrupted, raised here by cnnbench.signals ...
+        except KeyboardInterrupt:
+            pass  # ... and swallowed, as an import machinery's cleanup may do
+        raise ImportError("cannot load module more than once per process")
+
+    monkeypatch.setattr(list_cmd, "run", run)
+    assert main(["list", "models"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    # Without a signal the same error is a real bug and is raised as such.
+    monkeypatch.setattr(list_cmd, "run", lambda args: (_ for _ in ()).throw(ImportError("real")))
+    with pytest.raises(ImportError):
+        main(["list", "models"])
+
+
 @pytest.mark.parametrize("quiet", [True, False])
 def test_ctrl_c_while_the_table_prints_gives_130(tmp_path, monkeypatch, stand_in, quiet):
     """The run is over and its handler gone; a Ctrl-C while the final table is rendered is the
