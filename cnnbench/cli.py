@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return signals.exit_code(signals.received())
     finally:
         restore()
+        signals.disarm()  # a signal met in the last import: received() below says it
     got = signals.received()
     if got is not None:  # a signal the command handled (a clean stop) or met while finishing
         return signals.exit_code(got)

@@ -100,7 +100,7 @@ class StopFlag:
             self.signum = signum
         signals.record(signum)
         if self.count >= 2 and not self._defer:
-            raise signals.Interrupted(self.signum)
+            signals.raise_when_safe(self.signum, frame)  # after an import it landed in (signals.py)
 
     @contextmanager
     def deferred(self) -> Iterator[None]:

@@ -446,6 +446,101 @@ def test_an_error_that_follows_a_signal_is_the_signals_exit_not_a_traceback(monk
         main(["list", "models"])
 
 
+_IMPORTER = """
+import os, pathlib, sys
+sys.path[:0] = [{root!r}, {here!r}]
+from cnnbench import signals
+signals.PATIENCE_S = {patience}
+
+def main():
+    import slowimport  # the signal lands in here
+    while True:  # after the import: where the pending Interrupted must be raised
+        pass
+
+signals.entry(main)
+"""
+
+_SLOW_MODULE = """
+import os, pathlib
+from cnnbench import signals
+marks = pathlib.Path(os.environ["MARKS"])
+(marks / "started").touch()
+while signals.received() is None:  # until the test's SIGTERM has reached the handler
+    pass
+(marks / "seen").touch()
+while {hang}:
+    pass
+(marks / "finished").touch()
+"""
+
+
+def _start_importer(tmp_path: Path, hang: bool, patience: float = 30.0) -> subprocess.Popen:
+    (tmp_path / "slowimport.py").write_text(_SLOW_MODULE.format(hang=hang))
+    (tmp_path / "importer.py").write_text(_IMPORTER.format(root=str(ROOT), here=str(tmp_path), patience=patience))
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "importer.py")], env={**os.environ, "MARKS": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: (tmp_path / "started").exists() or proc.poll() is not None, 120), proc.communicate()
+    return proc
+
+
+def test_a_signal_inside_an_import_waits_for_its_end(tmp_path):
+    """Found by CI: a SIGTERM inside torch's import raised Interrupted in Python code that C++
+    had called, and the process aborted (`terminate called after throwing ...
+    error_already_set`, exit -6) instead of ending with 143. The signal is recorded at once,
+    the import runs to its end, and Interrupted is raised right after it."""
+    proc = _start_importer(tmp_path, hang=False)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert (tmp_path / "finished").exists(), "the import was cut in two"
+
+
+def test_a_hung_import_still_ends_on_a_second_signal_or_after_the_patience(tmp_path):
+    """An import that never ends (a user's module waiting on something) is not waited for
+    forever: Ctrl-C pressed again a second later ends it, and so does the patience timer."""
+    from cnnbench import signals
+
+    (tmp_path / "again").mkdir()
+    proc = _start_importer(tmp_path / "again", hang=True)
+    proc.send_signal(signal.SIGINT)
+    assert wait_for(lambda: (tmp_path / "again" / "seen").exists() or proc.poll() is not None, 120)
+    assert proc.poll() is None, "the first signal did not wait for the import"
+    time.sleep(signals.AGAIN_S + 0.1)  # the condition under test: a second press, a while later
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+
+    (tmp_path / "patience").mkdir()
+    proc = _start_importer(tmp_path / "patience", hang=True, patience=0.3)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 129, err
+    assert (tmp_path / "patience" / "seen").exists() and not (tmp_path / "patience" / "finished").exists()
+
+
+def test_stopflags_second_signal_inside_an_import_is_pending_not_raised(tmp_path, monkeypatch):
+    """During a run the second signal ends it at once, except inside an import (see above)."""
+    from cnnbench import signals
+
+    (tmp_path / "frameholder.py").write_text("import sys\nFRAME = sys._getframe()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import frameholder  # a real frame that ran inside an import
+
+    assert signals.in_import(frameholder.FRAME) and not signals.in_import(sys._getframe())
+    monkeypatch.setattr(signals, "RECHECK_S", 60.0)  # the timer must not fire inside this test
+    stop = StopFlag()
+    try:
+        stop.handle(signal.SIGTERM, frameholder.FRAME)
+        stop.handle(signal.SIGTERM, frameholder.FRAME)
+        assert stop.count == 2 and signals.pending() == signal.SIGTERM
+        with pytest.raises(signals.Interrupted) as raised:  # the next one outside an import raises
+            stop.handle(signal.SIGTERM, sys._getframe())
+        assert raised.value.signum == signal.SIGTERM and signals.pending() is None
+    finally:
+        signals.disarm()
+        signals.reset()
+
+
 @pytest.mark.parametrize("quiet", [True, False])
 def test_ctrl_c_while_the_table_prints_gives_130(tmp_path, monkeypatch, stand_in, quiet):
     """The run is over and its handler gone; a Ctrl-C while the final table is rendered is the
