@@ -249,11 +249,12 @@ def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
     cur = [c * (1 + delta) for _, c, _ in d]
     verdict = "noisy"
     last = plan.max_repeats
-    for n, level in plan.levels:
+    for n, _ in plan.levels:
         if n > last or n > len(d):
             break
-        if level > 0 or n == last:
-            row = sequential.look_values(base[:n], cur[:n], level=level if level > 0 else plan.alpha, thresholds={"latency": thr})
+        at = plan.look_at(n, final=n == last)  # the levels `bench.py ab` looks at (cnnbench.ab._Looks)
+        if at is not None:
+            row = sequential.look_values(base[:n], cur[:n], level=at[0], equivalence_level=at[1], thresholds={"latency": thr})
             verdict = row.verdict
             if sequential.settled(verdict):
                 return verdict, n
@@ -277,22 +278,26 @@ def wall_time_table(doc: dict, pool, thr, alpha: float, plan, draws: int, gate: 
     """Wall time of the shipped gate (suites/ci.yaml: 6 cases x 2 sides x up to 9 repeats)."""
     n = plan.max_repeats
     print()
-    print(f"Fixed {n} repeats (before) vs sequential (after: Pocock-type alpha spending, nominal level per look "
+    print(f"Fixed {n} repeats (before) vs sequential (after: {plan.to_dict()['rule']}, nominal level per look "
           + ", ".join(f"{k}: {c:.4f}" for k, c in plan.levels) + f"), resampled from the same pool, {draws} draws each:")
+    old = sequential.plan(n, alpha, extend_to=plan.extend_to or None, spending="pocock")  # the plan issue 18 first shipped
     rows = []
     for label, delta in (("false regressions per 100 A/A", 0.0), ("+10% detected", 0.10), ("+25% detected", 0.25)):
         fixed = detection_rate(pool, delta, n, draws, thr, alpha, f"fx{label}")
         rate, used = sequential_rates(pool, delta, plan, thr, draws, f"seq{label}")
+        rate_old, used_old = sequential_rates(pool, delta, old, thr, draws, f"seq{label}")
         fmt = (lambda x: f"{x * 100:.2f}") if delta == 0 else (lambda x: f"{x:.1%}")
-        rows.append((label, fmt(fixed), fmt(rate), f"{used:.2f}"))
+        rows.append((label, fmt(fixed), fmt(rate), f"{used:.2f}", fmt(rate_old), f"{used_old:.2f}"))
     small_fixed = smallest_detected(lambda d: detection_rate(pool, d, n, max(draws // 4, 50), thr, alpha, f"fs{d:.2f}"))
     small = smallest_detected(lambda d: sequential_rates(pool, d, plan, thr, max(draws // 4, 50), f"sq{d:.2f}")[0])
+    small_old = smallest_detected(lambda d: sequential_rates(pool, d, old, thr, max(draws // 4, 50), f"sq{d:.2f}")[0])
     rows.append(("smallest slowdown detected >= 95%", f"+{small_fixed}%" if small_fixed else "> +300%",
-                 f"+{small}%" if small else "> +300%", "—"))  # fmt: skip
+                 f"+{small}%" if small else "> +300%", "—", f"+{small_old}%" if small_old else "> +300%", "—"))  # fmt: skip
     w = max(len(r[0]) for r in rows)
-    print(f"  {'figure':<{w}}  {'fixed ' + str(n):>9}  {'sequential':>10}  repeats per side used (sequential, mean)")
-    for label, fixed, seq, used in rows:
-        print(f"  {label:<{w}}  {fixed:>9}  {seq:>10}  {used}")
+    print(f"  {'figure':<{w}}  {'fixed ' + str(n):>9}  {'sequential':>10}  {'pairs used':>10}  {'Pocock plan':>11}  pairs used")
+    for label, fixed, seq, used, seq_old, used_old in rows:
+        print(f"  {label:<{w}}  {fixed:>9}  {seq:>10}  {used:>10}  {seq_old:>11}  {used_old}")
+    print("  (sequential = the shipped plan; Pocock plan = the one issue 18 first shipped, one Pocock-type level per look)")
     print()
     print("The real run replayed through the sequential rule (its own pairs, in the order they ran):")
     for key in sorted({s["key"] for s in doc["sequence"]}):

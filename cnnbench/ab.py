@@ -7,8 +7,8 @@ machine at the same time. A case stops on both sides after the first pair with a
 did not end `ok`. One JSON file (`new_ab_results`: both variants as complete results files, the
 order the processes really ran in, the comparison) is rewritten after every process; `split_ab`
 writes each variant out for `compare` or `report`. With `sequential` (the default of `bench.py
-ab`) a case stops once its verdict is settled (`cnnbench.sequential`: Pocock-type alpha spending
-across looks) and `measure.repeats` is the maximum. A `Variant` is an interpreter plus import
+ab`) a case stops once its verdict is settled (`cnnbench.sequential`: alpha spent across looks on
+the regression test, `unchanged` a non-binding stop) and `measure.repeats` is the maximum. A `Variant` is an interpreter plus import
 paths; `probe_variant` checks it can run workers before anything is measured. The measured
 rationale, the design and the file format: docs/ci.md.
 """
@@ -351,7 +351,7 @@ def run_ab(
         oom_retry: halve the batch of a case that runs out of memory until it fits, as `run
             --oom-retry` does (`runner.CaseStep`, per variant; the batch measured is recorded).
         sequential: after each pair of a case, stop it once its verdict is settled
-            (`cnnbench.sequential`: Pocock-type alpha spending across looks); `measure.repeats`
+            (`cnnbench.sequential`: alpha spent across looks); `measure.repeats`
             is then the maximum. What each case used and why it stopped lands in
             `ab["sequential"]`.
         modal_repeats: with `sequential`, the most pairs a case whose processes split into modes
@@ -483,9 +483,10 @@ def _add_run(spec: CaseSpec, repeat: int, name: str, run: dict[str, Any], *, ab:
 
 class _Looks:
     """The sequential looks of one run (`cnnbench.sequential`), recorded in `ab["sequential"]`:
-    {"plan": {rule, spending, max_repeats, first_look, alpha, levels, extend_to}, "cases": {key:
-    {"repeats", "stopped" (settled | max_repeats | modal_max | failed | interrupted), "verdict",
-    "level", "reason", "extended" (a modal case that went past max_repeats: from, to, modes)}}}."""
+    {"plan": {rule, spending, max_repeats, first_look, alpha, levels, equivalence_levels, extend_to},
+    "cases": {key: {"repeats", "stopped" (settled | max_repeats | modal_max | failed | interrupted),
+    "verdict", "level" (the rank test's), "equivalence_level" (the unchanged interval's), "reason",
+    "extended" (a modal case that went past max_repeats: from, to, modes)}}}."""
 
     def __init__(self, ab: dict[str, Any], cases: Sequence[CaseSpec], *, alpha, thresholds, statistic,
                  modal_repeats: int | None = None) -> None:  # fmt: skip
@@ -517,12 +518,13 @@ class _Looks:
             state.stopped[key] = self.cases[key]
             return
         last = state.targets.get(key, plan.max_repeats)
-        level = plan.level(n) if n >= plan.first_look else 0.0
-        if level <= 0 and n < last:
-            return  # no look here: the rank test cannot reach the error left to spend
+        levels = plan.look_at(n, final=n >= last)
+        if levels is None:
+            return  # no look here: nothing can be settled at this many pairs
+        level, eq_level = levels
         row = sequential.look(
             _record(self.ab, "base", key), _record(self.ab, "current", key),
-            level=level if level > 0 else self.alpha, thresholds=self.thresholds, statistic=self.statistic,
+            level=level, equivalence_level=eq_level, thresholds=self.thresholds, statistic=self.statistic,
             base_env=self.ab["variants"]["base"].get("environment"),
             current_env=self.ab["variants"]["current"].get("environment"),
         )  # fmt: skip
@@ -536,7 +538,8 @@ class _Looks:
             return
         else:
             stopped = "modal_max" if key in state.targets else "max_repeats"
-        entry = {"repeats": n, "stopped": stopped, "verdict": row.verdict, "level": level, "reason": row.reason}
+        entry = {"repeats": n, "stopped": stopped, "verdict": row.verdict, "level": level, "equivalence_level": eq_level,
+                 "reason": row.reason}  # fmt: skip
         if "extended" in (self.cases.get(key) or {}):
             entry["extended"] = self.cases[key]["extended"]
         self.cases[key] = entry
@@ -568,23 +571,26 @@ def _record(ab: Mapping[str, Any], name: str, key: str) -> dict[str, Any]:
     return next(c for c in ab["variants"][name]["cases"] if c.get("key") == key)
 
 
-def sequential_levels(ab: Mapping[str, Any], alpha: float) -> dict[str, float] | None:
-    """The level each case of a sequential A/B file is judged at: that of the look it stopped
-    at (recomputed for `alpha` when it is not the run's). None for a fixed-repeats file."""
+def sequential_levels(ab: Mapping[str, Any], alpha: float) -> tuple[dict[str, float], dict[str, float]] | None:
+    """The levels each case of a sequential A/B file is judged at, (rank test, unchanged
+    interval) by key: those of the look it stopped at, under the plan the file recorded
+    (`spending`), recomputed for `alpha` when it is not the run's. None for a fixed-repeats file."""
     from cnnbench import sequential
 
     seq = ab.get("sequential") or {}
     if not seq.get("cases"):
         return None
-    out = {}
+    levels, equivalence = {}, {}
     for key, case in seq["cases"].items():
         n = int(case.get("repeats") or 0)
         plan_info = (seq.get("plans") or {}).get(str(_max_repeats(ab, key))) or seq.get("plan") or {}
         max_repeats = int(plan_info.get("max_repeats") or n or 1)
-        plan = sequential.plan(max_repeats, alpha, extend_to=int(plan_info.get("extend_to") or 0) or None)
-        level = plan.level(n) if n >= plan.first_look else plan.level(max_repeats)
-        out[key] = level if level > 0 else plan.level(max_repeats) or alpha
-    return out
+        spending = plan_info.get("spending") if plan_info.get("spending") in sequential.RULES else "pocock"
+        plan = sequential.plan(max_repeats, alpha, extend_to=int(plan_info.get("extend_to") or 0) or None,
+                               spending=spending)  # fmt: skip
+        at = plan.look_at(n, final=True) if n >= 1 else None
+        levels[key], equivalence[key] = at if at is not None else (alpha, alpha)
+    return levels, equivalence
 
 
 def _max_repeats(ab: Mapping[str, Any], key: str) -> int | None:
@@ -623,6 +629,7 @@ def compare_ab(
     from cnnbench import compare
 
     alpha = compare.DEFAULT_ALPHA if alpha is None else alpha
+    levels = sequential_levels(ab, alpha)
     return compare.compare_results(
         variant_results(ab, "base"),
         variant_results(ab, "current"),
@@ -631,7 +638,8 @@ def compare_ab(
         base_name="base",
         current_name="current",
         statistic=compare.DEFAULT_STATISTIC if statistic is None else statistic,
-        alpha_by_key=sequential_levels(ab, alpha),  # each case at the level of its last look
+        alpha_by_key=levels[0] if levels else None,  # each case at the levels of its last look
+        equivalence_alpha_by_key=levels[1] if levels else None,
     )
 
 

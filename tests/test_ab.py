@@ -176,11 +176,12 @@ def test_command_no_sequential_runs_every_repeat_and_says_how_many_each_case_use
     doc = abmod.load_ab(tmp_path / "ab.json")
     assert len(log) == 2 * 2 * 6 and "sequential" not in doc and doc["design"]["sequential"] is False
     capsys.readouterr()
-    assert fake_run("--replace", "--repeats", "6", "--markdown", str(tmp_path / "ab.md"), worker=fake_worker(slow=1.25)) == 1
+    # Sequential (the default): a clear +25% is called from the 7th pair of 9 (cnnbench.sequential).
+    assert fake_run("--replace", "--repeats", "9", "--markdown", str(tmp_path / "ab.md"), worker=fake_worker(slow=1.25)) == 1
     out = capsys.readouterr().out
-    assert "sequential: 2 of 2 case(s) settled before 6 repeats; 20 of 24 planned worker processes ran" in out
+    assert "sequential: 2 of 2 case(s) settled before 9 repeats; 28 of 36 planned worker processes ran" in out
     md = (tmp_path / "ab.md").read_text()
-    assert "Sequential stopping" in md and md.count("| 5 | settled | verdict settled at this look: regressed") == 2
+    assert "Sequential stopping" in md and md.count("| 7 | settled | verdict settled at this look: regressed") == 2
 
 
 def test_command_slowdown_exits_1_and_saved_file_compares_again_and_splits(fake_run, tmp_path, capsys):

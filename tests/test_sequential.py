@@ -59,11 +59,40 @@ def test_exact_rank_tail_matches_compares_mann_whitney():
 
 def test_plan_levels_for_the_default_design():
     plan = sequential.plan(9, 0.01)
-    assert [n for n, _ in plan.levels] == [5, 6, 7, 8, 9]
-    assert all(0 < c < 0.01 for _, c in plan.levels)
+    levels = dict(plan.levels)
+    assert list(levels) == [5, 6, 7, 8, 9]
+    # Hwang-Shih-DeCani (gamma -8) spends almost nothing early: no regression can be called at
+    # 5 or 6 pairs, and the last look keeps most of alpha (the fixed 9 tests at 0.01).
+    assert levels[5] == levels[6] == 0 and all(0 < levels[n] < 0.01 for n in (7, 8, 9))
+    assert levels[9] > 0.007
     assert plan.simulated_alpha <= 0.01
+    # `unchanged` is judged at its own (Pocock-type) levels from the first look on.
+    assert [n for n, _ in plan.equivalence] == [5, 6, 7, 8, 9] and all(0 < c < 0.01 for _, c in plan.equivalence)
+    assert plan.look_at(4) is None and plan.look_at(5)[1] == pytest.approx(1 / 252)  # the 5-pair floor
+    assert plan.look_at(5)[0] < compare.min_attainable_p(5, 5)  # a level no 5-pair p-value reaches
+    # The older plan is still there for files that recorded it: one Pocock-type level per look.
+    old = sequential.plan(9, 0.01, spending="pocock")
+    assert [round(c, 4) for _, c in old.levels] == [0.004, 0.0043, 0.002, 0.0023, 0.002] and old.equivalence == ()
     # A design with one look is the fixed design at alpha.
     assert sequential.plan(5, 0.01).levels == ((5, 0.01),)
+
+
+def test_a_borderline_regression_the_fixed_design_catches_is_caught_at_the_last_look():
+    """Why the spending changed (issue 18's validation): at 6% between-process noise the Pocock
+    plan's last level (0.002) let +10% through where the fixed 9 at 0.01 caught it. Nine pairs
+    whose rank test gives p = 0.0053 (+9%, 5% noise): the fixed 9 and the shipped plan's last
+    look call it regressed; the old plan's last look does not."""
+    base = [0.916, 0.976, 0.986, 0.991, 0.995, 1.025, 1.028, 1.029, 1.103]
+    cur = [1.011, 1.046, 1.081, 1.082, 1.088, 1.089, 1.094, 1.095, 1.097]
+    _, p = compare.mann_whitney_greater(cur, base)
+    assert 0.005 < p < 0.0055
+    fixed = sequential.look_values(base, cur, level=0.01, thresholds={"latency": "5%"})
+    new = sequential.look_values(base, cur, level=sequential.plan(9, 0.01).look_at(9, final=True)[0],
+                                 equivalence_level=sequential.plan(9, 0.01).look_at(9, final=True)[1],
+                                 thresholds={"latency": "5%"})  # fmt: skip
+    old = sequential.look_values(base, cur, level=sequential.plan(9, 0.01, spending="pocock").level(9),
+                                 thresholds={"latency": "5%"})  # fmt: skip
+    assert (fixed.verdict, new.verdict, old.verdict) == ("regressed", "regressed", "noisy")
 
 
 def _false_alarms(levels, draws: int, seed: int, *, naive: bool = False) -> float:
@@ -96,24 +125,28 @@ def test_simulated_aa_false_alarm_rate_stays_under_alpha_while_naive_looks_excee
     assert naive > 0.01 + 3 * se
 
 
-def test_a_clear_regression_stops_at_the_first_look_and_a_borderline_case_goes_on(tmp_path):
+def test_an_unchanged_case_stops_at_the_first_look_a_clear_regression_at_the_7th_and_a_borderline_case_goes_on(tmp_path):
     cases = [spec("clear"), spec("border"), spec("same")]
     # border: +3% under 4% between-process noise: neither significant nor inside the band
     doc, _ = run(tmp_path, cases, {"clear": 1.25, "border": 1.03}, noise={"border": 0.04})
     seq = doc["sequential"]["cases"]
     clear, border, same = (seq[c.key] for c in cases)
-    assert clear["stopped"] == "settled" and clear["verdict"] == "regressed" and clear["repeats"] == 5
+    # `unchanged` spends no alpha: it may stop a case at the first look; a regression is called
+    # from the first look with a nonzero level of the spending function (7 pairs), not before.
     assert same["stopped"] == "settled" and same["verdict"] == "unchanged" and same["repeats"] == 5
+    assert clear["stopped"] == "settled" and clear["verdict"] == "regressed" and clear["repeats"] == 7
     assert border["stopped"] == "max_repeats" and border["repeats"] == 9 and "extended" not in border
-    # The processes really stopped: 5 pairs for the settled cases, 9 for the borderline one.
+    assert same["equivalence_level"] == pytest.approx(1 / 252) and clear["level"] > 0.001
+    # The processes really stopped: 5 and 7 pairs for the settled cases, 9 for the borderline one.
     per_case = {c.key: sum(s["key"] == c.key for s in doc["sequence"]) for c in cases}
-    assert per_case == {cases[0].key: 10, cases[1].key: 18, cases[2].key: 10}
+    assert per_case == {cases[0].key: 14, cases[1].key: 18, cases[2].key: 10}
     # compare_ab (and so `ab --from FILE`) judges each case at the level of its last look.
     rows = {r.key: r for r in abmod.compare_ab(doc).rows}
-    assert rows[cases[0].key].verdict == "regressed" and rows[cases[0].key].base_repeats == 5
+    assert rows[cases[0].key].verdict == "regressed" and rows[cases[0].key].base_repeats == 7
     assert rows[cases[2].key].verdict == "unchanged"
     md = abmod.render_ab_markdown(doc, abmod.compare_ab(doc))
-    assert "Sequential stopping" in md and "| 5 | settled |" in md and "| 9 | max_repeats |" in md
+    assert "Sequential stopping" in md and "| 5 | settled |" in md and "| 7 | settled |" in md and "| 9 | max_repeats |" in md
+    assert "(rank test/unchanged interval)" in md
 
 
 def test_without_sequential_every_case_runs_the_full_repeats(tmp_path):
@@ -131,6 +164,13 @@ def test_a_sequential_file_round_trips_and_a_fixed_one_loads(tmp_path):
     old = dict(doc, ab_format_version=1)
     old.pop("sequential")
     assert abmod.sequential_levels(old, 0.01) is None
+    # A file written with the Pocock-only plan is judged as it was run: one level per look.
+    pocock = {**doc, "sequential": {**doc["sequential"], "plan": {**doc["sequential"]["plan"], "spending": "pocock"}, "plans": {}}}
+    key = next(iter(doc["sequential"]["cases"]))
+    n = doc["sequential"]["cases"][key]["repeats"]
+    levels, equivalence = abmod.sequential_levels(pocock, 0.01)
+    ext = doc["sequential"]["plan"]["extend_to"] or None
+    assert levels[key] == equivalence[key] == pytest.approx(sequential.plan(9, 0.01, extend_to=ext, spending="pocock").level(n))
 
 
 def modal_worker(slow: float, *, seed: int = 0):
@@ -175,8 +215,9 @@ def test_a_modal_unsettled_case_gets_more_repeats_and_a_plain_one_does_not(tmp_p
     assert entry["stopped"] in ("settled", "modal_max")
     assert sum(s["key"] == modal.key for s in doc["sequence"]) == 2 * entry["repeats"]
     # The file says why, and `ab --from` judges it at the level of the look it stopped at.
-    levels = abmod.sequential_levels(abmod.load_ab(tmp_path / "ab.json"), 0.01)
-    assert levels[modal.key] == pytest.approx(sequential.plan(9, 0.01, extend_to=18).level(entry["repeats"]))
+    levels, equivalence = abmod.sequential_levels(abmod.load_ab(tmp_path / "ab.json"), 0.01)
+    at = sequential.plan(9, 0.01, extend_to=18).look_at(entry["repeats"], final=True)
+    assert (levels[modal.key], equivalence[modal.key]) == pytest.approx(at)
     row = abmod.compare_ab(doc).rows[0]
     assert row.base_repeats == entry["repeats"]
     md = abmod.render_ab_markdown(doc, abmod.compare_ab(doc))

@@ -29,11 +29,12 @@ worker's PYTHONPATH (--base-path, --current-path; e.g. a checkout of the base co
 side measures with its own cnnbench and model code. Before measuring, each variant is probed:
 the interpreter must run, import cnnbench and torch (exit 2 otherwise).
 
-Sequential: from the 5th pair on, a case whose verdict is settled stops (the error spent across
-the looks, Pocock-type alpha spending on the same rank test, so the false-alarm bound stays
---alpha); the others go on up to --repeats. A case still unsettled at --repeats whose worker
-processes split into modes goes on up to --modal-repeats (default twice --repeats; a quarter of
---alpha is kept for those looks from the start, so the bound holds). The summary says how many
+Sequential: from the 5th pair on, a case whose verdict is settled stops; the others go on up to
+--repeats. `unchanged` can stop a case from the 5th pair; `regressed`/`improved` from the 7th,
+the error spent across the looks on the same rank test (Hwang-Shih-DeCani spending, most of it
+kept for the last look), so the false-alarm bound stays --alpha. A case still unsettled at
+--repeats whose worker processes split into modes goes on up to --modal-repeats (default twice
+--repeats; a tenth of --alpha is kept for those looks from the start, so the bound holds). The summary says how many
 repeats each case used and why it stopped. --no-sequential runs every case the full --repeats.
 
 One file (--out) holds both variants' results and the comparison, rewritten after every worker
@@ -98,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="sequential",
         action="store_false",
         help="run every case the full --repeats (default: stop a case once its verdict is settled, "
-        "Pocock-type alpha spending across the looks; see docs/ci.md)",
+        "the error spent across the looks; see docs/ci.md)",
     )
     p.add_argument(
         "--modal-repeats",

@@ -192,6 +192,7 @@ def compare_results(
     current_name: str | None = None,
     statistic: str = DEFAULT_STATISTIC,
     alpha_by_key: Mapping[str, float] | None = None,
+    equivalence_alpha_by_key: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Pair the cases of two loaded results files by key and give each a verdict.
 
@@ -209,6 +210,10 @@ def compare_results(
             the tests, intervals and ratios are on these per-process figures.
         alpha_by_key: a level per case key that replaces `alpha` for that case (a sequential
             A/B run judges each case at the level of the look it stopped at: cnnbench.sequential).
+        equivalence_alpha_by_key: a level per case key for the `unchanged` test alone (the
+            interval at 1 - 2 x that level must lie inside the band); by default the case's
+            alpha. A sequential look spends its error on the regression test and stops a case
+            `unchanged` at a level of its own (cnnbench.sequential).
 
     Returns:
         A `Comparison`; nothing is printed.
@@ -238,7 +243,8 @@ def compare_results(
             rows.append(_unpaired(key, b, MISSING, "in base only"))
         else:
             case_alpha = (alpha_by_key or {}).get(key, alpha)
-            rows.append(_compare_case(key, b, c, thr, case_alpha, blocking, statistic))
+            eq_alpha = (equivalence_alpha_by_key or {}).get(key, case_alpha)
+            rows.append(_compare_case(key, b, c, thr, case_alpha, blocking, statistic, eq_alpha))
     for key, c in cur_cases.items():
         if key not in base_cases:
             rows.append(_unpaired(key, c, NEW, "in current only"))
@@ -385,6 +391,7 @@ def _compare_case(
     alpha: float,
     blocking: list,
     statistic: str = DEFAULT_STATISTIC,
+    equivalence_alpha: float | None = None,
 ) -> CaseComparison:
     spec = _thaw(c.spec.raw)
     bs, cs = b.status, c.status
@@ -444,7 +451,7 @@ def _compare_case(
             **common,
         )
 
-    latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic)
+    latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic, equivalence_alpha)
     memory = _memory_verdict(b, c, thr["memory"], alpha)
     from cnnbench.energy import energy_note, energy_verdict
 
@@ -489,11 +496,14 @@ def _latency_verdict(
     thr: Threshold,
     alpha: float,
     statistic: str = DEFAULT_STATISTIC,
+    equivalence_alpha: float | None = None,
 ) -> dict[str, Any]:
     """Verdict, interval, p-value and reason for one comparable pair (see the module docstring).
-    `rb`/`rc` are the per-process figures (`statistic`) of each side."""
+    `rb`/`rc` are the per-process figures (`statistic`) of each side; the rank test is at
+    `alpha`, the interval that decides `unchanged` at `equivalence_alpha` (default: alpha)."""
     ratio = stats.median(rc) / stats.median(rb)
-    confidence = 1.0 - 2.0 * alpha
+    eq_alpha = alpha if equivalence_alpha is None else equivalence_alpha
+    confidence = 1.0 - 2.0 * eq_alpha
     rng = random.Random(f"{BOOTSTRAP_SEED}|{key}")
     floor = min_repeats_for_alpha(alpha)
     log_r, log_t = math.log(ratio), math.log(thr.upper)
@@ -502,7 +512,7 @@ def _latency_verdict(
     out: dict[str, Any] = {"ratio": ratio, "confidence": confidence}
 
     if len(rb) >= 2 and len(rc) >= 2:
-        low, high, _, _ = bootstrap_ratio(rb, rc, None, None, 0.0, rng, alpha, STATISTICS[statistic])
+        low, high, _, _ = bootstrap_ratio(rb, rc, None, None, 0.0, rng, eq_alpha, STATISTICS[statistic])
         _, p_up = mann_whitney_greater(rc, rb)
         _, p_down = mann_whitney_greater(rb, rc)
         p = p_up if ratio >= 1 else p_down
