@@ -118,3 +118,25 @@ def test_a_combination_that_could_not_run_shows_its_reason_not_numbers(deploy_md
 def test_reports_without_deployment_formats_have_no_deployment_section(tmp_path):
     write_report([GOLDEN], tmp_path, formats="md")
     assert "## Deployment" not in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_results_csv_carries_the_deployment_fields(deploy_md, tmp_path):
+    import csv
+
+    _, added, _ = deploy_md
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["cases"] += added
+    path = tmp_path / "deploy.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    write_report([path], tmp_path / "out", formats="csv")
+    with open(tmp_path / "out" / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["key"]: r for r in csv.DictReader(fh)}
+    for c in added:
+        row = rows[c["key"]]
+        info = c["backend_info"]
+        if c["status"] == "ok":
+            assert int(row["artifact_bytes"]) == info["artifact_bytes"] and row["artifact_cached"] == "False"
+            assert row["ran_on"] == "CPU"
+            assert row["calibration"] == (info.get("calibration") or {}).get("label", "")
+        else:  # nothing ran: no artefact, no device
+            assert row["artifact_bytes"] == row["ran_on"] == "" and row["status"] == "unsupported"

@@ -486,6 +486,20 @@ def test_report_has_an_energy_column_and_an_images_per_joule_plot(tmp_path):
     assert f"{energy.format_joules(first)} @ 50.0 W ({1 / first:,.1f})" in md
     assert "Images per joule vs batch size" in md
     assert list((tmp_path / "out").rglob("energy*.png"))
+    # the CSV carries the same block, full precision, for valid rows only
+    import csv
+
+    write_report([src], tmp_path / "csv", formats="csv")
+    with open(tmp_path / "csv" / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["key"]: r for r in csv.DictReader(fh)}
+    for key, j in given.items():
+        row = rows[key]
+        if row["valid"] == "True":
+            assert float(row["energy_j_per_image"]) == j and float(row["energy_images_per_j"]) == 1 / j
+            assert row["energy_method"] == "rapl" and row["energy_avg_w"] == "50.0"
+        else:
+            assert row["energy_j_per_image"] == ""
+    assert any(rows[k]["valid"] == "True" for k in given)
     # without energy blocks: neither the column nor the chart
     write_report([golden], tmp_path / "plain", formats="md")
     plain = (tmp_path / "plain" / "report.md").read_text(encoding="utf-8")

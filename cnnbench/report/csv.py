@@ -65,6 +65,20 @@ CSV_COLUMNS: tuple[str, ...] = (
     "peak_gflops",
     "pct_of_peak",
     *(f"memory_{k}" for k in _MEMORY_KEYS),
+    "energy_j_per_image",
+    "energy_above_idle_j_per_image",
+    "energy_images_per_j",
+    "energy_avg_w",
+    "energy_idle_w",
+    "energy_window_s",
+    "energy_method",
+    "energy_scope",
+    "energy_reliable",
+    "artifact_bytes",
+    "artifact_cached",
+    "ran_on",
+    "quantize_ms",
+    "calibration",
     "parity_ok",
     "parity_max_abs_err",
     "parity_max_rel_err",
@@ -145,6 +159,8 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
         "peak_gflops": r.peak_gflops,
         "pct_of_peak": r.pct_of_peak,
         **{f"memory_{k}": (r.memory.get(k) if r.valid else None) for k in _MEMORY_KEYS},
+        **_energy_cells(r),
+        **_deployment_cells(r),
         "parity_ok": parity.get("ok"),
         "parity_max_abs_err": parity.get("max_abs_err"),
         "parity_max_rel_err": parity.get("max_rel_err"),
@@ -176,6 +192,42 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
         "warnings": "; ".join(r.warnings),
     }
     return rec
+
+
+def _energy_cells(r: CaseRow) -> dict[str, Any]:
+    """The energy block of a valid row over exactly its timed window (cnnbench.energy), else blanks."""
+    from cnnbench import energy as _energy
+
+    e = _energy.summary({"energy": r.energy}) if r.valid and isinstance(r.energy, dict) else None
+    e = e or {}
+    return {
+        "energy_j_per_image": e.get("j_per_image"),
+        "energy_above_idle_j_per_image": e.get("above_idle_j_per_image"),
+        "energy_images_per_j": e.get("images_per_j"),
+        "energy_avg_w": e.get("avg_w"),
+        "energy_idle_w": e.get("idle_w"),
+        "energy_window_s": e.get("window_s"),
+        "energy_method": e.get("method"),
+        "energy_scope": e.get("scope"),
+        "energy_reliable": e.get("reliable") if e else None,
+    }
+
+
+def _deployment_cells(r: CaseRow) -> dict[str, Any]:
+    """What the deployment table shows beside latency: the artefact on disk and whether it came
+    from the cache, the device or provider that really ran, int8's quantization time and its
+    calibration label (cnnbench.report.deployment reads the same backend_info fields)."""
+    info = r.backend_info or {}
+    size = next((info[k] for k in ("artifact_bytes", "export_file_bytes") if isinstance(info.get(k), (int, float))), None)
+    ran = info.get("execution_devices") or info.get("provider")
+    calibration = info.get("calibration")
+    return {
+        "artifact_bytes": int(size) if size is not None else None,
+        "artifact_cached": info.get("export_cached") if size is not None else None,
+        "ran_on": (", ".join(map(str, ran)) if isinstance(ran, list) else ran) if r.valid else None,
+        "quantize_ms": info.get("quantize_ms") if isinstance(info.get("quantize_ms"), (int, float)) else None,
+        "calibration": calibration.get("label") if isinstance(calibration, dict) else None,
+    }
 
 
 def _cell(value: Any) -> Any:
