@@ -247,6 +247,31 @@ def test_openvino_fp32_runs_with_parity_recorded_settings_and_a_cached_ir(tmp_pa
     assert again["backend_info"]["compiled_shape"] == [3, 1, 32, 32]
 
 
+@pytest.mark.parametrize(
+    ("machine", "flags", "reduce"),
+    [
+        ("x86_64", "fpu sse2 avx avx2 fma", True),  # AVX2 only: VPMADDUBSW saturates at 8 bits
+        ("x86_64", "fpu avx2 avx512f avx512bw", True),  # AVX-512 without VNNI: the same
+        ("x86_64", "fpu avx2 avx512f avx512_vnni", False),
+        ("x86_64", "fpu avx2 avx_vnni", False),
+        ("aarch64", "fp asimd", False),
+    ],
+)
+def test_ort_int8_weights_are_7_bit_on_x86_without_vnni(tmp_path, monkeypatch, machine, flags, reduce):
+    import platform
+
+    from cnnbench.quantize import ort_reduce_range
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: X\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    got, why = ort_reduce_range(str(info))
+    assert got is reduce and why
+    assert ("7-bit" in why) is reduce
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert ort_reduce_range(str(tmp_path / "missing"))[0] is False  # unreadable: ORT's default, said so
+
+
 @pytest.mark.slow
 def test_int8_onnxrt_and_openvino_quantize_calibrate_and_report_accuracy_change(tmp_path, cache):
     """digits configured: calibration on its train split; accuracy on test images with the
@@ -260,6 +285,11 @@ def test_int8_onnxrt_and_openvino_quantize_calibrate_and_report_accuracy_change(
         assert out["status"] == "ok", out.get("error")
         info = out["backend_info"]
         assert path_word in info["precision_path"] and info["calibration"]["source"] == "dataset"
+        if backend == "onnxrt":  # this machine's CPU decides the weights' bits, and says why
+            from cnnbench.quantize import ort_reduce_range
+
+            reduce, why = ort_reduce_range()
+            assert info["quantize"]["reduce_range"] is reduce and info["quantize"]["reduce_range_why"] == why
         assert info["calibration"]["images"] == 32 and info["quantize_ms"] > 0
         assert info["artifact_bytes"] < 0.6 * fp32["backend_info"]["artifact_bytes"]
         parity = out["parity"]

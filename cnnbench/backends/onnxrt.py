@@ -444,14 +444,18 @@ def session_options(*, threads: int, optimization: str) -> tuple[Any, dict[str, 
     return so, record
 
 
-def int8_export(model: Any, spec: Any, *, exporter: str, opset: int | None, log_path: Path) -> tuple[dict[str, Any], Any]:
+def int8_export(
+    model: Any, spec: Any, *, exporter: str, opset: int | None, log_path: Path, cpu_provider: bool = True
+) -> tuple[dict[str, Any], Any]:
     """The int8 QDQ file of the model's fp32 export, shaped like `export_onnx`'s dict (its
-    `export_ms` is the export plus the quantization), and the calibration it used."""
-    from cnnbench.quantize import calibration_data, ort_qdq
+    `export_ms` is the export plus the quantization), and the calibration it used. For the CPU
+    provider the weights are 7-bit where this CPU lacks VNNI (`quantize.ort_reduce_range`)."""
+    from cnnbench.quantize import calibration_data, ort_qdq, ort_reduce_range
 
     fp32 = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path)
     calibration = calibration_data(spec)
-    q = ort_qdq(fp32, calibration, log_path=log_path)
+    reduce, why = ort_reduce_range() if cpu_provider else (False, "not the CPU provider: 8-bit weights")
+    q = ort_qdq(fp32, calibration, log_path=log_path, reduce_range=reduce)
     export = {
         **fp32,
         "path": q["path"],
@@ -459,7 +463,7 @@ def int8_export(model: Any, spec: Any, *, exporter: str, opset: int | None, log_
         "export_cached": bool(fp32["export_cached"] and q["quantize_cached"]),
         "file_bytes": q["file_bytes"],
         "quantize_ms": q["quantize_ms"],
-        "quantize": {**q["settings"], "pre_process": q["pre_process"], "cache_key": q["cache_key"]},
+        "quantize": {**q["settings"], "reduce_range_why": why, "pre_process": q["pre_process"], "cache_key": q["cache_key"]},
     }
     return export, calibration
 

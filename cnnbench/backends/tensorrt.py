@@ -149,7 +149,7 @@ def _prepare_on_gpu(model: Any, example: Any, spec: Any, *, workdir: str) -> Pre
     log_path = Path(workdir) / "onnx-export.log"
     calibration = None
     if spec.precision == "int8":
-        export, calibration = int8_export(model, spec, exporter="dynamo", opset=None, log_path=log_path)
+        export, calibration = int8_export(model, spec, exporter="dynamo", opset=None, log_path=log_path, cpu_provider=False)
     else:
         export = export_onnx(model, spec, exporter="dynamo", opset=None, precision="fp32", log_path=log_path)
     device_id = torch.device(spec.device).index or 0
