@@ -395,6 +395,8 @@ def main() -> int:
     ap.add_argument("--seq-draws", type=int, default=1000, help="resampled comparisons per sequential figure")
     ap.add_argument("--gate", action="append", default=[], metavar="NAME=FILE:SECONDS",
                     help="a saved run of the shipped gate and its wall time, for the before/after table (repeatable)")
+    ap.add_argument("--measure-only", action="store_true",
+                    help="run and save the real ab run, print nothing else (resample it later with --reuse)")
     args = ap.parse_args()
 
     thr = compare.parse_threshold("5%")
@@ -405,6 +407,9 @@ def main() -> int:
         path = Path(args.out).resolve()  # `bench.py ab` runs in the suite's temporary directory
         path.parent.mkdir(parents=True, exist_ok=True)
         wall = run_ab(path, args.aa_cases, args.repeats, args.modal_cases, args.ab_arg)
+        if args.measure_only:
+            print(f"saved {path} ({wall / 60:.1f} min)")
+            return 0
     doc = load_ab(path)
     repeats = args.repeats
     st = args.statistic
