@@ -520,20 +520,20 @@ def _latency_verdict(
         out.update(ci_low=low, ci_high=high, p_value=p, method="mann-whitney")
         tested = f"Mann-Whitney U on {len(rb)}+{len(rc)} per-repeat {statistic}s"
         if thr.exceeded(ratio) and p_up <= alpha:
-            return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)} > +{thr}, p={p_up:.3g} <= {alpha:g} ({tested})"}
+            return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)} > +{thr}, p={p_up:.3g} <= {alpha:.3g} ({tested})"}
         if thr.undercut(ratio) and p_down <= alpha:
-            return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}, faster by more than {thr}, p={p_down:.3g} <= {alpha:g} ({tested})"}
+            return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}, faster by more than {thr}, p={p_down:.3g} <= {alpha:.3g} ({tested})"}
         if thr.contains(low, high):
             return {**out, "verdict": UNCHANGED, "reason": f"{_level(confidence)} CI {_pct(low)}…{_pct(high)} within ±{thr}"}
         n = max(repeats_needed(sigma, delta, alpha=alpha) or REPEATS_CAP + 1, min(len(rb), len(rc)) + 1)
         needed = n if n <= REPEATS_CAP else None
         if min_attainable_p(len(rb), len(rc)) > alpha and (thr.exceeded(ratio) or thr.undercut(ratio)):
             why = (
-                f"{_pct(ratio)}, but {len(rb)} vs {len(rc)} repeats cannot reach alpha {alpha:g} with a rank test "
+                f"{_pct(ratio)}, but {len(rb)} vs {len(rc)} repeats cannot reach alpha {alpha:.3g} with a rank test "
                 f"(smallest p {min_attainable_p(len(rb), len(rc)):.3g}; needs >= {floor} per side)"
             )
         elif thr.exceeded(ratio) or thr.undercut(ratio):
-            why = f"{_pct(ratio)} but not significant (p={p:.3g} > {alpha:g})"
+            why = f"{_pct(ratio)} but not significant (p={p:.3g} > {alpha:.3g})"
         else:
             why = f"{_level(confidence)} CI {_pct(low)}…{_pct(high)} reaches past ±{thr}"
         return {**out, "verdict": NOISY, "repeats_needed": needed, "reason": why + _settle(needed)}
