@@ -217,14 +217,15 @@ def _deployment_cells(r: CaseRow) -> dict[str, Any]:
     """What the deployment table shows beside latency: the artefact on disk and whether it came
     from the cache, the device or provider that really ran, int8's quantization time and its
     calibration label (cnnbench.report.deployment reads the same backend_info fields)."""
+    from cnnbench.report.deployment import artifact_bytes, ran_on
+
     info = r.backend_info or {}
-    size = next((info[k] for k in ("artifact_bytes", "export_file_bytes") if isinstance(info.get(k), (int, float))), None)
-    ran = info.get("execution_devices") or info.get("provider")
+    size = artifact_bytes(r)
     calibration = info.get("calibration")
     return {
-        "artifact_bytes": int(size) if size is not None else None,
+        "artifact_bytes": size,
         "artifact_cached": info.get("export_cached") if size is not None else None,
-        "ran_on": (", ".join(map(str, ran)) if isinstance(ran, list) else ran) if r.valid else None,
+        "ran_on": ran_on(info) if r.valid else None,
         "quantize_ms": info.get("quantize_ms") if isinstance(info.get("quantize_ms"), (int, float)) else None,
         "calibration": calibration.get("label") if isinstance(calibration, dict) else None,
     }

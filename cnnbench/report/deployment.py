@@ -23,7 +23,7 @@ from typing import Any
 from cnnbench.report.fmt import DASH, fmt_bytes, fmt_ms, fmt_rate
 from cnnbench.report.model import CaseRow, ReportData, backend_sort_key, published_figure
 
-__all__ = ["DEPLOYMENT_BACKENDS", "has_deployment", "deployment_rows", "deployment_section"]
+__all__ = ["DEPLOYMENT_BACKENDS", "artifact_bytes", "has_deployment", "deployment_rows", "deployment_section", "ran_on"]
 
 DEPLOYMENT_BACKENDS = ("openvino", "aoti", "tensorrt")
 HEADERS = (
@@ -43,13 +43,25 @@ def has_deployment(data: ReportData) -> bool:
     return any((r.backend_name in DEPLOYMENT_BACKENDS or r.precision == "int8") and not r.is_train for r in data.rows)
 
 
-def _artifact(rows: list[CaseRow]) -> int | None:
-    for r in rows:
-        info = r.backend_info or {}
-        for name in ("artifact_bytes", "export_file_bytes"):
-            if isinstance(info.get(name), (int, float)):
-                return int(info[name])
+def artifact_bytes(row: CaseRow) -> int | None:
+    """Size on disk of the row's exported or compiled artefact, if it recorded one."""
+    info = row.backend_info or {}
+    for name in ("artifact_bytes", "export_file_bytes"):
+        if isinstance(info.get(name), (int, float)):
+            return int(info[name])
     return None
+
+
+def ran_on(info: dict[str, Any]) -> str | None:
+    """The devices or provider that really ran a case (OpenVINO's execution devices, ORT's provider)."""
+    device = info.get("execution_devices") or info.get("provider")
+    if not device:
+        return None
+    return ", ".join(map(str, device)) if isinstance(device, list) else str(device)
+
+
+def _artifact(rows: list[CaseRow]) -> int | None:
+    return next((size for size in map(artifact_bytes, rows) if size is not None), None)
 
 
 def _setup(rows: list[CaseRow]) -> str:
@@ -98,9 +110,9 @@ def _notes(rows: list[CaseRow], precision: str) -> str:
         label = (info.get("calibration") or {}).get("label")
         if label:
             notes.append(str(label))
-    device = info.get("execution_devices") or info.get("provider")
+    device = ran_on(info)
     if device and valid:
-        notes.append(f"ran on {', '.join(device) if isinstance(device, list) else device}")
+        notes.append(f"ran on {device}")
     return "; ".join(notes)
 
 
