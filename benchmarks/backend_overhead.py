@@ -176,9 +176,9 @@ def main() -> int:
 
     from cnnbench.backends.common import example_batch
     from cnnbench.models.catalog import get_info
-    from cnnbench.runner import run_worker
-    from cnnbench.spec import CaseSpec, Measure
-    from cnnbench.suite import default_threads
+    from cnnbench.run.runner import run_worker
+    from cnnbench.core.spec import CaseSpec, Measure
+    from cnnbench.suite.schema import default_threads
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)

@@ -68,8 +68,11 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import tunable  # noqa: E402 - from tests/fixtures, on the path just above
 
-from cnnbench import compare, processes, sequential, stats  # noqa: E402
-from cnnbench.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
+from cnnbench import compare  # noqa: E402
+from cnnbench.stats import processes  # noqa: E402
+from cnnbench.stats import sequential  # noqa: E402
+from cnnbench.stats import basic as stats  # noqa: E402
+from cnnbench.compare.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
 
 BASE_BLOCKS = 20
 SLOWDOWNS = {"p10": (22, 0.10), "p25": (25, 0.25)}  # module -> (current blocks, nominal slowdown)
@@ -220,7 +223,7 @@ def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
     return bad
 
 
-# -- the sequential gate (cnnbench.sequential), on the same pool ----------------------------------
+# -- the sequential gate (cnnbench.stats.sequential), on the same pool ----------------------------------
 
 
 def draw_ordered(pairs, repeats: int, rng: random.Random) -> list[tuple[float, float, bool]]:
@@ -244,7 +247,7 @@ def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
     """(verdict, pairs used) of the sequential gate on one ordered draw: at each look, compare's
     verdict at the look's level (the same call `bench.py ab` makes); stop once settled. With an
     extended plan, a draw unsettled at the planned maximum goes on only if either side's
-    per-process figures split into modes (`bench.py ab`'s rule, cnnbench.ab._Looks)."""
+    per-process figures split into modes (`bench.py ab`'s rule, cnnbench.compare.ab._Looks)."""
     base = [b for b, _, _ in d]
     cur = [c * (1 + delta) for _, c, _ in d]
     verdict = "noisy"
@@ -252,7 +255,7 @@ def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
     for n, _ in plan.levels:
         if n > last or n > len(d):
             break
-        at = plan.look_at(n, final=n == last)  # the levels `bench.py ab` looks at (cnnbench.ab._Looks)
+        at = plan.look_at(n, final=n == last)  # the levels `bench.py ab` looks at (cnnbench.compare.ab._Looks)
         if at is not None:
             row = sequential.look_values(base[:n], cur[:n], level=at[0], equivalence_level=at[1], thresholds={"latency": thr})
             verdict = row.verdict
@@ -340,7 +343,7 @@ def modal_table(doc: dict, pools: dict[str, list[str]], thr, alpha: float, repea
         seq = [sequential_rates(pool, d, plan, thr, draws, f"ms{label}{d}") for d in (0.0, 0.10, 0.25)]
         print(f"| {label} | {len(keys)} | {split} of {2 * len(keys)} | {verdicts} | {fixed[0] * 100:.2f} | {fixed[1]:.1%} | "
               f"{fixed[2]:.1%} | {seq[0][0] * 100:.2f} | {seq[1][0]:.1%} | {seq[2][0]:.1%} | {seq[0][1]:.1f}, {seq[1][1]:.1f} |")
-    print("  sides split: (case, side) whose per-process figures the mode rule of cnnbench.processes splits.")
+    print("  sides split: (case, side) whose per-process figures the mode rule of cnnbench.stats.processes splits.")
     print("  Plan levels by pairs: " + ", ".join(f"{n}: {c:.4f}" for n, c in plan.levels))
     synthetic_modal_table(thr, alpha, repeats, draws)
 

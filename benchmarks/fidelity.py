@@ -8,14 +8,14 @@ machine drift over both. It prints the ratio of the medians of the per-round med
 1 ± 0.03) and the per-case overhead of the harness (worker start to first warmup call).
 
 `--start` picks how harness workers start: `fork` (the default of `bench.py run`/`ab`: forked from
-a pre-imported worker server, cnnbench.server), `spawn` (a fresh interpreter, `--spawn`), or
+a pre-imported worker server, cnnbench.run.server), `spawn` (a fresh interpreter, `--spawn`), or
 `both` (each round runs one of each, so the overhead before/after and both ratios come from the
 same rounds). A forked worker's overhead is from the fork request to its first warmup call; the
 server's own start-up (one torch import per model here, one per variant in a real run) is paid
 once and shown apart.
 
 `--allocator` (jemalloc, tcmalloc, glibc-tuned) runs both sides, harness workers and Timer
-processes alike, under that allocator (cnnbench.allocator; docs/processes.md: glibc's malloc spreads
+processes alike, under that allocator (cnnbench.core.allocator; docs/processes.md: glibc's malloc spreads
 fresh processes of a small model by up to 1.3-1.5x here, which 5 rounds cannot average to 3%). The
 table prints each side's between-process spread (max/min of its per-round medians) beside the ratio.
 
@@ -60,9 +60,9 @@ print(json.dumps({{"median_ms": m.median * 1e3}}))
 
 def main() -> int:
     from cnnbench.models.catalog import get_info
-    from cnnbench.runner import run_worker
-    from cnnbench.spec import CaseSpec, Measure
-    from cnnbench.suite import default_threads
+    from cnnbench.run.runner import run_worker
+    from cnnbench.core.spec import CaseSpec, Measure
+    from cnnbench.suite.schema import default_threads
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -70,13 +70,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--time", type=float, default=2.0, help="timed seconds per side per round")
     ap.add_argument("--start", choices=("fork", "spawn", "both"), default="both", help="how harness workers start")
-    from cnnbench import allocator
+    from cnnbench.core import allocator
 
     ap.add_argument("--allocator", choices=allocator.NAMES, default=allocator.DEFAULT,
-                    help="the memory allocator of every process, both sides (cnnbench.allocator)")
+                    help="the memory allocator of every process, both sides (cnnbench.core.allocator)")
     args = ap.parse_args()
     allocator.apply(args.allocator)  # before any process starts: the harness workers, their server and Timer's copy os.environ
-    from cnnbench import server
+    from cnnbench.run import server
 
     starts = ("spawn", "fork") if args.start == "both" else (args.start,)
     rows = []

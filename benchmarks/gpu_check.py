@@ -77,7 +77,7 @@ class Context:
         import torch
 
         from cnnbench.backends.common import example_batch
-        from cnnbench.spec import CaseSpec, Measure
+        from cnnbench.core.spec import CaseSpec, Measure
 
         self.args = args
         self.torch = torch
@@ -146,8 +146,8 @@ def _cuda_only(ctx: Context) -> str | None:
 def check_events_vs_sync(ctx: Context) -> Row:
     if (why := _cuda_only(ctx)) is not None:
         return Row("events_vs_sync", "SKIP", why)
-    from cnnbench import stats
-    from cnnbench.timing import time_callable
+    from cnnbench.stats import basic as stats
+    from cnnbench.measure.timing import time_callable
 
     torch = ctx.torch
     _, _, prepared = ctx.eager
@@ -178,8 +178,8 @@ def check_events_vs_sync(ctx: Context) -> Row:
 
 
 def check_warmup_excluded(ctx: Context) -> Row:
-    from cnnbench.energy import CaseProbes
-    from cnnbench.timing import time_callable
+    from cnnbench.measure.energy import CaseProbes
+    from cnnbench.measure.timing import time_callable
 
     spec, _, prepared = ctx.eager
     probes = CaseProbes.for_spec(spec)
@@ -230,8 +230,8 @@ def check_warmup_excluded(ctx: Context) -> Row:
 
 
 def check_peak_memory(ctx: Context) -> Row:
-    from cnnbench.memory import MemoryTracker
-    from cnnbench.timing import time_callable
+    from cnnbench.measure.memory import MemoryTracker
+    from cnnbench.measure.timing import time_callable
 
     spec, model, prepared = ctx.eager
     tracker = MemoryTracker(spec.device, backend="eager")
@@ -254,9 +254,9 @@ def check_peak_memory(ctx: Context) -> Row:
 def _parity(ctx: Context, precision: str) -> Row:
     name = f"{precision}_parity"
     from cnnbench.backends.common import check_precision
-    from cnnbench.errors import Unsupported
-    from cnnbench.parity import check_parity
-    from cnnbench.timing import time_callable
+    from cnnbench.core.errors import Unsupported
+    from cnnbench.measure.parity import check_parity
+    from cnnbench.measure.timing import time_callable
 
     try:
         check_precision(ctx.device, precision)
@@ -265,7 +265,7 @@ def _parity(ctx: Context, precision: str) -> Row:
     spec, model, prepared = ctx.prepare("eager", ctx.args.workdir, precision=precision)
     t = time_callable(prepared.run, measure=ctx.measure, sync=prepared.sync)
     parity = check_parity(spec, model, ctx.example, prepared)
-    from cnnbench import stats
+    from cnnbench.stats import basic as stats
 
     figures = {k: parity.get(k) for k in ("max_abs_err", "max_rel_err", "top1_agreement", "tolerance")}
     figures["median_ms"] = stats.median(t.samples_ms)
@@ -285,9 +285,9 @@ def _compile(ctx: Context, mode: str) -> Row:
     name = f"compile_{mode.replace('-', '_')}"
     if ctx.device != "cuda" and not ctx.args.with_compile:
         return Row(name, "SKIP", "skipped: torch.compile on CPU is slow (pass --with-compile)")
-    from cnnbench import stats
-    from cnnbench.parity import check_parity
-    from cnnbench.timing import time_callable
+    from cnnbench.stats import basic as stats
+    from cnnbench.measure.parity import check_parity
+    from cnnbench.measure.timing import time_callable
 
     options = () if mode == "default" else (("mode", mode),)
     spec, model, prepared = ctx.prepare("compile", str(Path(ctx.args.workdir) / f"compile-{mode}"), options=options)
@@ -330,9 +330,9 @@ def check_onnxrt_cuda(ctx: Context) -> Row:
     if ctx.device != "cuda" or "CUDAExecutionProvider" not in providers:
         where = "no CUDA device" if ctx.device != "cuda" else "no CUDAExecutionProvider"
         return Row("onnxrt_cuda", "SKIP", f"skipped: {where}; onnxruntime {ort.__version__} found {', '.join(providers)}", figures)
-    from cnnbench import stats
-    from cnnbench.parity import check_parity
-    from cnnbench.timing import time_callable
+    from cnnbench.stats import basic as stats
+    from cnnbench.measure.parity import check_parity
+    from cnnbench.measure.timing import time_callable
 
     os.environ.setdefault("CNNBENCH_CACHE_DIR", str(Path(ctx.args.workdir) / "cache"))
     spec, model, prepared = ctx.prepare("onnxrt", ctx.args.workdir, options=(("exporter", ctx.args.exporter),))
@@ -353,9 +353,9 @@ def check_onnxrt_cuda(ctx: Context) -> Row:
 def check_nvml_energy(ctx: Context) -> Row:
     if (why := _cuda_only(ctx)) is not None:
         return Row("nvml_energy", "SKIP", why)
-    from cnnbench.energy import CaseProbes
-    from cnnbench.spec import Measure
-    from cnnbench.timing import time_callable
+    from cnnbench.measure.energy import CaseProbes
+    from cnnbench.core.spec import Measure
+    from cnnbench.measure.timing import time_callable
 
     spec, _, prepared = ctx.eager
     probes = CaseProbes.for_spec(spec)
@@ -388,8 +388,8 @@ def check_nvml_energy(ctx: Context) -> Row:
 
 
 def check_transfer_split(ctx: Context) -> Row:
-    from cnnbench import stats
-    from cnnbench.transfer import measure_split
+    from cnnbench.stats import basic as stats
+    from cnnbench.backends.transfer import measure_split
 
     spec, _, prepared = ctx.eager
     if ctx.device != "cuda":

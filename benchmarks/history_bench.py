@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from cnnbench import cli  # noqa: E402
 from cnnbench.commands.store import store_files  # noqa: E402
-from cnnbench.results import write_results  # noqa: E402
+from cnnbench.results.format import write_results  # noqa: E402
 from tests.history_fixtures import make_results, make_spec  # noqa: E402
 
 

@@ -8,7 +8,7 @@ processes stored in benchmarks/data (two `bench.py ab` runs on this 2-core machi
 cases x 2 sides x 9 or 5 processes = 168 real processes of a ~0.55 ms model), each divided
 by its own case-side's median so only the relative noise remains. A step of +5%, +10% or
 +25% multiplies every process from a random commit in the middle third on. The history is
-then analysed exactly as `bench.py history` does (`cnnbench.history.changepoints.analyze` on
+then analysed exactly as `bench.py history` does (`cnnbench.stats.changepoints.analyze` on
 the per-commit median of the processes).
 
 Reported per step size: the detection rate (a "slower" change point within 2 commits of the
@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnbench import stats  # noqa: E402
+from cnnbench.stats import basic as stats  # noqa: E402
 from cnnbench.compare import STATISTICS  # noqa: E402
-from cnnbench.history.changepoints import analyze  # noqa: E402
+from cnnbench.stats.changepoints import analyze  # noqa: E402
 
 DATA = [ROOT / "benchmarks" / "data" / "validation-ab-2026-12-01.json", ROOT / "benchmarks" / "data" / "validation-ab-r9-2026-12-01.json"]
 STEPS = (0.0, 0.05, 0.10, 0.25)

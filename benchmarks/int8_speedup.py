@@ -30,7 +30,7 @@ ACCURACY_BACKENDS = ("onnxrt", "openvino", "compile", "aoti")
 
 def _spec(model: str, backend: str, precision: str, batch: int, args, evaluation=None):
     from cnnbench.models.catalog import get_info
-    from cnnbench.spec import CaseSpec, Measure, canonical_evaluation
+    from cnnbench.core.spec import CaseSpec, Measure, canonical_evaluation
 
     return CaseSpec(
         model=model, batch_size=batch, input_size=get_info(model).input_size, backend=backend, precision=precision,
@@ -48,7 +48,7 @@ def _median(run: dict) -> float | None:
 
 
 def speedups(args) -> list[tuple]:
-    from cnnbench.runner import run_worker
+    from cnnbench.run.runner import run_worker
 
     combos = [(m, b, bs) for m in args.int8_models for b in args.int8_backends for bs in (1, 8)]
     medians: dict[tuple, dict[str, list[float]]] = {c: {"fp32": [], "int8": []} for c in combos}
@@ -84,7 +84,7 @@ def speedups(args) -> list[tuple]:
 
 
 def accuracy(args) -> list[tuple]:
-    from cnnbench.runner import run_worker
+    from cnnbench.run.runner import run_worker
 
     if not WEIGHTS.is_file():
         print(f"{WEIGHTS} is missing: run `python examples/digits/train_lenet5.py` first")
@@ -131,7 +131,7 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    from cnnbench.suite import default_threads
+    from cnnbench.suite.schema import default_threads
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)

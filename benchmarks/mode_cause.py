@@ -9,7 +9,7 @@ harness: `time.perf_counter_ns` around `model(x)` under `torch.inference_mode`, 
 processes of all settings are interleaved (round-robin, setting order reshuffled every round with a
 fixed seed) so a drift of the machine over the run lands on every setting alike. Per setting it
 prints each process's p5 and median, its minor page faults per timed call (getrusage: a fault per
-call means memory handed back to the kernel and faulted in again), the modes `cnnbench.processes.detect_modes` finds among the
+call means memory handed back to the kernel and faulted in again), the modes `cnnbench.stats.processes.detect_modes` finds among the
 p5s (the rule `bench.py run` warns with), and the spread (max/min of the p5s).
 
 Settings (each alone, against the baseline):
@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnbench.processes import detect_modes  # noqa: E402
+from cnnbench.stats.processes import detect_modes  # noqa: E402
 
 CHILD = r"""
 import json, os, resource, sys, time

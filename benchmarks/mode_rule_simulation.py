@@ -1,4 +1,4 @@
-"""How often the mode rule of cnnbench/processes.py warns on synthetic per-process figures.
+"""How often the mode rule of cnnbench/stats/processes.py warns on synthetic per-process figures.
 
     python benchmarks/mode_rule_simulation.py [--trials 4000] [--seed 7]
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnbench.processes import detect_modes
+from cnnbench.stats.processes import detect_modes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,8 +39,8 @@ def _timed(fn) -> tuple[float, float]:
 
 
 def in_process(work: Path, repeat: int) -> list[tuple[str, float, float]]:
-    from cnnbench.errors import SuiteError
-    from cnnbench.suite import MAX_CASES, load_suite
+    from cnnbench.core.errors import SuiteError
+    from cnnbench.suite.schema import MAX_CASES, load_suite
 
     models = "[lenet5, alexnet, vgg11, vgg13, vgg16, vgg19, resnet18, resnet34, resnet50, resnet101]"
     largest = work / "largest.yaml"

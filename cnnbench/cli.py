@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 import sys
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 
 __all__ = ["main", "entry", "EXIT_OK", "EXIT_NOT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USAGE
-    from cnnbench import signals
+    from cnnbench.run import signals
 
     signals.reset()
     restore = signals.install()  # SIGTERM and SIGHUP end a command as Ctrl-C does
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The console script and bench.py: `main`, then exit with its code (128+signal when a
-    signal ended it, never a death by the signal itself, see cnnbench.signals)."""
-    from cnnbench import signals
+    signal ended it, never a death by the signal itself, see cnnbench.run.signals)."""
+    from cnnbench.run import signals
 
     signals.entry(main)
 

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from cnnbench.results import SCHEMA_VERSION, build_record
-from cnnbench.spec import CaseSpec
+from cnnbench.results.format import SCHEMA_VERSION, build_record
+from cnnbench.core.spec import CaseSpec
 
 
 def make_spec(model: str = "resnet18", backend: str = "eager", device: str = "cpu", batch: int = 1) -> CaseSpec:

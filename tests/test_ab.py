@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import ab as abmod
+from cnnbench.compare import ab as abmod
 from cnnbench.cli import main
-from cnnbench.results import load_results
-from cnnbench.runner import Variant
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.results.format import load_results
+from cnnbench.run.runner import Variant
+from cnnbench.core.spec import CaseSpec, Measure
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -142,7 +142,7 @@ def fake_run(monkeypatch, tmp_path):
     (tmp_path / "s.yaml").write_text(SUITE)
 
     def run(*extra, worker):
-        monkeypatch.setattr("cnnbench.runner.run_worker", worker)
+        monkeypatch.setattr("cnnbench.run.runner.run_worker", worker)
         return main(["ab", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "ab.json"), "--quiet", *extra])
 
     return run
@@ -176,7 +176,7 @@ def test_command_no_sequential_runs_every_repeat_and_says_how_many_each_case_use
     doc = abmod.load_ab(tmp_path / "ab.json")
     assert len(log) == 2 * 2 * 6 and "sequential" not in doc and doc["design"]["sequential"] is False
     capsys.readouterr()
-    # Sequential (the default): a clear +25% is called from the 7th pair of 9 (cnnbench.sequential).
+    # Sequential (the default): a clear +25% is called from the 7th pair of 9 (cnnbench.stats.sequential).
     assert fake_run("--replace", "--repeats", "9", "--markdown", str(tmp_path / "ab.md"), worker=fake_worker(slow=1.25)) == 1
     out = capsys.readouterr().out
     assert "sequential: 2 of 2 case(s) settled before 9 repeats; 28 of 36 planned worker processes ran" in out
@@ -260,7 +260,7 @@ def test_command_usage_errors_exit_2(fake_run, tmp_path, capsys):
 
 
 def test_replace_overwrites_only_a_file_of_ours_and_never_a_locked_one(fake_run, tmp_path, capsys):
-    from cnnbench.lock import results_lock
+    from cnnbench.results.lock import results_lock
 
     out = tmp_path / "ab.json"
     started = []
@@ -391,8 +391,8 @@ def test_oom_retry_in_ab_lowers_each_side_until_it_fits_and_compare_calls_differ
 
 
 def test_a_failed_save_in_ab_says_which_result_was_lost(tmp_path, monkeypatch):
-    from cnnbench import runner
-    from cnnbench.errors import ResultsFileError
+    from cnnbench.run import runner
+    from cnnbench.core.errors import ResultsFileError
 
     real = runner.write_results
     writes = []

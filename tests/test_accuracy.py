@@ -18,9 +18,9 @@ from torch import nn
 
 from cnnbench import accuracy
 from cnnbench.accuracy import AccuracyError, evaluate, load_dataset, load_weights
-from cnnbench.errors import SuiteError
-from cnnbench.spec import CaseSpec, Measure
-from cnnbench.suite import load_suite
+from cnnbench.core.errors import SuiteError
+from cnnbench.core.spec import CaseSpec, Measure
+from cnnbench.suite.schema import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Measure(warmup=1, min_time_s=0.01, max_time_s=0.1, min_samples=2, max_samples=20, timeout_s=120)
@@ -325,7 +325,7 @@ def test_digits_end_to_end_through_the_worker_steps(digits_weights, tmp_path, mo
     """The example's weights, evaluated by the worker: the count the script printed, and the
     weights are in the model before the backend prepares it."""
     from cnnbench import backends
-    from cnnbench.worker import run_case
+    from cnnbench.measure.worker import run_case
 
     path, trained = digits_weights
     file_state = torch.load(path)
@@ -355,7 +355,7 @@ def test_digits_end_to_end_through_the_worker_steps(digits_weights, tmp_path, mo
 
 
 def _worker_main(spec: CaseSpec, tmp_path: Path) -> dict:
-    from cnnbench import worker
+    from cnnbench.measure import worker
 
     spec_file, result_file = tmp_path / "spec.json", tmp_path / "result.json"
     spec_file.write_text(json.dumps(spec.to_dict()))
@@ -374,7 +374,7 @@ def test_worker_missing_weights_is_an_error_status_naming_the_path(tmp_path, mon
 
 
 def test_worker_accuracy_failure_keeps_the_timing_on_the_run(tmp_path):
-    from cnnbench.results import build_record
+    from cnnbench.results.format import build_record
 
     folder = make_folder(tmp_path / "three", classes=3, corrupt=False)
     evaluation = json.dumps({"dataset": {"kind": "imagefolder", "path": str(folder), "transforms": EXPLICIT}})
@@ -389,8 +389,8 @@ def test_worker_accuracy_failure_keeps_the_timing_on_the_run(tmp_path):
 
 
 def test_published_metadata_is_attached_and_labelled_apart_from_measured(tmp_path):
-    from cnnbench.results import build_record
-    from cnnbench.worker import run_case
+    from cnnbench.results.format import build_record
+    from cnnbench.measure.worker import run_case
 
     data = tmp_path / "four.pt"
     torch.save({"images": torch.randn(4, 3, 64, 64), "labels": torch.tensor([1, 2, 3, 999])}, data)

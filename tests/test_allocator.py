@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import allocator
-from cnnbench.errors import UserError
+from cnnbench.core import allocator
+from cnnbench.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_describe_gives_the_environment_fields():
 
 def test_compare_warns_when_the_two_sides_used_different_allocators():
     from cnnbench import compare
-    from cnnbench.sequential import figures_record
+    from cnnbench.stats.sequential import figures_record
 
     def doc(name):
         return {"environment": {"allocator": name}, "cases": [figures_record([1.0] * 5)]}
@@ -95,8 +95,8 @@ def test_run_with_jemalloc_measures_in_workers_that_really_loaded_it(tmp_path):
 def test_a_worker_asked_for_an_allocator_it_did_not_load_fails_the_case_and_says_why(tmp_path, monkeypatch):
     """The manager's environment names a library that no worker preloads (as when LD_PRELOAD is
     dropped): the case is an error with the reason, not a measurement under glibc's malloc."""
-    from cnnbench.runner import run_worker
-    from cnnbench.spec import CaseSpec, Measure
+    from cnnbench.run.runner import run_worker
+    from cnnbench.core.spec import CaseSpec, Measure
 
     monkeypatch.setitem(os.environ, allocator.ENV_NAME, "jemalloc")
     monkeypatch.setitem(os.environ, allocator.ENV_LIB, "/nonexistent/libjemalloc.so.2")

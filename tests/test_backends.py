@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from cnnbench import backends as backends_pkg
-from cnnbench.errors import ExportFailed, Unsupported
-from cnnbench.parity import TOLERANCES, compare_outputs, tolerance_for
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.core.errors import ExportFailed, Unsupported
+from cnnbench.measure.parity import TOLERANCES, compare_outputs, tolerance_for
+from cnnbench.core.spec import CaseSpec, Measure
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "suites"
@@ -112,9 +112,9 @@ def test_tolerances_loosen_with_precision_and_for_tf32_on_cuda():
 
 
 def test_a_perturbed_backend_is_caught_as_fail_accuracy_and_its_timings_stay(monkeypatch, cache_dir):
-    from cnnbench.console import table_rows
-    from cnnbench.results import build_record
-    from cnnbench.worker import run_case
+    from cnnbench.report.console import table_rows
+    from cnnbench.results.format import build_record
+    from cnnbench.measure.worker import run_case
 
     monkeypatch.setitem(backends_pkg.BACKEND_MODULES, "perturbed", FIXTURE)
     spec = lenet("perturbed", batch=4)
@@ -130,7 +130,7 @@ def test_a_perturbed_backend_is_caught_as_fail_accuracy_and_its_timings_stay(mon
 
 
 def test_parity_is_stored_for_non_eager_and_low_precision_eager_only(cache_dir):
-    from cnnbench.worker import run_case
+    from cnnbench.measure.worker import run_case
 
     eager = run_case(lenet("eager"), workdir=tempfile.mkdtemp())
     assert eager["status"] == "ok" and "parity" not in eager
@@ -227,7 +227,7 @@ def test_the_export_cache_is_reused_across_batch_sizes_and_keyed_by_weights(cach
 
 
 def test_an_op_the_exporter_rejects_is_export_failed_with_its_reason_and_no_prints(cache_dir, capfd):
-    from cnnbench.worker import classify_exception
+    from cnnbench.measure.worker import classify_exception
 
     workdir = tempfile.mkdtemp()
     spec = tiny("onnxrt", source=f"{FIXTURE}:running_max_net", exporter="legacy")
@@ -318,7 +318,7 @@ def test_a_compile_failure_is_an_error_with_the_real_reason(monkeypatch, tmp_pat
     import torch._dynamo
 
     from cnnbench.backends.compiled import CompileFailed
-    from cnnbench.worker import classify_exception
+    from cnnbench.measure.worker import classify_exception
 
     real = torch.compile
 
@@ -341,7 +341,7 @@ def test_a_compile_failure_is_an_error_with_the_real_reason(monkeypatch, tmp_pat
 
 
 def test_the_backends_suite_is_the_documented_matrix():
-    from cnnbench.suite import load_suite
+    from cnnbench.suite.schema import load_suite
 
     cases = load_suite(SUITES / "backends.yaml").cases
     combos = {(c.model, c.backend, c.batch_size) for c in cases}
@@ -355,7 +355,7 @@ def test_the_backends_suite_is_the_documented_matrix():
 
 
 def test_the_smoke_suite_has_small_compile_and_onnxrt_cases():
-    from cnnbench.suite import load_suite
+    from cnnbench.suite.schema import load_suite
 
     cases = load_suite(SUITES / "smoke.yaml").cases
     extra = [c for c in cases if c.backend != "eager"]

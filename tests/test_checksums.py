@@ -1,4 +1,4 @@
-"""Checksum sidecars (cnnbench/checksums.py) and their check when weights are loaded."""
+"""Checksum sidecars (cnnbench/results/checksums.py) and their check when weights are loaded."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.checksums import ChecksumError, sha256_of, sidecar_path, verify_sidecar, write_sidecar
+from cnnbench.results.checksums import ChecksumError, sha256_of, sidecar_path, verify_sidecar, write_sidecar
 
 SHIPPED = Path(__file__).resolve().parents[1] / "examples" / "digits" / "lenet5_digits.pt"
 

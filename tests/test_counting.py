@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from cnnbench import counting
-from cnnbench.counting import count_macs, count_params, counts_for
+from cnnbench.measure import counting
+from cnnbench.measure.counting import count_macs, count_params, counts_for
 from cnnbench.models.catalog import get_info
 from cnnbench.models.registry import build_model, published_metadata
-from cnnbench.spec import CaseSpec
+from cnnbench.core.spec import CaseSpec
 
 
 def conv(cin, cout, k):

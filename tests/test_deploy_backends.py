@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from cnnbench.errors import SuiteError, Unsupported
-from cnnbench.spec import CaseSpec, Measure, canonical_evaluation
+from cnnbench.core.errors import SuiteError, Unsupported
+from cnnbench.core.spec import CaseSpec, Measure, canonical_evaluation
 
 SHORT = Measure(warmup=1, min_time_s=0.02, max_time_s=0.2, min_samples=3, max_samples=50)
 
@@ -121,7 +121,7 @@ def test_openvino_precision_hint_is_explicit_and_needs_the_cpu_capability():
 def test_calibration_without_a_dataset_is_seeded_random_data_with_the_loud_label():
     pytest.importorskip("torch")
     from cnnbench.backends.common import example_batch
-    from cnnbench.quantize import RANDOM_LABEL, calibration_data
+    from cnnbench.backends.quantize import RANDOM_LABEL, calibration_data
 
     spec = _spec("onnxrt", "int8", options=[("calibration_images", 12)])
     a, b = calibration_data(spec), calibration_data(spec)
@@ -135,7 +135,7 @@ def test_calibration_with_digits_uses_the_train_split_never_the_test_images():
     torch = pytest.importorskip("torch")
     pytest.importorskip("sklearn")
     from cnnbench.accuracy import digits_tensors
-    from cnnbench.quantize import calibration_data
+    from cnnbench.backends.quantize import calibration_data
 
     spec = _spec("openvino", "int8", evaluation={"dataset": {"kind": "digits", "split": "test"}},
                  options=[("calibration_images", 40)])  # fmt: skip
@@ -149,7 +149,7 @@ def test_calibration_with_digits_uses_the_train_split_never_the_test_images():
 
 def test_calibration_on_an_evaluation_folder_is_random_and_says_why():
     pytest.importorskip("torch")
-    from cnnbench.quantize import calibration_data
+    from cnnbench.backends.quantize import calibration_data
 
     spec = _spec("onnxrt", "int8", evaluation={"dataset": {"kind": "tensors", "path": "/x.pt"}})
     cal = calibration_data(spec)
@@ -158,7 +158,7 @@ def test_calibration_on_an_evaluation_folder_is_random_and_says_why():
 
 
 def test_suites_accept_the_new_backends_int8_and_validate_calibration_images(tmp_path):
-    from cnnbench.suite import load_suite
+    from cnnbench.suite.schema import load_suite
 
     path = tmp_path / "s.yaml"
     path.write_text(
@@ -180,7 +180,7 @@ def test_shipped_deploy_suite_has_every_backend_and_int8(tmp_path):
     import shutil
     from pathlib import Path
 
-    from cnnbench.suite import load_suite
+    from cnnbench.suite.schema import load_suite
 
     root = Path(__file__).resolve().parent.parent
     (tmp_path / "suites").mkdir()
@@ -223,7 +223,7 @@ def test_list_backends_says_what_runs_here_and_why_not(capsys):
 
 
 def _run(spec, tmp_path):
-    from cnnbench.worker import run_case
+    from cnnbench.measure.worker import run_case
 
     work = tmp_path / f"w-{spec.backend}-{spec.precision}"
     work.mkdir(exist_ok=True)
@@ -260,7 +260,7 @@ def test_openvino_fp32_runs_with_parity_recorded_settings_and_a_cached_ir(tmp_pa
 def test_ort_int8_weights_are_7_bit_on_x86_without_vnni(tmp_path, monkeypatch, machine, flags, reduce):
     import platform
 
-    from cnnbench.quantize import ort_reduce_range
+    from cnnbench.backends.quantize import ort_reduce_range
 
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor\t: 0\nmodel name\t: X\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
@@ -286,7 +286,7 @@ def test_int8_onnxrt_and_openvino_quantize_calibrate_and_report_accuracy_change(
         info = out["backend_info"]
         assert path_word in info["precision_path"] and info["calibration"]["source"] == "dataset"
         if backend == "onnxrt":  # this machine's CPU decides the weights' bits, and says why
-            from cnnbench.quantize import ort_reduce_range
+            from cnnbench.backends.quantize import ort_reduce_range
 
             reduce, why = ort_reduce_range()
             assert info["quantize"]["reduce_range"] is reduce and info["quantize"]["reduce_range_why"] == why
@@ -305,7 +305,7 @@ def test_int8_onnxrt_and_openvino_quantize_calibrate_and_report_accuracy_change(
 @pytest.mark.slow
 def test_int8_without_a_dataset_is_labelled_random_and_keyed_by_the_calibration(tmp_path, cache):
     pytest.importorskip("onnxruntime")
-    from cnnbench.quantize import RANDOM_LABEL
+    from cnnbench.backends.quantize import RANDOM_LABEL
 
     a = _run(_spec("onnxrt", "int8", options=[("calibration_images", 8)]), tmp_path)
     b = _run(_spec("onnxrt", "int8", options=[("calibration_images", 8)], batch=3), tmp_path)
@@ -338,7 +338,7 @@ def test_aoti_fp32_and_pt2e_int8_packages(tmp_path, cache):
 def test_openvino_int8_through_a_worker_process(tmp_path, cache):
     """The real path: a worker process, its JSON record, the int8 label and parity."""
     pytest.importorskip("openvino")
-    from cnnbench.runner import run_worker
+    from cnnbench.run.runner import run_worker
 
     run = run_worker(_spec("openvino", "int8", options=[("calibration_images", 8)]), workdir=str(tmp_path))
     assert run["status"] == "ok", run.get("error")
@@ -369,7 +369,7 @@ def test_checking_for_pt2e_prints_no_torchao_import_noise():
     import sys
 
     pytest.importorskip("torchao")
-    proc = subprocess.run([sys.executable, "-c", "from cnnbench.quantize import _pt2e_api, pt2e_available; "
+    proc = subprocess.run([sys.executable, "-c", "from cnnbench.backends.quantize import _pt2e_api, pt2e_available; "
                            "print(pt2e_available()); _pt2e_api()"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "None", proc.stderr
     assert "_pytree" not in proc.stderr and "deprecated" not in proc.stderr, proc.stderr

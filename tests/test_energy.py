@@ -1,4 +1,4 @@
-"""Energy over the timed window and device state (cnnbench.energy, cnnbench.devicestate).
+"""Energy over the timed window and device state (cnnbench.measure.energy, cnnbench.measure.devicestate).
 
 NVML is a small fake exposing the pynvml functions the code calls; RAPL and cpufreq are fake
 sysfs trees under tmp_path; the clock is fake. No GPU, no root, no real timing.
@@ -12,16 +12,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from cnnbench import devicestate, energy
-from cnnbench.energy import (
+from cnnbench.measure import devicestate
+from cnnbench.measure import energy
+from cnnbench.measure.energy import (
     CaseProbes,
     MeterUnavailable,
     NvmlCounterMeter,
     NvmlPowerMeter,
     RaplMeter,
 )
-from cnnbench.spec import Measure
-from cnnbench.timing import time_callable
+from cnnbench.core.spec import Measure
+from cnnbench.measure.timing import time_callable
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -375,7 +376,7 @@ def test_cpu_governor_and_frequency(tmp_path):
 def test_a_throttled_case_says_so_on_its_row():
     from rich.console import Console
 
-    from cnnbench.console import render_table, table_rows
+    from cnnbench.report.console import render_table, table_rows
 
     record = {
         "key": "k", "status": "ok", "warnings": ["GPU throttled during the timed window: sw_power_cap"],
@@ -399,8 +400,8 @@ def test_a_throttled_case_says_so_on_its_row():
 
 
 def test_suite_accepts_energy_and_transfer(tmp_path):
-    from cnnbench.errors import SuiteError
-    from cnnbench.suite import load_suite
+    from cnnbench.core.errors import SuiteError
+    from cnnbench.suite.schema import load_suite
 
     path = tmp_path / "s.yaml"
     path.write_text(textwrap.dedent("""
@@ -431,7 +432,7 @@ def _with_energy(results: dict, j: float, *, reliable: bool = True, method: str 
 
 def test_compare_energy_has_its_own_threshold_and_gates():
     from cnnbench.compare import compare_results, parse_threshold, render_markdown
-    from cnnbench.results import load_results
+    from cnnbench.results.format import load_results
 
     data = Path(__file__).parent / "data" / "compare"
     base = load_results(data / "base.json")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from cnnbench import cli
-from cnnbench.history import changepoints
+from cnnbench.stats import changepoints
 from cnnbench.history.store import STORE_SCHEMA_VERSION, open_store
-from cnnbench.results import write_results
+from cnnbench.results.format import write_results
 from tests.history_fixtures import (
     commit_time,
     make_results,
@@ -123,7 +123,7 @@ def test_a_bad_file_among_several_stores_nothing(db, tmp_path, capsys):
 
 def _store_worker(url: str, paths: list[str], barrier) -> None:
     with open_store(url, create=True) as store:
-        from cnnbench.results import load_results
+        from cnnbench.results.format import load_results
 
         loaded = [load_results(p) for p in paths]
         barrier.wait(timeout=60)  # both writers start storing at the same moment
@@ -461,9 +461,9 @@ def test_run_store_writes_the_results_file_then_stores_it(tmp_path, monkeypatch,
     """`run --store` end to end (a stand-in worker: no process is started): the file is
     written, then stored under the commit of the checkout it ran in; an unreachable store
     fails with one line and exit 2 while the results file stays."""
-    from cnnbench import runner
-    from cnnbench.environment import git_commit
-    from cnnbench.results import load_results
+    from cnnbench.run import runner
+    from cnnbench.core.environment import git_commit
+    from cnnbench.results.format import load_results
     from tests.history_fixtures import _free_port
 
     def worker(spec, **kwargs):

@@ -1,4 +1,4 @@
-"""User models' imports checked on a given interpreter and path (cnnbench/importcheck.py), and
+"""User models' imports checked on a given interpreter and path (cnnbench/suite/importcheck.py), and
 `bench.py ab` checking them on each variant's own interpreter and paths."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import ab as abmod
+from cnnbench.compare import ab as abmod
 from cnnbench.cli import main
-from cnnbench.importcheck import check_imports_in
+from cnnbench.suite.importcheck import check_imports_in
 from tests.test_ab import fake_worker
 
 MODEL = "def build():\n    return None\n"
@@ -52,7 +52,7 @@ def ab_run(monkeypatch, tmp_path):
         return {n: {"python": "3.11", "cnnbench_dir": "x", "environment": env} for n in variants}
 
     monkeypatch.setattr(abmod, "probe_variants", probe)
-    monkeypatch.setattr("cnnbench.runner.run_worker", fake_worker())
+    monkeypatch.setattr("cnnbench.run.runner.run_worker", fake_worker())
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     suite_dir = tmp_path / "suite"
     suite_dir.mkdir()

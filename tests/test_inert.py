@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.inert import csv_cell, md_code, md_text
-from cnnbench.results import load_results, write_results
+from cnnbench.core.inert import csv_cell, md_code, md_text
+from cnnbench.results.format import load_results, write_results
 
 DATA = Path(__file__).parent / "data"
 EVIL_CELLS = ["=HYPERLINK(\"http://x\",\"y\")", "+SUM(1,2)", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]

@@ -10,11 +10,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cnnbench import memguard, runner
-from cnnbench.memguard import is_oom_message, killed_by_oom_killer, oom_kill_count, parse_bytes
-from cnnbench.spec import CaseSpec, Measure
-from cnnbench.suite import expand
-from cnnbench.worker import classify_exception
+from cnnbench.measure import memguard
+from cnnbench.run import runner
+from cnnbench.measure.memguard import is_oom_message, killed_by_oom_killer, oom_kill_count, parse_bytes
+from cnnbench.core.spec import CaseSpec, Measure
+from cnnbench.suite.schema import expand
+from cnnbench.measure.worker import classify_exception
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAST = Measure(warmup=1, min_time_s=0.05, max_time_s=0.2, timeout_s=120)
@@ -184,9 +185,9 @@ def test_a_cuda_case_without_a_gpu_is_unsupported_not_a_preflight_error(tmp_path
     torch's "Found no NVIDIA driver"; the backend's own `unsupported` with the reason must win."""
     import torch
 
-    from cnnbench.worker import run_case
-    from cnnbench.spec import CaseSpec, Measure
-    from cnnbench.errors import Unsupported
+    from cnnbench.measure.worker import run_case
+    from cnnbench.core.spec import CaseSpec, Measure
+    from cnnbench.core.errors import Unsupported
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnbench.memory import MemoryTracker
-from cnnbench.runner import run_worker
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.measure.memory import MemoryTracker
+from cnnbench.run.runner import run_worker
+from cnnbench.core.spec import CaseSpec, Measure
 
 MiB = 1 << 20
 

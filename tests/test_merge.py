@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from cnnbench.cli import main
-from cnnbench.merge import merge_results
-from cnnbench.errors import UserError
-from cnnbench.results import SCHEMA_VERSION, build_record, load_results, new_results, write_results
-from cnnbench.shard import format_shard, select_shard
-from cnnbench.suite import expand
+from cnnbench.run.merge import merge_results
+from cnnbench.core.errors import UserError
+from cnnbench.results.format import SCHEMA_VERSION, build_record, load_results, new_results, write_results
+from cnnbench.run.shard import format_shard, select_shard
+from cnnbench.suite.schema import expand
 
 CASES = expand({"models": ["lenet5", "mnist_cnn", "mnist_cnn_bn"], "batch_sizes": [1, 8], "threads": 1})
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torchvision import models as tvm
 
-from cnnbench.counting import count_params
-from cnnbench.errors import UnknownModelError, UserError
+from cnnbench.measure.counting import count_params
+from cnnbench.core.errors import UnknownModelError, UserError
 from cnnbench.models import catalog
 from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
 from cnnbench.models.registry import (
@@ -36,7 +36,7 @@ def test_generated_catalog_matches_installed_torchvision():
 
 def test_import_is_light():
     code = (
-        "import sys, cnnbench.models, cnnbench.models.catalog, cnnbench.models.registry, cnnbench.counting;"
+        "import sys, cnnbench.models, cnnbench.models.catalog, cnnbench.models.registry, cnnbench.measure.counting;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -36,6 +36,6 @@ def test_bad_numbers_are_refused_by_every_numeric_option(capsys, command, option
 
 
 def test_good_numbers_still_parse():
-    from cnnbench.options import positive_float, positive_int, probability
+    from cnnbench.core.options import positive_float, positive_int, probability
 
     assert positive_float("2.5") == 2.5 and positive_int("8") == 8 and probability("0.01") == 0.01

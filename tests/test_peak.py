@@ -2,8 +2,8 @@
 
 import pytest
 
-from cnnbench.peak import measure_peak, peak_spec
-from cnnbench.spec import CaseSpec
+from cnnbench.run.peak import measure_peak, peak_spec
+from cnnbench.core.spec import CaseSpec
 
 
 def case(threads, device="cpu"):
@@ -13,7 +13,7 @@ def case(threads, device="cpu"):
 def test_peak_case_takes_the_most_common_device_and_threads():
     spec = peak_spec([case(1), case(2), case(2), case(4, "cuda")])
     assert (spec.device, spec.threads) == ("cpu", 2)
-    assert spec.source == "cnnbench.peak:build" and spec.input_size == (1, 2048, 2048)
+    assert spec.source == "cnnbench.run.peak:build" and spec.input_size == (1, 2048, 2048)
     assert peak_spec([]) is None
 
 

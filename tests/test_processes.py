@@ -1,4 +1,4 @@
-"""Between-process statistics and mode detection (cnnbench/processes.py) on synthetic figures."""
+"""Between-process statistics and mode detection (cnnbench/stats/processes.py) on synthetic figures."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from cnnbench import processes as P
-from cnnbench.spec import Measure
-from cnnbench.timing import time_callable
+from cnnbench.stats import processes as P
+from cnnbench.core.spec import Measure
+from cnnbench.measure.timing import time_callable
 
 ISSUE = [1.79, 1.81, 1.79, 1.79, 2.78, 2.76, 2.83, 2.69]  # the issue's per-process p5s, ms
 
@@ -72,9 +72,9 @@ def test_interval_from_processes_timed_with_a_fake_clock_is_wider_than_the_poole
     """Six processes of one case, each timed by the real loop on a fake clock: each is tight
     (1% jitter) but two run at 1.3 ms instead of 1.0: the pooled-sample interval of the median
     stays inside the majority, the between-process one spans the processes."""
-    from cnnbench import stats
-    from cnnbench.results import build_record
-    from cnnbench.spec import CaseSpec
+    from cnnbench.stats import basic as stats
+    from cnnbench.results.format import build_record
+    from cnnbench.core.spec import CaseSpec
 
     runs = []
     for level_ms, seed in ((1.0, 1), (1.3, 2), (1.0, 3), (1.3, 4), (1.0, 5), (1.0, 6)):
@@ -101,8 +101,8 @@ def test_interval_from_processes_timed_with_a_fake_clock_is_wider_than_the_poole
 
 
 def test_a_single_process_has_no_block_and_no_warning():
-    from cnnbench.results import build_record
-    from cnnbench.spec import CaseSpec
+    from cnnbench.results.format import build_record
+    from cnnbench.core.spec import CaseSpec
 
     rec = build_record(CaseSpec(model="m", batch_size=1, input_size=(1, 8, 8)),
                        [{"status": "ok", "error": None, "samples_ms": [1.0, 1.1, 1.2]}])  # fmt: skip
@@ -143,8 +143,8 @@ def _runs(levels_ms, seed=0):
 
 
 def _results(levels_by_model, *, old_file=False):
-    from cnnbench.results import build_record, new_results
-    from cnnbench.spec import CaseSpec
+    from cnnbench.results.format import build_record, new_results
+    from cnnbench.core.spec import CaseSpec
 
     doc = new_results(environment={"hostname": "h", "machine_fingerprint": "fp", "torch": "2.14.1"}, suite={"name": "t"})
     for model, levels in levels_by_model.items():
@@ -164,7 +164,7 @@ MODAL = {"mnist_cnn": ISSUE, "lenet5": [0.5, 0.51, 0.5, 0.505, 0.5, 0.51, 0.5, 0
 def test_the_split_warning_reaches_the_terminal_table_and_its_notes(old_file):
     from rich.console import Console
 
-    from cnnbench.console import render_notes, render_table, table_rows
+    from cnnbench.report.console import render_notes, render_table, table_rows
 
     records = _results(MODAL, old_file=old_file)["cases"]
     rows = {r["model"]: r for r in table_rows(records)}

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from cnnbench.cli import main
-from cnnbench.errors import UserError
-from cnnbench.profile import InputShapeError, activation_bytes, param_bytes, profile_model, time_layers
+from cnnbench.core.errors import UserError
+from cnnbench.measure.profile import InputShapeError, activation_bytes, param_bytes, profile_model, time_layers
 
 LENET5_PARAMS = 61_706
 
@@ -194,7 +194,7 @@ def test_flatten_then_linear_is_global_and_flatten_is_not():
 
 
 def test_lenet5_profile_totals_equal_its_parameter_count(lenet5):
-    from cnnbench.counting import count_params
+    from cnnbench.measure.counting import count_params
 
     p = profile_model(lenet5, torch.randn(1, 1, 32, 32))
     assert p.params == LENET5_PARAMS == count_params(lenet5)[0]
@@ -254,7 +254,7 @@ def test_functional_ops_and_unexecuted_modules_get_their_own_rows():
 def test_resnet18_totals_equal_the_case_counts():
     from torchvision.models import resnet18
 
-    from cnnbench.counting import count_macs, count_params
+    from cnnbench.measure.counting import count_macs, count_params
 
     model = resnet18(weights=None).eval()
     example = torch.randn(1, 3, 224, 224)
@@ -275,7 +275,7 @@ def test_resnet18_totals_equal_the_case_counts():
 def test_every_family_of_the_registry_profiles_with_totals_equal_to_the_case_counts(name):
     """The profile works for the zoo's families (branches, dense blocks, depthwise convs,
     squeeze-excitation, attention, windowed attention) and its totals are the case's counts."""
-    from cnnbench.counting import count_macs, count_params
+    from cnnbench.measure.counting import count_macs, count_params
     from cnnbench.models.catalog import get_info
     from cnnbench.models.registry import build_model
 

@@ -109,7 +109,7 @@ def test_parse_level_commands_parse_and_name_files_that_exist(command):
         if word.startswith(("suites/", "examples/")):
             assert (ROOT / word).exists(), f"{command!r} names {word}, which a fresh clone lacks"
     if LEVELS[command][0] == "validate":
-        from cnnbench.suite import load_suite
+        from cnnbench.suite.schema import load_suite
 
         suite_path = ROOT / (getattr(args, "suite", None) or "suites/smoke.yaml")
         suite = load_suite(suite_path, check_imports=True)
@@ -122,7 +122,7 @@ def test_parse_level_commands_parse_and_name_files_that_exist(command):
             cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in globs)]
         assert cases, f"{command!r} selects no case"
         if getattr(args, "shard", None):
-            from cnnbench.shard import apply_shard
+            from cnnbench.run.shard import apply_shard
 
             assert apply_shard(cases, args.shard), f"{command!r}: its shard is empty"
 
@@ -183,7 +183,7 @@ def test_the_accuracy_quick_start_line_works_on_a_fresh_clone(tmp_path):
 
 @pytest.mark.slow
 def test_the_training_script_runs_and_writes_weights_with_their_checksum(tmp_path):
-    from cnnbench.checksums import verify_sidecar
+    from cnnbench.results.checksums import verify_sidecar
 
     command = "python examples/digits/train_lenet5.py"
     level, overrides = LEVELS[command]
@@ -194,7 +194,7 @@ def test_the_training_script_runs_and_writes_weights_with_their_checksum(tmp_pat
 
 
 def test_the_shipped_weights_match_their_checksum():
-    from cnnbench.checksums import sha256_of, sidecar_path, verify_sidecar
+    from cnnbench.results.checksums import sha256_of, sidecar_path, verify_sidecar
 
     weights = ROOT / "examples" / "digits" / "lenet5_digits.pt"
     assert sidecar_path(weights).is_file(), "the shipped weights lost their .sha256"

@@ -1,4 +1,4 @@
-"""Typed records at the file boundary (cnnbench.records): what the writer writes the parser reads
+"""Typed records at the file boundary (cnnbench.results.records): what the writer writes the parser reads
 back unchanged; every class of damaged file is one error line and exit 2 for compare, report,
 merge and show, with no output left behind; one speedup rule for the terminal and the report;
 the compact table fits 80 and 120 columns with every model, backend and status in full."""
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnbench import records
+from cnnbench.results import records
 from cnnbench.cli import main
-from cnnbench.errors import ResultsFileError
-from cnnbench.results import STATUSES, build_record, new_results, write_results
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.core.errors import ResultsFileError
+from cnnbench.results.format import STATUSES, build_record, new_results, write_results
+from cnnbench.core.spec import CaseSpec, Measure
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "records" / "speedups.json"
@@ -73,7 +73,7 @@ def test_every_record_shape_round_trips_through_the_file(tmp_path):
 def test_every_golden_file_round_trips():
     for path in sorted(DATA.rglob("*.json")):
         raw = json.loads(path.read_text())
-        from cnnbench.results import migrate
+        from cnnbench.results.format import migrate
 
         assert records.load(path).to_json() == migrate(raw, path), path
 
@@ -286,7 +286,7 @@ EXPECTED_SPEEDUPS = {  # see tests/data/records/make_golden.py
 
 
 def test_console_and_report_agree_on_speedups_with_training_and_oom_retry_cases(tmp_path, capsys):
-    from cnnbench.console import table_rows
+    from cnnbench.report.console import table_rows
 
     cases = json.loads(GOLDEN.read_text())["cases"]
     terminal = {c["key"]: row["speedup"] for c, row in zip(cases, table_rows(cases))}
@@ -326,7 +326,7 @@ def test_the_default_smoke_shape_fits_one_table_at_80_columns():
     """The default suite's shape (three small models, batch 1 and 8, eager/compile/onnxrt)."""
     from rich.console import Console
 
-    from cnnbench.console import render_table
+    from cnnbench.report.console import render_table
 
     def rec(model, batch, backend, ms):
         spec = CaseSpec(model=model, batch_size=batch, input_size=(1, 28, 28), backend=backend)

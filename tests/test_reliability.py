@@ -25,14 +25,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cnnbench import runner
+from cnnbench.run import runner
 from cnnbench.cli import main
-from cnnbench.lock import results_lock
-from cnnbench.console import table_rows
-from cnnbench.errors import ResultsFileError
-from cnnbench.results import SCHEMA_VERSION, _MIGRATIONS, build_record, load_results, new_results, write_results
-from cnnbench.runner import StopFlag, run_cases
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.results.lock import results_lock
+from cnnbench.report.console import table_rows
+from cnnbench.core.errors import ResultsFileError
+from cnnbench.results.format import SCHEMA_VERSION, _MIGRATIONS, build_record, load_results, new_results, write_results
+from cnnbench.run.runner import StopFlag, run_cases
+from cnnbench.core.spec import CaseSpec, Measure
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -86,7 +86,7 @@ def leftovers(directory: Path) -> list[str]:
 
 
 class FaultyOS:
-    """The `os` module as `cnnbench.safeio` (every write) sees it, with one call failing: the `nth` call of
+    """The `os` module as `cnnbench.core.safeio` (every write) sees it, with one call failing: the `nth` call of
     `name` raises OSError(`err`). A failing `write` first writes part of its data, as a disk
     that fills up does; a failing `close` does close the descriptor first, as NFS does."""
 
@@ -139,7 +139,7 @@ def test_a_real_v1_file_migrates_to_v2(tmp_path):
 
 
 def test_v1_to_v2_leaves_records_it_cannot_read_for_the_reader_to_report(tmp_path):
-    from cnnbench.results import migrate
+    from cnnbench.results.format import migrate
 
     data = {"schema_version": 1, "cases": [7, {"key": "x"}, {"key": "y", "status": "ok"}]}
     cases = migrate(data, "odd.json")["cases"]
@@ -196,7 +196,7 @@ _FAULT_POINTS = ["open", "fchmod", "write", "fsync", "close", "replace"]
 
 
 def test_a_failing_write_leaves_the_previous_file_intact_100_of_100(tmp_path, monkeypatch):
-    import cnnbench.safeio as results_mod
+    import cnnbench.core.safeio as results_mod
 
     path = tmp_path / "r.json"
     results = new_results(environment={"host": "x"}, suite={"name": "t"})
@@ -353,7 +353,7 @@ def _run_cli(*args) -> int:
 
 
 def test_a_write_failure_mid_run_stops_with_exit_2_and_says_what_is_on_disk(tmp_path, monkeypatch, capsys, stand_in):
-    import cnnbench.safeio as results_mod
+    import cnnbench.core.safeio as results_mod
 
     suite = write_suite(tmp_path, FAST_SUITE)
     out = tmp_path / "r.json"
@@ -369,7 +369,7 @@ def test_a_write_failure_mid_run_stops_with_exit_2_and_says_what_is_on_disk(tmp_
 
 
 def test_a_first_write_failure_measures_nothing(tmp_path, monkeypatch, capsys, stand_in):
-    import cnnbench.safeio as results_mod
+    import cnnbench.core.safeio as results_mod
 
     suite = write_suite(tmp_path, FAST_SUITE)
     monkeypatch.setattr(results_mod, "os", FaultyOS("fsync", 1, errno.EACCES))
@@ -432,7 +432,7 @@ def test_an_error_that_follows_a_signal_is_the_signals_exit_not_a_traceback(monk
 
     def run(args):
         try:
-            os.kill(os.getpid(), signal.SIGINT)  # Interrupted, raised here by cnnbench.signals ...
+            os.kill(os.getpid(), signal.SIGINT)  # Interrupted, raised here by cnnbench.run.signals ...
         except KeyboardInterrupt:
             pass  # ... and swallowed, as an import machinery's cleanup may do
         raise ImportError("cannot load module more than once per process")
@@ -498,7 +498,7 @@ def test_a_signal_inside_an_import_waits_for_its_end(tmp_path):
 def test_a_hung_import_still_ends_on_a_second_signal_or_after_the_patience(tmp_path):
     """An import that never ends (a user's module waiting on something) is not waited for
     forever: Ctrl-C pressed again a second later ends it, and so does the patience timer."""
-    from cnnbench import signals
+    from cnnbench.run import signals
 
     (tmp_path / "again").mkdir()
     proc = _start_importer(tmp_path / "again", hang=True)
@@ -520,7 +520,7 @@ def test_a_hung_import_still_ends_on_a_second_signal_or_after_the_patience(tmp_p
 
 def test_stopflags_second_signal_inside_an_import_is_pending_not_raised(tmp_path, monkeypatch):
     """During a run the second signal ends it at once, except inside an import (see above)."""
-    from cnnbench import signals
+    from cnnbench.run import signals
 
     (tmp_path / "frameholder.py").write_text("import sys\nFRAME = sys._getframe()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -545,7 +545,7 @@ def test_stopflags_second_signal_inside_an_import_is_pending_not_raised(tmp_path
 def test_ctrl_c_while_the_table_prints_gives_130(tmp_path, monkeypatch, stand_in, quiet):
     """The run is over and its handler gone; a Ctrl-C while the final table is rendered is the
     command's interruption (130), never a traceback or a death by SIGINT."""
-    import cnnbench.console as console
+    import cnnbench.report.console as console
 
     suite = write_suite(tmp_path, FAST_SUITE)
     real = console.render_table
@@ -674,7 +674,7 @@ def test_resume_reruns_cases_that_failed_or_were_interrupted(tmp_path, monkeypat
 def test_resume_migrates_a_v1_file_and_saves_it_as_v2(tmp_path, stand_in):
     out = tmp_path / "r.json"
     v1 = json.loads((DATA / "v1_results.json").read_text())
-    from cnnbench.environment import collect_environment
+    from cnnbench.core.environment import collect_environment
 
     v1["environment"] = collect_environment()  # as if measured on this machine
     out.write_text(json.dumps(v1))
@@ -702,17 +702,17 @@ def bench(*args) -> list[str]:
 
 
 def workers_of(tmp_path: Path) -> list[psutil.Process]:
-    """The run's live workers: spawned ones (`-m cnnbench.worker SPEC` under tmp_path) and those
-    forked from a worker server (the default: a child of a `cnnbench.server` process that holds
+    """The run's live workers: spawned ones (`-m cnnbench.measure.worker SPEC` under tmp_path) and those
+    forked from a worker server (the default: a child of a `cnnbench.run.server` process that holds
     its case's spec file under tmp_path open)."""
     found = []
     for p in psutil.process_iter(["cmdline", "status"]):
         cmd = p.info.get("cmdline") or []
         if p.info.get("status") == psutil.STATUS_ZOMBIE:
             continue
-        if "cnnbench.worker" in cmd and any(str(tmp_path) in part for part in cmd):
+        if "cnnbench.measure.worker" in cmd and any(str(tmp_path) in part for part in cmd):
             found.append(p)
-        elif "cnnbench.server" in cmd and _forked_log(p, tmp_path) is not None:
+        elif "cnnbench.run.server" in cmd and _forked_log(p, tmp_path) is not None:
             found.append(p)
     return found
 
@@ -721,7 +721,7 @@ def _forked_log(p: psutil.Process, tmp_path: Path) -> str | None:
     """The spec file of a worker forked by a worker server, or None if `p` is not one."""
     try:
         parent = p.parent()
-        if parent is None or "cnnbench.server" not in parent.cmdline():
+        if parent is None or "cnnbench.run.server" not in parent.cmdline():
             return None
         return next((f.path for f in p.open_files() if f.path.endswith("spec.json") and str(tmp_path) in f.path), None)
     except psutil.Error:
@@ -731,7 +731,7 @@ def _forked_log(p: psutil.Process, tmp_path: Path) -> str | None:
 def spec_path(worker: psutil.Process, tmp_path: Path) -> Path:
     """The spec file of a live worker, spawned (its argument) or forked (beside its log)."""
     cmd = worker.cmdline()
-    if "cnnbench.worker" in cmd:
+    if "cnnbench.measure.worker" in cmd:
         return Path(cmd[-2])
     log = _forked_log(worker, tmp_path)
     if log is None:

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from cnnbench.cli import main
-from cnnbench.errors import ResultsFileError, UserError
+from cnnbench.core.errors import ResultsFileError, UserError
 from cnnbench.report import FORMATS, parse_formats, write_report
 from cnnbench.report.fmt import DASH, fmt_duration, fmt_latency, fmt_rate, fmt_speedup
-from cnnbench.results import SCHEMA_VERSION
+from cnnbench.results.format import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parent / "data" / "report"
 HOST_A = GOLDEN / "host_a.json"
@@ -378,7 +378,7 @@ def test_measured_accuracy_is_labelled_with_its_counts_and_dataset_name(report_a
 
 
 def test_training_cases_have_their_own_tables_and_epoch_times(report_a):
-    from cnnbench.training import epoch_time_s
+    from cnnbench.measure.training import epoch_time_s
 
     out, _ = report_a
     md = (out / "report.md").read_text(encoding="utf-8")
@@ -419,7 +419,7 @@ def test_training_cases_have_their_own_tables_and_epoch_times(report_a):
 
 def test_time_per_epoch_for_a_training_set_size_the_user_gives(tmp_path, capsys):
     from cnnbench.cli import main
-    from cnnbench.training import epoch_time_s
+    from cnnbench.measure.training import epoch_time_s
 
     out = tmp_path / "r"
     assert main(["report", str(HOST_A), "--out", str(out), "--format", "md,csv", "--epoch-images", "Plant scans=120,000"]) == 0
@@ -830,11 +830,11 @@ def test_minimal_records_still_report(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The terminal table (cnnbench.console), read from the same golden records
+# The terminal table (cnnbench.report.console), read from the same golden records
 
 
 def test_terminal_rows_carry_memory_accuracy_and_the_measured_batch():
-    from cnnbench.console import table_rows
+    from cnnbench.report.console import table_rows
 
     cases = _golden(HOST_A)["cases"]
     rows = {c["key"]: r for c, r in zip(cases, table_rows(cases))}
@@ -861,7 +861,7 @@ def test_terminal_rows_carry_memory_accuracy_and_the_measured_batch():
 
 
 def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
-    from cnnbench.console import table_rows
+    from cnnbench.report.console import table_rows
 
     case = json.loads(json.dumps(_golden(HOST_A)["cases"][3]))
     case["spec"]["device"] = "cuda"
@@ -873,7 +873,7 @@ def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
 def test_terminal_table_stays_readable_at_200_columns():
     from rich.console import Console
 
-    from cnnbench.console import render_notes, render_table
+    from cnnbench.report.console import render_notes, render_table
 
     cases = _golden(HOST_A)["cases"]
     console = Console(width=200, record=True, color_system=None)

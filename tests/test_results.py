@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cnnbench.console import render_table, table_rows
-from cnnbench.results import build_record, setup_time
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.report.console import render_table, table_rows
+from cnnbench.results.format import build_record, setup_time
+from cnnbench.core.spec import CaseSpec, Measure
 
 
 def spec(backend: str = "eager", min_samples: int = 10) -> CaseSpec:
@@ -70,14 +70,14 @@ def test_the_table_groups_each_model_and_batch_with_eager_first():
 
     # measured in matrix order: all eager cases first, then the other backends
     records = [rec("a", 1, "eager"), rec("a", 8, "eager"), rec("b", 1, "eager"), rec("a", 1, "onnxrt"), rec("a", 8, "compile")]
-    from cnnbench.console import grouped
+    from cnnbench.report.console import grouped
 
     order = [(r["spec"]["model"], r["spec"]["batch_size"], r["spec"]["backend"]) for r in grouped(records)]
     assert order == [("a", 1, "eager"), ("a", 1, "onnxrt"), ("a", 8, "eager"), ("a", 8, "compile"), ("b", 1, "eager")]
 
 
 def test_cold_start_is_the_first_call_plus_what_was_set_up_before_it():
-    from cnnbench.results import cold_start_ms
+    from cnnbench.results.format import cold_start_ms
 
     assert cold_start_ms({"first_call_ms": 15000.0, "backend_info": {"compile_in_first_call": True}}) == 15000.0
     onnx = {"first_call_ms": 2.0, "backend_info": {"export_ms": 6400.0, "session_create_ms": 120.0, "export_cached": True}}

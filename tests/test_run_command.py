@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from cnnbench import runner
+from cnnbench.run import runner
 from cnnbench.cli import main
-from cnnbench.results import load_results
+from cnnbench.results.format import load_results
 
 SUITE = """
 name: overrides
@@ -51,7 +51,7 @@ def test_overrides_select_cases_and_change_their_measure(tmp_path, asked):
 
 
 def test_without_overrides_the_suite_runs_as_written(tmp_path, asked):
-    from cnnbench.processes import DEFAULT_PROCESSES
+    from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     assert _run(tmp_path) == 0
     assert {s.measure.timeout_s for s in asked} == {60}

@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cnnbench.results import load_results, new_results
-from cnnbench.runner import StopFlag, run_cases
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.results.format import load_results, new_results
+from cnnbench.run.runner import StopFlag, run_cases
+from cnnbench.core.spec import CaseSpec, Measure
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -124,7 +124,7 @@ def test_second_sigint_raises_at_once():
 def test_allocator_failures_are_oom_wherever_they_surface_and_nothing_else_is():
     import torch
 
-    from cnnbench.worker import classify_exception
+    from cnnbench.measure.worker import classify_exception
 
     cuda_oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert isinstance(cuda_oom, RuntimeError) and classify_exception(cuda_oom) == "oom"
@@ -146,7 +146,7 @@ def test_cuda_on_a_machine_without_it_is_unsupported_with_the_reason():
 
     from cnnbench.backends import get_backend
     from cnnbench.backends.common import example_batch
-    from cnnbench.errors import Unsupported
+    from cnnbench.core.errors import Unsupported
     from cnnbench.models.registry import build_model
 
     if torch.cuda.is_available():
@@ -198,7 +198,7 @@ def _worker_processes(tmp_path):
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if "cnnbench.worker" in cmd and any(str(tmp_path) in part for part in cmd):
+        if "cnnbench.measure.worker" in cmd and any(str(tmp_path) in part for part in cmd):
             found.append(p)
     return found
 
@@ -289,7 +289,7 @@ def test_cli_run_of_a_tiny_suite_writes_the_contract_fields(tmp_path):
     assert case["gflops"] == pytest.approx(2 * case["gmacs"])
     assert case["spec"]["threads"] == 1 and case["runs"][0]["threads_used"] == 1
     # the default: several processes per case (processes.DEFAULT_PROCESSES), sharing the case's time
-    from cnnbench.processes import DEFAULT_PROCESSES
+    from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     assert len(case["runs"]) == case["processes"]["n"] == DEFAULT_PROCESSES
     assert case["spec"]["measure"]["max_time_s"] == pytest.approx(1 / DEFAULT_PROCESSES)

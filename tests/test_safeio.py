@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import safeio
+from cnnbench.core import safeio
 from cnnbench.cli import main
-from cnnbench.results import new_results, write_results
-from cnnbench.safeio import WriteError, append_text, atomic_write, check_target, open_lock
+from cnnbench.results.format import new_results, write_results
+from cnnbench.core.safeio import WriteError, append_text, atomic_write, check_target, open_lock
 
 
 def test_atomic_write_writes_and_keeps_permissions(tmp_path):
@@ -137,7 +137,7 @@ SUITE = "name: t\nmodels: [lenet5]\nbatch_sizes: [1]\nthreads: 1\n"
 
 @pytest.fixture
 def no_worker(monkeypatch):
-    from cnnbench import runner
+    from cnnbench.run import runner
 
     calls = []
     monkeypatch.setattr(runner, "run_worker", lambda spec, **kw: calls.append(spec) or {"status": "ok"})

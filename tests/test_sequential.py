@@ -7,10 +7,11 @@ import random
 
 import pytest
 
-from cnnbench import ab as abmod
-from cnnbench import compare, sequential
-from cnnbench.runner import Variant
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.compare import ab as abmod
+from cnnbench import compare
+from cnnbench.stats import sequential
+from cnnbench.run.runner import Variant
+from cnnbench.core.spec import CaseSpec, Measure
 
 VARIANTS = {name: Variant(name=name) for name in abmod.VARIANT_NAMES}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import server
+from cnnbench.run import server
 from cnnbench.cli import main
-from cnnbench.runner import run_worker
-from cnnbench.spec import CaseSpec, Measure
+from cnnbench.run.runner import run_worker
+from cnnbench.core.spec import CaseSpec, Measure
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -1,4 +1,4 @@
-"""Tests for `cnnbench.shard`: disjoint, complete, balanced and machine-independent shards."""
+"""Tests for `cnnbench.run.shard`: disjoint, complete, balanced and machine-independent shards."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.errors import UserError
-from cnnbench.shard import apply_shard, assign_shards, expected_cost_s, parse_shard, select_shard
-from cnnbench.suite import expand, load_suite
+from cnnbench.core.errors import UserError
+from cnnbench.run.shard import apply_shard, assign_shards, expected_cost_s, parse_shard, select_shard
+from cnnbench.suite.schema import expand, load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 
@@ -104,8 +104,8 @@ def test_apply_shard(classics):
 def test_run_shards_then_merge_gives_the_whole_suite(tmp_path):
     """End to end through the CLI: two machines' shards, merged, are exactly the suite."""
     from cnnbench.cli import main
-    from cnnbench.results import load_results
-    from cnnbench.suite import load_suite
+    from cnnbench.results.format import load_results
+    from cnnbench.suite.schema import load_suite
 
     suite = tmp_path / "s.yaml"
     suite.write_text(

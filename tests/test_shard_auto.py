@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.errors import UserError
-from cnnbench.results import load_results
-from cnnbench.shard import SHARD_SOURCES, resolve_shard, shard_from_environment
+from cnnbench.core.errors import UserError
+from cnnbench.results.format import load_results
+from cnnbench.run.shard import SHARD_SOURCES, resolve_shard, shard_from_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 

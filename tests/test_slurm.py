@@ -27,8 +27,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from cnnbench.results import load_results
-from cnnbench.suite import load_suite
+from cnnbench.results.format import load_results
+from cnnbench.suite.schema import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")

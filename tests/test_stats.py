@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from cnnbench import stats
+from cnnbench.stats import basic as stats
 
 
 def test_percentile_matches_linear_interpolation():

@@ -1,4 +1,4 @@
-"""Suite loading, validation and expansion (cnnbench.suite). Pure: no torch needed."""
+"""Suite loading, validation and expansion (cnnbench.suite.schema). Pure: no torch needed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.errors import SuiteError
-from cnnbench.spec import Measure
-from cnnbench.suite import BACKEND_OPTIONS, MAX_CASES, MAX_NODES, Suite, default_threads, expand, load_suite
+from cnnbench.core.errors import SuiteError
+from cnnbench.core.spec import Measure
+from cnnbench.suite.schema import BACKEND_OPTIONS, MAX_CASES, MAX_NODES, Suite, default_threads, expand, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,7 +227,7 @@ def test_explicit_devices_are_kept(tmp_path):
 
 def test_threads_default(tmp_path, monkeypatch):
     assert default_threads() == len(os.sched_getaffinity(0))
-    monkeypatch.setattr("cnnbench.suite.default_threads", lambda: 7)
+    monkeypatch.setattr("cnnbench.suite.schema.default_threads", lambda: 7)
     suite = load(tmp_path, "name: t\nmodels: [lenet5]\nbatch_sizes: [1, 2]\nthreads: null\n")
     assert {c.threads for c in suite.cases} == {7}
     suite = load(tmp_path, "name: t\nmodels: [lenet5]\nthreads: [1, null]\n")
@@ -292,7 +292,7 @@ def test_backend_options_and_registry_kwargs(tmp_path):
         "|num_classes=10,zero_init_residual=True"
     )
     assert suite.cases[0].model_kwargs == (("num_classes", 10), ("zero_init_residual", True))
-    from cnnbench.spec import BACKENDS
+    from cnnbench.core.spec import BACKENDS
 
     assert set(BACKEND_OPTIONS) == set(BACKENDS)  # one options entry per backend
 
@@ -354,7 +354,7 @@ def test_expand_plain_data():
 
 
 def test_import_does_not_load_torch():
-    code = "import sys, cnnbench.suite; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, cnnbench.suite.schema; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -478,7 +478,7 @@ def test_read_error(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("cnnbench.suite_yaml.open", denied, raising=False)  # the reader opens it
+    monkeypatch.setattr("cnnbench.suite.reader.open", denied, raising=False)  # the reader opens it
     with pytest.raises(SuiteError, match="s.yaml: cannot read: Permission denied"):
         load_suite(path)
 
@@ -598,7 +598,7 @@ def test_bad_input(tmp_path, text, line, field, fragment):
 
 def _count_cases(monkeypatch) -> list[int]:
     """Count the CaseSpecs the loader builds: the work of expanding a suite."""
-    import cnnbench.suite as suite_mod
+    import cnnbench.suite.schema as suite_mod
 
     built = [0]
     real = suite_mod.CaseSpec

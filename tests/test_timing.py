@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnnbench.spec import Measure
-from cnnbench.timing import MAX_BLOCK_SIZE, time_callable
+from cnnbench.core.spec import Measure
+from cnnbench.measure.timing import MAX_BLOCK_SIZE, time_callable
 
 MS = 1_000_000  # ns
 

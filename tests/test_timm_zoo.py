@@ -15,12 +15,12 @@ import pytest
 timm = pytest.importorskip("timm")  # the `dev` extra installs it; CI runs these
 
 from cnnbench import cli  # noqa: E402
-from cnnbench.counting import counts_for  # noqa: E402
-from cnnbench.errors import SuiteError, UnknownModelError, UserError  # noqa: E402
+from cnnbench.measure.counting import counts_for  # noqa: E402
+from cnnbench.core.errors import SuiteError, UnknownModelError, UserError  # noqa: E402
 from cnnbench.models import _timm_published as data  # noqa: E402
 from cnnbench.models import catalog, timm_zoo  # noqa: E402
 from cnnbench.models.registry import build_model, published_metadata  # noqa: E402
-from cnnbench.suite import expand  # noqa: E402
+from cnnbench.suite.schema import expand  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests for `cnnbench.training`: the training step, its memory, its detail split, epoch time."""
+"""Tests for `cnnbench.measure.training`: the training step, its memory, its detail split, epoch time."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cnnbench.backends.common import example_batch  # noqa: E402
-from cnnbench.errors import Unsupported  # noqa: E402
+from cnnbench.core.errors import Unsupported  # noqa: E402
 from cnnbench.models.registry import build_model  # noqa: E402
-from cnnbench.results import build_record  # noqa: E402
-from cnnbench.spec import CaseSpec, Measure  # noqa: E402
-from cnnbench.training import DATASET_SIZES, epoch_time_s, prepare_train, time_per_epoch  # noqa: E402
+from cnnbench.results.format import build_record  # noqa: E402
+from cnnbench.core.spec import CaseSpec, Measure  # noqa: E402
+from cnnbench.measure.training import DATASET_SIZES, epoch_time_s, prepare_train, time_per_epoch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = Measure(warmup=1, min_time_s=0.05, max_time_s=0.5, min_samples=3, timeout_s=120)
@@ -117,7 +117,7 @@ def test_a_non_finite_loss_is_a_warning(tmp_path):
 
 
 def test_the_worker_records_train_detail_and_time_per_epoch(tmp_path):
-    from cnnbench.worker import run_case
+    from cnnbench.measure.worker import run_case
 
     spec = train_spec("mnist_cnn", 32, measure=Measure(warmup=1, min_time_s=0.3, max_time_s=1.5, min_samples=5, detail=True))
     out = run_case(spec, workdir=str(tmp_path))
@@ -164,7 +164,7 @@ def _worker(spec: CaseSpec, tmp_path: Path, name: str) -> dict:
     result_path = tmp_path / f"{name}.result.json"
     spec_path.write_text(json.dumps(spec.to_dict()))
     subprocess.run(
-        [sys.executable, "-m", "cnnbench.worker", str(spec_path), str(result_path)],
+        [sys.executable, "-m", "cnnbench.measure.worker", str(spec_path), str(result_path)],
         cwd=ROOT, check=True, timeout=spec.measure.timeout_s,
     )  # fmt: skip
     return json.loads(result_path.read_text())
@@ -201,7 +201,7 @@ def test_compiled_training_step(tmp_path):
 
 
 def test_epoch_time_uses_the_batch_actually_measured_after_oom_retry():
-    from cnnbench.training import epoch_time_s
+    from cnnbench.measure.training import epoch_time_s
 
     record = {"key": "k", "status": "ok", "spec": {"mode": "train", "batch_size": 32},
               "measured_batch_size": 8, "latency_ms": {"median": 100.0}}

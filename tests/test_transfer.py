@@ -1,4 +1,4 @@
-"""The H2D / compute / D2H split (cnnbench.transfer) with a fake clock; CPU is not applicable."""
+"""The H2D / compute / D2H split (cnnbench.backends.transfer) with a fake clock; CPU is not applicable."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cnnbench.spec import Measure
-from cnnbench.transfer import HostTimer, Parts, measure_split, time_split
+from cnnbench.core.spec import Measure
+from cnnbench.backends.transfer import HostTimer, Parts, measure_split, time_split
 
 MS = 1_000_000
 
@@ -140,7 +140,7 @@ def test_ort_parts_use_the_real_io_binding_api_on_cpu():
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
-    from cnnbench.transfer import ort_parts
+    from cnnbench.backends.transfer import ort_parts
 
     graph = helper.make_graph(
         [helper.make_node("Relu", ["input"], ["output"])], "g",
@@ -168,7 +168,7 @@ def test_torch_parts_copy_into_the_timed_input_and_out_of_every_output(monkeypat
     """torch_parts on CPU tensors with pinning stubbed out (pinning needs CUDA): H2D refills the
     very tensor compute reads, D2H copies every output tensor (tuples too) into host buffers."""
     torch = pytest.importorskip("torch")
-    from cnnbench.transfer import torch_parts
+    from cnnbench.backends.transfer import torch_parts
 
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self.clone())
     x = torch.randn(2, 3)

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from cnnbench.cli import main
-from cnnbench.usercode import check_import, check_imports
+from cnnbench.suite.usercode import check_import, check_imports
 
 MODULES = {
     "exits": "import os\nos._exit(0)\n",

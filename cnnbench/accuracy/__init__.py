@@ -5,7 +5,7 @@ separately (the record's `published`) and are never mixed in. Evaluation runs th
 backend's `Prepared.predict`, so every backend is scored on exactly what was timed, and always
 after timing. `weights` loads state dicts, `datasets` opens and checks the datasets,
 `evaluation` scores and compares backends, `progress` shows it. Nothing is ever downloaded;
-torch is imported inside the functions, so `cnnbench.suite` validates a suite without it.
+torch is imported inside the functions, so `cnnbench.suite.schema` validates a suite without it.
 docs/accuracy.md has the whole contract.
 """
 
@@ -31,7 +31,7 @@ from cnnbench.accuracy.evaluation import (
 )
 from cnnbench.accuracy.progress import PROGRESS_FILE_ENV, _progress_bar, read_progress
 from cnnbench.accuracy.weights import is_torchvision_weights_name, load_weights, weights_path
-from cnnbench.errors import AccuracyError
+from cnnbench.core.errors import AccuracyError
 
 __all__ = [
     "AccuracyError",

@@ -32,8 +32,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from cnnbench.errors import AccuracyError, UserError
-from cnnbench.text import one_line
+from cnnbench.core.errors import AccuracyError, UserError
+from cnnbench.core.text import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

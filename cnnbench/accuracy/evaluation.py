@@ -10,14 +10,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from cnnbench.errors import AccuracyError, UserError
-from cnnbench.text import one_line
+from cnnbench.core.errors import AccuracyError, UserError
+from cnnbench.core.text import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from cnnbench.spec import CaseSpec
+    from cnnbench.core.spec import CaseSpec
 
 from cnnbench.accuracy.datasets import _SKIPPED_SHOWN, _Dataset, load_dataset
 from cnnbench.accuracy.progress import PROGRESS_FILE_ENV, _ProgressFile, _progress_bar, _want_progress
@@ -175,7 +175,7 @@ class Evaluation:
         try:
             result = evaluate(predict, self.dataset, batch_size=batch_size, limit=limit, fixed_batch=True, progress=None)
         except Exception as exc:  # noqa: BLE001 - the case records it; the suite goes on
-            from cnnbench.errors import classify_exception
+            from cnnbench.core.errors import classify_exception
 
             text = one_line(exc)
             message = f"accuracy: {text if isinstance(exc, UserError) else f'{type(exc).__name__}: {text}'}"

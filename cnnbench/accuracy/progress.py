@@ -39,7 +39,7 @@ class _ProgressFile:
 
     def _write(self) -> None:
         self._last = time.monotonic()
-        from cnnbench.safeio import WriteError, atomic_write
+        from cnnbench.core.safeio import WriteError, atomic_write
 
         try:
             atomic_write(self.path, f"{self.done} {self.total}\n")

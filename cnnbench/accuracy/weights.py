@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnbench.errors import AccuracyError
-from cnnbench.text import one_line
+from cnnbench.core.errors import AccuracyError
+from cnnbench.core.text import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -102,7 +102,7 @@ def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
     Returns:
         What was loaded: `name` (as given), `source` ("file" or "torch hub cache"), `path`,
         `tensors` (count), `dropped_aux_keys`, and `sha256_verified` when the file has a
-        `FILE.sha256` sidecar (`cnnbench.checksums`) it was checked against.
+        `FILE.sha256` sidecar (`cnnbench.results.checksums`) it was checked against.
 
     Raises:
         AccuracyError: the file is missing (naming the path where it was expected), unreadable,
@@ -121,7 +121,7 @@ def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
                 "(nothing is downloaded; copy the file there or set TORCH_HOME)"
             )
         raise AccuracyError(f"weights file not found: {path}")
-    from cnnbench.checksums import ChecksumError, verify_sidecar
+    from cnnbench.results.checksums import ChecksumError, verify_sidecar
 
     try:
         sha256 = verify_sidecar(path)  # a shipped file (FILE.sha256 beside it) is checked on load

@@ -25,13 +25,13 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)
     # Called after the timed loop; returns warnings to put on the case (e.g. recompiles seen).
     after_timing: Callable[[], list[str]] | None = None
-    # CUDA only: returns cnnbench.transfer.Parts (H2D copy, compute, D2H copy) for `measure.transfer`.
+    # CUDA only: returns cnnbench.backends.transfer.Parts (H2D copy, compute, D2H copy) for `measure.transfer`.
     transfer: Callable[[], Any] | None = None
 
 
 @dataclass
 class TrainStep:
-    """What a backend makes of a model for a training step (`cnnbench.training` builds the loss,
+    """What a backend makes of a model for a training step (`cnnbench.measure.training` builds the loss,
     backward and optimizer around `net`, the same for every backend)."""
 
     net: Callable[[Any], Any]  # the forward the step calls (the model itself, or compiled)
@@ -64,7 +64,7 @@ BACKEND_MODULES = {
 
 def get_backend(name: str) -> Backend:
     """Import a backend module on demand (each pulls in heavy dependencies of its own)."""
-    from cnnbench.errors import Unsupported
+    from cnnbench.core.errors import Unsupported
 
     try:
         module_name = BACKEND_MODULES[name]

@@ -19,7 +19,7 @@ scratch cache of a compile is a fresh directory under the case's working directo
 time is always a cold one.
 
 Precision: fp32 on CPU and CUDA; int8 on CPU through PT2E with the X86InductorQuantizer
-(`cnnbench.quantize`); fp16/bf16 are `unsupported`: autocast is not captured by torch.export,
+(`cnnbench.backends.quantize`); fp16/bf16 are `unsupported`: autocast is not captured by torch.export,
 and a `.half()` model would be a different computation from the other backends' autocast.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device, device_sync
-from cnnbench.errors import ExportFailed, Unsupported
+from cnnbench.core.errors import ExportFailed, Unsupported
 
 __all__ = ["BACKEND", "DEFAULTS", "aoti_cache_dir", "PACKAGE_FORMAT_VERSION"]
 
@@ -44,7 +44,7 @@ PACKAGE_FORMAT_VERSION = 1
 
 
 def aoti_cache_dir() -> Path:
-    from cnnbench.counting import cache_dir
+    from cnnbench.measure.counting import cache_dir
 
     return cache_dir() / "aoti"
 
@@ -78,7 +78,7 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
     import torch
 
     from cnnbench.backends.onnxrt import _output_to, export_key
-    from cnnbench.quantize import _version
+    from cnnbench.backends.quantize import _version
 
     key = {
         "package_format": PACKAGE_FORMAT_VERSION,
@@ -113,7 +113,7 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
     quantize = None
     source = model
     if calibration is not None:
-        from cnnbench.quantize import pt2e_quantize
+        from cnnbench.backends.quantize import pt2e_quantize
 
         source, q = pt2e_quantize(model, calibration, device=spec.device, log_path=log_path)
         split["quantize_ms"] = q["quantize_ms"]
@@ -157,7 +157,7 @@ class AOTIBackend:
         opts = {**DEFAULTS, **spec.option_dict}
         calibration = None
         if spec.precision == "int8":
-            from cnnbench.quantize import calibration_data, pt2e_available
+            from cnnbench.backends.quantize import calibration_data, pt2e_available
 
             missing = pt2e_available()
             if missing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.errors import Unsupported
+from cnnbench.core.errors import Unsupported
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -28,7 +28,7 @@ def check_precision(device: str, precision: str) -> None:
 
     if precision == "fp32":
         return
-    if precision == "int8":  # backends with an int8 path (cnnbench.quantize) never get here with it
+    if precision == "int8":  # backends with an int8 path (cnnbench.backends.quantize) never get here with it
         raise Unsupported(
             "int8 needs a quantized graph and its runtime: use onnxrt, openvino, compile or aoti (static PTQ)"
         )

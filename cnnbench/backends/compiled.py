@@ -1,6 +1,6 @@
 """torch.compile (TorchInductor), configured for inference the way an expert would.
 
-Options (suite `options:` for backend `compile`, see `cnnbench.suite.BACKEND_OPTIONS`):
+Options (suite `options:` for backend `compile`, see `cnnbench.suite.schema.BACKEND_OPTIONS`):
 
 - `mode`: default | reduce-overhead | max-autotune, passed to `torch.compile`.
 - `freezing` (default on): `torch._inductor.config.freezing`, which folds the weights into the
@@ -34,8 +34,8 @@ from typing import Any
 
 from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import check_device, check_precision, device_sync
-from cnnbench.errors import CaseFailure, Unsupported
-from cnnbench.transfer import torch_transfer
+from cnnbench.core.errors import CaseFailure, Unsupported
+from cnnbench.backends.transfer import torch_transfer
 
 __all__ = ["BACKEND", "CompileFailed", "DEFAULTS"]
 
@@ -52,7 +52,7 @@ def _cache_dir(choice: str, workdir: str) -> Path:
     if choice == "per-run":
         return Path(workdir).resolve() / "inductor-cache"
     if choice == "shared":
-        from cnnbench.counting import cache_dir
+        from cnnbench.measure.counting import cache_dir
 
         return cache_dir() / "inductor"
     return Path(choice).expanduser().resolve()
@@ -111,7 +111,7 @@ def _compile_failure(exc: BaseException) -> BaseException:
     Inductor's `BackendCompilerFailed` starts with "backend='inductor' raised:", so the line
     shown is the wrapped exception's.
     """
-    from cnnbench.errors import classify_exception
+    from cnnbench.core.errors import classify_exception
 
     if classify_exception(exc) == "oom" or isinstance(exc, CaseFailure):
         return exc
@@ -121,8 +121,8 @@ def _compile_failure(exc: BaseException) -> BaseException:
 
 
 def _int8_model(model: Any, spec: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
-    """The PT2E int8 model to compile (X86InductorQuantizer; cnnbench.quantize) and its record."""
-    from cnnbench.quantize import calibration_data, pt2e_quantize
+    """The PT2E int8 model to compile (X86InductorQuantizer; cnnbench.backends.quantize) and its record."""
+    from cnnbench.backends.quantize import calibration_data, pt2e_quantize
 
     if spec.channels_last:
         raise Unsupported("int8 on compile: the PT2E graph is exported for contiguous inputs, not channels_last")
@@ -145,7 +145,7 @@ class CompiledBackend:
         from cnnbench.backends.eager import amp_context
 
         check_device(spec.device)
-        if spec.precision != "int8":  # int8: PT2E below (cnnbench.quantize)
+        if spec.precision != "int8":  # int8: PT2E below (cnnbench.backends.quantize)
             check_precision(spec.device, spec.precision)
         opts = {**DEFAULTS, **spec.option_dict}
 
@@ -239,7 +239,7 @@ class CompiledBackend:
         import torch._dynamo
         import torch._inductor.config as inductor_config
 
-        from cnnbench.errors import Unsupported
+        from cnnbench.core.errors import Unsupported
 
         opts = spec.option_dict
         if opts.get("freezing"):

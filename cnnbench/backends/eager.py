@@ -7,7 +7,7 @@ from typing import Any
 
 from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import autocast_dtype, check_device, check_precision, device_sync
-from cnnbench.transfer import torch_transfer
+from cnnbench.backends.transfer import torch_transfer
 
 
 def amp_context(device: str, precision: str):

@@ -62,8 +62,8 @@ from typing import Any, Iterator
 
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device
-from cnnbench.environment import package_versions
-from cnnbench.errors import ExportFailed, Unsupported
+from cnnbench.core.environment import package_versions
+from cnnbench.core.errors import ExportFailed, Unsupported
 
 __all__ = ["BACKEND", "DEFAULTS", "EXPORT_BATCH", "export_onnx", "onnx_cache_dir"]
 
@@ -88,7 +88,7 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 
 def onnx_cache_dir() -> Path:
     """Where exports are cached: `$CNNBENCH_CACHE_DIR/onnx`, else `~/.cache/cnnbench/onnx`."""
-    from cnnbench.counting import cache_dir
+    from cnnbench.measure.counting import cache_dir
 
     return cache_dir() / "onnx"
 
@@ -184,7 +184,7 @@ def _weights_digest(model: Any) -> str:
 
 def export_key(model: Any, spec: Any, *, exporter: str, opset: int | None, precision: str) -> dict[str, Any]:
     """Everything that decides what an export contains (never the batch size)."""
-    from cnnbench.counting import _source_fingerprint
+    from cnnbench.measure.counting import _source_fingerprint
 
     return {
         "format": EXPORT_FORMAT_VERSION,
@@ -230,7 +230,7 @@ def _fresh_tmp(path: Path) -> Path:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    from cnnbench.safeio import atomic_write
+    from cnnbench.core.safeio import atomic_write
 
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
@@ -450,7 +450,7 @@ def int8_export(
     """The int8 QDQ file of the model's fp32 export, shaped like `export_onnx`'s dict (its
     `export_ms` is the export plus the quantization), and the calibration it used. For the CPU
     provider the weights are 7-bit where this CPU lacks VNNI (`quantize.ort_reduce_range`)."""
-    from cnnbench.quantize import calibration_data, ort_qdq, ort_reduce_range
+    from cnnbench.backends.quantize import calibration_data, ort_qdq, ort_reduce_range
 
     fp32 = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path)
     calibration = calibration_data(spec)
@@ -505,7 +505,7 @@ class OnnxRuntimeBackend:
         model = model.eval().to("cpu").float()
         log_path = Path(workdir) / "onnx-export.log"
         calibration = None
-        if spec.precision == "int8":  # static PTQ of the fp32 export (cnnbench.quantize)
+        if spec.precision == "int8":  # static PTQ of the fp32 export (cnnbench.backends.quantize)
             export, calibration = int8_export(model, spec, exporter=exporter, opset=opset, log_path=log_path)
         else:
             export = export_onnx(model, spec, exporter=exporter, opset=opset, precision=spec.precision, log_path=log_path)
@@ -592,7 +592,7 @@ class OnnxRuntimeBackend:
 
         transfer = None
         if io_binding:
-            from cnnbench.transfer import ort_parts
+            from cnnbench.backends.transfer import ort_parts
 
             transfer = lambda: ort_parts(x_dev, x_np, binding, run)  # noqa: E731
         return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings), transfer=transfer)

@@ -11,7 +11,7 @@ under `$CNNBENCH_CACHE_DIR/openvino`, keyed by everything the ONNX export's key 
 source and code digests, kwargs, input size, weights digest, versions) plus the conversion path
 and the openvino version; the batch size is not in the key. `export_ms` is the conversion's time
 when it was made, `export_cached` says whether this case reused it, `artifact_bytes` is the
-`.xml` plus `.bin` on disk. An int8 case quantizes that IR with NNCF (`cnnbench.quantize`) and
+`.xml` plus `.bin` on disk. An int8 case quantizes that IR with NNCF (`cnnbench.backends.quantize`) and
 caches the result next to it, keyed by the fp32 IR plus the calibration; its `export_ms` is the
 conversion plus the quantization.
 
@@ -46,7 +46,7 @@ from typing import Any
 
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device
-from cnnbench.errors import ExportFailed, Unsupported
+from cnnbench.core.errors import ExportFailed, Unsupported
 
 __all__ = ["BACKEND", "DEFAULTS", "openvino_cache_dir", "inference_precision"]
 
@@ -57,7 +57,7 @@ _PRECISION_HINTS = {"fp32": ("f32", "FP32"), "int8": ("f32", "FP32"), "bf16": ("
 
 
 def openvino_cache_dir() -> Path:
-    from cnnbench.counting import cache_dir
+    from cnnbench.measure.counting import cache_dir
 
     return cache_dir() / "openvino"
 
@@ -160,7 +160,7 @@ def ir_for(model: Any, spec: Any, *, convert: str, log_path: Path, calibration: 
 
 
 def _int8_ir(ov: Any, fp32: dict[str, Any], calibration: Any, log_path: Path) -> dict[str, Any]:
-    from cnnbench.quantize import NNCF_SETTINGS, QUANTIZE_FORMAT_VERSION, _version, nncf_quantize
+    from cnnbench.backends.quantize import NNCF_SETTINGS, QUANTIZE_FORMAT_VERSION, _version, nncf_quantize
 
     key = {
         "format": QUANTIZE_FORMAT_VERSION,
@@ -237,7 +237,7 @@ class OpenVINOBackend:
         log_path = Path(workdir) / "openvino-convert.log"
         calibration = None
         if spec.precision == "int8":
-            from cnnbench.quantize import calibration_data
+            from cnnbench.backends.quantize import calibration_data
 
             calibration = calibration_data(spec)
         ir = ir_for(model, spec, convert=str(opts["convert"]), log_path=log_path, calibration=calibration)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from cnnbench.errors import CaseFailure
+from cnnbench.core.errors import CaseFailure
 
 __all__ = ["Support", "support_table", "render_support"]
 
@@ -33,7 +33,7 @@ class Support:
 
 
 def _spec(backend: str, device: str, precision: str):
-    from cnnbench.spec import CaseSpec
+    from cnnbench.core.spec import CaseSpec
 
     return CaseSpec(model="lenet5", batch_size=1, input_size=(1, 32, 32), backend=backend, precision=precision, device=device)
 
@@ -47,8 +47,8 @@ def _eager(spec) -> None:
 
 def _compile(spec) -> None:
     from cnnbench.backends.common import check_device, check_precision
-    from cnnbench.errors import Unsupported
-    from cnnbench.quantize import pt2e_available
+    from cnnbench.core.errors import Unsupported
+    from cnnbench.backends.quantize import pt2e_available
 
     check_device(spec.device)
     if spec.precision != "int8":
@@ -66,7 +66,7 @@ def _onnxrt(spec) -> None:
 
     from cnnbench.backends.common import check_device
     from cnnbench.backends.onnxrt import _check_precision, cuda_usable
-    from cnnbench.errors import Unsupported
+    from cnnbench.core.errors import Unsupported
 
     check_device(spec.device)
     use_cuda = spec.device == "cuda" and cuda_usable()
@@ -77,7 +77,7 @@ def _onnxrt(spec) -> None:
 
 def _openvino(spec) -> None:
     from cnnbench.backends.common import check_device
-    from cnnbench.errors import Unsupported
+    from cnnbench.core.errors import Unsupported
 
     check_device(spec.device)
     try:
@@ -99,8 +99,8 @@ def _openvino(spec) -> None:
 def _aoti(spec) -> None:
     from cnnbench.backends.aoti import _check_precision
     from cnnbench.backends.common import check_device
-    from cnnbench.errors import Unsupported
-    from cnnbench.quantize import pt2e_available
+    from cnnbench.core.errors import Unsupported
+    from cnnbench.backends.quantize import pt2e_available
 
     check_device(spec.device)
     _check_precision(spec)
@@ -112,7 +112,7 @@ def _aoti(spec) -> None:
 
 def _tensorrt(spec) -> None:
     from cnnbench.backends.tensorrt import tensorrt_status
-    from cnnbench.errors import Unsupported
+    from cnnbench.core.errors import Unsupported
 
     reason = tensorrt_status(spec.device)
     if reason:
@@ -133,7 +133,7 @@ CHECKS: dict[str, Callable] = {
 
 def support_table() -> list[Support]:
     """One entry per backend x device x precision, in spec order."""
-    from cnnbench.spec import BACKENDS, PRECISIONS
+    from cnnbench.core.spec import BACKENDS, PRECISIONS
 
     out = []
     for backend in BACKENDS:

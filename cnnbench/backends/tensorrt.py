@@ -14,7 +14,7 @@ ORT silently falls back to CUDA or CPU when TensorRT cannot initialise, and such
 `unsupported`, never measured under the TensorRT label.
 
 The model is the backend `onnxrt`'s cached export (`onnxrt.export_onnx`), its int8 QDQ version
-for int8 (`cnnbench.quantize.ort_qdq`; TensorRT runs the QDQ nodes as explicit quantization,
+for int8 (`cnnbench.backends.quantize.ort_qdq`; TensorRT runs the QDQ nodes as explicit quantization,
 `trt_int8_enable`). fp16 is `trt_fp16_enable` on the fp32 graph; bf16 is `unsupported`. The
 optimisation profile is the case's shape (min = opt = max), so the engine is built while the
 session is created: `session_create_ms` is the engine build (apart from latency), and
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.backends import Prepared
-from cnnbench.errors import Unsupported
+from cnnbench.core.errors import Unsupported
 
 __all__ = ["BACKEND", "TRT_PROVIDER", "LIBRARIES", "tensorrt_status", "check_session_provider", "tensorrt_cache_dir"]
 
@@ -43,7 +43,7 @@ INSTALL_HINT = "pip install 'cnnbench[tensorrt]'"
 
 
 def tensorrt_cache_dir() -> Path:
-    from cnnbench.counting import cache_dir
+    from cnnbench.measure.counting import cache_dir
 
     return cache_dir() / "tensorrt"
 

@@ -1,6 +1,6 @@
 """`bench.py ab SUITE`: measure a base and a current variant interleaved, in one job, and compare.
 
-The work is `cnnbench.ab` (probe the variants, run in ABBA order, save both in one file) and
+The work is `cnnbench.compare.ab` (probe the variants, run in ABBA order, save both in one file) and
 `cnnbench.compare` (verdicts, renderers); this module parses options, writes the requested outputs
 and picks the exit code. No torch import here.
 """
@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnbench.console import ProgressReporter
-from cnnbench.options import positive_int
-from cnnbench.errors import ResultsFileError, UserError
+from cnnbench.report.console import ProgressReporter
+from cnnbench.core.options import positive_int
+from cnnbench.core.errors import ResultsFileError, UserError
 
 HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
 ORDER = 35
@@ -49,7 +49,7 @@ short by Ctrl-C); --split PREFIX writes each variant as its own results file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cnnbench.ab import DEFAULT_REPEATS
+    from cnnbench.compare.ab import DEFAULT_REPEATS
 
     p.add_argument("suite", nargs="?", metavar="SUITE", help="suite YAML file (or use --from FILE)")
     p.add_argument("--from", dest="from_file", metavar="FILE", help="do not measure: compare the variants of a saved A/B file")
@@ -113,7 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_allocator_argument(p: argparse.ArgumentParser) -> None:
-    from cnnbench.allocator import DEFAULT, NAMES
+    from cnnbench.core.allocator import DEFAULT, NAMES
 
     p.add_argument(
         "--allocator",
@@ -148,7 +148,7 @@ def _thresholds(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
 
 
 def _select_cases(cases: list, args: argparse.Namespace) -> list:
-    from cnnbench.ab import DEFAULT_REPEATS
+    from cnnbench.compare.ab import DEFAULT_REPEATS
 
     if args.repeats is not None and args.repeats < 1:
         raise UserError(f"--repeats must be positive, got {args.repeats}")
@@ -168,8 +168,8 @@ def _select_cases(cases: list, args: argparse.Namespace) -> list:
 def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, Any], alpha: float):
     """Compare, write every requested output, print the table; returns the Comparison."""
     from cnnbench import compare
-    from cnnbench.ab import compare_ab, render_ab_markdown, split_ab
-    from cnnbench.console import make_console
+    from cnnbench.compare.ab import compare_ab, render_ab_markdown, split_ab
+    from cnnbench.report.console import make_console
 
     comparison = compare_ab(ab, alpha=alpha, thresholds=thresholds, statistic=args.statistic)
     from cnnbench.commands.compare import write_outputs
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     if args.from_file:
         if args.suite:
             raise UserError("give either SUITE (to measure) or --from FILE (to compare a saved run), not both")
-        from cnnbench.ab import load_ab
+        from cnnbench.compare.ab import load_ab
 
         ab = load_ab(args.from_file)
         comparison = _report(ab, args, thresholds, alpha)
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float, ok: int, not_ok: int, interrupted: int) -> int:
-    from cnnbench.suite import load_suite
+    from cnnbench.suite.schema import load_suite
 
     suite_path = Path(args.suite)
     # Validate before anything heavy; user models' imports are checked on each variant's own
@@ -267,7 +267,7 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
         raise ResultsFileError(str(out), "is a directory")
     if out.exists() and not args.replace:
         raise ResultsFileError(str(out), "exists; pass --replace to overwrite it")
-    from cnnbench.lock import results_lock
+    from cnnbench.results.lock import results_lock
 
     with results_lock(out):  # two jobs never write one file; checked again under the lock
         if out.exists():
@@ -279,8 +279,8 @@ def check_variant_imports(variants: dict[str, Any], cases: list, *, extra_paths:
     """Each user model (`package.module:callable`) must import on every variant's own interpreter
     and worker PYTHONPATH: a model that lives only in the two checkouts being compared is fine.
     A VariantError (exit 2) names the variant, the suite and the import that failed."""
-    from cnnbench import ab as abmod
-    from cnnbench.importcheck import check_imports_in
+    from cnnbench.compare import ab as abmod
+    from cnnbench.suite.importcheck import check_imports_in
 
     targets = sorted({c.source for c in cases if getattr(c, "source", None)})
     for name, variant in variants.items():
@@ -298,8 +298,8 @@ def check_variant_imports(variants: dict[str, Any], cases: list, *, extra_paths:
 def _check_replaceable(out: Path) -> None:
     """--replace overwrites a file of ours only (an A/B or a results file): a truncated, corrupt
     or foreign file named by mistake is refused and left exactly as it is."""
-    from cnnbench import ab as abmod
-    from cnnbench.results import load_results
+    from cnnbench.compare import ab as abmod
+    from cnnbench.results.format import load_results
 
     try:
         abmod.load_ab(out)
@@ -317,10 +317,10 @@ def _measure_locked(
     args: argparse.Namespace, suite_path: Path, suite: Any, cases: list, out: Path,
     thresholds: Any, alpha: float, ok: int, not_ok: int, interrupted: int,
 ) -> int:
-    from cnnbench import ab as abmod
-    from cnnbench import allocator
-    from cnnbench.runner import StopFlag, Variant
-    from cnnbench.suite import load_suite
+    from cnnbench.compare import ab as abmod
+    from cnnbench.core import allocator
+    from cnnbench.run.runner import StopFlag, Variant
+    from cnnbench.suite.schema import load_suite
 
     allocator.apply(getattr(args, "allocator", None))  # before the probes and servers: they copy os.environ
     variants = {
@@ -339,7 +339,7 @@ def _measure_locked(
         suite = load_suite(suite_path, cuda_available=True, check_imports=False)  # `auto` now resolves to cuda
         cases = _select_cases(list(suite.cases), args)
 
-    from cnnbench.environment import collect_environment
+    from cnnbench.core.environment import collect_environment
 
     suite_info = suite.info(path=suite_path, cases=cases)
     repeats = sorted({c.measure.repeats for c in cases})
@@ -355,7 +355,7 @@ def _measure_locked(
     doc = abmod.new_ab_results(
         environment=collect_environment(with_torch=False), suite=suite_info, variants=variants, infos=infos, design=design
     )
-    from cnnbench.results import write_results
+    from cnnbench.results.format import write_results
 
     write_results(out, doc)  # fail early (permissions, disk) before measuring anything
     if not args.quiet:
@@ -365,7 +365,7 @@ def _measure_locked(
     reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(title=f"ab {suite.name}")
     stop = StopFlag()
     restore = stop.install()
-    from cnnbench import server as worker_server
+    from cnnbench.run import server as worker_server
 
     try:
         with worker_server.session(enabled=not args.spawn, warn=_warn):  # one server per variant
@@ -397,8 +397,8 @@ def _all_on_disk(out: Any, keys: list[str]) -> bool:
     "nothing ran" or "not saved")."""
     import sys
 
-    from cnnbench import ab as abmod
-    from cnnbench.errors import ResultsFileError
+    from cnnbench.compare import ab as abmod
+    from cnnbench.core.errors import ResultsFileError
 
     try:
         doc = abmod.load_ab(out)

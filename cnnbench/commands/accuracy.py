@@ -13,8 +13,8 @@ import os
 import tempfile
 from typing import Any
 
-from cnnbench.options import positive_float, positive_int
-from cnnbench.errors import UserError
+from cnnbench.core.options import positive_float, positive_int
+from cnnbench.core.errors import UserError
 
 HELP = "measure top-1/top-5 on a dataset through each backend and flag a backend that differs from eager"
 ORDER = 25
@@ -66,7 +66,7 @@ def _dataset(text: str) -> dict[str, Any]:
 def build_cases(args: argparse.Namespace, *, cuda_available: bool) -> list:
     """The CaseSpecs, one per backend, validated as a suite would be (a SuiteError otherwise)."""
     BACKENDS = ("eager", "compile", "onnxrt")  # the default; any of spec.BACKENDS may be asked for
-    from cnnbench.suite import expand
+    from cnnbench.suite.schema import expand
 
     backends = args.backend or list(BACKENDS)
     dataset = _dataset(args.dataset)
@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cnnbench.accuracy.progress import worker_progress
-    from cnnbench.console import make_console
+    from cnnbench.report.console import make_console
     from cnnbench.report.accuracy_table import published_lines, render_table, table_rows, title
-    from cnnbench.runner import StopFlag, run_worker
+    from cnnbench.run.runner import StopFlag, run_worker
 
     cases = build_cases(args, cuda_available=torch.cuda.is_available())
     console = make_console()
@@ -133,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_in_process(spec: Any, workdir: str) -> dict[str, Any]:
-    from cnnbench.errors import CaseFailure
-    from cnnbench.errors import classify_exception
-    from cnnbench.worker import run_case
+    from cnnbench.core.errors import CaseFailure
+    from cnnbench.core.errors import classify_exception
+    from cnnbench.measure.worker import run_case
 
     try:
         return run_case(spec, workdir=workdir)

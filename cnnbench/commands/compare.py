@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 
 HELP = "compare two results files and decide, with statistics, whether anything regressed"
 ORDER = 30
@@ -75,7 +75,7 @@ def add_statistic_argument(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnbench import compare
     from cnnbench.cli import EXIT_NOT_OK, EXIT_OK
-    from cnnbench.records import load
+    from cnnbench.results.records import load
 
     thresholds: dict[str, compare.Threshold] = {}
     for text in args.threshold:
@@ -127,7 +127,7 @@ def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, 
 
 
 def _write(path: str, text: str, *, append: bool = False) -> None:
-    from cnnbench.safeio import append_text, atomic_write
+    from cnnbench.core.safeio import append_text, atomic_write
 
     if append:
         append_text(path, text)

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnbench.commands.store import db_url
-    from cnnbench.errors import UserError
+    from cnnbench.core.errors import UserError
     from cnnbench.history.series import build_series
     from cnnbench.history.store import open_store
     from cnnbench.history.trends import analyze_series, history_json

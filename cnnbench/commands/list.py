@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
         names = list_models(args.pattern)
         if not names and args.pattern:
-            from cnnbench.errors import UserError
+            from cnnbench.core.errors import UserError
 
             near = suggest(args.pattern.strip("*?"))
             hint = f" (did you mean: {', '.join(near)}?)" if near else ""
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(name)
     elif args.what == "suites":
-        from cnnbench.environment import PROJECT_ROOT
+        from cnnbench.core.environment import PROJECT_ROOT
 
         for path in sorted(Path(PROJECT_ROOT, "suites").glob("*.yaml")):
             print(path.relative_to(PROJECT_ROOT))

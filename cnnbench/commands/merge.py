@@ -1,6 +1,6 @@
 """`bench.py merge FILES... --out FILE`: join the results files of a sharded run into one.
 
-The work is `cnnbench.merge.merge_results` (pure: loaded dicts in, a results dict out); this module reads the
+The work is `cnnbench.run.merge.merge_results` (pure: loaded dicts in, a results dict out); this module reads the
 files, writes the merged one and prints a summary. No torch import.
 
 What the merged file holds (a valid results file of the current schema, so `compare` and
@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 
 HELP = "join the results files of a sharded run (one per machine) into one results file"
 ORDER = 25
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.results import load_results, write_results
+    from cnnbench.results.format import load_results, write_results
 
     paths = [str(p) for p in args.files]
     seen: dict[str, str] = {}
@@ -84,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.replace:
         raise UserError(f"{out}: exists; pass --replace to overwrite it, or choose another --out")
     loaded = [(p, load_results(p)) for p in paths]
-    from cnnbench.merge import merge_results
+    from cnnbench.run.merge import merge_results
 
     merged, notes = merge_results(loaded, force=args.force, allow_missing=args.allow_missing)
-    from cnnbench.lock import results_lock
+    from cnnbench.results.lock import results_lock
 
     with results_lock(out):  # never two writers on one file, as for `run`
         write_results(out, merged)

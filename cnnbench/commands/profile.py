@@ -1,6 +1,6 @@
 """`bench.py profile MODEL`: the per-layer table (the textbook view, measured) for one model.
 
-Computing lives in `cnnbench.profile`, the table in `cnnbench.report.profile_table`; this module
+Computing lives in `cnnbench.measure.profile`, the table in `cnnbench.report.profile_table`; this module
 parses arguments and writes (rich table on the terminal, JSON or CSV for scripts). torch is imported inside `run`, never at import time.
 """
 
@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cnnbench.models.registry import build_model
-    from cnnbench.profile import profile_model, time_layers
+    from cnnbench.measure.profile import profile_model, time_layers
 
     model = build_model(args.model, source=args.source, input_size=size)
     example = torch.randn((batch, *size), generator=torch.Generator().manual_seed(0))
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         _write(args.csv, to_csv(prof))
     if "-" not in (args.json, args.csv):
-        from cnnbench.console import make_console
+        from cnnbench.report.console import make_console
 
         console = make_console()
         console.print(render_table(prof))
@@ -124,6 +124,6 @@ def _write(target: str, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from cnnbench.safeio import atomic_write
+    from cnnbench.core.safeio import atomic_write
 
     atomic_write(target, text)

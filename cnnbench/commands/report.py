@@ -16,7 +16,7 @@ _ALL_FORMATS = "md,html,csv,png,svg"
 
 
 def _formats(value: str) -> tuple[str, ...]:
-    from cnnbench.errors import UserError
+    from cnnbench.core.errors import UserError
     from cnnbench.report import parse_formats
 
     try:

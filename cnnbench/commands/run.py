@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import ResultsFileError, UserError
-from cnnbench.lock import results_lock
-from cnnbench.options import positive_float, positive_int
+from cnnbench.core.errors import ResultsFileError, UserError
+from cnnbench.results.lock import results_lock
+from cnnbench.core.options import positive_float, positive_int
 
 HELP = "run a suite: measure every case, print the table, write a results file"
 ORDER = 10
@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
-    from cnnbench.processes import DEFAULT_PROCESSES
+    from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     p.add_argument("--repeats", type=positive_int, metavar="N",
                    help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats, else "
@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _shard_help() -> str:
-    from cnnbench.shard import SHARD_HELP
+    from cnnbench.run.shard import SHARD_HELP
 
     return SHARD_HELP
 
@@ -81,13 +81,13 @@ def _positive(name: str, value: float | None) -> None:
 def _default_repeats(args: argparse.Namespace) -> int:
     """Processes for a case whose suite sets no measure.repeats: --repeats, else the honest
     default (`processes.DEFAULT_PROCESSES`); they share the case's min/max time (suite.load_suite)."""
-    from cnnbench.processes import DEFAULT_PROCESSES
+    from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     return args.repeats if args.repeats and args.repeats > 0 else DEFAULT_PROCESSES
 
 
 def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
-    from cnnbench.spec import BACKENDS
+    from cnnbench.core.spec import BACKENDS
 
     for name in ("repeats", "timeout", "max_time"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -114,7 +114,7 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
         out.append(c.replace(measure=m.__class__(**{**m.to_dict(), **changes})) if changes else c)
     # Last, so every machine of a matrix splits the same filtered cases. An empty shard still
     # writes an (empty) results file, so CI artifacts and `merge` work for any N.
-    from cnnbench.shard import apply_shard
+    from cnnbench.run.shard import apply_shard
 
     return apply_shard(out, args.shard)
 
@@ -122,7 +122,7 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
 def _resolve_suite_path(path: str) -> Path:
     p = Path(path)
     if not p.exists() and path == DEFAULT_SUITE:
-        from cnnbench.environment import PROJECT_ROOT
+        from cnnbench.core.environment import PROJECT_ROOT
 
         p = Path(PROJECT_ROOT) / DEFAULT_SUITE
     return p
@@ -135,7 +135,7 @@ def _default_out(suite_name: str) -> Path:
 
 def _check_out(out: Path, args: argparse.Namespace) -> None:
     """Refuse what would lose data, before anything is measured."""
-    from cnnbench.safeio import check_target
+    from cnnbench.core.safeio import check_target
 
     check_target(out)  # a directory, FIFO, device, symlink or too long a name: one line, exit 2
     check_target(out.with_name(out.name + ".lock"))
@@ -153,7 +153,7 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
     or something else named by mistake; every record is checked on load) is refused and left
     exactly as it is.
     """
-    from cnnbench.results import load_results
+    from cnnbench.results.format import load_results
 
     if not out.exists():
         return None
@@ -215,8 +215,8 @@ def _cuda_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.shard import resolve_shard
-    from cnnbench.suite import load_suite
+    from cnnbench.run.shard import resolve_shard
+    from cnnbench.suite.schema import load_suite
 
     args.shard, args.shard_source = resolve_shard(args.shard)  # `auto`: K/N from the scheduler
     suite_path = _resolve_suite_path(args.suite)
@@ -238,23 +238,23 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
     # Until the first save, Ctrl-C is Python's KeyboardInterrupt: nothing is measured yet and the
     # results file is untouched, so the run ends at once (mid torch import included) with 130.
     if any(c.device == "cpu" for c in cases) and _cuda_available():
-        from cnnbench.suite import load_suite
+        from cnnbench.suite.schema import load_suite
 
         suite = load_suite(suite_path, cuda_available=True, default_repeats=_default_repeats(args))  # `auto`: cuda now
         cases = _apply_overrides(list(suite.cases), args)
 
-    from cnnbench.console import ConsoleReporter, QuietReporter
-    from cnnbench.environment import collect_environment
-    from cnnbench.results import new_results, write_results
-    from cnnbench.runner import StopFlag, run_cases
+    from cnnbench.report.console import ConsoleReporter, QuietReporter
+    from cnnbench.core.environment import collect_environment
+    from cnnbench.results.format import new_results, write_results
+    from cnnbench.run.runner import StopFlag, run_cases
 
-    from cnnbench import allocator
+    from cnnbench.core import allocator
 
     allocator.apply(getattr(args, "allocator", None))  # before any worker or server starts: they copy os.environ
     environment = collect_environment()
     suite_info = suite.info(path=suite_path, cases=cases)
     if args.shard:
-        from cnnbench.shard import format_shard, parse_shard
+        from cnnbench.run.shard import format_shard, parse_shard
 
         suite_info["shard"] = format_shard(*parse_shard(args.shard))
         suite_info["shard_source"] = getattr(args, "shard_source", None) or "cli"
@@ -284,7 +284,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
-        from cnnbench import server as worker_server
+        from cnnbench.run import server as worker_server
         from cnnbench.commands.ab import _warn
 
         try:
@@ -301,7 +301,7 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         restore()
     reporter.finish(results)
     if args.quiet:
-        from cnnbench.console import make_console, render_notes, render_table
+        from cnnbench.report.console import make_console, render_notes, render_table
 
         console = make_console()
         console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}", wide=args.wide))
@@ -325,7 +325,7 @@ def _verify_on_disk(out: Path, keys: list[str]) -> int:
     not saved" is never exit code 0 (a CI gate must not pass on it). The one exception is a
     shard that was planned empty (`--shard 5/8` of a 4-case suite): it writes an empty file by
     design, so a scheduler's array and `merge` see every shard succeed."""
-    from cnnbench.results import load_results
+    from cnnbench.results.format import load_results
 
     try:
         on_disk = {r.get("key"): r.get("status") for r in load_results(out)["cases"] if isinstance(r, dict)}
@@ -347,8 +347,8 @@ def _measure_peak(results: dict[str, Any], cases: list, *, out: Path, stop: Any,
     in the environment (reports show each case's achieved GFLOP/s as a percentage of it)."""
     import tempfile
 
-    from cnnbench.peak import measure_peak
-    from cnnbench.results import write_results
+    from cnnbench.run.peak import measure_peak
+    from cnnbench.results.format import write_results
 
     if not quiet:
         print("measuring the machine's peak GFLOP/s (one GEMM worker, --no-peak skips it)", flush=True)

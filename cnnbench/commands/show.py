@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench import records
-    from cnnbench.console import make_console, render_notes, render_table
+    from cnnbench.results import records
+    from cnnbench.report.console import make_console, render_notes, render_table
 
     loaded = [records.load(p) for p in args.results]  # every file checked before any output
     console = make_console(soft_wrap=False)

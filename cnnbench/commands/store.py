@@ -54,7 +54,7 @@ def store_files(paths: list[str], *, url: str, commit: str | None = None, branch
     """Load every file first (a bad one stops everything before the store is touched), then
     store them in order. Returns (path, IngestResult) pairs."""
     from cnnbench.history.store import open_store, parse_url, prepare_ingest
-    from cnnbench.results import load_results
+    from cnnbench.results.format import load_results
 
     parse_url(url)
     prepared = [
@@ -95,7 +95,7 @@ def store_after_run(args: argparse.Namespace, out: Any, code: int) -> int:
     the results file is already on disk and stays."""
     import sys
 
-    from cnnbench.errors import UserError
+    from cnnbench.core.errors import UserError
 
     if not (args.store or args.db):
         return code

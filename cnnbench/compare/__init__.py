@@ -8,8 +8,8 @@ statistics look as they do, with the measurements behind them: docs/compare.md.
 
 from __future__ import annotations
 
-from cnnbench import stats  # noqa: F401 - `compare.stats` is the stats the verdicts use
-from cnnbench.compare.ranktests import (
+from cnnbench.stats import basic as stats  # noqa: F401 - `compare.stats` is the stats the verdicts use
+from cnnbench.stats.ranktests import (
     ASSUMED_PROCESS_CV,
     BOOTSTRAP_RESAMPLES,
     EXACT_MWU_MAX_N,

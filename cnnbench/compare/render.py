@@ -69,7 +69,7 @@ def _fmt_p(p: float | None) -> str:
 
 
 def _fmt_bytes(n: float) -> str:
-    from cnnbench.memchange import RELATIVE_FLOOR_BYTES, fmt_bytes
+    from cnnbench.compare.memchange import RELATIVE_FLOOR_BYTES, fmt_bytes
 
     return f"{n / 2**20:.1f} MiB" if n >= RELATIVE_FLOOR_BYTES else fmt_bytes(n)
 
@@ -77,7 +77,7 @@ def _fmt_bytes(n: float) -> str:
 def _fmt_memory(r: CaseComparison) -> str:
     if r.memory_metric is None:
         return "—"
-    from cnnbench.memchange import fmt_memory_change, memory_kind
+    from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
     base, cur = r.base_memory_bytes or 0, r.current_memory_bytes or 0
     change = fmt_memory_change(r.memory_metric, base, cur, ratio=r.memory_ratio)
@@ -141,19 +141,19 @@ def _rules_line(comp: Comparison) -> str:
 
 
 def md_code(text: Any) -> str:
-    from cnnbench.inert import md_code as code
+    from cnnbench.core.inert import md_code as code
 
     return code(text)
 
 
 def md_text(text: Any) -> str:
-    from cnnbench.inert import md_text as esc
+    from cnnbench.core.inert import md_text as esc
 
     return esc(text)
 
 
 def _md_cell(text: Any) -> str:
-    from cnnbench.inert import Markdown, md_text  # data never becomes HTML, a link or a mention
+    from cnnbench.core.inert import Markdown, md_text  # data never becomes HTML, a link or a mention
 
     if isinstance(text, Markdown):
         return text
@@ -237,7 +237,7 @@ def render_markdown(comparison: Comparison) -> str:
             lines += [f"### {title}", ""]
             lines += _section_table(name, rows, comp)
             lines.append("")
-    from cnnbench import processes
+    from cnnbench.stats import processes
 
     lines += processes.markdown_section(comp.rows, statistic=comp.statistic)
     return "\n".join(lines).rstrip() + "\n"
@@ -259,7 +259,7 @@ _STYLES = {
 def _fmt_memory_short(r: CaseComparison) -> str:
     if r.memory_metric is None or r.base_memory_bytes is None or r.current_memory_bytes is None:
         return "—"
-    from cnnbench.memchange import fmt_memory_change, memory_kind
+    from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
     change = fmt_memory_change(r.memory_metric, r.base_memory_bytes, r.current_memory_bytes, ratio=r.memory_ratio)
     return f"{change} {memory_kind(r.memory_metric)}"
@@ -351,7 +351,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         console.print(line)
     for w in comp.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
-    from cnnbench import processes
+    from cnnbench.stats import processes
 
     for line in processes.split_lines(comp.rows):
         console.print(Text(f"warning: {line}", style="yellow"))

@@ -8,17 +8,17 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cnnbench.records import ResultsFile
+    from cnnbench.results.records import ResultsFile
 
 __all__ = ["METRICS", "DEFAULT_LATENCY_THRESHOLD", "DEFAULT_MEMORY_THRESHOLD", "Threshold", "ThresholdError", "parse_threshold"]
 
-METRICS = ("latency", "memory", "energy")  # energy: J/image over the timed window (cnnbench.energy)
+METRICS = ("latency", "memory", "energy")  # energy: J/image over the timed window (cnnbench.measure.energy)
 DEFAULT_LATENCY_THRESHOLD = 0.05
 DEFAULT_MEMORY_THRESHOLD = 0.10
-DEFAULT_ENERGY_THRESHOLD = 0.10  # J/image over the timed window (cnnbench.energy)
+DEFAULT_ENERGY_THRESHOLD = 0.10  # J/image over the timed window (cnnbench.measure.energy)
 
 
 class ThresholdError(UserError, ValueError):

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
-from cnnbench import stats
-from cnnbench.compare.ranktests import (
+from cnnbench.stats import basic as stats
+from cnnbench.stats.ranktests import (
     ASSUMED_PROCESS_CV,
     BOOTSTRAP_SEED,
     REPEATS_CAP,
@@ -30,12 +30,12 @@ from cnnbench.compare.thresholds import (
     Threshold,
     _resolve_thresholds,
 )
-from cnnbench.errors import UserError
-from cnnbench.memchange import ABSOLUTE_THRESHOLD_BYTES
-from cnnbench.text import last_line
+from cnnbench.core.errors import UserError
+from cnnbench.compare.memchange import ABSOLUTE_THRESHOLD_BYTES
+from cnnbench.core.text import last_line
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cnnbench.records import CaseRecord, ResultsFile
+    from cnnbench.results.records import CaseRecord, ResultsFile
 
 __all__ = ["VERDICTS", "CaseComparison", "Comparison", "compare_results", "STATISTICS", "DEFAULT_STATISTIC", "DEFAULT_ALPHA"]
 
@@ -64,7 +64,7 @@ DEFAULT_STATISTIC = "p5"
 # Memory figures, in order of preference, and the growth below which a change is not reported
 # (peak RSS moves in allocator-arena steps; CUDA allocated bytes are deterministic).
 MEMORY_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_delta_bytes")
-MEMORY_NOISE_FLOOR_BYTES = ABSOLUTE_THRESHOLD_BYTES  # cnnbench.memchange: 1 MiB CUDA, 8 MiB RSS
+MEMORY_NOISE_FLOOR_BYTES = ABSOLUTE_THRESHOLD_BYTES  # cnnbench.compare.memchange: 1 MiB CUDA, 8 MiB RSS
 
 # Environment fields that make timings incomparable, and which cases each one concerns.
 _BLOCKING_ENV = (
@@ -120,11 +120,11 @@ class CaseComparison:
     memory_verdict: str | None = None
     gating: bool = False
     statistic: str | None = None  # the per-process figure this row compared (None: no timing)
-    # cnnbench.processes: each side's per-process figures and the smallest detectable slowdown
+    # cnnbench.stats.processes: each side's per-process figures and the smallest detectable slowdown
     base_process_ms: tuple[float, ...] = ()
     current_process_ms: tuple[float, ...] = ()
     detectable_ratio: float | None = None
-    base_j_per_image: float | None = None  # energy over the timed window (cnnbench.energy)
+    base_j_per_image: float | None = None  # energy over the timed window (cnnbench.measure.energy)
     current_j_per_image: float | None = None
     energy_ratio: float | None = None
     energy_verdict: str | None = None  # regressed | improved | unchanged | unreliable | incomparable
@@ -197,8 +197,8 @@ def compare_results(
     """Pair the cases of two loaded results files by key and give each a verdict.
 
     Args:
-        base: the reference results: a checked `cnnbench.records.ResultsFile` (`records.load`),
-            or a results dict (`cnnbench.results.load_results`), checked here.
+        base: the reference results: a checked `cnnbench.results.records.ResultsFile` (`records.load`),
+            or a results dict (`cnnbench.results.format.load_results`), checked here.
         current: the results under test.
         threshold: the latency threshold used when neither `thresholds` nor a suite sets one.
         alpha: the significance level of each one-sided test (false-alarm rate per case).
@@ -209,11 +209,11 @@ def compare_results(
         statistic: the figure taken from each worker process's samples (a key of STATISTICS):
             the tests, intervals and ratios are on these per-process figures.
         alpha_by_key: a level per case key that replaces `alpha` for that case (a sequential
-            A/B run judges each case at the level of the look it stopped at: cnnbench.sequential).
+            A/B run judges each case at the level of the look it stopped at: cnnbench.stats.sequential).
         equivalence_alpha_by_key: a level per case key for the `unchanged` test alone (the
             interval at 1 - 2 x that level must lie inside the band); by default the case's
             alpha. A sequential look spends its error on the regression test and stops a case
-            `unchanged` at a level of its own (cnnbench.sequential).
+            `unchanged` at a level of its own (cnnbench.stats.sequential).
 
     Returns:
         A `Comparison`; nothing is printed.
@@ -291,13 +291,13 @@ def compare_results(
 
 
 def _thaw(value: Any) -> Any:
-    from cnnbench.records import thaw  # the records module loads only when a comparison runs
+    from cnnbench.results.records import thaw  # the records module loads only when a comparison runs
 
     return thaw(value)
 
 
 def _as_results(results: "ResultsFile | dict[str, Any]", name: str) -> "ResultsFile":
-    from cnnbench.records import from_dict
+    from cnnbench.results.records import from_dict
 
     return from_dict(results, path=name)
 
@@ -453,13 +453,13 @@ def _compare_case(
 
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic, equivalence_alpha)
     memory = _memory_verdict(b, c, thr["memory"], alpha)
-    from cnnbench.energy import energy_note, energy_verdict
+    from cnnbench.measure.energy import energy_note, energy_verdict
 
     energy = energy_verdict(b.to_json(), c.to_json(), thr["energy"])
     latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
     gating = gating or energy.get("energy_verdict") == REGRESSED
-    from cnnbench import processes
+    from cnnbench.stats import processes
 
     return CaseComparison(
         **processes.comparison_fields(rb, rc, alpha=alpha),

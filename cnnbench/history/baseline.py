@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnbench import stats
+from cnnbench.stats import basic as stats
 from cnnbench.history.store import Store, StoreError
 
 __all__ = ["Baseline", "baseline_from_store"]

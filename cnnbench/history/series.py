@@ -21,7 +21,7 @@ def process_figures(record: dict[str, Any]) -> dict[str, list[float]]:
     """Every statistic compare knows, one figure per worker process of the record (what
     `compare` tests), so history and baselines never need the raw samples to recompute them."""
     from cnnbench.compare import STATISTICS
-    from cnnbench.records import parse_record
+    from cnnbench.results.records import parse_record
 
     rec = parse_record(record)  # the record's own per-process figures (CaseRecord.per_process)
     out: dict[str, list[float]] = {}
@@ -34,7 +34,7 @@ def process_figures(record: dict[str, Any]) -> dict[str, list[float]]:
 
 def record_is_valid(record: dict[str, Any]) -> bool:
     """Timings that count: the case ran ok and did not fail its parity check (compare's rule)."""
-    from cnnbench.records import parse_record
+    from cnnbench.results.records import parse_record
 
     return record.get("status") == "ok" and not parse_record(record).parity_failed
 

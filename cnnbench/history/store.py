@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 from cnnbench.history import DEFAULT_STORE_URL
 
 __all__ = [
@@ -426,7 +426,7 @@ class Store:
         branch: str | None = None,
         time: str | None = None,
     ) -> IngestResult:
-        """Append one loaded results file (as `cnnbench.results.load_results` returns it); see
+        """Append one loaded results file (as `cnnbench.results.format.load_results` returns it); see
         `prepare_ingest`. Storing the same content again changes nothing and says so
         (`stored=False`).
 

@@ -173,8 +173,8 @@ def render_page(trends: Sequence[Trend], *, store: str, statistic: str, branch: 
 
 def write_page(trends: Sequence[Trend], out_dir: str | Path, **kwargs: object) -> Path:
     """Write DIR/index.html (through a temporary file and a rename) and return its path."""
-    from cnnbench.errors import UserError
-    from cnnbench.safeio import atomic_write  # the one write helper, not the report's private wrapper
+    from cnnbench.core.errors import UserError
+    from cnnbench.core.safeio import atomic_write  # the one write helper, not the report's private wrapper
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

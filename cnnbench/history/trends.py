@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from cnnbench.history.changepoints import Analysis, analyze
+from cnnbench.stats.changepoints import Analysis, analyze
 from cnnbench.history.series import Series
 
 __all__ = ["Trend", "analyze_series", "history_json", "FORMAT_VERSION"]

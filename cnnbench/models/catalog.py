@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
-from cnnbench.text import natural_key
+from cnnbench.core.text import natural_key
 
 __all__ = ["ModelInfo", "MODELS", "list_models", "get_info", "suggest", "natural_key"]
 
@@ -73,7 +73,7 @@ def get_info(name: str) -> ModelInfo:
     try:
         return MODELS[name]
     except KeyError:
-        from cnnbench.errors import UnknownModelError
+        from cnnbench.core.errors import UnknownModelError
 
         raise UnknownModelError(name, suggest(name)) from None
 

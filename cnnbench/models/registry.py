@@ -25,8 +25,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cnnbench.text import one_line
-from cnnbench.errors import UserError
+from cnnbench.core.text import one_line
+from cnnbench.core.errors import UserError
 from cnnbench.models import catalog
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from cnnbench.errors import UnknownModelError, UserError
+from cnnbench.core.errors import UnknownModelError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn

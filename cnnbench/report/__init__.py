@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 
 __all__ = ["FORMATS", "ReportOutput", "epoch_datasets", "parse_formats", "write_report"]
 
@@ -168,8 +168,8 @@ def write_report(
 
 
 def _write(path: Path, blob: bytes) -> None:
-    """Write through a fresh temporary file and rename (cnnbench.safeio), so a reader never sees
+    """Write through a fresh temporary file and rename (cnnbench.core.safeio), so a reader never sees
     half a report and a planted link is never written through."""
-    from cnnbench.safeio import atomic_write
+    from cnnbench.core.safeio import atomic_write
 
     atomic_write(path, blob)

@@ -195,8 +195,8 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
 
 
 def _energy_cells(r: CaseRow) -> dict[str, Any]:
-    """The energy block of a valid row over exactly its timed window (cnnbench.energy), else blanks."""
-    from cnnbench import energy as _energy
+    """The energy block of a valid row over exactly its timed window (cnnbench.measure.energy), else blanks."""
+    from cnnbench.measure import energy as _energy
 
     e = _energy.summary({"energy": r.energy}) if r.valid and isinstance(r.energy, dict) else None
     e = e or {}
@@ -232,7 +232,7 @@ def _deployment_cells(r: CaseRow) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> Any:
-    from cnnbench.inert import csv_cell
+    from cnnbench.core.inert import csv_cell
 
     if value is None:
         return ""

@@ -159,7 +159,7 @@ def deployment_section(data: ReportData) -> list[Any]:
             "the artefact's size on disk, the one-off setup (export, conversion, quantization, AOT compile, "
             "session or engine; apart from every timed figure) and accuracy, measured on the configured dataset "
             "or published and so labelled. int8 is static post-training quantization with calibration "
-            "(docs/backends.md); its parity tolerance against eager fp32 is its own (cnnbench.parity)."
+            "(docs/backends.md); its parity tolerance against eager fp32 is its own (cnnbench.measure.parity)."
         ),
     ]
     for env in data.envs:

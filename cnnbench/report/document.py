@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
-from cnnbench.text import one_line
+from cnnbench.core.text import one_line
 from cnnbench.report.fmt import (
     DASH,
     fmt_bytes,

@@ -1,6 +1,6 @@
 """The report's energy figures: a column in the detail tables and an images-per-joule chart.
 
-Both read the case's `energy` block (cnnbench.energy) of valid rows only; a row whose energy is
+Both read the case's `energy` block (cnnbench.measure.energy) of valid rows only; a row whose energy is
 unavailable shows a dash (its reason is in the results file), an unreliable one (an NVML window
 under 1 s) a trailing "~".
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench import energy as _energy
+from cnnbench.measure import energy as _energy
 
 __all__ = ["ENERGY_HEADER", "draw", "energy_text", "has_energy", "images_per_j", "plot_specs"]
 

@@ -25,7 +25,7 @@ def _esc(text: str, *, in_table: bool = False) -> str:
 
 
 def _code(text: str) -> str:
-    from cnnbench.inert import md_code
+    from cnnbench.core.inert import md_code
 
     return md_code(text)
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from cnnbench import processes as _processes
-from cnnbench import records as _records
-from cnnbench.errors import UserError
-from cnnbench.records import CaseRecord, ResultsFile
-from cnnbench.records import thaw
-from cnnbench.text import natural_key
+from cnnbench.stats import processes as _processes
+from cnnbench.results import records as _records
+from cnnbench.core.errors import UserError
+from cnnbench.results.records import CaseRecord, ResultsFile
+from cnnbench.results.records import thaw
+from cnnbench.core.text import natural_key
 
 __all__ = [
     "COMPARABLE_KEYS",
@@ -74,7 +74,7 @@ COMPARABLE_KEYS = (
 BACKEND_ORDER = ("eager", "compile", "onnxrt")
 
 # Training-set sizes a training case's time per epoch is given for: (id, label, images), the same
-# sizes as cnnbench.training.DATASET_SIZES (ImageNet-1k train split, CIFAR-10 train set).
+# sizes as cnnbench.measure.training.DATASET_SIZES (ImageNet-1k train split, CIFAR-10 train set).
 EPOCH_DATASETS: tuple[tuple[str, str, int], ...] = (
     ("imagenet1k", "ImageNet-1k", 1_281_167),
     ("cifar10", "CIFAR-10", 50_000),
@@ -172,7 +172,7 @@ class CaseRow:
     speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
     accuracy_vs_eager: str | None = None  # why the measured accuracy differs from eager's, if it does
     record: CaseRecord | None = None  # the checked record this row shows (decisions live there)
-    energy: dict[str, Any] | None = None  # the record's `energy` block (cnnbench.energy), if any
+    energy: dict[str, Any] | None = None  # the record's `energy` block (cnnbench.measure.energy), if any
 
     @property
     def median_ms(self) -> float | None:
@@ -180,13 +180,13 @@ class CaseRow:
 
     @property
     def setup(self) -> tuple[float | None, str | None]:
-        """Compile or export time and how it was paid (`cnnbench.records.setup_time`), apart
+        """Compile or export time and how it was paid (`cnnbench.results.records.setup_time`), apart
         from every timed figure."""
         return _records.setup_time(self.backend_info, self.first_call_ms)
 
     @property
     def cold_start_ms(self) -> float | None:
-        """Time before the first warmup call could start (`cnnbench.records.cold_start_ms`)."""
+        """Time before the first warmup call could start (`cnnbench.results.records.cold_start_ms`)."""
         return _records.cold_start_ms(self.backend_info, self.first_call_ms)
 
     @property
@@ -229,7 +229,7 @@ class CaseRow:
     def epoch_seconds(self, images: int) -> float | None:
         """Seconds for one epoch of `images` at this training case's median step latency.
 
-        Same rule as `cnnbench.training.epoch_time_s` (ceil(images / batch) steps, the last
+        Same rule as `cnnbench.measure.training.epoch_time_s` (ceil(images / batch) steps, the last
         partial batch billed as a full one, data loading excluded), but with the batch actually
         measured, so an --oom-retry case is not billed at the batch it could not run.
         """
@@ -305,7 +305,7 @@ class CaseRow:
 
     @property
     def parity_label(self) -> str:
-        """The parity verdict as `cnnbench.parity` gates it: the error relative to the output
+        """The parity verdict as `cnnbench.measure.parity` gates it: the error relative to the output
         scale against the precision's tolerance (top-1 agreement is shown, not gated)."""
         if not self.parity:
             if self.is_train:
@@ -626,7 +626,7 @@ def rows_of_records(records: Sequence[CaseRecord | dict[str, Any]], *, source: s
     Same rows, same rules as a report of that run's file: validity, speedup over eager and the
     accuracy check are decided by the same code; one run is one environment.
     """
-    from cnnbench.results import SCHEMA_VERSION
+    from cnnbench.results.format import SCHEMA_VERSION
 
     if all(isinstance(r, CaseRecord) for r in records):
         recs = list(records)
@@ -760,7 +760,7 @@ def _env_groups(envs_by_fp: dict[str, list[tuple[str, dict[str, Any]]]]) -> list
 
 
 def _with_speedups(rows: list[CaseRow]) -> list[CaseRow]:
-    """Speedup over eager, by the one rule (`cnnbench.records.speedups_over_eager`) within each
+    """Speedup over eager, by the one rule (`cnnbench.results.records.speedups_over_eager`) within each
     environment: same model, variant and measured batch, a training step only against eager
     with the same optimizer."""
     recs = [r.record for r in rows]

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from cnnbench.errors import UserError
+from cnnbench.core.errors import UserError
 from cnnbench.report.model import CaseRow, EnvGroup, ReportData, backend_sort_key
 
 __all__ = ["PlotSpec", "plan_plots", "render_plot", "IMAGE_FORMATS", "require_matplotlib"]
@@ -168,7 +168,7 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
     require_matplotlib()
     import matplotlib
 
-    from cnnbench.inert import MPL_RC
+    from cnnbench.core.inert import MPL_RC
 
     drawers: dict[str, Callable[..., Any]] = {
         "latency": _draw_latency,

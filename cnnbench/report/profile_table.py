@@ -1,5 +1,5 @@
 """The per-layer table of `bench.py profile`: plain strings first (tests read these), then the
-rich table, and CSV. The figures come from `cnnbench.profile`; this only formats them."""
+rich table, and CSV. The figures come from `cnnbench.measure.profile`; this only formats them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cnnbench.profile import LayerRow, Profile
+    from cnnbench.measure.profile import LayerRow, Profile
 
 __all__ = ["table_rows", "render_table", "caption_lines", "to_csv", "fmt_dims", "fmt_rf", "fmt_shape"]
 
@@ -177,7 +177,7 @@ def to_csv(prof: "Profile") -> str:
         "activations", "activation_bytes", "shares_input_memory", "params", "macs", "receptive_field",
         "jump", "rf_global", "rf_approx", "time_ms",
     ]  # fmt: skip
-    from cnnbench.inert import csv_cell
+    from cnnbench.core.inert import csv_cell
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -85,7 +85,7 @@ def train(
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out)
-        from cnnbench.checksums import write_sidecar
+        from cnnbench.results.checksums import write_sidecar
 
         write_sidecar(out)  # FILE.sha256: cnnbench verifies it on every load
         result["path"] = str(out)

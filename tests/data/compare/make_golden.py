@@ -2,7 +2,7 @@
 
     python tests/data/compare/make_golden.py
 
-Every file is built with `cnnbench.results.build_record` from seeded synthetic samples, so the
+Every file is built with `cnnbench.results.format.build_record` from seeded synthetic samples, so the
 records have exactly the shape the runner writes. Latency model of one worker process (repeat):
 
     sample = median_ms * scale * process_effect * exp(N(0, WITHIN_CV)), 5% of samples x1.3
@@ -25,8 +25,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from cnnbench.results import SCHEMA_VERSION, build_record  # noqa: E402
-from cnnbench.spec import CaseSpec, Measure  # noqa: E402
+from cnnbench.results.format import SCHEMA_VERSION, build_record  # noqa: E402
+from cnnbench.core.spec import CaseSpec, Measure  # noqa: E402
 
 STAMP = "2026-01-01T00:00:00+00:00"
 SAMPLES_PER_RUN = 30

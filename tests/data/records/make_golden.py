@@ -24,8 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from cnnbench.results import build_record, new_results  # noqa: E402
-from cnnbench.spec import CaseSpec, Measure  # noqa: E402
+from cnnbench.results.format import build_record, new_results  # noqa: E402
+from cnnbench.core.spec import CaseSpec, Measure  # noqa: E402
 
 
 def case(backend: str, batch: int, ms: float, *, mode: str = "inference", options=(), measured: int | None = None):

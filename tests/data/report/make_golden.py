@@ -34,9 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from cnnbench.results import build_record, new_results  # noqa: E402
-from cnnbench.spec import CaseSpec  # noqa: E402
-from cnnbench.training import time_per_epoch  # noqa: E402
+from cnnbench.results.format import build_record, new_results  # noqa: E402
+from cnnbench.core.spec import CaseSpec  # noqa: E402
+from cnnbench.measure.training import time_per_epoch  # noqa: E402
 
 MODELS = {
     # name: (b1 eager ms on host A, params, gmacs/image, activation bytes/image)
@@ -136,7 +136,7 @@ def median(xs: list[float]) -> float:
 
 
 def counts(model: str) -> dict:
-    """The record's `counts`: cnnbench.counting.counts_for without its warnings."""
+    """The record's `counts`: cnnbench.measure.counting.counts_for without its warnings."""
     _, params, gmacs, _ = MODELS[model]
     return {
         "params": params, "trainable_params": params, "aux_heads_included": False, "input_size": [3, 224, 224],
@@ -148,7 +148,7 @@ def counts(model: str) -> dict:
 
 
 def train_info(optimizer: str) -> dict:
-    """A training step's backend_info, as cnnbench.training.prepare_train writes it."""
+    """A training step's backend_info, as cnnbench.measure.training.prepare_train writes it."""
     kwargs = {"sgd": {"lr": 0.01, "momentum": 0.9}, "adamw": {"lr": 0.001, "weight_decay": 0.01}}[optimizer]
     ctor = {"sgd": "SGD", "adamw": "AdamW"}[optimizer]
     return {
@@ -177,7 +177,7 @@ def accuracy(backend: str) -> dict:
 
 
 def parity(ok: bool) -> dict:
-    """As cnnbench.parity.check_parity returns it (fp32 on CPU: tolerance 1e-3 of the output scale)."""
+    """As cnnbench.measure.parity.check_parity returns it (fp32 on CPU: tolerance 1e-3 of the output scale)."""
     if ok:
         return {"max_abs_err": 0.000143, "max_rel_err": 2.4e-05, "scale": 5.96, "top1_agreement": 1.0, "rows": 8,
                 "tolerance": 0.001, "ok": True, "reason": None, "reference": "eager fp32 on cpu, inference_mode"}
