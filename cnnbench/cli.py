@@ -16,14 +16,9 @@ import importlib
 import pkgutil
 import sys
 
-from cnnbench.core.errors import UserError
+from cnnbench.core.errors import EXIT_USAGE, UserError
 
-__all__ = ["main", "entry", "EXIT_OK", "EXIT_NOT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED"]
-
-EXIT_OK = 0
-EXIT_NOT_OK = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["main", "entry"]
 
 
 def _command_modules():

@@ -12,7 +12,8 @@ import pytest
 
 from cnnbench.measure import memguard
 from cnnbench.run import runner
-from cnnbench.measure.memguard import is_oom_message, killed_by_oom_killer, oom_kill_count, parse_bytes
+from cnnbench.core.errors import is_oom_message
+from cnnbench.measure.memguard import killed_by_oom_killer, oom_kill_count, parse_bytes
 from cnnbench.core.spec import CaseSpec, Measure
 from cnnbench.suite.schema import expand
 from cnnbench.measure.worker import classify_exception

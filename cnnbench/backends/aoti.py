@@ -44,7 +44,7 @@ PACKAGE_FORMAT_VERSION = 1
 
 
 def aoti_cache_dir() -> Path:
-    from cnnbench.measure.counting import cache_dir
+    from cnnbench.backends.artifacts import cache_dir
 
     return cache_dir() / "aoti"
 
@@ -77,8 +77,9 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
     """
     import torch
 
-    from cnnbench.backends.onnxrt import _output_to, export_key
-    from cnnbench.backends.quantize import _version
+    from cnnbench.backends.artifacts import output_to
+    from cnnbench.backends.onnxrt import export_key
+    from cnnbench.backends.artifacts import package_version
 
     key = {
         "package_format": PACKAGE_FORMAT_VERSION,
@@ -87,7 +88,7 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
         "device": spec.device,
         "freezing": freezing,
         "calibration": calibration.key if calibration is not None else None,
-        "torchao": _version("torchao") if calibration is not None else None,
+        "torchao": package_version("torchao") if calibration is not None else None,
     }
     blob = json.dumps(key, sort_keys=True, default=repr)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -120,7 +121,7 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
         quantize = {**q["settings"], "torchao": q["torchao"]}
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
     try:
-        with _output_to(log_path), torch.no_grad():
+        with output_to(log_path), torch.no_grad():
             t0 = time.perf_counter()
             exported = torch.export.export(source, (x,))
             split["torch_export_ms"] = (time.perf_counter() - t0) * 1e3
@@ -138,9 +139,9 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
         "cache_key": digest,
         "quantize": quantize,
     }
-    from cnnbench.backends.onnxrt import _write_json_atomic
+    from cnnbench.backends.artifacts import write_json
 
-    _write_json_atomic(meta_path, {"key": blob, "export": record})
+    write_json(meta_path, {"key": blob, "export": record})
     return {**record, "path": str(path), "export_cached": False}
 
 

@@ -52,7 +52,7 @@ def _cache_dir(choice: str, workdir: str) -> Path:
     if choice == "per-run":
         return Path(workdir).resolve() / "inductor-cache"
     if choice == "shared":
-        from cnnbench.measure.counting import cache_dir
+        from cnnbench.backends.artifacts import cache_dir
 
         return cache_dir() / "inductor"
     return Path(choice).expanduser().resolve()

@@ -55,12 +55,12 @@ import inspect
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cnnbench.backends import Prepared
+from cnnbench.backends.artifacts import cache_dir, output_to, source_fingerprint, write_json
 from cnnbench.backends.common import check_device
 from cnnbench.core.environment import package_versions
 from cnnbench.core.errors import ExportFailed, Unsupported
@@ -88,7 +88,6 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 
 def onnx_cache_dir() -> Path:
     """Where exports are cached: `$CNNBENCH_CACHE_DIR/onnx`, else `~/.cache/cnnbench/onnx`."""
-    from cnnbench.measure.counting import cache_dir
 
     return cache_dir() / "onnx"
 
@@ -97,37 +96,6 @@ def onnx_cache_dir() -> Path:
 # Export and its cache
 
 
-@contextlib.contextmanager
-def _output_to(log_path: Path) -> Iterator[None]:
-    """Send everything written to stdout/stderr, by Python or by C++ (the TorchScript exporter
-    prints its IR dump from C++), and every Python warning (e.g. the legacy exporter's
-    deprecation), to `log_path`, at the file-descriptor level."""
-    import warnings
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    yield
-                finally:
-                    for w in caught:
-                        line = warnings.formatwarning(w.message, w.category, w.filename, w.lineno, None)
-                        log.write(line.encode("utf-8", "replace"))
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            log.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -184,13 +152,12 @@ def _weights_digest(model: Any) -> str:
 
 def export_key(model: Any, spec: Any, *, exporter: str, opset: int | None, precision: str) -> dict[str, Any]:
     """Everything that decides what an export contains (never the batch size)."""
-    from cnnbench.measure.counting import _source_fingerprint
 
     return {
         "format": EXPORT_FORMAT_VERSION,
         "model": spec.model,
         "source": spec.source,
-        "source_sha256": _source_fingerprint(spec.source),
+        "source_sha256": source_fingerprint(spec.source),
         "code_sha256": _code_digest(model),
         "kwargs": dict(spec.model_kwargs),
         "input_size": list(spec.input_size),
@@ -229,10 +196,6 @@ def _fresh_tmp(path: Path) -> Path:
     raise OSError(f"cannot create a temporary file beside {path}")  # pragma: no cover
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    from cnnbench.core.safeio import atomic_write
-
-    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _graph_facts(path: Path) -> tuple[int | None, str | int | None]:
@@ -271,7 +234,7 @@ def _batch_problem(path: Path, batch_dim: str | int | None, input_size: Any, log
     so.intra_op_num_threads = 1
     x = np.random.default_rng(0).standard_normal((probe, *input_size)).astype(np.float32)
     try:
-        with _output_to(log_path):
+        with output_to(log_path):
             sess = ort.InferenceSession(str(path), sess_options=so, providers=[CPU_PROVIDER])
             outs = sess.run(None, {sess.get_inputs()[0].name: x})
     except Exception as exc:  # noqa: BLE001
@@ -355,7 +318,7 @@ def export_onnx(
         tmp = _fresh_tmp(path)
         t0 = time.perf_counter()
         try:
-            with _output_to(log_path):
+            with output_to(log_path):
                 _run_exporter(model, example, tmp, exporter=exporter, opset=opset)
         except Exception as exc:  # any exporter failure is this case's status
             _remove_export(tmp)
@@ -383,7 +346,7 @@ def export_onnx(
         "file_bytes": path.stat().st_size,
         "exported_at_batch": EXPORT_BATCH,
     }
-    _write_json_atomic(meta_path, {"key": blob, "export": export})
+    write_json(meta_path, {"key": blob, "export": export})
     return {**export, "path": str(path), "export_cached": False}
 
 

@@ -57,7 +57,7 @@ _PRECISION_HINTS = {"fp32": ("f32", "FP32"), "int8": ("f32", "FP32"), "bf16": ("
 
 
 def openvino_cache_dir() -> Path:
-    from cnnbench.measure.counting import cache_dir
+    from cnnbench.backends.artifacts import cache_dir
 
     return cache_dir() / "openvino"
 
@@ -100,7 +100,8 @@ def _save_ir(ov: Any, ov_model: Any, xml: Path) -> None:
 def _convert(ov: Any, model: Any, spec: Any, convert: str, log_path: Path) -> Any:
     import torch
 
-    from cnnbench.backends.onnxrt import EXPORT_BATCH, _output_to, export_error_message, export_onnx
+    from cnnbench.backends.artifacts import output_to
+    from cnnbench.backends.onnxrt import EXPORT_BATCH, export_error_message, export_onnx
 
     if convert == "onnx":
         export = export_onnx(model, spec, exporter="dynamo", opset=None, precision="fp32", log_path=log_path)
@@ -114,7 +115,7 @@ def _convert(ov: Any, model: Any, spec: Any, convert: str, log_path: Path) -> An
             "input": [ov.PartialShape([-1, *spec.input_size])],
         }
     try:
-        with _output_to(log_path), torch.no_grad():
+        with output_to(log_path), torch.no_grad():
             return ov.convert_model(src, **kwargs)
     except Exception as exc:
         raise ExportFailed(f"openvino.convert_model ({convert}): {export_error_message(exc)}") from exc
@@ -160,13 +161,14 @@ def ir_for(model: Any, spec: Any, *, convert: str, log_path: Path, calibration: 
 
 
 def _int8_ir(ov: Any, fp32: dict[str, Any], calibration: Any, log_path: Path) -> dict[str, Any]:
-    from cnnbench.backends.quantize import NNCF_SETTINGS, QUANTIZE_FORMAT_VERSION, _version, nncf_quantize
+    from cnnbench.backends.artifacts import package_version
+    from cnnbench.backends.quantize import NNCF_SETTINGS, QUANTIZE_FORMAT_VERSION, nncf_quantize
 
     key = {
         "format": QUANTIZE_FORMAT_VERSION,
         "fp32_ir": fp32["cache_key"],
         "calibration": calibration.key,
-        "nncf": _version("nncf"),
+        "nncf": package_version("nncf"),
         "settings": NNCF_SETTINGS,
     }
     blob = json.dumps(key, sort_keys=True, default=repr)
@@ -193,9 +195,9 @@ def _int8_ir(ov: Any, fp32: dict[str, Any], calibration: Any, log_path: Path) ->
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from cnnbench.backends.onnxrt import _write_json_atomic
+    from cnnbench.backends.artifacts import write_json
 
-    _write_json_atomic(path, data)
+    write_json(path, data)
 
 
 def _property(compiled: Any, name: str) -> Any:

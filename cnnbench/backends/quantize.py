@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnbench.backends.artifacts import output_to, package_version
 from cnnbench.core.errors import ExportFailed, Unsupported
 
 __all__ = [
@@ -162,13 +163,6 @@ def _write_meta(meta_path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, meta_path)
 
 
-def _version(pkg: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -224,7 +218,6 @@ def ort_qdq(export: dict[str, Any], calibration: Calibration, *, log_path: Path,
     import numpy as np
     import onnxruntime as ort
 
-    from cnnbench.backends.onnxrt import _output_to
 
     src = Path(export["path"])
     key = {
@@ -257,7 +250,7 @@ def ort_qdq(export: dict[str, Any], calibration: Calibration, *, log_path: Path,
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     t0 = time.perf_counter()
     try:
-        with _output_to(log_path):
+        with output_to(log_path):
             try:
                 from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -309,12 +302,11 @@ def nncf_quantize(ov_model: Any, calibration: Calibration, *, log_path: Path) ->
         import nncf
     except ImportError as exc:
         raise Unsupported(f"int8 on openvino needs the package nncf (pip install nncf): {exc}") from None
-    from cnnbench.backends.onnxrt import _output_to
 
     items = [calibration.images[i : i + 1].numpy() for i in range(int(calibration.images.shape[0]))]
     t0 = time.perf_counter()
     try:
-        with _output_to(log_path):
+        with output_to(log_path):
             quantized = nncf.quantize(
                 ov_model,
                 nncf.Dataset(items),
@@ -396,14 +388,13 @@ def pt2e_quantize(model: Any, calibration: Calibration, *, device: str, log_path
         raise Unsupported(missing)
     import torch
 
-    from cnnbench.backends.onnxrt import _output_to
 
     prepare_pt2e, convert_pt2e, xiq = _pt2e_api()
     batches = calibration.batches()
     example = batches[0] if int(batches[0].shape[0]) >= 2 else calibration.images[:1].expand(2, -1, -1, -1)
     t0 = time.perf_counter()
     try:
-        with _output_to(log_path), torch.no_grad():
+        with output_to(log_path), torch.no_grad():
             exported = torch.export.export(
                 model.eval(), (example.contiguous(),), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
             ).module()
@@ -418,7 +409,7 @@ def pt2e_quantize(model: Any, calibration: Calibration, *, device: str, log_path
     return converted, {
         "quantize_ms": (time.perf_counter() - t0) * 1e3,
         "settings": PT2E_SETTINGS,
-        "torchao": _version("torchao"),
+        "torchao": package_version("torchao"),
     }
 
 

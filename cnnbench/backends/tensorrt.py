@@ -43,7 +43,7 @@ INSTALL_HINT = "pip install 'cnnbench[tensorrt]'"
 
 
 def tensorrt_cache_dir() -> Path:
-    from cnnbench.measure.counting import cache_dir
+    from cnnbench.backends.artifacts import cache_dir
 
     return cache_dir() / "tensorrt"
 

@@ -236,7 +236,7 @@ def _default_out(suite_name: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.cli import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK
+    from cnnbench.core.errors import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK
 
     thresholds, alpha = _thresholds(args)
     if args.from_file:

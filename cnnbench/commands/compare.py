@@ -74,7 +74,7 @@ def add_statistic_argument(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnbench import compare
-    from cnnbench.cli import EXIT_NOT_OK, EXIT_OK
+    from cnnbench.core.errors import EXIT_NOT_OK, EXIT_OK
     from cnnbench.results.records import load
 
     thresholds: dict[str, compare.Threshold] = {}

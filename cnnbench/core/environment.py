@@ -18,7 +18,7 @@ from typing import Any, Iterable
 __all__ = ["collect_environment", "package_versions", "cpu_model", "git_commit"]
 
 _PACKAGES = ("torch", "torchvision", "onnxruntime-gpu", "onnxruntime", "onnx", "fvcore", "numpy", "rich")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # cnnbench/core/environment.py -> the checkout
 
 
 def package_versions(names: Iterable[str] = (), *, torch_runtime: bool = False) -> dict[str, str | None]:

@@ -7,7 +7,13 @@ worker) so backends, training and accuracy can use it without importing the work
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "EXIT_OK",
+    "EXIT_NOT_OK",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
     "UserError",
     "SuiteError",
     "UnknownModelError",
@@ -17,13 +23,22 @@ __all__ = [
     "Unsupported",
     "ExportFailed",
     "classify_exception",
+    "is_oom_message",
 ]
+
+# The exit codes, one map for every command (cli.py returns them): 0 success, 1 the work ran but
+# something measured is not ok (a failed case, a regression), 2 usage or input error, 130
+# interrupted (128 + the signal when another signal ended it).
+EXIT_OK = 0
+EXIT_NOT_OK = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
     """An error caused by the user's input, shown as one line with exit code 2, no traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class SuiteError(UserError):
@@ -79,11 +94,32 @@ class ExportFailed(CaseFailure):
     status = "export_failed"
 
 
+# Lower-case fragments (torch CPU and CUDA/HIP/MPS, cuBLAS/cuDNN, numpy, ONNX Runtime) of allocator failures (each seen in the wild; see the tests).
+_OOM_PATTERNS = (
+    "out of memory",  # torch CUDA/HIP/MPS ("CUDA out of memory"), ORT CUDA ("CUDA failure 2: out of memory")
+    "not enough memory",  # torch DefaultCPUAllocator (older), Windows
+    "can't allocate memory",  # torch DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes
+    "cannot allocate memory",  # ENOMEM's strerror, mmap failures
+    "unable to allocate",  # numpy _ArrayMemoryError: Unable to allocate 8.00 GiB for an array
+    "failed to allocate memory",  # ONNX Runtime: Failed to allocate memory for requested buffer of size
+    "bad_alloc",  # std::bad_alloc from any C++ extension
+    "bad allocation",  # MSVC's std::bad_alloc text, ORT on some builds
+    "alloc_failed",  # CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_ALLOC_FAILED
+    "is smaller than requested bytes",  # ORT BFCArena: Available memory of 0 is smaller than requested bytes
+    "memory allocation failed",  # ORT/MKL/oneDNN variants
+    "oom when allocating",  # TensorFlow's wording, in a user model that uses it
+)
+_OOM_RE = re.compile("|".join(re.escape(p) for p in _OOM_PATTERNS))
+
+
+def is_oom_message(text: str) -> bool:
+    """Whether an exception's text is an allocator's failure."""
+    return bool(_OOM_RE.search(text.lower()))
+
+
 def _is_oom(exc: BaseException) -> bool:
     # torch.OutOfMemoryError (CUDA caching allocator) subclasses RuntimeError; host allocation
     # failures surface as MemoryError or as RuntimeError "DefaultCPUAllocator: not enough memory".
-    from cnnbench.measure.memguard import is_oom_message  # torch, numpy and ONNX Runtime allocators
-
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or is_oom_message(str(exc))
 
 

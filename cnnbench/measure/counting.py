@@ -34,12 +34,12 @@ import hashlib
 import json
 import logging
 import math
-import os
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.backends.artifacts import cache_dir, source_fingerprint
 from cnnbench.core.environment import package_versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -283,26 +283,8 @@ def _first_line(exc: BaseException) -> str:
 # Cached counts per model and input size
 
 
-def cache_dir() -> Path:
-    """Where counts are cached: `$CNNBENCH_CACHE_DIR`, else `~/.cache/cnnbench`."""
-    env = os.environ.get("CNNBENCH_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cnnbench"
 
 
-def _source_fingerprint(source: str | None) -> str | None:
-    """A hash of a user model's module file, so editing it invalidates its cached counts."""
-    if not source:
-        return None
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(source.partition(":")[0])
-    except Exception:  # noqa: BLE001 - a broken user package: no source to report
-        return None
-    origin = getattr(spec, "origin", None)
-    if not origin or not os.path.isfile(origin):
-        return None
-    return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16]
 
 
 def _spec_fields(
@@ -355,7 +337,7 @@ def counts_for(
         "counting_version": COUNTING_VERSION,
         "model": model,
         "source": source,
-        "source_sha256": _source_fingerprint(source),
+        "source_sha256": source_fingerprint(source),
         "kwargs": kwargs,
         "input_size": list(size),
         "versions": package_versions(("torchvision", "fvcore", "timm"), torch_runtime=True),

@@ -1,11 +1,9 @@
 """Memory: label every out-of-memory as `oom`, refuse what cannot fit, keep a runaway case small.
 
-Four pieces, each small and each usable on its own:
+Three pieces here, each small and each usable on its own:
 
-- `is_oom_message(text)`: the allocator failure messages of torch (CPU and CUDA/HIP/MPS
-  allocators, cuBLAS/cuDNN workspace allocations), numpy and ONNX Runtime (its arena and its
-  CUDA provider), so that `worker.classify_exception` labels them `oom` and `--oom-retry`
-  retries them.
+- the allocator failure messages (`cnnbench.core.errors.is_oom_message`, beside the rule that
+  turns an exception into a status) label every such failure `oom`, and `--oom-retry` retries it.
 - `oom_kill_count()` / `killed_by_oom_killer(...)`: a worker killed by SIGKILL that nobody in
   cnnbench killed is checked against the kernel's OOM killer: the `oom_kill` counter of the
   cgroup (v2 `memory.events`, which the worker shares with the runner) went up while it ran, or
@@ -30,7 +28,6 @@ import re
 from typing import Any
 
 __all__ = [
-    "is_oom_message",
     "oom_kill_count",
     "killed_by_oom_killer",
     "parse_bytes",
@@ -42,29 +39,6 @@ __all__ = [
 ]
 
 OOM_KILLER_MESSAGE = "worker killed by the kernel OOM killer"
-
-# Lower-case fragments of allocator failures (each seen in the wild; see the tests).
-_OOM_PATTERNS = (
-    "out of memory",  # torch CUDA/HIP/MPS ("CUDA out of memory"), ORT CUDA ("CUDA failure 2: out of memory")
-    "not enough memory",  # torch DefaultCPUAllocator (older), Windows
-    "can't allocate memory",  # torch DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes
-    "cannot allocate memory",  # ENOMEM's strerror, mmap failures
-    "unable to allocate",  # numpy _ArrayMemoryError: Unable to allocate 8.00 GiB for an array
-    "failed to allocate memory",  # ONNX Runtime: Failed to allocate memory for requested buffer of size
-    "bad_alloc",  # std::bad_alloc from any C++ extension
-    "bad allocation",  # MSVC's std::bad_alloc text, ORT on some builds
-    "alloc_failed",  # CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_ALLOC_FAILED
-    "is smaller than requested bytes",  # ORT BFCArena: Available memory of 0 is smaller than requested bytes
-    "memory allocation failed",  # ORT/MKL/oneDNN variants
-    "oom when allocating",  # TensorFlow's wording, in a user model that uses it
-)
-_OOM_RE = re.compile("|".join(re.escape(p) for p in _OOM_PATTERNS))
-
-
-def is_oom_message(text: str) -> bool:
-    """Whether an exception's text is an allocator's failure."""
-    return bool(_OOM_RE.search(text.lower()))
-
 
 # ---------------------------------------------------------------------------------------------
 # The kernel's OOM killer

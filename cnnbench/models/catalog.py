@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass
 
-from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
+from cnnbench.core.errors import UnknownModelError, UserError
 from cnnbench.core.text import natural_key
+from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
+from cnnbench.models.info import ModelInfo
 
-__all__ = ["ModelInfo", "MODELS", "list_models", "get_info", "suggest", "natural_key"]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    input_size: tuple[int, int, int]  # default (C, H, W)
-    num_classes: int
-    source: str  # "torchvision", "seeds" or "timm"
-    description: str = ""
+__all__ = ["ModelInfo", "MODELS", "list_models", "get_info", "suggest", "named_input_size"]
 
 
 # The course's own models (see cnnbench/models/seeds.py for their definitions).
@@ -73,8 +65,6 @@ def get_info(name: str) -> ModelInfo:
     try:
         return MODELS[name]
     except KeyError:
-        from cnnbench.core.errors import UnknownModelError
-
         raise UnknownModelError(name, suggest(name)) from None
 
 
@@ -93,3 +83,25 @@ def torchvision_catalog_from_torchvision() -> dict[str, tuple[tuple[int, int, in
         side = crop[0] if isinstance(crop, (list, tuple)) else int(crop)
         out[name] = ((3, side, side), len(weights.meta["categories"]))
     return out
+
+def named_input_size(name: str, which: str, *, user: bool = False) -> tuple[int, int, int]:
+    """`input_size: train` or `test` of a model: its pretrained config's size (timm), or for a
+    registry model the catalog's default (the size its published accuracy was measured at).
+
+    Raises:
+        UserError: `train` for a model that is not from timm (torchvision records no train size).
+    """
+    if which not in ("train", "test"):
+        raise ValueError(which)
+    if user:
+        raise UserError(
+            f"input_size: {which} needs a registry or timm model; user model {name!r} has no pretrained config"
+        )
+    if name.startswith("timm:"):
+        from cnnbench.models.timm_zoo import resolve
+
+        m = resolve(name)
+        return m.train_size if which == "train" else m.test_size
+    if which == "train":
+        raise UserError(f"input_size: train is only known for timm models (their pretrained config), not {name!r}")
+    return get_info(name).input_size

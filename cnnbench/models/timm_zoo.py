@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.core.errors import UnknownModelError, UserError
 
+from cnnbench.core.text import natural_key
+from cnnbench.models.info import ModelInfo
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
-
-    from cnnbench.models.catalog import ModelInfo
 
 __all__ = [
     "PREFIX",
@@ -50,7 +51,6 @@ __all__ = [
     "is_timm_name",
     "resolve",
     "model_info",
-    "named_input_size",
     "list_timm_models",
     "build",
     "published",
@@ -160,35 +160,12 @@ def _suggest(timm: Any, arch: str, limit: int = 3) -> list[str]:
     return close
 
 
-def model_info(name: str) -> "ModelInfo":
+def model_info(name: str) -> ModelInfo:
     """The catalog entry of a timm name: its default input size is the config's test size."""
-    from cnnbench.models.catalog import ModelInfo
-
     m = resolve(name)
     return ModelInfo(name, m.test_size, m.num_classes, "timm", f"timm {m.timm_name}")
 
 
-def named_input_size(name: str, which: str, *, user: bool = False) -> tuple[int, int, int]:
-    """`input_size: train` or `test` of a model: its pretrained config's size (timm), or for a
-    registry model the catalog's default (the size its published accuracy was measured at).
-
-    Raises:
-        UserError: `train` for a model that is not from timm (torchvision records no train size).
-    """
-    if which not in ("train", "test"):
-        raise ValueError(which)
-    if user:
-        raise UserError(
-            f"input_size: {which} needs a registry or timm model; user model {name!r} has no pretrained config"
-        )
-    if is_timm_name(name):
-        m = resolve(name)
-        return m.train_size if which == "train" else m.test_size
-    if which == "train":
-        raise UserError(f"input_size: train is only known for timm models (their pretrained config), not {name!r}")
-    from cnnbench.models.catalog import get_info
-
-    return get_info(name).input_size
 
 
 def list_timm_models(pattern: str) -> list[str]:
@@ -196,8 +173,6 @@ def list_timm_models(pattern: str) -> list[str]:
 
     A glob without a dot lists archs (timm.list_models); one with a dot lists pretrained tags
     (timm.list_pretrained). Naturally sorted, like the registry."""
-    from cnnbench.models.catalog import natural_key
-
     timm = _timm()
     glob = pattern[len(PREFIX) :] if is_timm_name(pattern) else pattern
     names = timm.list_pretrained(glob) if "." in glob else timm.list_models(glob)

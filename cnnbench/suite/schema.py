@@ -60,8 +60,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from cnnbench.accuracy import DATASET_KINDS, INTERPOLATIONS, check_dataset_path, is_torchvision_weights_name
 from cnnbench.core.errors import SuiteError, UnknownModelError, UserError
-from cnnbench.models.catalog import MODELS, get_info, list_models, suggest
-from cnnbench.models.timm_zoo import is_timm_name, named_input_size
+from cnnbench.models.catalog import MODELS, get_info, list_models, named_input_size, suggest
+from cnnbench.models.timm_zoo import is_timm_name
 from cnnbench.core.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, Measure, canonical_evaluation
 from cnnbench.suite.reader import MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, MAX_NODES, _from_python, _Node, _parse, _read_bytes, _show
 
