@@ -71,6 +71,7 @@ import tunable  # noqa: E402 - from tests/fixtures, on the path just above
 from cnnbench import compare  # noqa: E402
 from cnnbench.stats import processes  # noqa: E402
 from cnnbench.stats import sequential  # noqa: E402
+from cnnbench.compare import looks  # noqa: E402
 from cnnbench.stats import basic as stats  # noqa: E402
 from cnnbench.compare.ab import DEFAULT_REPEATS, compare_ab, load_ab, pair_order  # noqa: E402
 
@@ -217,7 +218,7 @@ def cross_check(pairs, repeats: int, thr, alpha: float, n: int = 150) -> int:
         delta = (0.0, 0.08, 0.15)[i % 3]
         d = draw(pairs, repeats, rng)
         rb, rc = [b for b, _, _ in d], [c * (1 + delta) for _, c, _ in d]
-        rec = sequential.figures_record
+        rec = looks.figures_record
         comp = compare.compare_results({"cases": [rec(rb)]}, {"cases": [rec(rc)]}, thresholds={"latency": thr}, alpha=alpha)
         bad += (comp.rows[0].verdict == "regressed") != regressed(rb, rc, thr, alpha)
     return bad
@@ -257,9 +258,9 @@ def sequential_outcome(d, delta: float, plan, thr) -> tuple[str, int]:
             break
         at = plan.look_at(n, final=n == last)  # the levels `bench.py ab` looks at (cnnbench.compare.ab._Looks)
         if at is not None:
-            row = sequential.look_values(base[:n], cur[:n], level=at[0], equivalence_level=at[1], thresholds={"latency": thr})
+            row = looks.look_values(base[:n], cur[:n], level=at[0], equivalence_level=at[1], thresholds={"latency": thr})
             verdict = row.verdict
-            if sequential.settled(verdict):
+            if looks.settled(verdict):
                 return verdict, n
         if n == plan.max_repeats and plan.extend_to > n and (_split(base[:n]) or _split(cur[:n])):
             last = plan.extend_to

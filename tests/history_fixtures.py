@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from cnnbench.results.format import SCHEMA_VERSION, build_record
+from cnnbench.results.schema import SCHEMA_VERSION
+
+from cnnbench.results.format import build_record
 from cnnbench.core.spec import CaseSpec
 
 

@@ -57,7 +57,7 @@ def test_describe_gives_the_environment_fields():
 
 def test_compare_warns_when_the_two_sides_used_different_allocators():
     from cnnbench import compare
-    from cnnbench.stats.sequential import figures_record
+    from cnnbench.compare.looks import figures_record
 
     def doc(name):
         return {"environment": {"allocator": name}, "cases": [figures_record([1.0] * 5)]}

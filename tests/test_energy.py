@@ -14,6 +14,9 @@ import pytest
 
 from cnnbench.measure import devicestate
 from cnnbench.measure import energy
+from cnnbench.core.units import fmt_joules
+from cnnbench.report import energy as report_energy
+from cnnbench.results.blocks import combine_energy
 from cnnbench.measure.energy import (
     CaseProbes,
     MeterUnavailable,
@@ -158,7 +161,7 @@ def test_rapl_counter_that_does_not_advance_is_unavailable_never_zero(tmp_path):
     assert rec["available"] is False
     assert "did not advance" in rec["reason"]
     assert "joules" not in rec and "j_per_image" not in rec
-    assert energy.cell({"energy": rec}) == "-"
+    assert report_energy.cell({"energy": rec}) == "-"
 
 
 def test_rapl_permission_error_is_a_reason(tmp_path):
@@ -319,11 +322,11 @@ def test_repeats_combine_to_medians():
         {"available": True, "method": "rapl", "j_per_image": j, "avg_w": 10.0 * j, "images_per_j": 1 / j, "images": 10, "reliable": True}
         for j in (0.3, 0.1, 0.2)
     ]
-    out = energy.combine(blocks + [{"available": False, "reason": "x"}])
+    out = combine_energy(blocks + [{"available": False, "reason": "x"}])
     assert out["j_per_image"] == pytest.approx(0.2) and out["repeat_j_per_image"] == [0.3, 0.1, 0.2]
     assert out["images"] == 30
-    assert energy.combine([{"available": False, "reason": "x"}]) == {"available": False, "reason": "x"}
-    assert energy.combine([None]) is None
+    assert combine_energy([{"available": False, "reason": "x"}]) == {"available": False, "reason": "x"}
+    assert combine_energy([None]) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,7 +487,7 @@ def test_report_has_an_energy_column_and_an_images_per_joule_plot(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "Energy/img @ W (images/J)" in md
     first = min(given.values())
-    assert f"{energy.format_joules(first)} @ 50.0 W ({1 / first:,.1f})" in md
+    assert f"{fmt_joules(first)} @ 50.0 W ({1 / first:,.1f})" in md
     assert "Images per joule vs batch size" in md
     assert list((tmp_path / "out").rglob("energy*.png"))
     # the CSV carries the same block, full precision, for valid rows only

@@ -10,7 +10,8 @@ import pytest
 from cnnbench.cli import main
 from cnnbench.run.merge import merge_results
 from cnnbench.core.errors import UserError
-from cnnbench.results.format import SCHEMA_VERSION, build_record, load_results, new_results, write_results
+from cnnbench.results.schema import SCHEMA_VERSION
+from cnnbench.results.format import build_record, load_results, new_results, write_results
 from cnnbench.run.shard import format_shard, select_shard
 from cnnbench.suite.schema import expand
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from cnnbench.results import records
 from cnnbench.cli import main
 from cnnbench.core.errors import ResultsFileError
-from cnnbench.results.format import STATUSES, build_record, new_results, write_results
+from cnnbench.results.schema import STATUSES
+from cnnbench.results.format import build_record, new_results, write_results
 from cnnbench.core.spec import CaseSpec, Measure
 
 DATA = Path(__file__).parent / "data"
@@ -73,7 +74,7 @@ def test_every_record_shape_round_trips_through_the_file(tmp_path):
 def test_every_golden_file_round_trips():
     for path in sorted(DATA.rglob("*.json")):
         raw = json.loads(path.read_text())
-        from cnnbench.results.format import migrate
+        from cnnbench.results.schema import migrate
 
         assert records.load(path).to_json() == migrate(raw, path), path
 

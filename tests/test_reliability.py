@@ -30,7 +30,8 @@ from cnnbench.cli import main
 from cnnbench.results.lock import results_lock
 from cnnbench.report.console import table_rows
 from cnnbench.core.errors import ResultsFileError
-from cnnbench.results.format import SCHEMA_VERSION, _MIGRATIONS, build_record, load_results, new_results, write_results
+from cnnbench.results.schema import SCHEMA_VERSION, _MIGRATIONS
+from cnnbench.results.format import build_record, load_results, new_results, write_results
 from cnnbench.run.runner import StopFlag, run_cases
 from cnnbench.core.spec import CaseSpec, Measure
 
@@ -139,7 +140,7 @@ def test_a_real_v1_file_migrates_to_v2(tmp_path):
 
 
 def test_v1_to_v2_leaves_records_it_cannot_read_for_the_reader_to_report(tmp_path):
-    from cnnbench.results.format import migrate
+    from cnnbench.results.schema import migrate
 
     data = {"schema_version": 1, "cases": [7, {"key": "x"}, {"key": "y", "status": "ok"}]}
     cases = migrate(data, "odd.json")["cases"]

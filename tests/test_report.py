@@ -24,7 +24,7 @@ from cnnbench.cli import main
 from cnnbench.core.errors import ResultsFileError, UserError
 from cnnbench.report import FORMATS, parse_formats, write_report
 from cnnbench.report.fmt import DASH, fmt_duration, fmt_latency, fmt_rate, fmt_speedup
-from cnnbench.results.format import SCHEMA_VERSION
+from cnnbench.results.schema import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parent / "data" / "report"
 HOST_A = GOLDEN / "host_a.json"

@@ -10,6 +10,7 @@ import pytest
 from cnnbench.compare import ab as abmod
 from cnnbench import compare
 from cnnbench.stats import sequential
+from cnnbench.compare import looks
 from cnnbench.run.runner import Variant
 from cnnbench.core.spec import CaseSpec, Measure
 
@@ -87,11 +88,11 @@ def test_a_borderline_regression_the_fixed_design_catches_is_caught_at_the_last_
     cur = [1.011, 1.046, 1.081, 1.082, 1.088, 1.089, 1.094, 1.095, 1.097]
     _, p = compare.mann_whitney_greater(cur, base)
     assert 0.005 < p < 0.0055
-    fixed = sequential.look_values(base, cur, level=0.01, thresholds={"latency": "5%"})
-    new = sequential.look_values(base, cur, level=sequential.plan(9, 0.01).look_at(9, final=True)[0],
+    fixed = looks.look_values(base, cur, level=0.01, thresholds={"latency": "5%"})
+    new = looks.look_values(base, cur, level=sequential.plan(9, 0.01).look_at(9, final=True)[0],
                                  equivalence_level=sequential.plan(9, 0.01).look_at(9, final=True)[1],
                                  thresholds={"latency": "5%"})  # fmt: skip
-    old = sequential.look_values(base, cur, level=sequential.plan(9, 0.01, spending="pocock").level(9),
+    old = looks.look_values(base, cur, level=sequential.plan(9, 0.01, spending="pocock").level(9),
                                  thresholds={"latency": "5%"})  # fmt: skip
     assert (fixed.verdict, new.verdict, old.verdict) == ("regressed", "regressed", "noisy")
 
@@ -260,5 +261,5 @@ def test_a_looks_interval_is_never_labelled_100_percent():
     rng = random.Random(4)
     base = [math.exp(rng.gauss(0, 0.15)) for _ in range(9)]
     cur = [math.exp(rng.gauss(0, 0.15)) for _ in range(9)]
-    row = sequential.look_values(base, cur, level=0.0014)
+    row = looks.look_values(base, cur, level=0.0014)
     assert row.verdict == "noisy" and "99.7% CI" in row.reason and "100% CI" not in row.reason

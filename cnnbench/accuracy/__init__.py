@@ -29,7 +29,7 @@ from cnnbench.accuracy.evaluation import (
     prepare,
     tolerance_images,
 )
-from cnnbench.accuracy.progress import PROGRESS_FILE_ENV, _progress_bar, read_progress
+from cnnbench.accuracy.progress import PROGRESS_FILE_ENV, progress_bar, read_progress
 from cnnbench.accuracy.weights import is_torchvision_weights_name, load_weights, weights_path
 from cnnbench.core.errors import AccuracyError
 
@@ -54,5 +54,5 @@ __all__ = [
     "accuracy_difference",
     "PROGRESS_FILE_ENV",
     "read_progress",
-    "_progress_bar",
+    "progress_bar",
 ]

@@ -54,7 +54,7 @@ DIGITS_STD = (0.5,)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
-_SKIPPED_SHOWN = 5  # undecodable images named in the record (all are counted)
+SKIPPED_SHOWN = 5  # undecodable images named in the record (all are counted)
 
 
 def _visible(entries: Iterator[os.DirEntry]) -> list[os.DirEntry]:
@@ -111,7 +111,7 @@ class _Batch:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-class _Dataset:
+class Dataset:
     """A dataset ready to be iterated in batches. Subclasses set `kind`, `num_classes`."""
 
     kind = ""
@@ -127,7 +127,7 @@ class _Dataset:
         raise NotImplementedError
 
 
-class _TensorDataset(_Dataset):
+class _TensorDataset(Dataset):
     """Images and labels already in memory (the `digits` and `tensors` kinds)."""
 
     def __init__(self, kind: str, images: "torch.Tensor", labels: "torch.Tensor", info: dict[str, Any], num_classes: int | None):
@@ -356,7 +356,7 @@ def _resolve_transforms(
     )
 
 
-class _ImageFolder(_Dataset):
+class _ImageFolder(Dataset):
     kind = "imagefolder"
 
     def __init__(self, root: str, *, input_size: tuple[int, int, int], transforms: _Transforms, strict: bool):
@@ -457,7 +457,7 @@ def load_dataset(
     input_size: tuple[int, int, int],
     weights: str | None = None,
     model: str | None = None,
-) -> _Dataset:
+) -> Dataset:
     """The dataset a `dataset` mapping describes, ready to iterate (images decoded lazily).
 
     Args:

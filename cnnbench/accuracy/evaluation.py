@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cnnbench.core.spec import CaseSpec
 
-from cnnbench.accuracy.datasets import _SKIPPED_SHOWN, _Dataset, load_dataset
-from cnnbench.accuracy.progress import PROGRESS_FILE_ENV, _ProgressFile, _progress_bar, _want_progress
+from cnnbench.accuracy.datasets import SKIPPED_SHOWN, Dataset, load_dataset
+from cnnbench.accuracy.progress import PROGRESS_FILE_ENV, ProgressFile, progress_bar, want_progress
 from cnnbench.accuracy.weights import load_weights
 
 __all__ = ["TOLERANCE_FRACTION", "TOLERANCE_MIN_IMAGES", "Evaluation", "evaluate", "prepare", "tolerance_images", "accuracy_difference"]
@@ -38,7 +38,7 @@ TOLERANCE_MIN_IMAGES = 1
 
 def evaluate(
     predict: Callable[[Any], Any],
-    dataset: _Dataset,
+    dataset: Dataset,
     *,
     batch_size: int,
     limit: int | None = None,
@@ -78,13 +78,13 @@ def evaluate(
     correct1 = correct5 = total = nonfinite = 0
     skipped: list[tuple[str, str]] = []
     skipped_count = 0
-    bar = _progress_bar(planned, dataset.describe().get("name", dataset.kind)) if _want_progress(progress) else None
+    bar = progress_bar(planned, dataset.describe().get("name", dataset.kind)) if want_progress(progress) else None
     side = os.environ.get(PROGRESS_FILE_ENV)
-    to_file = _ProgressFile(side, planned) if side and bar is None else None
+    to_file = ProgressFile(side, planned) if side and bar is None else None
     try:
         for batch in dataset.batches(batch_size, limit):
             skipped_count += len(batch.skipped)
-            skipped.extend(batch.skipped[: max(0, _SKIPPED_SHOWN - len(skipped))])
+            skipped.extend(batch.skipped[: max(0, SKIPPED_SHOWN - len(skipped))])
             n = int(batch.images.shape[0])
             if n:
                 x = batch.images
@@ -136,7 +136,7 @@ def _as_tensor(out: Any) -> "torch.Tensor":
     return out.detach().float().cpu()
 
 
-def _check_outputs(out: "torch.Tensor", n: int, dataset: _Dataset, labels: "torch.Tensor") -> None:
+def _check_outputs(out: "torch.Tensor", n: int, dataset: Dataset, labels: "torch.Tensor") -> None:
     if out.dim() != 2 or out.shape[0] != n:
         raise AccuracyError(f"the model's outputs are {list(out.shape)}, expected [{n}, num_classes] class scores")
     k = int(out.shape[1])
@@ -163,7 +163,7 @@ class Evaluation:
 
     config: dict[str, Any]
     weights: dict[str, Any] | None
-    dataset: _Dataset | None
+    dataset: Dataset | None
 
     def record(self, out: dict[str, Any], predict: Callable[[Any], Any], *, batch_size: int) -> None:
         """Evaluate and put the result on the run `out` as `accuracy`. A failure becomes the

@@ -24,7 +24,7 @@ PROGRESS_FILE_ENV = "CNNBENCH_PROGRESS_FILE"
 _PROGRESS_EVERY_S = 0.2
 
 
-class _ProgressFile:
+class ProgressFile:
     """An evaluation's progress for a manager's bar: "done total" written to `path` atomically,
     at most every 0.2 s and at the end. Never fails the evaluation."""
 
@@ -56,11 +56,11 @@ def read_progress(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return done, total
 
 
-def _want_progress(progress: bool | None) -> bool:
+def want_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _progress_bar(total: int | None, description: str):
+def progress_bar(total: int | None, description: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -87,7 +87,7 @@ def worker_progress(label: str, workdir: str) -> Iterator[None]:
     path = os.path.join(workdir, f"progress-{label}.txt")
     previous = os.environ.get(PROGRESS_FILE_ENV)
     os.environ[PROGRESS_FILE_ENV] = path  # the worker's environment is a copy of ours
-    bar, task = _progress_bar(None, label)  # indeterminate while the worker times the model
+    bar, task = progress_bar(None, label)  # indeterminate while the worker times the model
     done = threading.Event()
 
     def poll() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.report.console import ProgressReporter
+from cnnbench.commands import warn
 from cnnbench.core.options import positive_int
 from cnnbench.core.errors import ResultsFileError, UserError
 
@@ -198,9 +199,6 @@ def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, 
     return comparison
 
 
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
 
 class ConsoleAbReporter(ProgressReporter):
     """A progress bar with ETA, and one line per finished worker process tagged with its variant."""
@@ -368,7 +366,7 @@ def _measure_locked(
     from cnnbench.run import server as worker_server
 
     try:
-        with worker_server.session(enabled=not args.spawn, warn=_warn):  # one server per variant
+        with worker_server.session(enabled=not args.spawn, warn=warn):  # one server per variant
             state = abmod.run_ab(cases, ab=doc, out_path=out, variants=variants, reporter=reporter,
                                  extra_paths=suite.python_path, stop=stop, sequential=args.sequential,
                                  modal_repeats=args.modal_repeats, alpha=alpha, thresholds=thresholds, statistic=args.statistic,

@@ -285,10 +285,10 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
         from cnnbench.run import server as worker_server
-        from cnnbench.commands.ab import _warn
+        from cnnbench.commands import warn
 
         try:
-            with worker_server.session(enabled=not args.spawn, warn=_warn):  # fork each worker from a server
+            with worker_server.session(enabled=not args.spawn, warn=warn):  # fork each worker from a server
                 state = run_cases(
                     cases, results=results, out_path=out, reporter=reporter, stop=stop,
                     extra_paths=suite.python_path, oom_retry=args.oom_retry,

@@ -15,9 +15,6 @@ from cnnbench.stats.ranktests import (
     EXACT_MWU_MAX_N,
     POWER,
     REPEATS_CAP,
-    _doubled_midranks,
-    _draw_resample_median,
-    _draw_resample_quantile,
     bootstrap_ratio,
     mann_whitney_greater,
     min_attainable_p,
@@ -71,8 +68,8 @@ __all__ = [
 
 # Re-exported for callers and tests that reach one level down (kept stable across the split).
 _REEXPORTED = (
-    ASSUMED_PROCESS_CV, BOOTSTRAP_RESAMPLES, EXACT_MWU_MAX_N, POWER, REPEATS_CAP, _doubled_midranks,
-    _draw_resample_median, _draw_resample_quantile, bootstrap_ratio, mann_whitney_greater, min_attainable_p,
+    ASSUMED_PROCESS_CV, BOOTSTRAP_RESAMPLES, EXACT_MWU_MAX_N, POWER, REPEATS_CAP, 
+    bootstrap_ratio, mann_whitney_greater, min_attainable_p,
     min_repeats_for_alpha, repeats_needed, MAX_MARKDOWN_ROWS, DEFAULT_LATENCY_THRESHOLD, DEFAULT_MEMORY_THRESHOLD,
     METRICS, DEFAULT_ALPHA, FAILED, IMPROVED, INCOMPARABLE, INVALID, MEMORY_METRICS, MEMORY_NOISE_FLOOR_BYTES,
     MISSING, NEW, NOISY, REGRESSED, UNCHANGED,

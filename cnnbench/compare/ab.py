@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from cnnbench.core.errors import ResultsFileError, UserError
-from cnnbench.results.format import SCHEMA_VERSION, build_record, migrate, new_results, now_iso, upsert_record, write_results
+from cnnbench.results.schema import SCHEMA_VERSION, migrate, now_iso
+from cnnbench.results.format import build_record, new_results, upsert_record, write_results
 from cnnbench.core.environment import PROJECT_ROOT
 from cnnbench.run.runner import CaseStep, StopFlag, Variant, save_results
 from cnnbench.core.spec import CaseSpec
@@ -509,7 +510,7 @@ class _Looks:
         self.cases = ab["sequential"]["cases"]
 
     def after_pair(self, spec: CaseSpec, repeat: int, state: AbState) -> None:
-        from cnnbench.stats import sequential
+        from cnnbench.compare import looks
 
         key, n = spec.key, repeat + 1
         plan = self.plans[key]
@@ -523,13 +524,13 @@ class _Looks:
         if levels is None:
             return  # no look here: nothing can be settled at this many pairs
         level, eq_level = levels
-        row = sequential.look(
+        row = looks.look(
             _record(self.ab, "base", key), _record(self.ab, "current", key),
             level=level, equivalence_level=eq_level, thresholds=self.thresholds, statistic=self.statistic,
             base_env=self.ab["variants"]["base"].get("environment"),
             current_env=self.ab["variants"]["current"].get("environment"),
         )  # fmt: skip
-        if sequential.settled(row.verdict):
+        if looks.settled(row.verdict):
             stopped = "settled"
         elif n < last:
             return
@@ -701,7 +702,7 @@ def render_ab_markdown(ab: Mapping[str, Any], comparison: "Comparison") -> str:
         )
     for note in ab.get("notes") or []:
         lines.append(f"- {note}")
-    from cnnbench.stats.sequential import render_markdown as sequential_markdown
+    from cnnbench.compare.looks import render_markdown as sequential_markdown
 
     lines += sequential_markdown(ab)
     lines += ["", "</details>", ""]

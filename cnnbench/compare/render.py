@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from cnnbench.core.units import fmt_ms_brief
+from cnnbench.stats.processes import process_stats
 from cnnbench.compare.verdicts import (
-    _TIMED,
     FAILED,
     IMPROVED,
     INCOMPARABLE,
@@ -22,8 +23,9 @@ from cnnbench.compare.verdicts import (
     UNCHANGED,
     VERDICTS,
     CaseComparison,
+    TIMED_VERDICTS,
     Comparison,
-    _pct,
+    fmt_change,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +61,7 @@ def _fmt_ms(x: float | None) -> str:
 def _fmt_ci(r: CaseComparison) -> str:
     if r.ci_low is None or r.ci_high is None:
         return "—"
-    return f"{_pct(r.ci_low)} … {_pct(r.ci_high)}"
+    return f"{fmt_change(r.ci_low)} … {fmt_change(r.ci_high)}"
 
 
 def _fmt_p(p: float | None) -> str:
@@ -88,7 +90,7 @@ def _fmt_memory(r: CaseComparison) -> str:
 
 
 def _fmt_change(r: CaseComparison) -> str:
-    return _pct(r.ratio) if r.ratio is not None else "—"
+    return fmt_change(r.ratio) if r.ratio is not None else "—"
 
 
 def _headline(comp: Comparison) -> tuple[bool, str]:
@@ -106,7 +108,7 @@ def _headline(comp: Comparison) -> tuple[bool, str]:
             f"{broke} case(s) newly failing (run or parity)" if broke else "",
         ]
         return False, "Performance regression: " + ", ".join(p for p in parts if p)
-    compared = sum(counts[v] for v in _TIMED)
+    compared = sum(counts[v] for v in TIMED_VERDICTS)
     if not compared:
         return True, "No regression found, but no case could be compared"
     return True, f"No performance regression ({compared} case(s) compared)"
@@ -125,7 +127,7 @@ def _geomean_line(comp: Comparison) -> str:
         return "Geometric mean of current/base: n/a (no comparable case)"
     return (
         f"Geometric mean of current/base latency over {comp.geomean_cases} comparable case(s): "
-        f"{comp.geomean_ratio:.3f} ({_pct(comp.geomean_ratio)})"
+        f"{comp.geomean_ratio:.3f} ({fmt_change(comp.geomean_ratio)})"
     )
 
 
@@ -237,9 +239,7 @@ def render_markdown(comparison: Comparison) -> str:
             lines += [f"### {title}", ""]
             lines += _section_table(name, rows, comp)
             lines.append("")
-    from cnnbench.stats import processes
-
-    lines += processes.markdown_section(comp.rows, statistic=comp.statistic)
+    lines += markdown_section(comp.rows, statistic=comp.statistic)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -351,9 +351,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         console.print(line)
     for w in comp.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
-    from cnnbench.stats import processes
-
-    for line in processes.split_lines(comp.rows):
+    for line in split_lines(comp.rows):
         console.print(Text(f"warning: {line}", style="yellow"))
     for n in comp.notes:
         console.print(Text(f"note: {n}"))
@@ -404,3 +402,63 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
             "cases": rows,
         }
     )
+
+
+def _side_cells(figures: Sequence[float]) -> tuple[str, str | None]:
+    ps = process_stats(figures)
+    if ps is None:
+        return (f"1 process, {fmt_ms_brief(figures[0])} ms" if figures else "—"), None
+    return f"{ps.n}: {fmt_ms_brief(ps.min_ms)}–{fmt_ms_brief(ps.max_ms)} ms, CV {ps.cv:.1%}", ps.warning
+
+
+def _detectable_cell(row: Any) -> str:
+    if row.detectable_ratio is not None:
+        return f"+{(row.detectable_ratio - 1) * 100:.1f}%"
+    if min(row.base_repeats, row.current_repeats) >= 2:
+        return "none at this alpha (too few repeats)"
+    return "— (1 process on a side)"
+
+
+def split_lines(rows: Iterable[Any], *, code: bool = False) -> list[str]:
+    """'<case> (base|current): processes split: ...' for each compared side whose processes split
+    (`code`: the case in Markdown backticks)."""
+    out = []
+    for r in rows:
+        for side, figures in (("base", r.base_process_ms), ("current", r.current_process_ms)):
+            ps = process_stats(figures) if figures else None
+            if ps is not None and ps.split:
+                out.append(f"{f'`{r.label}`' if code else r.label} ({side}): {ps.warning}")
+    return out
+
+
+def markdown_section(rows: Sequence[Any], *, statistic: str) -> list[str]:
+    """The compare Markdown's "Between-process spread and power" section (empty: nothing compared).
+
+    One row per compared case: each side's processes (count, range of their `statistic`, CV),
+    the smallest slowdown detectable with these repeats, and the modes of a side whose processes
+    split; collapsed unless some side split."""
+    rows = [r for r in rows if r.base_process_ms or r.current_process_ms]
+    if not rows:
+        return []
+    table = [
+        f"| Case | Base processes ({statistic}) | Current processes ({statistic}) | Smallest detectable slowdown | Modes |",
+        "|---|---|---|---|---|",
+    ]
+    splits = []
+    for r in rows:
+        base, wb = _side_cells(r.base_process_ms)
+        cur, wc = _side_cells(r.current_process_ms)
+        modes = "; ".join(f"{side}: {w}" for side, w in (("base", wb), ("current", wc)) if w) or "—"
+        if wb or wc:
+            splits.append(r)
+        table.append(f"| `{r.label}` | {base} | {cur} | {_detectable_cell(r)} | {modes} |")
+    title = f"Between-process spread and power ({len(rows)})"
+    intro = (
+        "One figure per worker process; the smallest slowdown is what a one-sided rank test detects with 80% "
+        "power from these repeats and this spread (a case whose processes split needs more repeats)."
+    )
+    if splits:
+        lines = [f"### {title}", ""]
+        lines += [f"> ⚠️ {line}" for line in split_lines(splits, code=True)]
+        return lines + ["", intro, "", *table, ""]
+    return ["<details>", f"<summary>{title}</summary>", "", intro, "", *table, "", "</details>", ""]

@@ -117,7 +117,7 @@ def _suite_thresholds(results: "ResultsFile") -> Mapping[str, Any]:
     return thresholds if isinstance(thresholds, Mapping) else {}
 
 
-def _resolve_thresholds(
+def resolve_thresholds(
     explicit: Mapping[str, Any] | None, base: "ResultsFile", current: "ResultsFile", fallback_latency: Any
 ) -> tuple[dict[str, Threshold], list[str]]:
     """Per metric: an explicit threshold, else the current file's suite, else the base's, else the default.

@@ -18,7 +18,7 @@ from cnnbench.stats.ranktests import (
     ASSUMED_PROCESS_CV,
     BOOTSTRAP_SEED,
     REPEATS_CAP,
-    _pooled_log_sd,
+    pooled_log_sd,
     bootstrap_ratio,
     mann_whitney_greater,
     min_attainable_p,
@@ -28,7 +28,7 @@ from cnnbench.stats.ranktests import (
 from cnnbench.compare.thresholds import (
     DEFAULT_LATENCY_THRESHOLD,
     Threshold,
-    _resolve_thresholds,
+    resolve_thresholds,
 )
 from cnnbench.core.errors import UserError
 from cnnbench.compare.memchange import ABSOLUTE_THRESHOLD_BYTES
@@ -51,7 +51,7 @@ NEW = "new"
 # Also the order of the sections in the rendered report (regressions first, unchanged last).
 VERDICTS = (REGRESSED, IMPROVED, NOISY, FAILED, MISSING, NEW, INCOMPARABLE, INVALID, UNCHANGED)
 # Verdicts whose ratio is a valid comparison (enter the geometric mean).
-_TIMED = (REGRESSED, IMPROVED, UNCHANGED, NOISY)
+TIMED_VERDICTS = (REGRESSED, IMPROVED, UNCHANGED, NOISY)
 
 DEFAULT_ALPHA = 0.01
 # The one figure taken from each worker process for the comparison: the percentile of that
@@ -228,7 +228,7 @@ def compare_results(
         raise UserError(f"unknown statistic {statistic!r} (choose from {', '.join(STATISTICS)})")
     base = _as_results(base, base_name or "base")
     current = _as_results(current, current_name or "current")
-    thr, notes = _resolve_thresholds(thresholds, base, current, threshold)
+    thr, notes = resolve_thresholds(thresholds, base, current, threshold)
     base_env = base.environment
     cur_env = current.environment
     warnings: list[str] = []
@@ -249,15 +249,15 @@ def compare_results(
         if key not in base_cases:
             rows.append(_unpaired(key, c, NEW, "in current only"))
 
-    timed = [r.ratio for r in rows if r.verdict in _TIMED and r.ratio and r.ratio > 0]
+    timed = [r.ratio for r in rows if r.verdict in TIMED_VERDICTS and r.ratio and r.ratio > 0]
     geomean = math.exp(sum(math.log(x) for x in timed) / len(timed)) if timed else None
 
     n_incomp = sum(r.verdict == INCOMPARABLE for r in rows)
     if n_incomp:
         warnings.append(f"{n_incomp} case(s) incomparable: their timings are not compared")
     floor = min_repeats_for_alpha(alpha)
-    single = [r for r in rows if r.verdict in _TIMED and min(r.base_repeats, r.current_repeats) == 1]
-    few = [r for r in rows if r.verdict in _TIMED and 2 <= min(r.base_repeats, r.current_repeats) < floor]
+    single = [r for r in rows if r.verdict in TIMED_VERDICTS and min(r.base_repeats, r.current_repeats) == 1]
+    few = [r for r in rows if r.verdict in TIMED_VERDICTS and 2 <= min(r.base_repeats, r.current_repeats) < floor]
     if single:
         warnings.append(
             f"{len(single)} case(s) have a single repeat on a side: between-process noise is not measured there, "
@@ -453,7 +453,7 @@ def _compare_case(
 
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic, equivalence_alpha)
     memory = _memory_verdict(b, c, thr["memory"], alpha)
-    from cnnbench.measure.energy import energy_note, energy_verdict
+    from cnnbench.compare.energy import energy_note, energy_verdict
 
     energy = energy_verdict(b.to_json(), c.to_json(), thr["energy"])
     latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
@@ -483,7 +483,8 @@ def _parity_detail(rec: "CaseRecord") -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _pct(ratio: float) -> str:
+def fmt_change(ratio: float) -> str:
+    """A ratio as a signed percent change: 1.052 -> '+5.2%'."""
     return f"{(ratio - 1.0) * 100:+.1f}%"
 
 
@@ -516,30 +517,30 @@ def _latency_verdict(
         _, p_up = mann_whitney_greater(rc, rb)
         _, p_down = mann_whitney_greater(rb, rc)
         p = p_up if ratio >= 1 else p_down
-        sigma = _pooled_log_sd(rb, rc) or 0.0
+        sigma = pooled_log_sd(rb, rc) or 0.0
         out.update(ci_low=low, ci_high=high, p_value=p, method="mann-whitney")
         tested = f"Mann-Whitney U on {len(rb)}+{len(rc)} per-repeat {statistic}s"
         if thr.exceeded(ratio) and p_up <= alpha:
-            return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)} > +{thr}, p={p_up:.3g} <= {alpha:.3g} ({tested})"}
+            return {**out, "verdict": REGRESSED, "reason": f"{fmt_change(ratio)} > +{thr}, p={p_up:.3g} <= {alpha:.3g} ({tested})"}
         if thr.undercut(ratio) and p_down <= alpha:
-            return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}, faster by more than {thr}, p={p_down:.3g} <= {alpha:.3g} ({tested})"}
+            return {**out, "verdict": IMPROVED, "reason": f"{fmt_change(ratio)}, faster by more than {thr}, p={p_down:.3g} <= {alpha:.3g} ({tested})"}
         if thr.contains(low, high):
-            return {**out, "verdict": UNCHANGED, "reason": f"{_level(confidence)} CI {_pct(low)}…{_pct(high)} within ±{thr}"}
+            return {**out, "verdict": UNCHANGED, "reason": f"{_level(confidence)} CI {fmt_change(low)}…{fmt_change(high)} within ±{thr}"}
         n = max(repeats_needed(sigma, delta, alpha=alpha) or REPEATS_CAP + 1, min(len(rb), len(rc)) + 1)
         needed = n if n <= REPEATS_CAP else None
         if min_attainable_p(len(rb), len(rc)) > alpha and (thr.exceeded(ratio) or thr.undercut(ratio)):
             why = (
-                f"{_pct(ratio)}, but {len(rb)} vs {len(rc)} repeats cannot reach alpha {alpha:.3g} with a rank test "
+                f"{fmt_change(ratio)}, but {len(rb)} vs {len(rc)} repeats cannot reach alpha {alpha:.3g} with a rank test "
                 f"(smallest p {min_attainable_p(len(rb), len(rc)):.3g}; needs >= {floor} per side)"
             )
         elif thr.exceeded(ratio) or thr.undercut(ratio):
-            why = f"{_pct(ratio)} but not significant (p={p:.3g} > {alpha:.3g})"
+            why = f"{fmt_change(ratio)} but not significant (p={p:.3g} > {alpha:.3g})"
         else:
-            why = f"{_level(confidence)} CI {_pct(low)}…{_pct(high)} reaches past ±{thr}"
+            why = f"{_level(confidence)} CI {fmt_change(low)}…{fmt_change(high)} reaches past ±{thr}"
         return {**out, "verdict": NOISY, "repeats_needed": needed, "reason": why + _settle(needed)}
 
     # Bootstrap path: a side with one repeat has no between-process evidence (module docstring).
-    sigma_obs = _pooled_log_sd(*[g for g in (rb, rc) if len(g) >= 3])
+    sigma_obs = pooled_log_sd(*[g for g in (rb, rc) if len(g) >= 3])
     sigma = sigma_obs if sigma_obs is not None else ASSUMED_PROCESS_CV
     sb = b.single_run_samples if len(rb) == 1 else None
     sc = c.single_run_samples if len(rc) == 1 else None
@@ -548,19 +549,19 @@ def _latency_verdict(
     source = "observed" if sigma_obs is not None else "assumed"
     noise = f"{sigma:.1%} between-process noise ({source})"
     if wlow > thr.upper:
-        return {**out, "verdict": REGRESSED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {_level(confidence)} CI is above +{thr}"}
+        return {**out, "verdict": REGRESSED, "reason": f"{fmt_change(ratio)}: even allowing {noise}, the {_level(confidence)} CI is above +{thr}"}
     if whigh < thr.lower:
-        return {**out, "verdict": IMPROVED, "reason": f"{_pct(ratio)}: even allowing {noise}, the {_level(confidence)} CI is below -{thr}"}
+        return {**out, "verdict": IMPROVED, "reason": f"{fmt_change(ratio)}: even allowing {noise}, the {_level(confidence)} CI is below -{thr}"}
     if thr.contains(low, high):
         return {
             **out,
             "verdict": UNCHANGED,
-            "reason": f"within-run {_level(confidence)} CI {_pct(low)}…{_pct(high)} within ±{thr} "
+            "reason": f"within-run {_level(confidence)} CI {fmt_change(low)}…{fmt_change(high)} within ±{thr} "
             f"({len(rb)} vs {len(rc)} repeats: a single process's own offset is not in that interval)",
         }
     n = repeats_needed(sigma, delta, alpha=alpha)
     needed = None if n is None else max(n, min(len(rb), len(rc)) + 1)
-    why = f"{_pct(ratio)} with {len(rb)} vs {len(rc)} repeats could be {noise}"
+    why = f"{fmt_change(ratio)} with {len(rb)} vs {len(rc)} repeats could be {noise}"
     return {**out, "verdict": NOISY, "repeats_needed": needed, "reason": why + _settle(needed)}
 
 

@@ -13,7 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BACKENDS", "PRECISIONS", "MODES", "CaseSpec", "Measure"]
+__all__ = ["BACKENDS", "PRECISIONS", "MODES", "TIMED_STATUSES", "CaseSpec", "Measure"]
+
+# The statuses of a process whose timed loop finished: its samples count (a failed parity check
+# still timed the backend; the table marks it invalid).
+TIMED_STATUSES = ("ok", "fail_accuracy")
 
 # openvino, aoti, tensorrt and int8: the deployment formats (cnnbench.backends.openvino/aoti/tensorrt,
 # cnnbench.backends.quantize for int8 static post-training quantization; docs/backends.md).

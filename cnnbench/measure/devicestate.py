@@ -34,12 +34,10 @@ __all__ = [
     "THROTTLE_BITS",
     "THROTTLING",
     "StateProbe",
-    "combine",
     "cpu_snapshot",
     "gpu_snapshot",
     "open_nvml",
     "other_processes",
-    "throttle_label",
 ]
 
 CPUFREQ_ROOT = "/sys/devices/system/cpu/cpufreq"
@@ -282,31 +280,3 @@ class StateProbe:
         return out
 
 
-def throttle_label(record: dict[str, Any]) -> str | None:
-    """"throttled: reasons" for a case record whose GPU throttled, else None (old files too)."""
-    state = record.get("device_state")
-    if not isinstance(state, dict) or not state.get("throttled"):
-        return None
-    return "throttled: " + ", ".join(str(r) for r in state.get("throttle_reasons") or ())
-
-
-def combine(states: list[Any]) -> dict[str, Any] | None:
-    """One `device_state` for a case from its repeats': the first repeat's readings, throttled
-    if any repeat throttled (reasons and other processes of every repeat)."""
-    states = [s for s in states if isinstance(s, dict)]
-    if not states:
-        return None
-    out = dict(states[0])
-    if len(states) > 1:
-        reasons: list[str] = []
-        procs: dict[Any, Any] = {}
-        for s in states:
-            reasons += [r for r in s.get("throttle_reasons") or () if r not in reasons]
-            for p in s.get("other_gpu_processes") or ():
-                procs.setdefault(p.get("pid"), p)
-        if "throttled" in out:
-            out["throttled"] = any(s.get("throttled") for s in states)
-            out["throttle_reasons"] = reasons
-            out["other_gpu_processes"] = list(procs.values())
-        out["repeats"] = len(states)
-    return out

@@ -29,7 +29,6 @@ or goes backwards, a permission error, all give `{"available": false, "reason": 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import statistics
 import threading
@@ -48,9 +47,7 @@ __all__ = [
     "NvmlCounterMeter",
     "NvmlPowerMeter",
     "RaplMeter",
-    "combine",
     "energy_record",
-    "summary",
 ]
 
 POWERCAP_ROOT = "/sys/class/powercap"
@@ -430,122 +427,3 @@ class CaseProbes:
 # Records: repeats combined, and the figures the table, report and compare show.
 
 
-def combine(blocks: list[Any]) -> dict[str, Any] | None:
-    """One `energy` block for a case from its repeats' blocks: medians over available repeats."""
-    blocks = [b for b in blocks if isinstance(b, dict)]
-    if not blocks:
-        return None
-    ok = [b for b in blocks if b.get("available") and isinstance(b.get("j_per_image"), (int, float))]
-    if not ok:
-        return dict(blocks[0])
-    if len(ok) == 1:
-        return dict(ok[0])
-    out = dict(ok[0])
-    for name in ("j_per_image", "avg_w", "images_per_j", "idle_w", "above_idle_j_per_image", "joules", "window_s"):
-        values = [b[name] for b in ok if isinstance(b.get(name), (int, float))]
-        if values:
-            out[name] = statistics.median(values)
-    out["repeat_j_per_image"] = [b["j_per_image"] for b in ok]
-    out["images"] = sum(int(b.get("images") or 0) for b in ok)
-    out["reliable"] = all(b.get("reliable", True) for b in ok)
-    if not out["reliable"]:
-        out["unreliable_reason"] = next((b.get("unreliable_reason") for b in ok if b.get("unreliable_reason")), None)
-    methods = {b.get("method") for b in ok}
-    if len(methods) > 1:
-        out["method"] = "mixed: " + ", ".join(sorted(str(m) for m in methods))
-    return out
-
-
-def summary(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The available energy block of a case record (None when absent or unavailable)."""
-    energy = record.get("energy") if isinstance(record, dict) else None
-    if not isinstance(energy, dict) or not energy.get("available"):
-        return None
-    value = energy.get("j_per_image")
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        return None
-    return energy
-
-
-def cell(record: dict[str, Any]) -> str:
-    """'0.123 J/img, 45.6 W' for a table cell; '~' marks an unreliable figure; reason-free '-'."""
-    energy = summary(record)
-    if energy is None:
-        return "-"
-    text = f"{format_joules(energy['j_per_image'])}"
-    if isinstance(energy.get("avg_w"), (int, float)):
-        text += f" @ {energy['avg_w']:.1f} W"
-    return text + ("" if energy.get("reliable", True) else " ~")
-
-
-WIDE_COLUMNS = ("energy/img @ W", "images/J", "idle W")
-WIDE_CAPTION = (
-    "energy/img @ W = joules per image and average power over exactly the timed window (GPU: NVML, whole "
-    "board; CPU: RAPL package + DRAM, whole socket), ~ = unreliable (NVML window < 1 s), idle W = measured "
-    "before the window, - = unavailable (the reason is in the results file)"
-)
-
-
-def wide_cells(record: dict[str, Any]) -> list[str]:
-    """The `--wide` table's energy cells of a case record (all '-' when unavailable)."""
-    e = summary(record)
-    if e is None:
-        return ["-"] * len(WIDE_COLUMNS)
-    idle = e.get("idle_w")
-    return [cell(record), f"{e['images_per_j']:,.1f}", f"{idle:.1f}" if isinstance(idle, (int, float)) else "-"]
-
-
-def format_joules(j: float) -> str:
-    if j >= 1:
-        return f"{j:.2f} J"
-    if j >= 1e-3:
-        return f"{j * 1e3:.1f} mJ"
-    return f"{j * 1e6:.1f} µJ"
-
-
-def unavailable_reason(record: dict[str, Any]) -> str | None:
-    energy = record.get("energy") if isinstance(record, dict) else None
-    if isinstance(energy, dict) and not energy.get("available"):
-        return str(energy.get("reason") or "unavailable")
-    return None
-
-
-def energy_verdict(b: dict[str, Any], c: dict[str, Any], threshold: Any) -> dict[str, Any]:
-    """J/image current vs base as its own check (one figure per case, like memory).
-
-    Both sides need an available figure from the same method; an unreliable side is compared
-    but never gates. Returns the `energy_*` fields of a `CaseComparison` (empty: no figure).
-    """
-    eb, ec = summary(b), summary(c)
-    if eb is None or ec is None:
-        return {}
-    out: dict[str, Any] = {"base_j_per_image": eb["j_per_image"], "current_j_per_image": ec["j_per_image"]}
-    if eb.get("method") != ec.get("method"):
-        out["energy_verdict"] = "incomparable"
-        return out
-    ratio = ec["j_per_image"] / eb["j_per_image"]
-    out["energy_ratio"] = ratio
-    reliable = eb.get("reliable", True) and ec.get("reliable", True)
-    if threshold.exceeded(ratio):
-        out["energy_verdict"] = "regressed" if reliable else "unreliable"
-    elif threshold.undercut(ratio):
-        out["energy_verdict"] = "improved" if reliable else "unreliable"
-    else:
-        out["energy_verdict"] = "unchanged"
-    return out
-
-
-def energy_note(fields: dict[str, Any], threshold: Any) -> str:
-    """The words `compare` appends to a case's reason about its J/image ('' without figures)."""
-    verdict, ratio = fields.get("energy_verdict"), fields.get("energy_ratio")
-    if verdict is None:
-        return ""
-    if verdict == "incomparable":
-        return "; energy not compared (different meters)"
-    change = f"{(ratio - 1) * 100:+.1f}%"
-    shown = f"{format_joules(fields['base_j_per_image'])} -> {format_joules(fields['current_j_per_image'])}"
-    if verdict == "regressed":
-        return f"; energy/img {change} ({shown}) > +{threshold}"
-    if verdict == "unreliable":
-        return f"; energy/img {change} ({shown}), beyond ±{threshold} but unreliable (NVML window < 1 s): not gating"
-    return f"; energy/img {change}"

@@ -96,6 +96,7 @@ def write_report(
     """
     from cnnbench.report import csv as csv_out
     from cnnbench.report import document, markdown, plots
+    from cnnbench.report.blocks import Figure
     from cnnbench.report import html as html_out
     from cnnbench.report.model import load_report_data
 
@@ -140,7 +141,7 @@ def write_report(
             # Markdown shows the PNG when there is one (GitHub renders both).
             figure_links[spec.name] = f"{PLOTS_DIR}/{spec.name}.{image_fmts[0]}"
 
-    figures = [document.Figure(s.name, s.title, s.caption) for s in specs]
+    figures = [Figure(s.name, s.title, s.caption) for s in specs]
     doc_title = title or "cnnbench report"
     if "md" in fmts:
         blocks = document.build_document(data, [f for f in figures if f.name in figure_links], title=doc_title)

@@ -36,8 +36,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     batch. Accuracy: `top1`/`correct1`/`total` are the case's own measured accuracy (valid cases
     only), and `accuracy_flag` says why a non-eager backend's counts differ from eager's.
     """
-    from cnnbench.measure.devicestate import throttle_label
-    from cnnbench.measure.energy import wide_cells
+    from cnnbench.report.energy import wide_cells
     from cnnbench.report.model import rows_of_records
 
     out = []
@@ -162,7 +161,7 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
         "act. MiB": _fmt(row["activations_mib"], ",.1f", DASH),
         "top-1 (n/total)": top1,
     }
-    from cnnbench.measure.energy import WIDE_COLUMNS as ENERGY_COLUMNS
+    from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
 
     every.update(zip(ENERGY_COLUMNS, row.get("energy_cells") or ["-"] * len(ENERGY_COLUMNS)))
     return [every[c] for c in columns]
@@ -239,7 +238,7 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
     if wide and any(r["top1"] is not None for r in rows):
         columns += ("top-1 (n/total)",)
     if wide and any(c != "-" for r in rows for c in r["energy_cells"]):  # energy over the timed window, where measured
-        from cnnbench.measure.energy import WIDE_COLUMNS as ENERGY_COLUMNS
+        from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
 
         columns += ENERGY_COLUMNS
     caption = _caption(wide=wide, top1="top-1 (n/total)" in columns, energy="idle W" in columns)
@@ -289,7 +288,7 @@ def _caption(*, wide: bool, top1: bool, energy: bool = False) -> str:
             "⚠ = differs from eager by more than max(1, 0.1%) images"
         )
     if energy:
-        from cnnbench.measure.energy import WIDE_CAPTION
+        from cnnbench.report.energy import WIDE_CAPTION
 
         text += "; " + WIDE_CAPTION
     return text
@@ -378,3 +377,11 @@ class QuietReporter:
     def case_started(self, spec: CaseSpec, repeat: int) -> None: ...
     def case_finished(self, record: dict[str, Any], run: dict[str, Any]) -> None: ...
     def finish(self, results: dict[str, Any]) -> None: ...
+
+
+def throttle_label(record: dict[str, Any]) -> str | None:
+    """"throttled: reasons" for a case record whose GPU throttled, else None (old files too)."""
+    state = record.get("device_state")
+    if not isinstance(state, dict) or not state.get("throttled"):
+        return None
+    return "throttled: " + ", ".join(str(r) for r in state.get("throttle_reasons") or ())

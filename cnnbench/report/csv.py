@@ -195,10 +195,10 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
 
 
 def _energy_cells(r: CaseRow) -> dict[str, Any]:
-    """The energy block of a valid row over exactly its timed window (cnnbench.measure.energy), else blanks."""
-    from cnnbench.measure import energy as _energy
+    """The energy block of a valid row over exactly its timed window (measured by cnnbench.measure.energy), else blanks."""
+    from cnnbench.results.blocks import energy_summary
 
-    e = _energy.summary({"energy": r.energy}) if r.valid and isinstance(r.energy, dict) else None
+    e = energy_summary({"energy": r.energy}) if r.valid and isinstance(r.energy, dict) else None
     e = e or {}
     return {
         "energy_j_per_image": e.get("j_per_image"),

@@ -148,7 +148,7 @@ def deployment_rows(data: ReportData, env: str, model: str) -> list[tuple[tuple[
 
 def deployment_section(data: ReportData) -> list[Any]:
     """The report's "Deployment" blocks, or [] when no deployment format was measured."""
-    from cnnbench.report.document import Heading, P, Table, anchor
+    from cnnbench.report.blocks import Heading, P, Table, anchor
 
     if not has_deployment(data):
         return []

@@ -1,6 +1,6 @@
 """The report's energy figures: a column in the detail tables and an images-per-joule chart.
 
-Both read the case's `energy` block (cnnbench.measure.energy) of valid rows only; a row whose energy is
+Both read the case's `energy` block (measured by cnnbench.measure.energy) of valid rows only; a row whose energy is
 unavailable shows a dash (its reason is in the results file), an unreliable one (an NVML window
 under 1 s) a trailing "~".
 """
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.measure import energy as _energy
+from cnnbench.core.units import fmt_joules
+from cnnbench.results.blocks import energy_summary
 
-__all__ = ["ENERGY_HEADER", "draw", "energy_text", "has_energy", "images_per_j", "plot_specs"]
+__all__ = ["ENERGY_HEADER", "WIDE_COLUMNS", "WIDE_CAPTION", "cell", "draw", "energy_text", "has_energy", "images_per_j", "plot_specs", "wide_cells"]
 
 ENERGY_HEADER = "Energy/img @ W (images/J)"
 
 
 def _block(row: Any) -> dict[str, Any] | None:
-    return _energy.summary({"energy": row.energy}) if row.valid and isinstance(row.energy, dict) else None
+    return energy_summary({"energy": row.energy}) if row.valid and isinstance(row.energy, dict) else None
 
 
 def has_energy(rows: list[Any]) -> bool:
@@ -28,7 +29,7 @@ def energy_text(row: Any) -> str:
     e = _block(row)
     if e is None:
         return "—"
-    return f"{_energy.cell({'energy': e})} ({e['images_per_j']:,.1f})"
+    return f"{cell({'energy': e})} ({e['images_per_j']:,.1f})"
 
 
 def images_per_j(row: Any) -> float | None:
@@ -37,7 +38,7 @@ def images_per_j(row: Any) -> float | None:
 
 
 def plot_specs(env: Any, valid: list[Any], sfx: str, where: str) -> list[Any]:
-    from cnnbench.report.plots import PlotSpec
+    from cnnbench.report.charts import PlotSpec
 
     if not has_energy(valid):
         return []
@@ -53,6 +54,36 @@ def plot_specs(env: Any, valid: list[Any], sfx: str, where: str) -> list[Any]:
 
 
 def draw(data: Any, spec: Any):
-    from cnnbench.report.plots import _per_model_chart
+    from cnnbench.report.charts import per_model_chart
 
-    return _per_model_chart(data, spec, value=images_per_j, ylabel="images / J", logy=True)
+    return per_model_chart(data, spec, value=images_per_j, ylabel="images / J", logy=True)
+
+
+def cell(record: dict[str, Any]) -> str:
+    """'0.123 J/img, 45.6 W' for a table cell; '~' marks an unreliable figure; reason-free '-'."""
+    energy = energy_summary(record)
+    if energy is None:
+        return "-"
+    text = f"{fmt_joules(energy['j_per_image'])}"
+    if isinstance(energy.get("avg_w"), (int, float)):
+        text += f" @ {energy['avg_w']:.1f} W"
+    return text + ("" if energy.get("reliable", True) else " ~")
+
+
+WIDE_COLUMNS = ("energy/img @ W", "images/J", "idle W")
+
+
+WIDE_CAPTION = (
+    "energy/img @ W = joules per image and average power over exactly the timed window (GPU: NVML, whole "
+    "board; CPU: RAPL package + DRAM, whole socket), ~ = unreliable (NVML window < 1 s), idle W = measured "
+    "before the window, - = unavailable (the reason is in the results file)"
+)
+
+
+def wide_cells(record: dict[str, Any]) -> list[str]:
+    """The `--wide` table's energy cells of a case record (all '-' when unavailable)."""
+    e = energy_summary(record)
+    if e is None:
+        return ["-"] * len(WIDE_COLUMNS)
+    idle = e.get("idle_w")
+    return [cell(record), f"{e['images_per_j']:,.1f}", f"{idle:.1f}" if isinstance(idle, (int, float)) else "-"]

@@ -11,7 +11,7 @@ import base64
 import html as _html
 from typing import Mapping, Sequence
 
-from cnnbench.report.document import Block, Bullets, Figure, Heading, Para, Table
+from cnnbench.report.blocks import Block, Bullets, Figure, Heading, Para, Table
 
 __all__ = ["render_html", "CSS"]
 

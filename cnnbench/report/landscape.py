@@ -96,7 +96,7 @@ def draw_landscape(data: ReportData, spec: Any):
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from cnnbench.report.plots import _nice_sizes, _plain_log_axis
+    from cnnbench.report.charts import nice_sizes, plain_log_axis
 
     points = landscape_plan(data)
     measured = [p for p in points if p.measured_here]
@@ -129,7 +129,7 @@ def draw_landscape(data: ReportData, spec: Any):
     left = axes[0]
     for p in points:
         scatter(left, p.pub.gmacs, p, label=p.measured_here or p.pub.model in LANDMARKS)
-    _plain_log_axis(left.xaxis, left, "x")
+    plain_log_axis(left.xaxis, left, "x")
     left.set_xlabel("GMACs per image (multiply-accumulates; FLOPs = 2 × MACs), published")
     left.set_ylabel("top-1 accuracy (%)")
     left.set_title("published: torchvision, ImageNet-1K val", parse_math=False)
@@ -142,7 +142,7 @@ def draw_landscape(data: ReportData, spec: Any):
         here = [p for p in measured if p.latency_ms and env.fingerprint in p.latency_ms]
         for p in here:
             scatter(ax, p.latency_ms[env.fingerprint][0], p, label=True)  # type: ignore[index]
-        _plain_log_axis(ax.xaxis, ax, "x")
+        plain_log_axis(ax.xaxis, ax, "x")
         lat = [p.latency_ms[env.fingerprint][0] for p in here]  # type: ignore[index]
         ax.set_xlim(min(lat) / 2.0, max(lat) * 2.5)
         ys = [p.pub.top1 for p in here] + [p.measured_top1 for p in here if p.measured_top1 is not None]
@@ -160,7 +160,7 @@ def draw_landscape(data: ReportData, spec: Any):
     if datasets:
         handles.append(Line2D([], [], ls="", marker="*", ms=11, color="black",
                               label=f"top-1 measured here ({', '.join(datasets)})"))  # fmt: skip
-    for size in _nice_sizes(min(p.pub.params for p in points), biggest):
+    for size in nice_sizes(min(p.pub.params for p in points), biggest):
         handles.append(Line2D([], [], ls="", marker="o", ms=math.sqrt(_area(int(size), biggest)), markerfacecolor="none",
                               markeredgecolor="0.4", label=f"{size / 1e6:g} M params"))  # fmt: skip
     legend = fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False, labelspacing=1.1)

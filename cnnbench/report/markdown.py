@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
-from cnnbench.report.document import Block, Bullets, Figure, Heading, Para, Table
+from cnnbench.report.blocks import Block, Bullets, Figure, Heading, Para, Table
 
 __all__ = ["render_markdown"]
 

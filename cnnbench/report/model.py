@@ -626,7 +626,7 @@ def rows_of_records(records: Sequence[CaseRecord | dict[str, Any]], *, source: s
     Same rows, same rules as a report of that run's file: validity, speedup over eager and the
     accuracy check are decided by the same code; one run is one environment.
     """
-    from cnnbench.results.format import SCHEMA_VERSION
+    from cnnbench.results.schema import SCHEMA_VERSION
 
     if all(isinstance(r, CaseRecord) for r in records):
         recs = list(records)

@@ -21,11 +21,12 @@ from typing import Any
 
 from cnnbench.stats import basic as stats
 from cnnbench.core.errors import ResultsFileError
-from cnnbench.core.spec import CaseSpec
+from cnnbench.core.spec import TIMED_STATUSES, CaseSpec
+from cnnbench.results import records
+from cnnbench.results.blocks import combine_device_state, combine_energy
+from cnnbench.results.schema import SCHEMA_VERSION, now_iso
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "STATUSES",
     "build_record",
     "new_results",
     "load_results",
@@ -34,23 +35,6 @@ __all__ = [
     "setup_time",
     "cold_start_ms",
 ]
-
-# Schema history (one line per version; `migrate` runs one step function per version):
-# 1: cnnbench 0.1 - cases with spec, status, counts, repeats (raw samples), latency_ms, warnings.
-# 2: cases gain `measured_batch_size` (the batch timed; < spec batch only after --oom-retry) and `batch_attempts`.
-SCHEMA_VERSION = 2
-
-STATUSES = (
-    "ok",
-    "error",
-    "timeout",
-    "oom",
-    "crashed",
-    "export_failed",
-    "unsupported",
-    "interrupted",
-    "fail_accuracy",
-)
 
 # Fields a worker reports once per case (identical across repeats); copied onto the record
 # from the first repeat that has them.
@@ -72,12 +56,7 @@ _STATIC_FIELDS = (
 )
 
 
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 # Statuses of a run that finished its timed loop: its samples are kept in the record.
-_TIMED_STATUSES = ("ok", "fail_accuracy")
 
 
 def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats: int | None = None) -> dict[str, Any]:
@@ -95,7 +74,7 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     keeps the requested spec and key, says `measured_batch_size`, and warns when they differ;
     throughput and GMACs are per measured batch (the worker counted what it ran).
     """
-    timed_runs = [r for r in runs if r.get("status") in _TIMED_STATUSES]
+    timed_runs = [r for r in runs if r.get("status") in TIMED_STATUSES]
     bad_runs = [r for r in runs if r.get("status") != "ok"]
     status = bad_runs[0]["status"] if bad_runs else ("ok" if timed_runs else "interrupted")
     error = bad_runs[0].get("error") if bad_runs else None
@@ -123,12 +102,9 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     record["repeats_done"] = len(runs)
     record["repeats_planned"] = planned_repeats or len(runs)
     record["runs"] = [_run_summary(r) for r in runs]
-    from cnnbench.measure import devicestate
-    from cnnbench.measure import energy  # energy and device state over the timed window
-
     for name, value in (
-        ("energy", energy.combine([r.get("energy") for r in timed_runs])),
-        ("device_state", devicestate.combine([r.get("device_state") for r in timed_runs])),
+        ("energy", combine_energy([r.get("energy") for r in timed_runs])),
+        ("device_state", combine_device_state([r.get("device_state") for r in timed_runs])),
         ("transfer", next((r["transfer"] for r in timed_runs if r.get("transfer") is not None), None)),
     ):
         if value is not None:  # optional fields: absent from records that never measured them
@@ -170,16 +146,12 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
 
 def setup_time(record: dict[str, Any]) -> tuple[float | None, str | None]:
     """`cnnbench.results.records.setup_time` of a record dict (the one rule; see there)."""
-    from cnnbench.results import records
-
     info = record.get("backend_info")
     return records.setup_time(info if isinstance(info, dict) else {}, record.get("first_call_ms"))
 
 
 def cold_start_ms(record: dict[str, Any]) -> float | None:
     """`cnnbench.results.records.cold_start_ms` of a record dict (the one rule; see there)."""
-    from cnnbench.results import records
-
     info = record.get("backend_info")
     return records.cold_start_ms(info if isinstance(info, dict) else {}, record.get("first_call_ms"))
 
@@ -295,49 +267,6 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     Every field is checked (`cnnbench.results.records.load`); what comes back is the checked file as
     plain JSON. New code reads `cnnbench.results.records.load`'s typed records instead.
     """
-    from cnnbench.results import records
-
     return records.load(path).to_json()
 
 
-def migrate(data: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Bring a parsed file up to SCHEMA_VERSION, one step per version (see the history above);
-    refuse a newer one and anything that is not a results file at all."""
-    if not isinstance(data, dict) or "schema_version" not in data or "cases" not in data:
-        raise ResultsFileError(str(path), "not a cnnbench results file (no schema_version/cases)")
-    version = data["schema_version"]
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ResultsFileError(str(path), f"schema_version must be an integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        raise ResultsFileError(
-            str(path),
-            f"written by a newer cnnbench (schema {version} > {SCHEMA_VERSION}); upgrade cnnbench",
-        )
-    if version < 1:
-        raise ResultsFileError(str(path), f"schema {version} is older than any cnnbench release")
-    if not isinstance(data["cases"], list):
-        raise ResultsFileError(str(path), "cases: expected a list of case records")
-    while version < SCHEMA_VERSION:
-        data = _MIGRATIONS[version](data)
-        version += 1
-        data["schema_version"] = version
-    return data
-
-
-def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 had no OOM retry: what ran ok ran at the batch of its spec, with no attempts.
-
-    Records that are not even mappings are left alone for the reader to report.
-    """
-    for record in data["cases"]:
-        if not isinstance(record, dict):
-            continue
-        spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
-        ok = record.get("status") == "ok"
-        record.setdefault("measured_batch_size", spec.get("batch_size") if ok else None)
-        record.setdefault("batch_attempts", [])
-    return data
-
-
-# schema version -> the function that lifts a file of that version to the next one
-_MIGRATIONS = {1: _v1_to_v2}

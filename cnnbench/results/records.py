@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cnnbench.core.errors import ResultsFileError
+from cnnbench.results.schema import SCHEMA_VERSION, migrate
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -848,8 +849,6 @@ def parse_results(data: Any, *, path: str = "results file") -> ResultsFile:
 def from_dict(results: "ResultsFile | dict[str, Any]", *, path: str = "(in memory)") -> ResultsFile:
     """A checked `ResultsFile` from one already loaded or built in memory: a results dict is
     migrated (one without `schema_version` is taken as this version's) and checked."""
-    from cnnbench.results.format import SCHEMA_VERSION, migrate
-
     if isinstance(results, ResultsFile):
         return results
     if isinstance(results, dict) and "schema_version" not in results:
@@ -860,7 +859,5 @@ def from_dict(results: "ResultsFile | dict[str, Any]", *, path: str = "(in memor
 def load(path: str | os.PathLike[str]) -> ResultsFile:
     """Read, migrate and check a results file (`cnnbench.results.format.load_results` does the same
     and returns plain JSON). ResultsFileError, one line, when it cannot be used."""
-    from cnnbench.results.format import migrate
-
     name = os.fspath(path)
     return parse_results(migrate(read_json(name), name), path=name)

@@ -33,7 +33,8 @@ def merge_results(
         UserError: no input, a duplicate key, different suites or shard counts without `force`,
             shards missing without `allow_missing`.
     """
-    from cnnbench.results.format import new_results, now_iso
+    from cnnbench.results.schema import now_iso
+    from cnnbench.results.format import new_results
 
     if not inputs:
         raise UserError("nothing to merge: give at least one results file")

@@ -42,7 +42,7 @@ the tails of two close modes of many processes close it: such a case shows up in
 
 Power
 -----
-`min_detectable_ratio` inverts `cnnbench.compare.repeats_needed`: with n processes per side and
+`min_detectable_ratio` inverts `cnnbench.stats.ranktests.repeats_needed`: with n processes per side and
 a between-process spread sigma (sd of log figures), the smallest slowdown a one-sided rank test
 at `alpha` detects with the usual power is exp(z sqrt(pi / n_eff) sigma) (n_eff the harmonic mean
 of the two sides' repeats; pi/2 for a median's efficiency), and none at all when the repeats
@@ -60,6 +60,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from cnnbench.stats import basic as stats
+from cnnbench.core.spec import TIMED_STATUSES
+from cnnbench.core.units import fmt_ms_brief
+from cnnbench.stats.ranktests import min_attainable_p
 
 __all__ = [
     "DEFAULT_PROCESSES",
@@ -79,6 +82,8 @@ __all__ = [
     "split_budget",
     "log_sd",
     "min_detectable_ratio",
+    "comparison_fields",
+    "warnings_with_split",
 ]
 
 # `bench.py run` measures this many worker processes per case unless --repeats or the suite's
@@ -92,7 +97,6 @@ MIN_GROUP = 2
 MIN_REL_GAP = 0.05
 MAX_CUTS = 3
 CI_LEVEL = 0.95
-_TIMED = ("ok", "fail_accuracy")  # statuses whose timed loop finished (as results.build_record)
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ class ProcessStats:
     def warning(self) -> str | None:
         if not self.split:
             return None
-        return "processes split: " + ", ".join(f"{m.n} at {_fmt_ms(m.median_ms)} ms" for m in self.modes)
+        return "processes split: " + ", ".join(f"{m.n} at {fmt_ms_brief(m.median_ms)} ms" for m in self.modes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,10 +157,6 @@ class ProcessStats:
             "ci_coverage": self.ci_coverage,
             "modes": [m.to_dict() for m in self.modes] if self.split else None,
         }
-
-
-def _fmt_ms(x: float) -> str:
-    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
 
 
 # -- the rules ------------------------------------------------------------------------------------
@@ -236,8 +236,6 @@ def min_detectable_ratio(
     """The smallest slowdown ratio (> 1) the per-process spread `sigma` (sd of log figures) lets a
     one-sided rank test detect at `alpha` with `power` from these repeats; None when the repeats
     cannot reach `alpha` at all (module docstring, "Power")."""
-    from cnnbench.compare import min_attainable_p
-
     if n_base < 2 or n_current < 2 or min_attainable_p(n_base, n_current) > alpha:
         return None
     n_eff = 2.0 * n_base * n_current / (n_base + n_current)
@@ -255,7 +253,7 @@ def process_figures(runs: Iterable[Mapping[str, Any]], statistic: str = STATISTI
     out = []
     for r in runs:
         samples = r.get("samples_ms") if isinstance(r, Mapping) else None
-        if r.get("status") in _TIMED and samples:
+        if r.get("status") in TIMED_STATUSES and samples:
             out.append(stats.percentile([float(s) for s in samples], q))
     return out
 
@@ -319,66 +317,6 @@ def comparison_fields(rb: Sequence[float], rc: Sequence[float], *, alpha: float)
     sigma = math.sqrt(sum(d * s * s for d, s in sds) / dof) if dof else None
     detectable = None if sigma is None else min_detectable_ratio(sigma, len(rb), len(rc), alpha=alpha)
     return {"base_process_ms": tuple(rb), "current_process_ms": tuple(rc), "detectable_ratio": detectable}
-
-
-def _side_cells(figures: Sequence[float]) -> tuple[str, str | None]:
-    ps = process_stats(figures)
-    if ps is None:
-        return (f"1 process, {_fmt_ms(figures[0])} ms" if figures else "—"), None
-    return f"{ps.n}: {_fmt_ms(ps.min_ms)}–{_fmt_ms(ps.max_ms)} ms, CV {ps.cv:.1%}", ps.warning
-
-
-def _detectable_cell(row: Any) -> str:
-    if row.detectable_ratio is not None:
-        return f"+{(row.detectable_ratio - 1) * 100:.1f}%"
-    if min(row.base_repeats, row.current_repeats) >= 2:
-        return "none at this alpha (too few repeats)"
-    return "— (1 process on a side)"
-
-
-def split_lines(rows: Iterable[Any], *, code: bool = False) -> list[str]:
-    """'<case> (base|current): processes split: ...' for each compared side whose processes split
-    (`code`: the case in Markdown backticks)."""
-    out = []
-    for r in rows:
-        for side, figures in (("base", r.base_process_ms), ("current", r.current_process_ms)):
-            ps = process_stats(figures) if figures else None
-            if ps is not None and ps.split:
-                out.append(f"{f'`{r.label}`' if code else r.label} ({side}): {ps.warning}")
-    return out
-
-
-def markdown_section(rows: Sequence[Any], *, statistic: str) -> list[str]:
-    """The compare Markdown's "Between-process spread and power" section (empty: nothing compared).
-
-    One row per compared case: each side's processes (count, range of their `statistic`, CV),
-    the smallest slowdown detectable with these repeats, and the modes of a side whose processes
-    split; collapsed unless some side split."""
-    rows = [r for r in rows if r.base_process_ms or r.current_process_ms]
-    if not rows:
-        return []
-    table = [
-        f"| Case | Base processes ({statistic}) | Current processes ({statistic}) | Smallest detectable slowdown | Modes |",
-        "|---|---|---|---|---|",
-    ]
-    splits = []
-    for r in rows:
-        base, wb = _side_cells(r.base_process_ms)
-        cur, wc = _side_cells(r.current_process_ms)
-        modes = "; ".join(f"{side}: {w}" for side, w in (("base", wb), ("current", wc)) if w) or "—"
-        if wb or wc:
-            splits.append(r)
-        table.append(f"| `{r.label}` | {base} | {cur} | {_detectable_cell(r)} | {modes} |")
-    title = f"Between-process spread and power ({len(rows)})"
-    intro = (
-        "One figure per worker process; the smallest slowdown is what a one-sided rank test detects with 80% "
-        "power from these repeats and this spread (a case whose processes split needs more repeats)."
-    )
-    if splits:
-        lines = [f"### {title}", ""]
-        lines += [f"> ⚠️ {line}" for line in split_lines(splits, code=True)]
-        return lines + ["", intro, "", *table, ""]
-    return ["<details>", f"<summary>{title}</summary>", "", intro, "", *table, "", "</details>", ""]
 
 
 def warnings_with_split(record: Mapping[str, Any]) -> list[str]:

@@ -162,7 +162,7 @@ def _draw_resample_quantile(xs: Sequence[float], rng: random.Random, q: float) -
     return xs[min(int(u * n), n - 1)]
 
 
-def _pooled_log_sd(*groups: Sequence[float]) -> float | None:
+def pooled_log_sd(*groups: Sequence[float]) -> float | None:
     """Pooled standard deviation of log values over groups with at least 2 values (None if none)."""
     ss, dof = 0.0, 0
     for g in groups:

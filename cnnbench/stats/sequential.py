@@ -81,13 +81,14 @@ benchmarks/compare_validation.py.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["EXTENSION_SHARE", "GAMMA", "SPENDING", "STOPPED_REASONS", "Plan", "figures_record", "look", "plan",
-           "render_markdown", "spent", "spent_extended", "spent_pocock"]  # fmt: skip
+from cnnbench.stats.ranktests import min_attainable_p, min_repeats_for_alpha
+
+__all__ = ["EXTENSION_SHARE", "GAMMA", "SPENDING", "STOPPED_REASONS", "Plan", "plan", "spent", "spent_extended",
+           "spent_pocock"]  # fmt: skip
 
 SPENDING = "hsd-8"
 GAMMA = -8.0  # the Hwang-Shih-DeCani parameter of SPENDING
@@ -174,8 +175,6 @@ class Plan:
         """(alpha for the rank test, alpha for the unchanged interval) of the look at n pairs,
         as `look` takes them, or None where nothing can stop a case (no look). `final`: the
         case's last look, which always judges (at the plan's final level when n has none)."""
-        from cnnbench.compare import min_attainable_p
-
         early = n < self.first_look
         level = 0.0 if early else self.level(n)
         eq = 0.0 if early else self.equivalence_level(n)
@@ -238,8 +237,6 @@ def plan(max_repeats: int, alpha: float, first_look: int | None = None, extend_t
     `extend_to` > max_repeats, also the looks of the modal extension up to `extend_to` pairs.
     `spending="pocock"` rebuilds the older plan (files that recorded it): one level per look,
     Pocock-type, 25% kept for the extension."""
-    from cnnbench.compare import min_repeats_for_alpha
-
     n0 = first_look or min_repeats_for_alpha(alpha)
     ext = extend_to if extend_to and extend_to > max_repeats else 0
     last = max(max_repeats, ext)
@@ -290,90 +287,3 @@ def _levels(max_repeats: int, alpha: float, n0: int, ext: int, spending: str, sh
     return tuple(levels), budget_used
 
 
-def look(
-    base_record: Mapping[str, Any],
-    current_record: Mapping[str, Any],
-    *,
-    level: float,
-    equivalence_level: float | None = None,
-    thresholds: Mapping[str, Any] | None = None,
-    statistic: str | None = None,
-    base_env: Mapping[str, Any] | None = None,
-    current_env: Mapping[str, Any] | None = None,
-) -> Any:
-    """`compare`'s verdict row for one case at one look: the rank test at `level`, the
-    `unchanged` interval at `equivalence_level` (default: `level`); `Plan.look_at` gives both."""
-    from cnnbench import compare
-
-    eq = level if equivalence_level is None else equivalence_level
-    for what, value in (("level", level), ("equivalence level", eq)):
-        if not 0 < value < 0.5:
-            raise ValueError(f"a look's {what} must be in (0, 0.5), got {value!r} (Plan.look_at: None is no look)")
-    key = str(current_record.get("key"))
-    comp = compare.compare_results(
-        {"environment": dict(base_env or {}), "cases": [dict(base_record)]},
-        {"environment": dict(current_env or {}), "cases": [dict(current_record)]},
-        alpha=level,
-        thresholds=thresholds,
-        statistic=statistic or compare.DEFAULT_STATISTIC,
-        equivalence_alpha_by_key={key: eq},
-    )
-    return comp.rows[0]
-
-
-def look_values(base: Sequence[float], current: Sequence[float], *, level: float, equivalence_level: float | None = None,
-                thresholds: Mapping[str, Any] | None = None, key: str = "k") -> Any:  # fmt: skip
-    """`look` on per-process figures given directly (simulations, tests): each figure becomes one
-    process's figure, compared on the path `compare` takes for them (same test, same bootstrap)."""
-    return look(figures_record(base, key=key), figures_record(current, key=key), level=level,
-                equivalence_level=equivalence_level, thresholds=thresholds, statistic="median")  # fmt: skip
-
-
-def figures_record(values: Sequence[float], *, key: str = "k") -> dict[str, Any]:
-    """The smallest valid case record (`cnnbench.results.records`) holding one figure per process:
-    what simulations and the validation benchmark hand to `compare`."""
-    spec = {"model": key, "batch_size": 1, "input_size": [1, 8, 8], "device": "cpu", "precision": "fp32", "backend": "eager"}
-    return {"key": key, "spec": spec, "status": "ok", "repeat_medians_ms": [float(v) for v in values]}
-
-
-def settled(verdict: str) -> bool:
-    return verdict in SETTLED
-
-
-def render_markdown(ab: Mapping[str, Any]) -> list[str]:
-    """Lines for the A/B summary: how many repeats each case used and why it stopped."""
-    seq = ab.get("sequential") or {}
-    cases = seq.get("cases") or {}
-    if not cases:
-        return []
-    plan_info = seq.get("plan") or {}
-    used = sum(2 * int(c.get("repeats") or 0) for c in cases.values())
-    planned = 2 * int(plan_info.get("max_repeats") or 0) * len(cases)
-    early = sum(c.get("stopped") == "settled" and c.get("repeats", 0) < plan_info.get("max_repeats", 0) for c in cases.values())
-    eq_levels = plan_info.get("equivalence_levels") or {}
-    levels = ", ".join(f"{n}: {c:.4g}" + (f"/{eq_levels[n]:.4g}" if n in eq_levels else "")
-                       for n, c in (plan_info.get("levels") or {}).items())  # fmt: skip
-    n_ext = sum(bool(c.get("extended")) for c in cases.values())
-    lines = [
-        "",
-        (
-            f"Sequential stopping ({plan_info.get('rule', RULE)}, overall alpha {plan_info.get('alpha')}; "
-            f"nominal level per look, by pairs{' (rank test/unchanged interval)' if eq_levels else ''}: {levels}): "
-            f"{early} of {len(cases)} case(s) stopped early; "
-            f"{used} of {planned} planned worker processes ran"
-            + (f" ({n_ext} case(s) whose processes split went past {plan_info.get('max_repeats')} repeats)." if n_ext else ".")
-        ),
-        "",
-        "| Case | Repeats per side | Stopped | Why |",
-        "|---|---:|---|---|",
-    ]
-    for key, c in cases.items():
-        why = STOPPED_REASONS.get(c.get("stopped"), c.get("stopped") or "?")
-        if c.get("verdict"):
-            at = c.get("equivalence_level") if c["verdict"] == "unchanged" and c.get("equivalence_level") else c.get("level")
-            why += f": {c['verdict']} at level {at or 0:.3g}"
-        if c.get("extended"):
-            ext = c["extended"]
-            why += f" (went past {ext.get('from')} repeats, up to {ext.get('to')}: {ext.get('modes')})"
-        lines.append(f"| `{key.replace('|', ' ')}` | {c.get('repeats')} | {c.get('stopped')} | {why} |")
-    return lines

@@ -117,16 +117,16 @@ def check_imports(
             env=env,
             cwd=cwd,
         )
-        from cnnbench.run.runner import _exited, _kill_group
+        from cnnbench.core.procgroup import exited, kill_group
 
         deadline = time.monotonic() + timeout_s
         timed_out = False
-        while not _exited(proc):  # not reaped until its group is killed: the pgid stays ours
+        while not exited(proc):  # not reaped until its group is killed: the pgid stays ours
             if time.monotonic() > deadline:
                 timed_out = True
                 break
             time.sleep(_POLL_S)
-        _kill_group(proc)  # what the module started at import dies with it
+        kill_group(proc)  # what the module started at import dies with it
         answers = _read_answer(answer)
         if answers is not None:
             return {t: answers.get(t) if isinstance(answers.get(t), (str, type(None))) else "bad answer" for t in targets}
@@ -139,9 +139,9 @@ def check_imports(
         return {t: f"cannot import {t!r}: cannot start {python} ({exc.strerror or exc})" for t in targets}
     finally:
         if proc is not None and proc.returncode is None:  # an interrupt while it ran
-            from cnnbench.run.runner import _kill_group
+            from cnnbench.core.procgroup import kill_group
 
-            _kill_group(proc)
+            kill_group(proc)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -25,7 +25,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from cnnbench.results.format import SCHEMA_VERSION, build_record  # noqa: E402
+from cnnbench.results.schema import SCHEMA_VERSION  # noqa: E402
+
+from cnnbench.results.format import build_record  # noqa: E402
 from cnnbench.core.spec import CaseSpec, Measure  # noqa: E402
 
 STAMP = "2026-01-01T00:00:00+00:00"
