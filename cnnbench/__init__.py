@@ -4,5 +4,5 @@
 functions that need it, so the CLI answers instantly. Entry point: `cnnbench.cli.main`.
 """
 
-__version__ = "0.1.0"
+from cnnbench.core import VERSION as __version__
 __all__ = ["__version__"]

@@ -285,7 +285,7 @@ def check_variant_imports(variants: dict[str, Any], cases: list, *, extra_paths:
         if not targets:
             return
         where = f"{name} ({variant.python}" + (f" with {', '.join(variant.paths)} first on the path" if variant.paths else "") + ")"
-        failed = check_imports_in(variant.python, abmod._worker_pythonpath(variant, extra_paths), targets,
+        failed = check_imports_in(variant.python, abmod.worker_pythonpath(variant, extra_paths), targets,
                                   timeout_s=abmod.PROBE_TIMEOUT_S)  # fmt: skip
         if failed:
             target, error = next(iter(sorted(failed.items())))

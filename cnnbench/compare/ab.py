@@ -114,7 +114,7 @@ def schedule(cases: Sequence[CaseSpec]) -> list[tuple[int, CaseSpec, str]]:
 # -- variants -------------------------------------------------------------------------------------
 
 
-def _worker_pythonpath(variant: Variant, extra_paths: Iterable[str]) -> str:
+def worker_pythonpath(variant: Variant, extra_paths: Iterable[str]) -> str:
     """The PYTHONPATH `runner.run_worker` gives this variant's workers (kept in step with it)."""
     paths = [*variant.paths, *extra_paths, str(PROJECT_ROOT)]
     if os.environ.get("PYTHONPATH"):
@@ -157,7 +157,7 @@ def _option(name: str, what: str) -> str:
 
 def _start_probe(variant: Variant, extra_paths: Sequence[str]) -> subprocess.Popen:
     env = dict(os.environ)
-    env["PYTHONPATH"] = _worker_pythonpath(variant, extra_paths)
+    env["PYTHONPATH"] = worker_pythonpath(variant, extra_paths)
     env[_SAFE_PATH] = "1"  # as `runner.run_worker` starts the workers
     try:
         return subprocess.Popen(

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from cnnbench.core import VERSION
 from cnnbench.core.errors import UserError
 from cnnbench.history import DEFAULT_STORE_URL
 
@@ -326,8 +327,6 @@ def prepare_ingest(
     Raises:
         StoreError: no commit, time or machine fingerprint known.
     """
-    from cnnbench import __version__
-
     env = results.get("environment") if isinstance(results.get("environment"), dict) else {}
     git = env.get("git") if isinstance(env.get("git"), dict) else {}
     name = source or "results"
@@ -352,7 +351,7 @@ def prepare_ingest(
         "commit_time": when,
         "machine_fingerprint": str(fingerprint),
         "hostname": env.get("hostname"),
-        "cnnbench_version": env.get("cnnbench") or __version__,
+        "cnnbench_version": env.get("cnnbench") or VERSION,
         "suite_name": suite.get("name"),
         "suite_sha256": suite.get("sha256"),
         "results_created": results.get("created"),

@@ -55,6 +55,7 @@ __all__ = [
     "build",
     "published",
     "check_counts",
+    "published_counts",
 ]
 
 PREFIX = "timm:"
@@ -190,6 +191,14 @@ def build(
     if input_size is not None and m.fixed_input_size and tuple(input_size[1:]) != m.train_size[1:]:
         args.setdefault("img_size", tuple(input_size[1:]))
     return timm.create_model(m.timm_name, pretrained=False, **args).eval()
+
+
+def published_counts(arch: str) -> list[tuple]:
+    """The shipped (input side, params, GMACs) rows of a timm arch's published results tables
+    (empty when none ship). Needs no timm: shard cost estimates read it."""
+    from cnnbench.models import _timm_published as data
+
+    return list(data.COUNTS.get(arch, []))
 
 
 def _nearest(rows: list[tuple], side: int | None) -> tuple | None:

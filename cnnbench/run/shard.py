@@ -137,9 +137,9 @@ def _reference(spec: CaseSpec) -> tuple[float, int]:
         _, h, w = MODELS[spec.model].input_size
         return REFERENCE_GMACS[spec.model], h * w
     if spec.source is None and spec.model.startswith("timm:"):  # timm's published GMACs, if shipped
-        from cnnbench.models._timm_published import COUNTS
+        from cnnbench.models.timm_zoo import published_counts
 
-        rows = COUNTS.get(spec.model[5:].split(".", 1)[0])
+        rows = published_counts(spec.model[5:].split(".", 1)[0])
         if rows:
             side, _, gmacs = min(rows, key=lambda r: abs(r[0] - spec.input_size[1]))
             return gmacs, side * side
