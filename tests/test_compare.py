@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench import compare
+from cnnbench.stats import ranktests
 from cnnbench.stats import basic as stats
 from cnnbench.cli import main
 from cnnbench.compare import (
@@ -458,7 +459,7 @@ def test_mann_whitney_exact_with_ties_is_a_permutation_test():
 
     x, y = [2, 3, 3, 5], [1, 2, 3, 3]
     pooled = x + y
-    ranks = compare._doubled_midranks(pooled)
+    ranks = ranktests._doubled_midranks(pooled)
     observed = sum(ranks[:4])
     splits = list(itertools.combinations(range(8), 4))
     expected = sum(sum(ranks[i] for i in s) >= observed for s in splits) / len(splits)
@@ -486,7 +487,7 @@ def test_repeats_needed_grows_with_noise_and_shrinks_with_effect():
 def test_resample_median_draw_matches_brute_force_bootstrap(n):
     xs = sorted(random.Random(n).lognormvariate(0, 0.3) for _ in range(n))
     fast_rng, slow_rng = random.Random(1), random.Random(2)
-    fast = sorted(compare._draw_resample_median(xs, fast_rng) for _ in range(6000))
+    fast = sorted(ranktests._draw_resample_median(xs, fast_rng) for _ in range(6000))
     slow = sorted(compare.stats.median(slow_rng.choices(xs, k=n)) for _ in range(6000))
     for q in (5, 25, 50, 75, 95):
         spread = xs[-1] - xs[0]

@@ -1,53 +1,25 @@
 """Between-process statistics: what the worker processes of one case say together. Pure: no torch.
 
-Why processes, not samples
---------------------------
-On this 2-core machine kind the worker processes of one case can disagree far more than the
-calls inside any one of them: `mnist_cnn` at batch 8, one thread, 8 processes gave per-process
-5th percentiles of 1.79, 1.81, 1.79, 1.79 ms and 2.78, 2.76, 2.83, 2.69 ms, two *modes* 1.5x
-apart, while each process's own interval was a few percent wide. A figure from one process lands
-in one mode at random; an interval from the pooled samples of several processes treats thousands
-of correlated calls as independent and is far too narrow. So every case with two or more
-processes gets, from one figure per process (its median by default, `STATISTIC`):
+Why processes, not samples: the worker processes of one case can disagree far more than the
+calls inside any one of them (they land in separate *modes* of the host: docs/processes.md has
+the measurements and their cause). A figure from one process lands in one mode at random, and an
+interval from the pooled samples treats thousands of correlated calls as independent. So every
+case with two or more processes gets, from one figure per process (its median by default,
+`STATISTIC`):
 
-- the figures themselves (in run order), their spread: min, max, coefficient of variation;
-- the median's confidence interval **from the between-process variation**: the distribution-free
-  order-statistic interval of the per-process figures (the binomial rule for a median, exact, no
-  normal approximation). With n processes it is [x(l), x(n+1-l)] for the largest l whose
-  coverage 1 - 2 P(Bin(n, 1/2) <= l - 1) is at least 95%; with 5 or fewer processes no interval
-  reaches 95% and it is [min, max] with its true, lower coverage (93.8% for 5, 75% for 3), which
-  is recorded (`ci_coverage`) and shown, never rounded up;
-- **modes** (`detect_modes`, below), with the warning "processes split: 4 at 1.79 ms, 4 at 2.76 ms".
+- the figures themselves (in run order) and their spread: min, max, coefficient of variation;
+- the median's confidence interval from the between-process variation: the distribution-free
+  order-statistic interval of the per-process figures (exact binomial rule). With too few
+  processes for 95% it is [min, max] with its true, lower coverage (`ci_coverage`), recorded and
+  shown, never rounded up;
+- **modes** (`detect_modes`): sort the figures and cut at the largest gaps (at most `MAX_CUTS`,
+  no group under `MIN_GROUP`), keeping a set of cuts only while every gap exceeds `GAP_FACTOR`
+  times the pooled within-group spread and `MIN_REL_GAP` of the median. Ties and a lone outlier
+  are one mode; the rule needs 4 processes to see two. How often it warns wrongly and finds real
+  modes: docs/processes.md (`benchmarks/mode_rule_simulation.py`).
 
-The mode rule (documented, deterministic)
------------------------------------------
-Sort the per-process figures and cut the sorted list at its largest gaps, largest first, up to
-`MAX_CUTS` cuts, skipping a cut that would leave a group of fewer than `MIN_GROUP` (2)
-processes. After each cut the whole set is checked: every cut's gap must be larger than
-`GAP_FACTOR` (6) times the pooled within-group standard deviation (the groups' spread, which
-unlike a range does not grow with the group size) **and** larger than `MIN_REL_GAP` (5%) of the
-overall median (so ties and rounding-level differences never split). The last set that passed
-wins; none means one mode. Consequences: identical figures (ties) are one mode; one mode with a
-single outlier is one mode (a group of one is an outlier, not a mode: the spread and the CV show
-it); two outliers on the same side are a group of two, i.e. a mode; three separated groups are
-three modes. An outlier *inside* a group inflates the pooled spread and can hide a split. The
-rule needs at least 4 processes to see two modes.
-
-Measured on synthetic figures (`python benchmarks/mode_rule_simulation.py`, seeded, 4000 trials
-each): with no modes at all (lognormal, CV 2%..15%) it warns in at most 5.1% of cases with 4
-processes, 4.6% with 5, 2.6% with 6, 1.0% with 8, 0.1% with 12 and none with 20. Two modes 1.5x
-apart (3% CV inside each, half the processes in each) are found in 95%..99% of cases with 4 to 20
-processes; two modes only 1.2x apart in 51% with 4 and 3.5% with 20 (a gap rule sees a gap, and
-the tails of two close modes of many processes close it: such a case shows up in its CV instead).
-
-Power
------
-`min_detectable_ratio` inverts `cnnbench.stats.ranktests.repeats_needed`: with n processes per side and
-a between-process spread sigma (sd of log figures), the smallest slowdown a one-sided rank test
-at `alpha` detects with the usual power is exp(z sqrt(pi / n_eff) sigma) (n_eff the harmonic mean
-of the two sides' repeats; pi/2 for a median's efficiency), and none at all when the repeats
-cannot reach `alpha` (fewer than 5 per side at 0.01). Modal cases have a large sigma, so their
-smallest detectable change is large: the comparison says so instead of a bare `noisy`.
+Power: `min_detectable_ratio` inverts `cnnbench.stats.ranktests.repeats_needed`, so a comparison
+of modal cases says which change it could have seen instead of a bare `noisy`.
 
 The default number of processes of `bench.py run` is `DEFAULT_PROCESSES`, the one place it is set.
 """
@@ -87,9 +59,8 @@ __all__ = [
 ]
 
 # `bench.py run` measures this many worker processes per case unless --repeats or the suite's
-# measure.repeats (> 1) says otherwise, splitting the case's time budget among them. 3 keeps a run
-# about as long as one process was (each costs a worker start, ~1.5-3 s here, until the
-# pre-imported worker server makes that cheap; raise it then). Mode detection needs 4 or more.
+# measure.repeats (> 1) says otherwise, splitting the case's time budget among them, so a run takes
+# about as long as one process did (docs/processes.md). Mode detection needs 4 or more.
 DEFAULT_PROCESSES = 3
 STATISTIC = "median"  # the per-process figure of the table, the record and the report
 GAP_FACTOR = 6.0

@@ -1,81 +1,28 @@
-"""Sequential A/B: stop repeating a case as soon as its verdict is settled.
+"""Sequential A/B: stop repeating a case as soon as its verdict is settled. Pure statistics.
 
-The fixed design runs every case `N` pairs of worker processes (9 by default) and then tests
-once. Most cases are settled long before: an unchanged case on a quiet machine, or a +25%
-slowdown, is clear after 5 pairs. Looking at the data after every pair and stopping when it is
-clear saves those processes, but every look is another chance of a false alarm: testing at
-`alpha` after each of 5 looks would raise the false-alarm rate well above `alpha`. A
-*group-sequential* rule spends the error across the looks so that the chance of a false alarm at
-*any* look stays at most `alpha`.
+The fixed design runs every case `N` pairs of worker processes and then tests once; most cases
+are settled long before. Looking after every pair saves those processes, but every look is
+another chance of a false alarm, so a *group-sequential* plan spends the error across the looks
+and the chance of a false alarm at *any* look stays at most `alpha`:
 
-The rule
---------
-Looks at n = n0, n0 + 1, ..., N pairs per side, where n0 is the fewest repeats with which the
-rank test can reach `alpha` at all (5 for 0.01, `compare.min_repeats_for_alpha`). At each look
-two questions are asked, with two error budgets:
+* **regressed / improved** (the one-sided rank test `compare` uses) spend alpha with the
+  Hwang-Shih-DeCani function, gamma = -8 (Hwang, Shih and DeCani, Statistics in Medicine
+  9:1439-1445, 1990), which keeps most of alpha for the last look so a borderline change is
+  caught about as often as by the fixed design;
+* **unchanged** (the ratio's interval inside the band) is a non-binding futility stop: it can
+  only remove later chances of a false alarm, so it spends none of alpha, and is judged at the
+  Pocock-type levels of Lan and DeMets (Biometrika 70(3):659-663, 1983) to bound the other error.
 
-* **regressed / improved** (the one-sided Mann-Whitney test that `compare` uses, on the same
-  per-process figures, the p5 by default): a false alarm here is what the gate must bound, so
-  its error is *spent* across the looks. The spending function is the **Hwang-Shih-DeCani**
-  family with gamma = -8,
+Each look's nominal level is the largest p-value threshold whose first-crossing probability
+under "no change" stays within the error left to spend there, estimated once per design by
+seeded simulation at its upper 99.9% bound. A case whose processes split into modes may go on
+past N up to M pairs (`extend_to`): `EXTENSION_SHARE` of alpha is kept back for those looks from
+the start, so the total stays bounded whichever cases are extended. Files written with the older
+Pocock-only plan (`spending: pocock`) are re-judged with it.
 
-      alpha(t) = alpha (1 - exp(-gamma t)) / (1 - exp(-gamma)),   t = n / N (the information fraction)
-
-  (I. K. Hwang, W. J. Shih and J. S. DeCani, "Group sequential designs using a family of type I
-  error probability spending functions", Statistics in Medicine 9:1439-1445, 1990; Jennison and
-  Turnbull, *Group Sequential Methods with Applications to Clinical Trials*, 2000, sec. 7.3).
-  gamma = -8 spends almost nothing early and keeps most of alpha for the last look (0.0071 at 9
-  of 9 pairs, the largest level below 0.01 the rank test has at 9 pairs), so a borderline change
-  is caught about as often as by a fixed 9 at 0.01; a clear one still stops from the 7th pair.
-  Chosen over the Pocock-type function used before (issue 18 measured it): Pocock spends
-  0.004 at the 5th look and leaves the last look 0.0014-0.0020, which at 6% between-process
-  noise caught +10% in 55% of comparisons against the fixed design's 80%.
-* **unchanged** (the bootstrap interval of the ratio inside the band): stopping here can only
-  remove later chances of a false alarm, so it spends none of alpha (a *non-binding futility*
-  stop in the clinical-trials vocabulary) and may come at any look. Its risk is the other error:
-  waving a real change through on a lucky look. It is bounded by judging it at the
-  **Pocock-type** levels of Lan and DeMets, alpha(t) = alpha ln(1 + (e - 1) t) (K. K. G. Lan and
-  D. L. DeMets, "Discrete sequential boundaries for clinical trials", Biometrika 70(3):659-663,
-  1983): the interval at 1 - 2 x that look's level, as strict at each look as the old rule was,
-  so a quiet-machine A/A case still stops `unchanged` from the 5th pair.
-
-The nominal level of each look, `levels[n]` (and `equivalence[n]` for the second question), is
-the largest p-value threshold such that, under "no change" (the 2N per-process figures
-exchangeable, which makes the rank statistics' joint distribution the same for any continuous
-noise), the probability of crossing at look n and at no earlier look is at most the error left
-to spend there: alpha(t_n) minus what the earlier looks really spent (a discrete test spends
-less than it may; the rest carries forward, as Lan-DeMets allows). A look whose share is below
-the rank test's floor (1 / C(2n, n)) has level 0: no regression can be called there (with the
-defaults, the 5th and 6th pairs), but it can still stop `unchanged`. The joint probability is
-estimated once per design by simulation with a fixed seed, and each estimate is taken at its
-upper 99.9% bound, so Monte Carlo error cannot push the real rate above the budget. With the
-defaults (N = 9, alpha = 0.01) the levels are printed in docs/ci.md.
-
-At look n a case **stops** when `compare`, run at `alpha = levels[n]` for the rank test and at
-`equivalence[n]` for the interval, says `regressed`, `improved` or `unchanged`; otherwise it goes
-on, up to N (`max_repeats`). The verdict of a stopped case is the verdict of its last look, at
-that look's levels: `ab --from FILE` re-judges it the same way (`alpha_by_key`,
-`equivalence_alpha_by_key`). A file written with the older Pocock-only plan (`spending:
-pocock`, both questions at one level) is re-judged with that plan.
-
-More repeats for cases whose processes split into modes
---------------------------------------------------------
-A case whose worker processes land in two (or more) separated modes (`cnnbench.stats.processes`) has a
-between-process spread that 9 pairs rarely resolve: it would end `noisy` at the maximum. With an
-extension (`plan(N, alpha, extend_to=M)`, `bench.py ab --modal-repeats M`, default 2N) such a case,
-and only such a case, goes on past N up to M pairs. The error stays bounded because the extension
-is part of the plan from the start: the spending function is
-
-    alpha_ext(n) = (1 - r) alpha(n / N)                          for n <= N,
-    alpha_ext(n) = (1 - r) alpha + r alpha(t'),  t' = (n - N) / (M - N)   for N < n <= M,
-
-with `r = EXTENSION_SHARE` (0.10) of the error kept back for the extension, and the levels of the
-looks past N simulated as if *every* case went on. A case goes on only when it is modal, a subset
-of those that could, so its chance of a false alarm at a late look is at most what the simulation
-spent there: the total stays <= alpha whichever cases are extended. The price is paid by every
-case: the first N looks spend (1 - r) alpha instead of alpha; with the Hwang-Shih-DeCani function
-the last planned look keeps its level (0.0071 either way at N = 9), measured in
-benchmarks/compare_validation.py.
+The looks themselves (asking `compare` for a verdict at a plan's level) are
+`cnnbench.compare.looks`. The levels, why this spending was chosen over Pocock's, and the
+validation figures: docs/ci.md (`benchmarks/compare_validation.py`).
 """
 
 from __future__ import annotations
