@@ -4,7 +4,9 @@ A suite names a set of cases as one or more matrices (models x batch sizes x bac
 precisions x ...). Validation happens here, before any model is built, so a typo costs a second
 rather than a half-finished run. Every error is a `SuiteError` that names the file, the field
 path (`matrices[0].batch_sizes[1]`) and the line: `cnnbench.suite.reader` reads the YAML into nodes that
-remember where each value came from (PyYAML's plain `safe_load` forgets); this module is the schema.
+remember where each value came from (PyYAML's plain `safe_load` forgets); this module is the schema:
+the top level, `thresholds` and the matrix are validated here, the sections inside a matrix
+(models, input sizes, backends, measure, accuracy, include/exclude) by `cnnbench.suite.sections`.
 
 Schema (unknown keys anywhere are errors)::
 
@@ -46,24 +48,36 @@ has is dropped (the first wins, with its measure settings).
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import fnmatch
 import hashlib
 import itertools
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from cnnbench.accuracy import DATASET_KINDS, INTERPOLATIONS, check_dataset_path, is_torchvision_weights_name
-from cnnbench.core.errors import SuiteError, UnknownModelError, UserError
-from cnnbench.models.catalog import MODELS, get_info, list_models, named_input_size, suggest
-from cnnbench.models.timm_zoo import is_timm_name
-from cnnbench.core.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, Measure, canonical_evaluation
+from cnnbench.core.errors import SuiteError
+from cnnbench.core.spec import CaseSpec
 from cnnbench.suite.reader import MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, MAX_NODES, _from_python, _Node, _parse, _read_bytes, _show
+from cnnbench.suite.sections import (
+    MAX_BATCH_SIZE as MAX_BATCH_SIZE,
+    MAX_CHANNELS as MAX_CHANNELS,
+    MAX_SIDE as MAX_SIDE,
+    MAX_THREADS as MAX_THREADS,
+    Option,
+    _Accuracy,
+    _Backends,
+    _Context,
+    _InputSizes,
+    _MeasureSettings,
+    _Model,
+    _Models,
+    _Rules,
+    _ScalarAxes,
+    _Section,
+    _Size,
+    _type_name,
+)
 
 __all__ = [
     "Suite",
@@ -80,25 +94,10 @@ __all__ = [
     "MAX_FILE_BYTES",
 ]
 
-# Limits that turn hostile or mistyped input into an error instead of a hang or a crash.
+# Limits that turn hostile or mistyped input into an error instead of a hang or a crash. The limits
+# on one value (MAX_BATCH_SIZE, MAX_THREADS, MAX_CHANNELS, MAX_SIDE) are cnnbench.suite.sections',
+# where they are checked, imported above.
 MAX_CASES = 20_000  # cases the whole suite may expand to (summed over matrices, before include/exclude)
-MAX_BATCH_SIZE = 65_536
-MAX_THREADS = 4_096
-MAX_CHANNELS = 4_096
-MAX_SIDE = 16_384
-_MAX_MESSAGE = 400  # characters of one error message
-
-
-@dataclass(frozen=True)
-class Option:
-    """One backend option: its type and what values it accepts."""
-
-    type: type  # bool, int or str
-    choices: tuple[str, ...] = ()  # for str options: the allowed values (empty: see `check`)
-    min: int | None = None
-    max: int | None = None
-    check: Callable[[str], str | None] | None = None  # extra check; returns an error message or None
-    help: str = ""
 
 
 def _check_cache(value: str) -> str | None:
@@ -151,28 +150,10 @@ _MATRIX_AXES = (
 )  # fmt: skip
 _MATRIX_KEYS = ("name", *_MATRIX_AXES, "measure", "include", "exclude", "accuracy")
 _DEFAULTS_KEYS = (*_MATRIX_AXES, "measure", "accuracy")
-_ACCURACY_KEYS = ("dataset", "weights")
-_DATASET_KEYS = ("kind", "path", "split", "limit", "strict", "transforms")
-_TRANSFORM_KEYS = {  # per dataset kind
-    "imagefolder": ("resize", "crop", "mean", "std", "interpolation", "grayscale"),
-    "digits": ("mean", "std"),
-    "tensors": (),
-}
 _TOP_KEYS = ("name", "description", "thresholds", "defaults", "matrices")
-_MODEL_KEYS = ("name", "import", "input_size", "kwargs")
-_RULE_KEYS = (
-    "model", "batch_size", "backend", "precision", "device",
-    "threads", "channels_last", "mode", "input_size",
-)  # fmt: skip
-_MEASURE_FIELDS = {f.name: f for f in dataclasses.fields(Measure)}
 
 _SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_MODEL_NAME = re.compile(r"^[^\s|,\[\]=]+$")
-_IDENT = re.compile(r"^[A-Za-z_]\w*$")
-_SIZE_STR = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?)?$", re.IGNORECASE)
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
-_GLOB_CHARS = set("*?[")
 
 
 @dataclass(frozen=True)
@@ -241,9 +222,15 @@ def load_suite(
     sha256 = hashlib.sha256(data).hexdigest()
     root = _parse(path, data)
     python_path = _python_path(path)
-    v = _Validator(path, cuda_available=cuda_available, check_imports=check_imports, python_path=python_path)
-    v.default_repeats = default_repeats
-    name, description, thresholds, cases = v.suite(root, require_name=True)
+    ctx = _Context(
+        path,
+        cuda_available=cuda_available,
+        check_imports=check_imports,
+        python_path=python_path,
+        default_threads=default_threads,
+        default_repeats=default_repeats,
+    )
+    name, description, thresholds, cases = _TopLevel(ctx).read(root, require_name=True)
     return Suite(
         name=name,
         path=path,
@@ -277,8 +264,10 @@ def expand(
     """
     root = _from_python(data, "")
     pp = tuple(python_path) if python_path is not None else (os.getcwd(),)
-    v = _Validator(path, cuda_available=cuda_available, check_imports=check_imports, python_path=pp)
-    return v.suite(root, require_name=False)[3]
+    ctx = _Context(
+        path, cuda_available=cuda_available, check_imports=check_imports, python_path=pp, default_threads=default_threads
+    )
+    return _TopLevel(ctx).read(root, require_name=False)[3]
 
 
 def _python_path(path: str) -> tuple[str, ...]:
@@ -287,180 +276,15 @@ def _python_path(path: str) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation and expansion.
+# Validation and expansion: the top level, `thresholds` and the matrix. The sections inside a
+# matrix, and `_Section`, the base with the error context and the scalar checks, are
+# cnnbench.suite.sections'.
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
+class _Thresholds(_Section):
+    """`thresholds`: metric (THRESHOLD_METRICS) -> a percent, "N%" or a number, kept as written."""
 
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-@dataclass(frozen=True)
-class _Model:
-    name: str
-    source: str | None  # import path of a user model
-    input_size: tuple[int, int, int] | None  # default (C, H, W); None for a user model without one
-    kwargs: tuple[tuple[str, Any], ...]
-    node: _Node
-
-
-_Size = tuple[int | None, int, int]  # (C or None = the model's default channels, H, W)
-_Rule = list[Callable[[CaseSpec], bool]]
-
-
-class _Validator:
-    def __init__(self, path: str, *, cuda_available: bool, check_imports: bool, python_path: tuple[str, ...]):
-        self.path = path
-        self.cuda_available = cuda_available
-        self.check_imports = check_imports
-        self.python_path = python_path
-        self.default_repeats = 1  # processes for a case without measure.repeats (load_suite sets it)
-        # User models' modules to import, checked last: importing one may take seconds (torch),
-        # and a typo elsewhere in the file should not cost that.
-        self._imported: dict[str, _Node] = {}
-        # relative dataset and weights paths: from the suite file's directory (else the cwd)
-        self.base_dir = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else os.getcwd()
-
-    # -- errors and scalar checks ------------------------------------------------------------
-
-    def fail(self, node: _Node, message: str, *, at_key: bool = False) -> SuiteError:
-        line = node.key_line if at_key and node.key_line is not None else node.line
-        if len(message) > _MAX_MESSAGE:  # some messages quote the user's value, which may be huge
-            message = message[: _MAX_MESSAGE - 3] + "..."
-        return SuiteError(self.path, message, field=node.path or None, line=line)
-
-    def mapping(self, node: _Node, allowed: Iterable[str], what: str) -> dict[str, _Node]:
-        if not isinstance(node.value, dict):
-            raise self.fail(node, f"{what} must be a mapping, got {_type_name(node.value)}")
-        allowed = tuple(allowed)
-        for key, child in node.value.items():
-            if key not in allowed:
-                raise self.fail(
-                    child,
-                    f"unknown key {key!r}{_did_you_mean(key, allowed)}; {what} takes: {', '.join(allowed)}",
-                    at_key=True,
-                )
-        return node.value
-
-    def str_(self, node: _Node, *, what: str = "a string") -> str:
-        if not isinstance(node.value, str):
-            raise self.fail(node, f"expected {what}, got {_type_name(node.value)} {_show(node.value)}")
-        return node.value
-
-    def choice(self, node: _Node, choices: Iterable[str], what: str) -> str:
-        choices = tuple(choices)
-        value = self.str_(node, what=f"a {what} ({' | '.join(choices)})")
-        if value not in choices:
-            hint = _did_you_mean(value, choices)
-            raise self.fail(node, f"unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
-        return value
-
-    def int_(self, node: _Node, lo: int, hi: int, what: str = "value") -> int:
-        value = node.value
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(node, f"expected an integer, got {_type_name(value)} {_show(value)}")
-        if value < lo:
-            raise self.fail(node, f"{what} must be at least {lo}, got {value}")
-        if value > hi:
-            raise self.fail(node, f"{what} {_show(value)} is too large (at most {hi})")
-        return value
-
-    def float_(
-        self, node: _Node, lo: float, hi: float, what: str = "value", *, lo_open: bool = True, hi_open: bool = False
-    ) -> float:
-        value = node.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(node, f"expected a number, got {_type_name(value)} {_show(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise self.fail(node, f"{what} must be a finite number, got {value}")
-        if value < lo or (lo_open and value == lo):
-            raise self.fail(node, f"{what} must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
-        if value > hi or (hi_open and value == hi):
-            raise self.fail(node, f"{what} must be {'<' if hi_open else '<='} {hi:g}, got {value:g}")
-        return value
-
-    def bool_(self, node: _Node) -> bool:
-        if not isinstance(node.value, bool):
-            raise self.fail(node, f"expected true or false, got {_type_name(node.value)} {_show(node.value)}")
-        return node.value
-
-    def items(self, node: _Node, *, axis: bool = True) -> list[_Node]:
-        """A list's elements; a lone scalar or mapping counts as a one-element list if `axis`."""
-        if isinstance(node.value, list):
-            if not node.value:
-                raise self.fail(node, "empty list; give at least one value")
-            return node.value
-        if axis and node.value is not None:
-            return [node]
-        raise self.fail(node, f"expected a list, got {_type_name(node.value)}")
-
-    # -- the suite ------------------------------------------------------------------------
-
-    def suite(self, root: _Node, *, require_name: bool) -> tuple[str, str, dict[str, Any], list[CaseSpec]]:
-        top = self.mapping(root, (*_TOP_KEYS, *(k for k in _MATRIX_KEYS if k != "name")), "a suite")
-        if "name" in top:
-            name = self.str_(top["name"])
-            if not _SUITE_NAME.match(name):
-                raise self.fail(top["name"], f"suite name {name!r} may use only letters, digits, '_', '.' and '-'")
-        elif require_name:
-            raise SuiteError(self.path, "required key is missing", field="name", line=root.line)
-        else:
-            name = ""
-        description = self.str_(top["description"]) if "description" in top else ""
-        thresholds = self.thresholds(top["thresholds"]) if "thresholds" in top else {}
-        defaults = self.mapping(top["defaults"], _DEFAULTS_KEYS, "defaults") if "defaults" in top else {}
-
-        top_matrix = {k: v for k, v in top.items() if k in _MATRIX_KEYS and k != "name"}
-        if "matrices" in top:
-            if top_matrix:
-                key, node = next(iter(top_matrix.items()))
-                raise self.fail(
-                    node,
-                    f"matrix key {key!r} at top level cannot be combined with `matrices`; "
-                    "move it into a matrix or into `defaults`",
-                    at_key=True,
-                )
-            matrices = [(m, self.mapping(m, _MATRIX_KEYS, "a matrix")) for m in self.items(top["matrices"], axis=False)]
-        else:
-            matrices = [(root, top_matrix)]
-
-        # The cap is suite-wide and checked from the axis lengths before any matrix is
-        # expanded: 90 matrices sharing one anchor would otherwise build 9 million cases first.
-        total = 0
-        for node, fields in matrices:
-            total += self.matrix(node, fields, defaults, count_only=True)  # type: ignore[operator]
-            if total > MAX_CASES:
-                raise self.fail(node, f"the suite expands to more than {MAX_CASES} cases (at least {total} "
-                                "by this matrix, before include/exclude); split it into several suites")
-        cases: dict[str, CaseSpec] = {}
-        for node, fields in matrices:
-            for case in self.matrix(node, fields, defaults):
-                cases.setdefault(case.key, case)
-        if not cases:  # unreachable while each matrix must yield a case; kept as the contract
-            raise SuiteError(self.path, "the suite expands to no cases", line=root.line)
-        self.check_user_imports()
-        return name, description, thresholds, list(cases.values())
-
-    def thresholds(self, node: _Node) -> dict[str, Any]:
+    def parse(self, node: _Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for metric, child in self.mapping(node, THRESHOLD_METRICS, "thresholds").items():
             value = child.value
@@ -478,56 +302,69 @@ class _Validator:
             out[metric] = value
         return out
 
-    # -- one matrix -----------------------------------------------------------------------
 
-    def matrix(
-        self, mnode: _Node, fields: dict[str, _Node], defaults: dict[str, _Node], *, count_only: bool = False
-    ) -> list[CaseSpec] | int:
-        def get(key: str) -> _Node | None:
-            return fields[key] if key in fields else defaults.get(key)
+class _Matrix(_Section):
+    """One matrix, validated when made: each axis (the matrix's key, else `defaults`'), its measure
+    (`defaults.measure` merged under its own), accuracy and include/exclude rules. `count` is its
+    cases before include/exclude, known before any is built; `cases()` builds them in the
+    documented order."""
 
+    def __init__(self, top: _TopLevel, node: _Node, fields: dict[str, _Node], defaults: dict[str, _Node]):
+        super().__init__(top.ctx)
+        self.node = node
+        self._fields = fields
+        self._defaults = defaults
+        self._resolve = top.sizes.resolve
         if "name" in fields:
             self.str_(fields["name"])
-        if get("models") is None:
-            where = f"{mnode.path}.models" if mnode.path else "models"
+        models = self._get("models")
+        if models is None:
+            where = f"{node.path}.models" if node.path else "models"
             message = "required key is missing (give it in the matrix or in `defaults`)"
-            raise SuiteError(self.path, message, field=where, line=mnode.line)
-        models = self.models(get("models"))  # type: ignore[arg-type]
+            raise SuiteError(self.ctx.path, message, field=where, line=node.line)
+        self.models: list[_Model] = top.models.parse(models)
+        scalars = top.scalars
+        self.batch_sizes = self._axis("batch_sizes", scalars.batch_size, [1])
+        self.backends = self._axis("backends", top.backends.parse, [("eager", ())])
+        self.precisions = self._axis("precisions", scalars.precision, ["fp32"])
+        sizes = self._get("input_size")  # (None, None): each model's default size
+        self.sizes: list[tuple[_Size | None, _Node | None]] = [(None, None)]
+        if sizes is not None:
+            self.sizes = top.sizes.axis(sizes)  # type: ignore[assignment]
+        self.channels_last = self._axis("channels_last", self.bool_, [False])
+        self.threads = self._axis("threads", scalars.threads, [self.ctx.default_threads()])
+        self.devices = self._axis("device", scalars.device, [scalars.device(None)])
+        self.modes = self._axis("mode", scalars.mode, ["inference"])
+        self.measure = top.measure.parse([n for n in (defaults.get("measure"), fields.get("measure")) if n is not None])
+        self.evaluation = top.accuracy.parse(self._get("accuracy"))
+        self.include = top.rules.parse(fields["include"]) if "include" in fields else None
+        self.exclude = top.rules.parse(fields["exclude"]) if "exclude" in fields else []
 
-        def axis(key: str, parse: Callable[[_Node], Any], default: list[Any]) -> list[Any]:
-            node = get(key)
-            if node is None:
-                return default
-            if key == "threads" and node.value is None:  # `threads: null` means the default
-                return [default_threads()]
-            return [parse(n) for n in self.items(node)]
+        axes = (self.models, self.batch_sizes, self.backends, self.precisions, self.sizes,
+                self.channels_last, self.threads, self.devices, self.modes)  # fmt: skip
+        self.count = math.prod(map(len, axes))
+        if self.count > MAX_CASES:
+            raise self.fail(node, f"this matrix expands to {self.count} cases; at most {MAX_CASES} are allowed")
 
-        batch_sizes = axis("batch_sizes", lambda n: self.int_(n, 1, MAX_BATCH_SIZE, "batch size"), [1])
-        backends = axis("backends", self.backend, [("eager", ())])
-        precisions = axis("precisions", lambda n: self.choice(n, PRECISIONS, "precision"), ["fp32"])
-        sizes = self.sizes(get("input_size")) if get("input_size") is not None else [(None, None)]
-        channels_last = axis("channels_last", self.bool_, [False])
-        threads = axis("threads", self.threads, [default_threads()])
-        devices = axis("device", self.device, [self.device(None)])
-        modes = axis("mode", lambda n: self.choice(n, MODES, "mode"), ["inference"])
-        measure = self.measure([n for n in (defaults.get("measure"), fields.get("measure")) if n is not None])
-        evaluation = self.accuracy(get("accuracy"))
-        include = self.rules(fields["include"]) if "include" in fields else None
-        exclude = self.rules(fields["exclude"]) if "exclude" in fields else []
+    def _get(self, key: str) -> _Node | None:
+        return self._fields[key] if key in self._fields else self._defaults.get(key)
 
-        axes = (models, batch_sizes, backends, precisions, sizes, channels_last, threads, devices, modes)
-        total = math.prod(map(len, axes))
-        if total > MAX_CASES:
-            raise self.fail(mnode, f"this matrix expands to {total} cases; at most {MAX_CASES} are allowed")
-        if count_only:
-            return total
+    def _axis(self, key: str, parse: Callable[[_Node], Any], default: list[Any]) -> list[Any]:
+        node = self._get(key)
+        if node is None:
+            return default
+        if key == "threads" and node.value is None:  # `threads: null` means the default
+            return [self.ctx.default_threads()]
+        return [parse(n) for n in self.items(node)]
 
+    def cases(self) -> list[CaseSpec]:
         out = []
-        for model in models:
-            resolved = [self.resolve_size(model, size, snode) for size, snode in sizes]
+        for model in self.models:
+            resolved = [self._resolve(model, size, snode) for size, snode in self.sizes]
             for bs, (backend, options), precision, size, cl, nthreads, device, mode in itertools.product(
-                batch_sizes, backends, precisions, resolved, channels_last, threads, devices, modes
-            ):
+                self.batch_sizes, self.backends, self.precisions, resolved, self.channels_last, self.threads,
+                self.devices, self.modes,
+            ):  # fmt: skip
                 if mode != "train":
                     options = tuple(o for o in options if o[0] not in TRAIN_ONLY_OPTIONS)
                 case = CaseSpec(
@@ -543,397 +380,87 @@ class _Validator:
                     options=options,
                     source=model.source,
                     model_kwargs=model.kwargs,
-                    evaluation=evaluation if mode == "inference" else None,  # accuracy is an inference figure
-                    measure=measure,
+                    evaluation=self.evaluation if mode == "inference" else None,  # accuracy is an inference figure
+                    measure=self.measure,
                 )
-                if include is not None and not any(all(m(case) for m in rule) for rule in include):
+                if self.include is not None and not _Rules.any_matches(self.include, case):
                     continue
-                if any(all(m(case) for m in rule) for rule in exclude):
+                if _Rules.any_matches(self.exclude, case):
                     continue
                 out.append(case)
         if not out:
-            raise self.fail(mnode, "this matrix expands to no cases (its include/exclude rules drop them all)")
+            raise self.fail(self.node, "this matrix expands to no cases (its include/exclude rules drop them all)")
         return out
 
-    # -- axes -----------------------------------------------------------------------------
 
-    def models(self, node: _Node) -> list[_Model]:
-        out: list[_Model] = []
-        for item in self.items(node):
-            if isinstance(item.value, str):
-                out.extend(self.model_name(item, item.value, None, (), item))
-            elif isinstance(item.value, dict):
-                out.extend(self.model_entry(item))
-            else:
-                got = _type_name(item.value)
-                raise self.fail(item, f"a model is a name, a glob, 'package.module:callable' or a mapping, got {got}")
-        return out
+class _TopLevel(_Section):
+    """The suite's top level: `name`, `description`, `thresholds`, `defaults` and the matrices (a
+    `matrices` list, or the matrix keys at top level for one). Applies the suite-wide case cap
+    before any case is built, keeps the first case of each key, and imports user models last.
+    Holds the one instance of each section that its matrices share."""
 
-    def model_entry(self, item: _Node) -> list[_Model]:
-        entry = self.mapping(item, _MODEL_KEYS, "a model entry")
-        kwargs = self.kwargs(entry["kwargs"]) if "kwargs" in entry else ()
-        size = None
-        if "input_size" in entry:
-            (c, h, w), snode = self.size(entry["input_size"]), entry["input_size"]
-            size = (c, h, w)
-        if "import" in entry:
-            target = entry["import"]
-            self.import_path(target)
-            name = self.str_(entry["name"]) if "name" in entry else target.value
-            if "name" in entry:
-                if not _MODEL_NAME.match(name):
-                    raise self.fail(entry["name"], f"model name {name!r} may not contain spaces or any of | , [ ] =")
-                if name in MODELS:
-                    raise self.fail(entry["name"], f"{name!r} is a registry model; give the user model another name")
-            if size is not None and isinstance(size[0], str):
-                message = f"input_size: {size[0]} needs a registry or timm model; user model {name!r} has none"
-                raise self.fail(snode, message)
-            if size is not None and size[0] is None:
-                raise self.fail(snode, f"user model {name!r} has no default channels; give the input size as CxHxW")
-            return [_Model(name, target.value, size, kwargs, item)]  # type: ignore[arg-type]
-        if "name" not in entry:
-            raise self.fail(item, "a model entry needs `name` (a registry model) or `import` (a user model)")
-        return self.model_name(entry["name"], self.str_(entry["name"]), size, kwargs, item)
+    def __init__(self, ctx: _Context):
+        super().__init__(ctx)
+        self.thresholds = _Thresholds(ctx)
+        self.scalars = _ScalarAxes(ctx)
+        self.sizes = _InputSizes(ctx)
+        self.models = _Models(ctx, self.sizes)
+        self.backends = _Backends(ctx, BACKEND_OPTIONS)
+        self.measure = _MeasureSettings(ctx)
+        self.accuracy = _Accuracy(ctx)
+        self.rules = _Rules(ctx, self.scalars, self.sizes)
 
-    def model_name(self, node: _Node, name: str, size: _Size | None, kwargs: tuple, item: _Node) -> list[_Model]:
-        """A registry name, a glob over the registry, or a user model's import path."""
-        if ":" in name and not is_timm_name(name):
-            self.import_path(node)
-            if size is not None and size[0] is None:
-                raise self.fail(node, f"user model {name!r} has no default channels; give the input size as CxHxW")
-            return [_Model(name, name, size, kwargs, item)]  # type: ignore[arg-type]
-        if _GLOB_CHARS & set(name):
-            names = list_models(name)
-            if not names:
-                message = f"the glob {name!r} matches no registry model; `bench.py list models` shows them all"
-                raise self.fail(node, message)
-        elif name in MODELS or is_timm_name(name):
-            names = [name]
-        else:
-            raise self.fail(node, str(UnknownModelError(name, suggest(name))))
-        out = []
-        for n in names:
-            try:  # a timm: name resolves its pretrained config here (cnnbench.models.timm_zoo)
-                default = get_info(n).input_size
-                named = named_input_size(n, size[0]) if size is not None and isinstance(size[0], str) else None
-            except UserError as exc:
-                raise self.fail(node, str(exc)) from None
-            resolved = named or (default if size is None else (size[0] or default[0], size[1], size[2]))
-            out.append(_Model(n, None, resolved, kwargs, item))
-        return out
+    def read(self, root: _Node, *, require_name: bool) -> tuple[str, str, dict[str, Any], list[CaseSpec]]:
+        """The suite's name, description, thresholds and expanded cases."""
+        top = self.mapping(root, (*_TOP_KEYS, *(k for k in _MATRIX_KEYS if k != "name")), "a suite")
+        name = self._name(root, top, require_name=require_name)
+        description = self.str_(top["description"]) if "description" in top else ""
+        thresholds = self.thresholds.parse(top["thresholds"]) if "thresholds" in top else {}
+        defaults = self.mapping(top["defaults"], _DEFAULTS_KEYS, "defaults") if "defaults" in top else {}
+        matrices = self._matrices(root, top, defaults)
+        cases: dict[str, CaseSpec] = {}
+        for matrix in matrices:
+            for case in matrix.cases():
+                cases.setdefault(case.key, case)
+        if not cases:  # unreachable while each matrix must yield a case; kept as the contract
+            raise SuiteError(self.ctx.path, "the suite expands to no cases", line=root.line)
+        self.models.check_imports()
+        return name, description, thresholds, list(cases.values())
 
-    def import_path(self, node: _Node) -> str:
-        target = self.str_(node, what="an import path 'package.module:callable'")
-        if not _IMPORT_PATH.match(target):
-            raise self.fail(node, f"malformed import path {target!r}; expected 'package.module:callable'")
-        if self.check_imports and target not in self._imported:
-            self._imported[target] = node  # imported once the whole file is known good
-        return target
+    def _name(self, root: _Node, top: dict[str, _Node], *, require_name: bool) -> str:
+        if "name" in top:
+            name = self.str_(top["name"])
+            if not _SUITE_NAME.match(name):
+                raise self.fail(top["name"], f"suite name {name!r} may use only letters, digits, '_', '.' and '-'")
+            return name
+        if require_name:
+            raise SuiteError(self.ctx.path, "required key is missing", field="name", line=root.line)
+        return ""
 
-    def check_user_imports(self) -> None:
-        """Import the user models' modules in a child process (cnnbench.suite.usercode): no user code
-        runs in the CLI, so an exit, a crash, a hang or a stray process at import is an error."""
-        if not self._imported:
-            return
-        from cnnbench.suite.usercode import check_imports
-
-        problems = check_imports(sys.executable, self.python_path, list(self._imported))
-        for target, node in self._imported.items():
-            if problems.get(target):
-                raise self.fail(node, problems[target])
-
-    def kwargs(self, node: _Node) -> tuple[tuple[str, Any], ...]:
-        if not isinstance(node.value, dict):
-            raise self.fail(node, f"kwargs must be a mapping, got {_type_name(node.value)}")
-        out = []
-        for key, child in node.value.items():
-            if not _IDENT.match(key):
-                raise self.fail(child, f"keyword {key!r} is not a Python identifier", at_key=True)
-            if not (child.value is None or isinstance(child.value, (bool, int, float, str))):
-                raise self.fail(child, f"a model keyword argument must be a scalar, got {_type_name(child.value)}")
-            out.append((key, child.value))
-        return tuple(sorted(out))
-
-    def backend(self, node: _Node) -> tuple[str, tuple[tuple[str, Any], ...]]:
-        if isinstance(node.value, str):
-            return self.choice(node, BACKENDS, "backend"), ()
-        if not isinstance(node.value, dict):
-            got = _type_name(node.value)
-            raise self.fail(node, f"a backend is a name or a mapping {{name: {{option: value}}}}, got {got}")
-        if len(node.value) != 1:
-            raise self.fail(node, f"a backend mapping has exactly one key (the backend name), got {len(node.value)}")
-        (name, onode), = node.value.items()
-        if name not in BACKENDS:
-            hint = _did_you_mean(name, BACKENDS)
-            raise self.fail(onode, f"unknown backend {name!r}{hint}; choose from {', '.join(BACKENDS)}", at_key=True)
-        if onode.value is None:
-            return name, ()
-        table = BACKEND_OPTIONS.get(name, {})
-        if not table:
-            raise self.fail(onode, f"backend {name!r} takes no options")
-        options = []
-        for key, child in self.mapping(onode, table, f"backend {name!r}").items():
-            options.append((key, self.option(child, table[key], key)))
-        return name, tuple(sorted(options))
-
-    def option(self, node: _Node, opt: Option, key: str) -> Any:
-        if opt.type is bool:
-            return self.bool_(node)
-        if opt.type is int:
-            lo = opt.min if opt.min is not None else -(2**31)
-            hi = opt.max if opt.max is not None else 2**31
-            return self.int_(node, lo, hi, key)
-        if opt.choices:
-            return self.choice(node, opt.choices, key)
-        value = self.str_(node)
-        problem = opt.check(value) if opt.check else None
-        if problem:
-            raise self.fail(node, problem)
-        return value
-
-    def threads(self, node: _Node) -> int:
-        if node.value is None:
-            return default_threads()
-        return self.int_(node, 1, MAX_THREADS, "threads")
-
-    def device(self, node: _Node | None) -> str:
-        device = "auto" if node is None else self.choice(node, DEVICES, "device")
-        if device == "auto":
-            return "cuda" if self.cuda_available else "cpu"
-        return device
-
-    def size(self, node: _Node) -> _Size:
-        """One input size: [C, H, W], [H, W], "CxHxW", "HxW" or an int (square)."""
-        value = node.value
-        hint = 'use [C, H, W], "CxHxW", "HxW", a single int, or train/test (the pretrained config\'s)'
-        if value in ("train", "test"):  # resolved per model in resolve_size
-            return (value, 0, 0)  # type: ignore[return-value]
-        if isinstance(value, bool):
-            raise self.fail(node, f"malformed input size {value!r}; {hint}")
-        if isinstance(value, int):
-            dims: list[tuple[int, _Node]] = [(value, node)]
-        elif isinstance(value, str):
-            m = _SIZE_STR.match(value)
-            if not m:
-                raise self.fail(node, f"malformed input size {_show(value)}; {hint}")
-            dims = [(int(g), node) for g in m.groups() if g is not None]
-        elif isinstance(value, list):
-            if len(value) not in (2, 3):
-                raise self.fail(node, f"malformed input size: a list of {len(value)} values; {hint}")
-            dims = [(self.int_(child, -(2**62), 2**62, "size"), child) for child in value]
-        else:
-            raise self.fail(node, f"malformed input size: {_type_name(value)}; {hint}")
-        if len(dims) == 1:
-            dims = dims * 2
-        c = None
-        if len(dims) == 3:
-            (c, cnode), dims = dims[0], dims[1:]
-            if not 1 <= c <= MAX_CHANNELS:
-                raise self.fail(cnode, f"channels must be between 1 and {MAX_CHANNELS}, got {_show(c)}")
-        for side, snode in dims:
-            if not 1 <= side <= MAX_SIDE:
-                raise self.fail(snode, f"height and width must be between 1 and {MAX_SIDE}, got {_show(side)}")
-        return (c, dims[0][0], dims[1][0])
-
-    def sizes(self, node: _Node) -> list[tuple[_Size, _Node]]:
-        """The input_size axis. A flat list of ints is one size; a list of sizes is an axis."""
-        value = node.value
-        flat = isinstance(value, list) and all(type(v.value) is int for v in value)
-        if isinstance(value, list) and value and not flat:
-            return [(self.size(child), child) for child in value]
-        if isinstance(value, list) and not value:
-            raise self.fail(node, "empty list; give an input size")
-        return [(self.size(node), node)]
-
-    def resolve_size(self, model: _Model, size: _Size | None, snode: _Node | None) -> tuple[int, int, int]:
-        if size is None:
-            if model.input_size is None:
-                message = f"user model {model.name!r} needs an input_size (at the model entry or the matrix)"
-                raise self.fail(model.node, message)
-            return model.input_size
-        c, h, w = size
-        if isinstance(c, str):  # input_size: train | test (cnnbench.models.timm_zoo)
-            try:
-                return named_input_size(model.name, c, user=model.source is not None)
-            except UserError as exc:
-                raise self.fail(snode, str(exc)) from None  # type: ignore[arg-type]
-        if c is None:
-            if model.input_size is None:
+    def _matrices(self, root: _Node, top: dict[str, _Node], defaults: dict[str, _Node]) -> list[_Matrix]:
+        """Each matrix validated, in order, and the suite-wide cap checked from the axis lengths
+        before any matrix is expanded: 90 matrices sharing one anchor would otherwise build 9
+        million cases first."""
+        top_matrix = {k: v for k, v in top.items() if k in _MATRIX_KEYS and k != "name"}
+        if "matrices" in top:
+            if top_matrix:
+                key, node = next(iter(top_matrix.items()))
                 raise self.fail(
-                    snode,  # type: ignore[arg-type]
-                    f"this size takes its channels from the model's default, "
-                    f"but user model {model.name!r} has none; give CxHxW",
+                    node,
+                    f"matrix key {key!r} at top level cannot be combined with `matrices`; "
+                    "move it into a matrix or into `defaults`",
+                    at_key=True,
                 )
-            c = model.input_size[0]
-        return (c, h, w)
-
-    # -- measure --------------------------------------------------------------------------
-
-    def measure(self, layers: list[_Node]) -> Measure:
-        """Measure() defaults <- defaults.measure <- the matrix's measure, each field checked."""
-        values: dict[str, Any] = {}
-        nodes: dict[str, _Node] = {}
-        for layer in layers:
-            for key, child in self.mapping(layer, _MEASURE_FIELDS, "measure").items():
-                values[key] = self.measure_field(key, child)
-                nodes[key] = child
-        merged = dataclasses.replace(Measure(), **values)
-
-        def check(ok: bool, a: str, b: str, message: str) -> None:
-            if not ok:
-                raise self.fail(nodes.get(b) or nodes[a], message)
-
-        check(merged.min_time_s <= merged.max_time_s, "min_time_s", "max_time_s",
-              f"min_time_s ({merged.min_time_s:g}) must not exceed max_time_s ({merged.max_time_s:g})")  # fmt: skip
-        check(merged.min_samples <= merged.max_samples, "min_samples", "max_samples",
-              f"min_samples ({merged.min_samples}) must not exceed max_samples ({merged.max_samples})")  # fmt: skip
-        check(merged.max_time_s < merged.timeout_s, "max_time_s", "timeout_s",
-              f"timeout_s ({merged.timeout_s:g}) must exceed max_time_s ({merged.max_time_s:g}): "
-              "the worker also builds and warms up")  # fmt: skip
-        if "repeats" not in values and self.default_repeats > 1:  # several shorter processes (processes.py)
-            from cnnbench.stats.processes import split_budget
-
-            merged = dataclasses.replace(merged, **split_budget(merged, self.default_repeats))
-        return merged
-
-    def measure_field(self, key: str, node: _Node) -> Any:
-        if key == "warmup":
-            return self.int_(node, 0, 1_000_000, key)
-        if key in ("min_samples", "max_samples"):
-            return self.int_(node, 1, 10_000_000, key)
-        if key == "repeats":
-            return self.int_(node, 1, 1000, key)
-        if key in ("detail", "energy", "transfer"):
-            return self.bool_(node)
-        if key == "memory_limit":
-            from cnnbench.measure.memguard import parse_bytes
-
-            try:
-                return None if node.value is None else parse_bytes(node.value)
-            except ValueError as exc:
-                raise self.fail(node, f"memory_limit {exc}") from None
-        if key == "target_rel_ci":
-            return self.float_(node, 0.0, 1.0, key, hi_open=True)
-        if key == "block_min_ms":
-            return self.float_(node, 0.0, 60_000.0, key)
-        # min_time_s, max_time_s, timeout_s
-        return self.float_(node, 0.0, 86_400.0, key)
-
-    # -- accuracy -------------------------------------------------------------------------
-
-    def accuracy(self, node: _Node | None) -> str | None:
-        """The `accuracy` mapping as the case's canonical evaluation JSON (None: not measured)."""
-        if node is None or node.value is None:
-            return None
-        acc = self.mapping(node, _ACCURACY_KEYS, "accuracy")
-        if "dataset" not in acc:
-            raise self.fail(node, "required key `dataset` is missing (what to evaluate on)")
-        config: dict[str, Any] = {"dataset": self.dataset(acc["dataset"])}
-        if "weights" in acc and acc["weights"].value is not None:
-            config["weights"] = self.weights(acc["weights"])
-        return canonical_evaluation(config)
-
-    def dataset(self, node: _Node) -> dict[str, Any]:
-        ds = self.mapping(node, _DATASET_KEYS, "dataset")
-        if "kind" not in ds:
-            raise self.fail(node, f"required key `kind` is missing ({' | '.join(DATASET_KINDS)})")
-        kind = self.choice(ds["kind"], DATASET_KINDS, "dataset kind")
-        out: dict[str, Any] = {"kind": kind}
-        if kind == "digits":
-            if "path" in ds:
-                raise self.fail(ds["path"], "the digits dataset is bundled with scikit-learn; it takes no path", at_key=True)
-            out["split"] = self.choice(ds["split"], ("train", "test"), "digits split") if "split" in ds else "test"
+            fields = [(m, self.mapping(m, _MATRIX_KEYS, "a matrix")) for m in self.items(top["matrices"], axis=False)]
         else:
-            if "path" not in ds:
-                raise self.fail(node, f"required key `path` is missing (the {kind} dataset's location)")
-            if "split" in ds:
-                raise self.fail(ds["split"], "only the digits dataset has a split", at_key=True)
-            path = self.path_(ds["path"])
-            problem = check_dataset_path(kind, path)
-            if problem:
-                raise self.fail(ds["path"], problem)
-            out["path"] = path
-        if "strict" in ds:
-            if kind != "imagefolder":
-                raise self.fail(ds["strict"], "strict applies to imagefolder images only", at_key=True)
-            out["strict"] = self.bool_(ds["strict"])
-        if "limit" in ds:
-            out["limit"] = self.int_(ds["limit"], 1, 10**9, "limit")
-        if "transforms" in ds:
-            out["transforms"] = self.transforms(ds["transforms"], kind)
-        return out
-
-    def transforms(self, node: _Node, kind: str) -> dict[str, Any]:
-        allowed = _TRANSFORM_KEYS[kind]
-        if not allowed and node.value is not None:
-            raise self.fail(node, "a tensors dataset is used as it is; it takes no transforms", at_key=True)
-        out: dict[str, Any] = {}
-        for key, child in self.mapping(node, allowed, f"{kind} transforms").items():
-            if key in ("resize", "crop"):
-                out[key] = self.side_or_pair(child, key)
-            elif key in ("mean", "std"):
-                values = child.value if isinstance(child.value, list) else [child]
-                if not values:
-                    raise self.fail(child, f"{key} is empty; give one value or one per channel")
-                lo = 0.0 if key == "std" else -1e6
-                out[key] = [self.float_(v, lo, 1e6, key, lo_open=key == "std") for v in values]
-            elif key == "interpolation":
-                out[key] = self.choice(child, INTERPOLATIONS, "interpolation")
-            else:
-                out[key] = self.bool_(child)
-        return out
-
-    def side_or_pair(self, node: _Node, what: str) -> int | list[int]:
-        if isinstance(node.value, list):
-            if len(node.value) != 2:
-                raise self.fail(node, f"{what} is one side (int) or [height, width]")
-            return [self.int_(v, 1, MAX_SIDE, what) for v in node.value]
-        return self.int_(node, 1, MAX_SIDE, what)
-
-    def path_(self, node: _Node) -> str:
-        text = self.str_(node, what="a path")
-        if not text.strip():
-            raise self.fail(node, "empty path")
-        return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(text)))
-
-    def weights(self, node: _Node) -> str:
-        text = self.str_(node, what="a weights file or a torchvision weights name")
-        if is_torchvision_weights_name(text):
-            return text  # resolved in the worker, from the local torch hub cache only
-        path = self.path_(node)
-        if not os.path.isfile(path):
-            what = "is a folder, not a weights file" if os.path.isdir(path) else "not found"
-            raise self.fail(node, f"weights file {what}: {path}")
-        return path
-
-    # -- include / exclude ---------------------------------------------------------------
-
-    def rules(self, node: _Node) -> list[_Rule]:
-        out = []
-        for rnode in self.items(node, axis=False):
-            rule = self.mapping(rnode, _RULE_KEYS, "a rule")
-            if not rule:
-                raise self.fail(rnode, "empty rule; it would match every case")
-            out.append([self.matcher(key, child) for key, child in rule.items()])
-        return out
-
-    def matcher(self, key: str, node: _Node) -> Callable[[CaseSpec], bool]:
-        if key == "input_size":
-            sizes = [s for s, _ in self.sizes(node)]
-            return lambda case: any(
-                (c is None or c == case.input_size[0]) and (h, w) == case.input_size[1:] for c, h, w in sizes
-            )
-        parse: Callable[[_Node], Any] = {
-            "model": lambda n: self.str_(n, what="a model name or glob"),
-            "batch_size": lambda n: self.int_(n, 1, MAX_BATCH_SIZE, "batch size"),
-            "backend": lambda n: self.choice(n, BACKENDS, "backend"),
-            "precision": lambda n: self.choice(n, PRECISIONS, "precision"),
-            "device": lambda n: self.choice(n, ("cpu", "cuda"), "device"),
-            "threads": self.threads,
-            "channels_last": self.bool_,
-            "mode": lambda n: self.choice(n, MODES, "mode"),
-        }[key]
-        wanted = [parse(n) for n in self.items(node)]
-        if key == "model":
-            return lambda case: any(fnmatch.fnmatchcase(case.model, pat) for pat in wanted)
-        return lambda case: getattr(case, key) in wanted
+            fields = [(root, top_matrix)]
+        matrices = []
+        total = 0
+        for node, matrix_fields in fields:
+            matrix = _Matrix(self, node, matrix_fields, defaults)
+            total += matrix.count
+            if total > MAX_CASES:
+                raise self.fail(node, f"the suite expands to more than {MAX_CASES} cases (at least {total} "
+                                "by this matrix, before include/exclude); split it into several suites")
+            matrices.append(matrix)
+        return matrices
