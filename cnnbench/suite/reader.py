@@ -1,4 +1,4 @@
-"""The line-aware YAML reader under `cnnbench.suite.schema`: YAML -> `_Node` trees that remember where
+"""The line-aware YAML reader under `cnnbench.suite.schema`: YAML -> `Node` trees that remember where
 every value came from (line and field path), so each schema error can name them.
 
 PyYAML's plain `safe_load` forgets positions, hence the composed nodes converted by hand. The
@@ -26,10 +26,10 @@ MAX_FILE_BYTES = 1024 * 1024  # a large handwritten suite is a few KB
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _Node:
+class Node:
     """A converted YAML value with where it came from.
 
-    `value` is a scalar, a dict[str, _Node] or a list[_Node]; `line` is 1-based (None for data
+    `value` is a scalar, a dict[str, Node] or a list[Node]; `line` is 1-based (None for data
     that did not come from a file); `key_line` is the line of the mapping key that holds it.
     """
 
@@ -48,7 +48,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _read_bytes(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
     if not os.path.exists(path):
         raise SuiteError(path, "no such file")
     if os.path.isdir(path):
@@ -131,7 +131,7 @@ def _event_path(open_: list[list[Any]]) -> str:
     return path
 
 
-def _parse(path: str, data: bytes) -> _Node:
+def parse(path: str, data: bytes) -> Node:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -194,7 +194,7 @@ def _yaml_error(path: str, text: str, e: yaml.YAMLError) -> SuiteError:
 
 
 class _Converter:
-    """Turns composed YAML nodes into _Node trees, counting every node it visits.
+    """Turns composed YAML nodes into Node trees, counting every node it visits.
 
     Aliases are expanded as they are met, so a small file can stand for an enormous document;
     the visit budget (MAX_NODES) and the depth limit refuse such files in milliseconds.
@@ -220,7 +220,7 @@ class _Converter:
                 self.path, f"nested deeper than {MAX_DEPTH} levels (a recursive alias?)", field=path or None, line=line
             )
 
-    def convert(self, node: yaml.Node, path: str, depth: int, key_line: int | None = None) -> _Node:
+    def convert(self, node: yaml.Node, path: str, depth: int, key_line: int | None = None) -> Node:
         self._tick(node, path, depth)
         line = node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
@@ -232,15 +232,15 @@ class _Converter:
                 problem = getattr(e, "problem", None) or str(e)
                 message = f"cannot read value: {one_line(problem)}"
                 raise SuiteError(self.path, message, field=path or None, line=line) from None
-            return _Node(value, line, path, key_line)
+            return Node(value, line, path, key_line)
         if isinstance(node, yaml.SequenceNode):
             items = [self.convert(child, f"{path}[{i}]", depth + 1) for i, child in enumerate(node.value)]
-            return _Node(items, line, path, key_line)
-        out: dict[str, _Node] = {}
+            return Node(items, line, path, key_line)
+        out: dict[str, Node] = {}
         for key, knode, vnode in self._pairs(node, path, depth):
             kline = knode.start_mark.line + 1
             out[key] = self.convert(vnode, _join(path, key), depth + 1, key_line=kline)
-        return _Node(out, line, path, key_line)
+        return Node(out, line, path, key_line)
 
     def _key(self, knode: yaml.Node, path: str) -> str:
         if not isinstance(knode, yaml.ScalarNode):
@@ -272,7 +272,7 @@ class _Converter:
         for key, knode, vnode in explicit:
             line = knode.start_mark.line + 1
             if key in seen:
-                message = f"duplicate key {_show(key)} (first at line {seen[key]})"
+                message = f"duplicate key {show(key)} (first at line {seen[key]})"
                 raise SuiteError(self.path, message, field=_join(path, key), line=line)
             seen[key] = line
             result.append((key, knode, vnode))
@@ -283,16 +283,16 @@ class _Converter:
         return result
 
 
-def _from_python(obj: Any, path: str, depth: int = 0) -> _Node:
+def from_python(obj: Any, path: str, depth: int = 0) -> Node:
     if depth > MAX_DEPTH:
         raise SuiteError("<suite>", f"nested deeper than {MAX_DEPTH} levels", field=path or None)
     if isinstance(obj, dict):
-        return _Node({str(k): _from_python(v, _join(path, str(k)), depth + 1) for k, v in obj.items()}, None, path)
+        return Node({str(k): from_python(v, _join(path, str(k)), depth + 1) for k, v in obj.items()}, None, path)
     if isinstance(obj, (list, tuple)):
-        return _Node([_from_python(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(obj)], None, path)
-    return _Node(obj, None, path)
+        return Node([from_python(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(obj)], None, path)
+    return Node(obj, None, path)
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

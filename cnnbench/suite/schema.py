@@ -58,25 +58,25 @@ from typing import Any, Callable, Iterable, Sequence
 
 from cnnbench.core.errors import SuiteError
 from cnnbench.core.spec import CaseSpec
-from cnnbench.suite.reader import MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, MAX_NODES, _from_python, _Node, _parse, _read_bytes, _show
+from cnnbench.suite.reader import MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, MAX_NODES, from_python, Node, parse, read_bytes, show
 from cnnbench.suite.sections import (
     MAX_BATCH_SIZE as MAX_BATCH_SIZE,
     MAX_CHANNELS as MAX_CHANNELS,
     MAX_SIDE as MAX_SIDE,
     MAX_THREADS as MAX_THREADS,
     Option,
-    _Accuracy,
-    _Backends,
-    _Context,
-    _InputSizes,
-    _MeasureSettings,
-    _Model,
-    _Models,
-    _Rules,
-    _ScalarAxes,
-    _Section,
-    _Size,
-    _type_name,
+    AccuracySection,
+    BackendsSection,
+    Context,
+    InputSizes,
+    MeasureSettings,
+    ModelEntry,
+    ModelsSection,
+    RulesSection,
+    ScalarAxes,
+    Section,
+    Size,
+    type_name,
 )
 
 __all__ = [
@@ -218,11 +218,11 @@ def load_suite(
         SuiteError: naming the file, the field path and the line of the first problem.
     """
     path = os.fspath(path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     sha256 = hashlib.sha256(data).hexdigest()
-    root = _parse(path, data)
+    root = parse(path, data)
     python_path = _python_path(path)
-    ctx = _Context(
+    ctx = Context(
         path,
         cuda_available=cuda_available,
         check_imports=check_imports,
@@ -262,9 +262,9 @@ def expand(
         check_imports: import user models' modules to check them.
         python_path: directories put on sys.path for that import (default: the cwd).
     """
-    root = _from_python(data, "")
+    root = from_python(data, "")
     pp = tuple(python_path) if python_path is not None else (os.getcwd(),)
-    ctx = _Context(
+    ctx = Context(
         path, cuda_available=cuda_available, check_imports=check_imports, python_path=pp, default_threads=default_threads
     )
     return _TopLevel(ctx).read(root, require_name=False)[3]
@@ -277,39 +277,39 @@ def _python_path(path: str) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------------------------
 # Validation and expansion: the top level, `thresholds` and the matrix. The sections inside a
-# matrix, and `_Section`, the base with the error context and the scalar checks, are
+# matrix, and `Section`, the base with the error context and the scalar checks, are
 # cnnbench.suite.sections'.
 
 
-class _Thresholds(_Section):
+class _Thresholds(Section):
     """`thresholds`: metric (THRESHOLD_METRICS) -> a percent, "N%" or a number, kept as written."""
 
-    def parse(self, node: _Node) -> dict[str, Any]:
+    def parse(self, node: Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for metric, child in self.mapping(node, THRESHOLD_METRICS, "thresholds").items():
             value = child.value
             if isinstance(value, str):
                 m = _PERCENT.match(value)
                 if not m:
-                    raise self.fail(child, f"expected a percentage like '5%', got {_show(value)}")
+                    raise self.fail(child, f"expected a percentage like '5%', got {show(value)}")
                 pct = float(m.group(1))
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 pct = float(value)
             else:
-                raise self.fail(child, f"expected a percentage like '5%' or a number, got {_type_name(value)}")
+                raise self.fail(child, f"expected a percentage like '5%' or a number, got {type_name(value)}")
             if not math.isfinite(pct) or pct < 0 or pct > 1000:
-                raise self.fail(child, f"threshold must be between 0% and 1000%, got {_show(value)}")
+                raise self.fail(child, f"threshold must be between 0% and 1000%, got {show(value)}")
             out[metric] = value
         return out
 
 
-class _Matrix(_Section):
+class _Matrix(Section):
     """One matrix, validated when made: each axis (the matrix's key, else `defaults`'), its measure
     (`defaults.measure` merged under its own), accuracy and include/exclude rules. `count` is its
     cases before include/exclude, known before any is built; `cases()` builds them in the
     documented order."""
 
-    def __init__(self, top: _TopLevel, node: _Node, fields: dict[str, _Node], defaults: dict[str, _Node]):
+    def __init__(self, top: _TopLevel, node: Node, fields: dict[str, Node], defaults: dict[str, Node]):
         super().__init__(top.ctx)
         self.node = node
         self._fields = fields
@@ -322,13 +322,13 @@ class _Matrix(_Section):
             where = f"{node.path}.models" if node.path else "models"
             message = "required key is missing (give it in the matrix or in `defaults`)"
             raise SuiteError(self.ctx.path, message, field=where, line=node.line)
-        self.models: list[_Model] = top.models.parse(models)
+        self.models: list[ModelEntry] = top.models.parse(models)
         scalars = top.scalars
         self.batch_sizes = self._axis("batch_sizes", scalars.batch_size, [1])
         self.backends = self._axis("backends", top.backends.parse, [("eager", ())])
         self.precisions = self._axis("precisions", scalars.precision, ["fp32"])
         sizes = self._get("input_size")  # (None, None): each model's default size
-        self.sizes: list[tuple[_Size | None, _Node | None]] = [(None, None)]
+        self.sizes: list[tuple[Size | None, Node | None]] = [(None, None)]
         if sizes is not None:
             self.sizes = top.sizes.axis(sizes)  # type: ignore[assignment]
         self.channels_last = self._axis("channels_last", self.bool_, [False])
@@ -346,10 +346,10 @@ class _Matrix(_Section):
         if self.count > MAX_CASES:
             raise self.fail(node, f"this matrix expands to {self.count} cases; at most {MAX_CASES} are allowed")
 
-    def _get(self, key: str) -> _Node | None:
+    def _get(self, key: str) -> Node | None:
         return self._fields[key] if key in self._fields else self._defaults.get(key)
 
-    def _axis(self, key: str, parse: Callable[[_Node], Any], default: list[Any]) -> list[Any]:
+    def _axis(self, key: str, parse: Callable[[Node], Any], default: list[Any]) -> list[Any]:
         node = self._get(key)
         if node is None:
             return default
@@ -383,9 +383,9 @@ class _Matrix(_Section):
                     evaluation=self.evaluation if mode == "inference" else None,  # accuracy is an inference figure
                     measure=self.measure,
                 )
-                if self.include is not None and not _Rules.any_matches(self.include, case):
+                if self.include is not None and not RulesSection.any_matches(self.include, case):
                     continue
-                if _Rules.any_matches(self.exclude, case):
+                if RulesSection.any_matches(self.exclude, case):
                     continue
                 out.append(case)
         if not out:
@@ -393,24 +393,24 @@ class _Matrix(_Section):
         return out
 
 
-class _TopLevel(_Section):
+class _TopLevel(Section):
     """The suite's top level: `name`, `description`, `thresholds`, `defaults` and the matrices (a
     `matrices` list, or the matrix keys at top level for one). Applies the suite-wide case cap
     before any case is built, keeps the first case of each key, and imports user models last.
     Holds the one instance of each section that its matrices share."""
 
-    def __init__(self, ctx: _Context):
+    def __init__(self, ctx: Context):
         super().__init__(ctx)
         self.thresholds = _Thresholds(ctx)
-        self.scalars = _ScalarAxes(ctx)
-        self.sizes = _InputSizes(ctx)
-        self.models = _Models(ctx, self.sizes)
-        self.backends = _Backends(ctx, BACKEND_OPTIONS)
-        self.measure = _MeasureSettings(ctx)
-        self.accuracy = _Accuracy(ctx)
-        self.rules = _Rules(ctx, self.scalars, self.sizes)
+        self.scalars = ScalarAxes(ctx)
+        self.sizes = InputSizes(ctx)
+        self.models = ModelsSection(ctx, self.sizes)
+        self.backends = BackendsSection(ctx, BACKEND_OPTIONS)
+        self.measure = MeasureSettings(ctx)
+        self.accuracy = AccuracySection(ctx)
+        self.rules = RulesSection(ctx, self.scalars, self.sizes)
 
-    def read(self, root: _Node, *, require_name: bool) -> tuple[str, str, dict[str, Any], list[CaseSpec]]:
+    def read(self, root: Node, *, require_name: bool) -> tuple[str, str, dict[str, Any], list[CaseSpec]]:
         """The suite's name, description, thresholds and expanded cases."""
         top = self.mapping(root, (*_TOP_KEYS, *(k for k in _MATRIX_KEYS if k != "name")), "a suite")
         name = self._name(root, top, require_name=require_name)
@@ -427,7 +427,7 @@ class _TopLevel(_Section):
         self.models.check_imports()
         return name, description, thresholds, list(cases.values())
 
-    def _name(self, root: _Node, top: dict[str, _Node], *, require_name: bool) -> str:
+    def _name(self, root: Node, top: dict[str, Node], *, require_name: bool) -> str:
         if "name" in top:
             name = self.str_(top["name"])
             if not _SUITE_NAME.match(name):
@@ -437,7 +437,7 @@ class _TopLevel(_Section):
             raise SuiteError(self.ctx.path, "required key is missing", field="name", line=root.line)
         return ""
 
-    def _matrices(self, root: _Node, top: dict[str, _Node], defaults: dict[str, _Node]) -> list[_Matrix]:
+    def _matrices(self, root: Node, top: dict[str, Node], defaults: dict[str, Node]) -> list[_Matrix]:
         """Each matrix validated, in order, and the suite-wide cap checked from the axis lengths
         before any matrix is expanded: 90 matrices sharing one anchor would otherwise build 9
         million cases first."""

@@ -1,17 +1,17 @@
 """The suite schema's sections inside a matrix, one validator each (the schema: `cnnbench.suite.schema`).
 
-Each section turns its part of the `_Node` tree (`cnnbench.suite.reader`) into plain values, or
-raises a `SuiteError` naming the file, the field path and the line. They share a `_Context` (the
-file and what `load_suite` was told) and the scalar checks of `_Section`, their base:
+Each section turns its part of the `Node` tree (`cnnbench.suite.reader`) into plain values, or
+raises a `SuiteError` naming the file, the field path and the line. They share a `Context` (the
+file and what `load_suite` was told) and the scalar checks of `Section`, their base:
 
-    _ScalarAxes      batch_sizes, precisions, threads, device, mode: one value of each
-    _InputSizes      input_size: one size, the axis, and a size resolved for a model
-    _Models          models: registry names, globs, user models; their imports, checked last
-    _Backends        backends: a name, or {name: {option: value}} against a table of Options
-    _MeasureSettings measure: the layers merged over Measure(), each field checked
+    ScalarAxes      batch_sizes, precisions, threads, device, mode: one value of each
+    InputSizes      input_size: one size, the axis, and a size resolved for a model
+    ModelsSection          models: registry names, globs, user models; their imports, checked last
+    BackendsSection        backends: a name, or {name: {option: value}} against a table of Options
+    MeasureSettings measure: the layers merged over Measure(), each field checked
     _Dataset         accuracy.dataset (and its transforms)
-    _Accuracy        accuracy: dataset and weights, as the case's canonical evaluation JSON
-    _Rules           include / exclude: each rule a list of matchers over a CaseSpec
+    AccuracySection        accuracy: dataset and weights, as the case's canonical evaluation JSON
+    RulesSection           include / exclude: each rule a list of matchers over a CaseSpec
 
 The top level, `thresholds` and the matrix itself (which builds the cases) stay in the schema
 module. This module does not import it: what it needs from there (the backend options table,
@@ -35,7 +35,7 @@ from cnnbench.core.errors import SuiteError, UnknownModelError, UserError
 from cnnbench.core.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, Measure, canonical_evaluation
 from cnnbench.models.catalog import MODELS, get_info, list_models, named_input_size, suggest
 from cnnbench.models.timm_zoo import is_timm_name
-from cnnbench.suite.reader import _Node, _show
+from cnnbench.suite.reader import Node, show
 
 __all__ = ["Option", "MAX_BATCH_SIZE", "MAX_THREADS", "MAX_CHANNELS", "MAX_SIDE"]
 
@@ -81,7 +81,7 @@ _SIZE_STR = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?)?$
 _GLOB_CHARS = set("*?[")
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -105,20 +105,20 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True)
-class _Model:
+class ModelEntry:
     name: str
     source: str | None  # import path of a user model
     input_size: tuple[int, int, int] | None  # default (C, H, W); None for a user model without one
     kwargs: tuple[tuple[str, Any], ...]
-    node: _Node
+    node: Node
 
 
-_Size = tuple[int | None, int, int]  # (C or None = the model's default channels, H, W)
+Size = tuple[int | None, int, int]  # (C or None = the model's default channels, H, W)
 _Rule = list[Callable[[CaseSpec], bool]]
 
 
 @dataclass
-class _Context:
+class Context:
     """What every section knows of the suite being read (errors name `path`)."""
 
     path: str  # the suite file, or what `expand` calls its source
@@ -134,22 +134,22 @@ class _Context:
         self.base_dir = os.path.dirname(os.path.abspath(self.path)) if os.path.isfile(self.path) else os.getcwd()
 
 
-class _Section:
+class Section:
     """The base of every section: errors that name the file, the field path and the line, and the
     checks of one scalar, mapping or list node."""
 
-    def __init__(self, ctx: _Context):
+    def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def fail(self, node: _Node, message: str, *, at_key: bool = False) -> SuiteError:
+    def fail(self, node: Node, message: str, *, at_key: bool = False) -> SuiteError:
         line = node.key_line if at_key and node.key_line is not None else node.line
         if len(message) > _MAX_MESSAGE:  # some messages quote the user's value, which may be huge
             message = message[: _MAX_MESSAGE - 3] + "..."
         return SuiteError(self.ctx.path, message, field=node.path or None, line=line)
 
-    def mapping(self, node: _Node, allowed: Iterable[str], what: str) -> dict[str, _Node]:
+    def mapping(self, node: Node, allowed: Iterable[str], what: str) -> dict[str, Node]:
         if not isinstance(node.value, dict):
-            raise self.fail(node, f"{what} must be a mapping, got {_type_name(node.value)}")
+            raise self.fail(node, f"{what} must be a mapping, got {type_name(node.value)}")
         allowed = tuple(allowed)
         for key, child in node.value.items():
             if key not in allowed:
@@ -160,12 +160,12 @@ class _Section:
                 )
         return node.value
 
-    def str_(self, node: _Node, *, what: str = "a string") -> str:
+    def str_(self, node: Node, *, what: str = "a string") -> str:
         if not isinstance(node.value, str):
-            raise self.fail(node, f"expected {what}, got {_type_name(node.value)} {_show(node.value)}")
+            raise self.fail(node, f"expected {what}, got {type_name(node.value)} {show(node.value)}")
         return node.value
 
-    def choice(self, node: _Node, choices: Iterable[str], what: str) -> str:
+    def choice(self, node: Node, choices: Iterable[str], what: str) -> str:
         choices = tuple(choices)
         value = self.str_(node, what=f"a {what} ({' | '.join(choices)})")
         if value not in choices:
@@ -173,22 +173,22 @@ class _Section:
             raise self.fail(node, f"unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
         return value
 
-    def int_(self, node: _Node, lo: int, hi: int, what: str = "value") -> int:
+    def int_(self, node: Node, lo: int, hi: int, what: str = "value") -> int:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(node, f"expected an integer, got {_type_name(value)} {_show(value)}")
+            raise self.fail(node, f"expected an integer, got {type_name(value)} {show(value)}")
         if value < lo:
             raise self.fail(node, f"{what} must be at least {lo}, got {value}")
         if value > hi:
-            raise self.fail(node, f"{what} {_show(value)} is too large (at most {hi})")
+            raise self.fail(node, f"{what} {show(value)} is too large (at most {hi})")
         return value
 
     def float_(
-        self, node: _Node, lo: float, hi: float, what: str = "value", *, lo_open: bool = True, hi_open: bool = False
+        self, node: Node, lo: float, hi: float, what: str = "value", *, lo_open: bool = True, hi_open: bool = False
     ) -> float:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(node, f"expected a number, got {_type_name(value)} {_show(value)}")
+            raise self.fail(node, f"expected a number, got {type_name(value)} {show(value)}")
         value = float(value)
         if not math.isfinite(value):
             raise self.fail(node, f"{what} must be a finite number, got {value}")
@@ -198,12 +198,12 @@ class _Section:
             raise self.fail(node, f"{what} must be {'<' if hi_open else '<='} {hi:g}, got {value:g}")
         return value
 
-    def bool_(self, node: _Node) -> bool:
+    def bool_(self, node: Node) -> bool:
         if not isinstance(node.value, bool):
-            raise self.fail(node, f"expected true or false, got {_type_name(node.value)} {_show(node.value)}")
+            raise self.fail(node, f"expected true or false, got {type_name(node.value)} {show(node.value)}")
         return node.value
 
-    def items(self, node: _Node, *, axis: bool = True) -> list[_Node]:
+    def items(self, node: Node, *, axis: bool = True) -> list[Node]:
         """A list's elements; a lone scalar or mapping counts as a one-element list if `axis`."""
         if isinstance(node.value, list):
             if not node.value:
@@ -211,9 +211,9 @@ class _Section:
             return node.value
         if axis and node.value is not None:
             return [node]
-        raise self.fail(node, f"expected a list, got {_type_name(node.value)}")
+        raise self.fail(node, f"expected a list, got {type_name(node.value)}")
 
-    def path_(self, node: _Node) -> str:
+    def path_(self, node: Node) -> str:
         """A file or folder, relative to the suite file's directory (else the cwd)."""
         text = self.str_(node, what="a path")
         if not text.strip():
@@ -221,35 +221,35 @@ class _Section:
         return os.path.normpath(os.path.join(self.ctx.base_dir, os.path.expanduser(text)))
 
 
-class _ScalarAxes(_Section):
+class ScalarAxes(Section):
     """One value of a scalar matrix axis (batch_sizes, precisions, threads, device, mode); the
     matrix and the include/exclude rules read them alike."""
 
-    def batch_size(self, node: _Node) -> int:
+    def batch_size(self, node: Node) -> int:
         return self.int_(node, 1, MAX_BATCH_SIZE, "batch size")
 
-    def precision(self, node: _Node) -> str:
+    def precision(self, node: Node) -> str:
         return self.choice(node, PRECISIONS, "precision")
 
-    def mode(self, node: _Node) -> str:
+    def mode(self, node: Node) -> str:
         return self.choice(node, MODES, "mode")
 
-    def threads(self, node: _Node) -> int:
+    def threads(self, node: Node) -> int:
         if node.value is None:
             return self.ctx.default_threads()
         return self.int_(node, 1, MAX_THREADS, "threads")
 
-    def device(self, node: _Node | None) -> str:
+    def device(self, node: Node | None) -> str:
         device = "auto" if node is None else self.choice(node, DEVICES, "device")
         if device == "auto":
             return "cuda" if self.ctx.cuda_available else "cpu"
         return device
 
 
-class _InputSizes(_Section):
+class InputSizes(Section):
     """`input_size`: one size, the axis (a list of sizes), and a size resolved for one model."""
 
-    def one(self, node: _Node) -> _Size:
+    def one(self, node: Node) -> Size:
         """One input size: [C, H, W], [H, W], "CxHxW", "HxW" or an int (square)."""
         value = node.value
         hint = 'use [C, H, W], "CxHxW", "HxW", a single int, or train/test (the pretrained config\'s)'
@@ -258,31 +258,31 @@ class _InputSizes(_Section):
         if isinstance(value, bool):
             raise self.fail(node, f"malformed input size {value!r}; {hint}")
         if isinstance(value, int):
-            dims: list[tuple[int, _Node]] = [(value, node)]
+            dims: list[tuple[int, Node]] = [(value, node)]
         elif isinstance(value, str):
             m = _SIZE_STR.match(value)
             if not m:
-                raise self.fail(node, f"malformed input size {_show(value)}; {hint}")
+                raise self.fail(node, f"malformed input size {show(value)}; {hint}")
             dims = [(int(g), node) for g in m.groups() if g is not None]
         elif isinstance(value, list):
             if len(value) not in (2, 3):
                 raise self.fail(node, f"malformed input size: a list of {len(value)} values; {hint}")
             dims = [(self.int_(child, -(2**62), 2**62, "size"), child) for child in value]
         else:
-            raise self.fail(node, f"malformed input size: {_type_name(value)}; {hint}")
+            raise self.fail(node, f"malformed input size: {type_name(value)}; {hint}")
         if len(dims) == 1:
             dims = dims * 2
         c = None
         if len(dims) == 3:
             (c, cnode), dims = dims[0], dims[1:]
             if not 1 <= c <= MAX_CHANNELS:
-                raise self.fail(cnode, f"channels must be between 1 and {MAX_CHANNELS}, got {_show(c)}")
+                raise self.fail(cnode, f"channels must be between 1 and {MAX_CHANNELS}, got {show(c)}")
         for side, snode in dims:
             if not 1 <= side <= MAX_SIDE:
-                raise self.fail(snode, f"height and width must be between 1 and {MAX_SIDE}, got {_show(side)}")
+                raise self.fail(snode, f"height and width must be between 1 and {MAX_SIDE}, got {show(side)}")
         return (c, dims[0][0], dims[1][0])
 
-    def axis(self, node: _Node) -> list[tuple[_Size, _Node]]:
+    def axis(self, node: Node) -> list[tuple[Size, Node]]:
         """The input_size axis. A flat list of ints is one size; a list of sizes is an axis."""
         value = node.value
         flat = isinstance(value, list) and all(type(v.value) is int for v in value)
@@ -292,7 +292,7 @@ class _InputSizes(_Section):
             raise self.fail(node, "empty list; give an input size")
         return [(self.one(node), node)]
 
-    def resolve(self, model: _Model, size: _Size | None, snode: _Node | None) -> tuple[int, int, int]:
+    def resolve(self, model: ModelEntry, size: Size | None, snode: Node | None) -> tuple[int, int, int]:
         """The (C, H, W) a case of `model` runs at: the model's default, or `size` completed by it."""
         if size is None:
             if model.input_size is None:
@@ -316,29 +316,29 @@ class _InputSizes(_Section):
         return (c, h, w)
 
 
-class _Models(_Section):
+class ModelsSection(Section):
     """`models`: registry names, globs over the registry, user models ('package.module:callable' or
     a mapping). User models' modules are imported last (`check_imports`), once the file is known good:
     importing one may take seconds (torch), and a typo elsewhere in the file should not cost that."""
 
-    def __init__(self, ctx: _Context, sizes: _InputSizes):
+    def __init__(self, ctx: Context, sizes: InputSizes):
         super().__init__(ctx)
         self.sizes = sizes
-        self._imported: dict[str, _Node] = {}  # import path -> the node that named it first
+        self._imported: dict[str, Node] = {}  # import path -> the node that named it first
 
-    def parse(self, node: _Node) -> list[_Model]:
-        out: list[_Model] = []
+    def parse(self, node: Node) -> list[ModelEntry]:
+        out: list[ModelEntry] = []
         for item in self.items(node):
             if isinstance(item.value, str):
                 out.extend(self._named(item, item.value, None, (), item))
             elif isinstance(item.value, dict):
                 out.extend(self._entry(item))
             else:
-                got = _type_name(item.value)
+                got = type_name(item.value)
                 raise self.fail(item, f"a model is a name, a glob, 'package.module:callable' or a mapping, got {got}")
         return out
 
-    def _entry(self, item: _Node) -> list[_Model]:
+    def _entry(self, item: Node) -> list[ModelEntry]:
         entry = self.mapping(item, _MODEL_KEYS, "a model entry")
         kwargs = self._kwargs(entry["kwargs"]) if "kwargs" in entry else ()
         size = None
@@ -359,18 +359,18 @@ class _Models(_Section):
                 raise self.fail(snode, message)
             if size is not None and size[0] is None:
                 raise self.fail(snode, f"user model {name!r} has no default channels; give the input size as CxHxW")
-            return [_Model(name, target.value, size, kwargs, item)]  # type: ignore[arg-type]
+            return [ModelEntry(name, target.value, size, kwargs, item)]  # type: ignore[arg-type]
         if "name" not in entry:
             raise self.fail(item, "a model entry needs `name` (a registry model) or `import` (a user model)")
         return self._named(entry["name"], self.str_(entry["name"]), size, kwargs, item)
 
-    def _named(self, node: _Node, name: str, size: _Size | None, kwargs: tuple, item: _Node) -> list[_Model]:
+    def _named(self, node: Node, name: str, size: Size | None, kwargs: tuple, item: Node) -> list[ModelEntry]:
         """A registry name, a glob over the registry, or a user model's import path."""
         if ":" in name and not is_timm_name(name):
             self._import_path(node)
             if size is not None and size[0] is None:
                 raise self.fail(node, f"user model {name!r} has no default channels; give the input size as CxHxW")
-            return [_Model(name, name, size, kwargs, item)]  # type: ignore[arg-type]
+            return [ModelEntry(name, name, size, kwargs, item)]  # type: ignore[arg-type]
         if _GLOB_CHARS & set(name):
             names = list_models(name)
             if not names:
@@ -388,10 +388,10 @@ class _Models(_Section):
             except UserError as exc:
                 raise self.fail(node, str(exc)) from None
             resolved = named or (default if size is None else (size[0] or default[0], size[1], size[2]))
-            out.append(_Model(n, None, resolved, kwargs, item))
+            out.append(ModelEntry(n, None, resolved, kwargs, item))
         return out
 
-    def _import_path(self, node: _Node) -> str:
+    def _import_path(self, node: Node) -> str:
         target = self.str_(node, what="an import path 'package.module:callable'")
         if not _IMPORT_PATH.match(target):
             raise self.fail(node, f"malformed import path {target!r}; expected 'package.module:callable'")
@@ -399,15 +399,15 @@ class _Models(_Section):
             self._imported[target] = node  # imported once the whole file is known good
         return target
 
-    def _kwargs(self, node: _Node) -> tuple[tuple[str, Any], ...]:
+    def _kwargs(self, node: Node) -> tuple[tuple[str, Any], ...]:
         if not isinstance(node.value, dict):
-            raise self.fail(node, f"kwargs must be a mapping, got {_type_name(node.value)}")
+            raise self.fail(node, f"kwargs must be a mapping, got {type_name(node.value)}")
         out = []
         for key, child in node.value.items():
             if not _IDENT.match(key):
                 raise self.fail(child, f"keyword {key!r} is not a Python identifier", at_key=True)
             if not (child.value is None or isinstance(child.value, (bool, int, float, str))):
-                raise self.fail(child, f"a model keyword argument must be a scalar, got {_type_name(child.value)}")
+                raise self.fail(child, f"a model keyword argument must be a scalar, got {type_name(child.value)}")
             out.append((key, child.value))
         return tuple(sorted(out))
 
@@ -424,19 +424,19 @@ class _Models(_Section):
                 raise self.fail(node, problems[target])
 
 
-class _Backends(_Section):
+class BackendsSection(Section):
     """`backends`: a backend name, or {name: {option: value}} checked against `table` (backend ->
     option -> Option: the schema's BACKEND_OPTIONS)."""
 
-    def __init__(self, ctx: _Context, table: Mapping[str, Mapping[str, Option]]):
+    def __init__(self, ctx: Context, table: Mapping[str, Mapping[str, Option]]):
         super().__init__(ctx)
         self.table = table
 
-    def parse(self, node: _Node) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    def parse(self, node: Node) -> tuple[str, tuple[tuple[str, Any], ...]]:
         if isinstance(node.value, str):
             return self.choice(node, BACKENDS, "backend"), ()
         if not isinstance(node.value, dict):
-            got = _type_name(node.value)
+            got = type_name(node.value)
             raise self.fail(node, f"a backend is a name or a mapping {{name: {{option: value}}}}, got {got}")
         if len(node.value) != 1:
             raise self.fail(node, f"a backend mapping has exactly one key (the backend name), got {len(node.value)}")
@@ -454,7 +454,7 @@ class _Backends(_Section):
             options.append((key, self._option(child, table[key], key)))
         return name, tuple(sorted(options))
 
-    def _option(self, node: _Node, opt: Option, key: str) -> Any:
+    def _option(self, node: Node, opt: Option, key: str) -> Any:
         if opt.type is bool:
             return self.bool_(node)
         if opt.type is int:
@@ -470,13 +470,13 @@ class _Backends(_Section):
         return value
 
 
-class _MeasureSettings(_Section):
+class MeasureSettings(Section):
     """`measure`: Measure() defaults <- defaults.measure <- the matrix's measure, each field checked,
     then the fields checked against each other."""
 
-    def parse(self, layers: list[_Node]) -> Measure:
+    def parse(self, layers: list[Node]) -> Measure:
         values: dict[str, Any] = {}
-        nodes: dict[str, _Node] = {}
+        nodes: dict[str, Node] = {}
         for layer in layers:
             for key, child in self.mapping(layer, _MEASURE_FIELDS, "measure").items():
                 values[key] = self._field(key, child)
@@ -500,7 +500,7 @@ class _MeasureSettings(_Section):
             merged = dataclasses.replace(merged, **split_budget(merged, self.ctx.default_repeats))
         return merged
 
-    def _field(self, key: str, node: _Node) -> Any:
+    def _field(self, key: str, node: Node) -> Any:
         if key == "warmup":
             return self.int_(node, 0, 1_000_000, key)
         if key in ("min_samples", "max_samples"):
@@ -524,10 +524,10 @@ class _MeasureSettings(_Section):
         return self.float_(node, 0.0, 86_400.0, key)
 
 
-class _Dataset(_Section):
+class _Dataset(Section):
     """`accuracy.dataset`: its kind, where it is (checked to exist and hold data), and its transforms."""
 
-    def parse(self, node: _Node) -> dict[str, Any]:
+    def parse(self, node: Node) -> dict[str, Any]:
         ds = self.mapping(node, _DATASET_KEYS, "dataset")
         if "kind" not in ds:
             raise self.fail(node, f"required key `kind` is missing ({' | '.join(DATASET_KINDS)})")
@@ -557,7 +557,7 @@ class _Dataset(_Section):
             out["transforms"] = self._transforms(ds["transforms"], kind)
         return out
 
-    def _transforms(self, node: _Node, kind: str) -> dict[str, Any]:
+    def _transforms(self, node: Node, kind: str) -> dict[str, Any]:
         allowed = _TRANSFORM_KEYS[kind]
         if not allowed and node.value is not None:
             raise self.fail(node, "a tensors dataset is used as it is; it takes no transforms", at_key=True)
@@ -577,7 +577,7 @@ class _Dataset(_Section):
                 out[key] = self.bool_(child)
         return out
 
-    def _side_or_pair(self, node: _Node, what: str) -> int | list[int]:
+    def _side_or_pair(self, node: Node, what: str) -> int | list[int]:
         if isinstance(node.value, list):
             if len(node.value) != 2:
                 raise self.fail(node, f"{what} is one side (int) or [height, width]")
@@ -585,15 +585,15 @@ class _Dataset(_Section):
         return self.int_(node, 1, MAX_SIDE, what)
 
 
-class _Accuracy(_Section):
+class AccuracySection(Section):
     """`accuracy`: what to evaluate on (`_Dataset`) and with which weights, as the case's canonical
     evaluation JSON (None: not measured)."""
 
-    def __init__(self, ctx: _Context):
+    def __init__(self, ctx: Context):
         super().__init__(ctx)
         self.dataset = _Dataset(ctx)
 
-    def parse(self, node: _Node | None) -> str | None:
+    def parse(self, node: Node | None) -> str | None:
         if node is None or node.value is None:
             return None
         acc = self.mapping(node, _ACCURACY_KEYS, "accuracy")
@@ -604,7 +604,7 @@ class _Accuracy(_Section):
             config["weights"] = self._weights(acc["weights"])
         return canonical_evaluation(config)
 
-    def _weights(self, node: _Node) -> str:
+    def _weights(self, node: Node) -> str:
         text = self.str_(node, what="a weights file or a torchvision weights name")
         if is_torchvision_weights_name(text):
             return text  # resolved in the worker, from the local torch hub cache only
@@ -615,16 +615,16 @@ class _Accuracy(_Section):
         return path
 
 
-class _Rules(_Section):
+class RulesSection(Section):
     """`include` / `exclude`: a list of rules, each a mapping of case fields to a value or a list
     of values (models: globs); a rule matches a case when all its fields do."""
 
-    def __init__(self, ctx: _Context, scalars: _ScalarAxes, sizes: _InputSizes):
+    def __init__(self, ctx: Context, scalars: ScalarAxes, sizes: InputSizes):
         super().__init__(ctx)
         self.scalars = scalars
         self.sizes = sizes
 
-    def parse(self, node: _Node) -> list[_Rule]:
+    def parse(self, node: Node) -> list[_Rule]:
         out = []
         for rnode in self.items(node, axis=False):
             rule = self.mapping(rnode, _RULE_KEYS, "a rule")
@@ -637,13 +637,13 @@ class _Rules(_Section):
     def any_matches(rules: list[_Rule], case: CaseSpec) -> bool:
         return any(all(m(case) for m in rule) for rule in rules)
 
-    def _matcher(self, key: str, node: _Node) -> Callable[[CaseSpec], bool]:
+    def _matcher(self, key: str, node: Node) -> Callable[[CaseSpec], bool]:
         if key == "input_size":
             sizes = [s for s, _ in self.sizes.axis(node)]
             return lambda case: any(
                 (c is None or c == case.input_size[0]) and (h, w) == case.input_size[1:] for c, h, w in sizes
             )
-        parse: Callable[[_Node], Any] = {
+        parse: Callable[[Node], Any] = {
             "model": lambda n: self.str_(n, what="a model name or glob"),
             "batch_size": self.scalars.batch_size,
             "backend": lambda n: self.choice(n, BACKENDS, "backend"),
