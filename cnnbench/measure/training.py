@@ -49,7 +49,6 @@ __all__ = [
     "DATASET_SIZES",
     "TrainPrepared",
     "prepare_train",
-    "epoch_time_s",
     "time_per_epoch",
 ]
 
@@ -103,41 +102,10 @@ class TrainPrepared(Prepared):
         return out
 
 
-def epoch_time_s(record: dict[str, Any], dataset_size: int, *, drop_last: bool = False) -> float:
-    """How long one epoch over `dataset_size` images would take, from a train record.
-
-    steps = ceil(N / batch) (floor with `drop_last`), times the record's median step latency.
-    It answers "how long would training take" for this case's model, batch, input size, backend,
-    precision and threads; it excludes data loading, augmentation and evaluation, and it bills
-    the last partial batch as a full one. Note the input size is the case's: CIFAR-10's 50,000
-    images at a 224x224 case cost what 224x224 images cost.
-
-    Args:
-        record: a case record from a results file (or `build_record`), with `spec.mode == "train"`.
-        dataset_size: images per epoch (e.g. 1,281,167 for the ImageNet-1k train split).
-        drop_last: drop the last partial batch, as `DataLoader(drop_last=True)` does.
-
-    Returns:
-        Seconds per epoch.
-
-    Raises:
-        ValueError: the record is not a measured train case, or `dataset_size` is not positive.
-    """
-    spec = record.get("spec") or {}
-    if spec.get("mode") != "train":
-        raise ValueError(f"{record.get('key')!r} is not a train case (mode {spec.get('mode')!r})")
-    latency = record.get("latency_ms") or {}
-    if record.get("status") != "ok" or not latency.get("median"):
-        raise ValueError(f"{record.get('key')!r} has no measured step latency (status {record.get('status')!r})")
-    # With --oom-retry the step was measured at a smaller batch than asked for.
-    batch = int(record.get("measured_batch_size") or spec["batch_size"])
-    return _epoch_seconds(float(latency["median"]), batch, dataset_size, drop_last=drop_last)
-
-
-def _epoch_seconds(median_ms: float, batch_size: int, dataset_size: int, *, drop_last: bool = False) -> float:
+def _epoch_seconds(median_ms: float, batch_size: int, dataset_size: int) -> float:
     if dataset_size <= 0:
         raise ValueError(f"dataset_size must be positive, got {dataset_size}")
-    steps = dataset_size // batch_size if drop_last else math.ceil(dataset_size / batch_size)
+    steps = math.ceil(dataset_size / batch_size)
     return steps * median_ms / 1000.0
 
 
