@@ -441,77 +441,115 @@ def _storage_ptr(t: "torch.Tensor") -> int:
 
 
 def _trace(model: "nn.Module", example: "torch.Tensor", bpe: int) -> _Trace:
+    """One forward of `model` on `example` with a `_Tracer`'s hooks on every module; a shape
+    error becomes an `InputShapeError` naming the layer where it happened."""
     import torch
 
-    names: dict[int, str] = {}
-    for n, m in model.named_modules():
-        names.setdefault(id(m), n)
-    nsp = max(0, example.dim() - 2)
-    tracker = _Tracker(tuple(int(s) for s in example.shape[2:]) if nsp else ())
-    tracker.set(example, tracker.largest)
+    tracer = _Tracer(model, example, bpe)
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(tracer.pre_hook))
+        handles.append(m.register_forward_hook(tracer.post_hook))
+    try:
+        with torch.no_grad(), _make_mode(tracer.tracker, tracer.on_params):
+            model(example)
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        raise _shape_error(model, example, tracer.stack, tracer.rows, exc) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    return tracer.result()
 
-    stack: list[_Frame] = []
-    calls: dict[int, int] = {}
-    rows: list[LayerRow] = []
-    row_modules: dict[int, list[int]] = {}
-    nonleaf_end: dict[int, tuple[int, int]] = {}
-    counted: set[int] = set()
-    order = [0]
-    total = {"act": 0, "bytes": 0}
-    used_in: dict[int, dict[int, Any]] = {}
 
-    def on_params(params: list[Any]) -> None:
-        if stack:
-            for p in params:
-                stack[-1].used.setdefault(id(p), p)
+class _Tracer:
+    """The bookkeeping of one traced forward: the stack of module calls in progress, a row per
+    leaf call, and the activations counted once (outputs that share their input's memory add
+    nothing)."""
 
-    def pre_hook(module, args):
-        if stack:
-            stack[-1].had_child = True
-        key = id(module)
-        call = calls.get(key, 0)
-        calls[key] = call + 1
-        ins = list(output_tensors(args))
-        rfs = [rf for t in ins if (rf := tracker.get(t)) is not None]
-        rf_in = _combine(rfs) if rfs else None
-        stack.append(
-            _Frame(module, names.get(key, ""), call, rf_in, ins[0] if ins else None, {_storage_ptr(t) for t in ins})
+    def __init__(self, model: "nn.Module", example: "torch.Tensor", bpe: int):
+        self.bpe = bpe
+        self.names: dict[int, str] = {}
+        for n, m in model.named_modules():
+            self.names.setdefault(id(m), n)
+        self.nsp = max(0, example.dim() - 2)
+        self.tracker = _Tracker(tuple(int(s) for s in example.shape[2:]) if self.nsp else ())
+        self.tracker.set(example, self.tracker.largest)
+
+        self.stack: list[_Frame] = []
+        self.calls: dict[int, int] = {}
+        self.rows: list[LayerRow] = []
+        self.row_modules: dict[int, list[int]] = {}
+        self.nonleaf_end: dict[int, tuple[int, int]] = {}
+        self.counted: set[int] = set()
+        self.order = 0
+        self.activations = 0
+        self.activation_bytes = 0
+        self.used_in: dict[int, dict[int, Any]] = {}
+
+    def result(self) -> _Trace:
+        return _Trace(
+            self.rows, self.row_modules, self.nonleaf_end, set(self.calls), self.counted, self.used_in,
+            self.activations, self.activation_bytes,
         )
 
-    def post_hook(module, args, output):
-        frame = stack.pop()
-        order[0] += 1
+    def on_params(self, params: list[Any]) -> None:
+        if self.stack:
+            for p in params:
+                self.stack[-1].used.setdefault(id(p), p)
+
+    def pre_hook(self, module, args):
+        if self.stack:
+            self.stack[-1].had_child = True
+        key = id(module)
+        call = self.calls.get(key, 0)
+        self.calls[key] = call + 1
+        ins = list(output_tensors(args))
+        rfs = [rf for t in ins if (rf := self.tracker.get(t)) is not None]
+        rf_in = _combine(rfs) if rfs else None
+        self.stack.append(
+            _Frame(module, self.names.get(key, ""), call, rf_in, ins[0] if ins else None, {_storage_ptr(t) for t in ins})
+        )
+
+    def post_hook(self, module, args, output):
+        frame = self.stack.pop()
+        self.order += 1
         if frame.had_child:
-            nonleaf_end[id(module)] = (len(rows), order[0])
-            used_in.setdefault(id(module), {}).update(frame.used)
+            self.nonleaf_end[id(module)] = (len(self.rows), self.order)
+            self.used_in.setdefault(id(module), {}).update(frame.used)
             return
         outs = list(output_tensors(output))
         out0 = outs[0] if outs else None
         rf_in = frame.rf_in
         if rf_in is None:  # input made outside any tracked path: fall back, and say so
-            rf_in = replace(tracker.largest, approx=True)
-        rf = _module_rf(module, rf_in, frame.input, out0, tracker) if nsp else None
+            rf_in = replace(self.tracker.largest, approx=True)
+        rf = _module_rf(module, rf_in, frame.input, out0, self.tracker) if self.nsp else None
         if rf is not None:
             for t in outs:
-                tracker.set(t, rf)
+                self.tracker.set(t, rf)
+        self._add_row(module, frame, outs, rf)
+
+    def _add_row(self, module: Any, frame: _Frame, outs: list[Any], rf: _RF | None) -> None:
+        """The row of one leaf call, and its fresh outputs added to the activation totals."""
+        bpe = self.bpe
+        out0 = outs[0] if outs else None
         n_act = sum(t.numel() for t in outs)
         n_bytes = sum(t.numel() * (bpe if t.is_floating_point() else t.element_size()) for t in outs)
         fresh = [t for t in outs if _storage_ptr(t) == 0 or _storage_ptr(t) not in frame.input_ptrs]
         shares = bool(outs) and not fresh
-        total["act"] += sum(t.numel() for t in fresh)
-        total["bytes"] += sum(t.numel() * (bpe if t.is_floating_point() else t.element_size()) for t in fresh)
+        self.activations += sum(t.numel() for t in fresh)
+        self.activation_bytes += sum(t.numel() * (bpe if t.is_floating_point() else t.element_size()) for t in fresh)
         params = 0
         # Its own weights (also those of children it uses without calling them, as attention
         # layers do) and any other module's weights its ops read (tied weights).
         for p in [*module.parameters(), *frame.used.values()]:
-            if id(p) not in counted:
-                counted.add(id(p))
+            if id(p) not in self.counted:
+                self.counted.add(id(p))
                 params += p.numel()
-        geo = _layer_geometry(module, nsp)
-        row_modules.setdefault(id(module), []).append(len(rows))
-        rows.append(
+        geo = _layer_geometry(module, self.nsp)
+        self.row_modules.setdefault(id(module), []).append(len(self.rows))
+        self.rows.append(
             LayerRow(
-                index=len(rows),
+                index=len(self.rows),
                 name=frame.name,
                 type=type(module).__name__,
                 call=frame.call,
@@ -530,20 +568,6 @@ def _trace(model: "nn.Module", example: "torch.Tensor", bpe: int) -> _Trace:
                 rf_approx=bool(rf and rf.approx),
             )
         )
-
-    handles = []
-    for m in model.modules():
-        handles.append(m.register_forward_pre_hook(pre_hook))
-        handles.append(m.register_forward_hook(post_hook))
-    try:
-        with torch.no_grad(), _make_mode(tracker, on_params):
-            model(example)
-    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
-        raise _shape_error(model, example, stack, rows, exc) from exc
-    finally:
-        for h in handles:
-            h.remove()
-    return _Trace(rows, row_modules, nonleaf_end, set(calls), counted, used_in, total["act"], total["bytes"])
 
 
 def _shape_error(model, example, stack: list[_Frame], rows: list[LayerRow], exc: Exception) -> InputShapeError:
