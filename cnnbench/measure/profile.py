@@ -652,65 +652,11 @@ def profile_model(model: "nn.Module", example: "torch.Tensor", *, precision: str
     tr = _trace(model, example, bpe)
     by_module = fvcore_by_module(model, example)
 
-    # Leaf rows: the module's fvcore count, split over its calls by output size.
-    module_of: dict[int, Any] = {}
-    names: dict[int, str] = {}
-    for n, m in model.named_modules():
-        if id(m) not in names:
-            names[id(m)] = n
-            module_of[id(m)] = m
-    rows = list(tr.rows)
-    for key, positions in tr.row_modules.items():
-        total = by_module.get(names.get(key, ""), 0)
-        for pos, macs in zip(positions, _split(total, [rows[p].activations for p in positions])):
-            rows[pos] = replace(rows[pos], macs=macs)
-
-    # Functional rows: what a non-leaf module runs itself, and the parameters its own ops read
-    # (a class token, a layer scale, the weights of children it uses without calling them).
-    extra: list[tuple[int, int, LayerRow]] = []
+    module_of, names = _modules_by_id(model)
+    rows = _leaf_rows(tr, by_module, names)
     counted = set(tr.counted)
-    for key, m in module_of.items():
-        if key in tr.row_modules:
-            continue
-        name = names[key]
-        prefix = f"{name}." if name else ""
-        child_macs = sum(
-            by_module.get(prefix + cname, 0) for cname, c in m.named_children() if names.get(id(c)) == prefix + cname
-        )
-        own = by_module.get(name, 0) - child_macs if key in tr.called else 0
-        direct = 0
-        for pid, p in tr.used_in.get(key, {}).items():
-            if pid not in counted:
-                counted.add(pid)
-                direct += p.numel()
-        if own or direct:
-            pos, order = tr.nonleaf_end.get(key, (len(rows), 1 << 60))
-            extra.append(
-                (pos, order, LayerRow(index=0, name=name, type=type(m).__name__, kind="functional", params=direct, macs=own))
-            )
-    # Anything still unattributed: parameters no op of this forward read (modules never called,
-    # such as auxiliary heads in eval mode), named by their outermost module that never ran.
-    by_name = {n: m for m, n in ((module_of[k], names[k]) for k in module_of)}
-    unexec = 0
-    owners: list[str] = []
-    for key, m in module_of.items():
-        n_own = 0
-        for p in m.parameters(recurse=False):
-            if id(p) not in counted:
-                counted.add(id(p))
-                n_own += p.numel()
-        if n_own:
-            unexec += n_own
-            parts = names[key].split(".") if names[key] else []
-            owner = names[key]
-            for i in range(1, len(parts) + 1):
-                prefix = ".".join(parts[:i])
-                if prefix in by_name and id(by_name[prefix]) not in tr.called:
-                    owner = prefix
-                    break
-            owner = owner or "(model)"
-            if owner not in owners:
-                owners.append(owner)
+    extra = _functional_rows(tr, by_module, module_of, names, counted, len(rows))
+    unexec, owners = _unexecuted_params(tr, module_of, names, counted)
     for pos, _order, row in sorted(extra, key=lambda e: (e[0], e[1]), reverse=True):
         rows.insert(pos, row)
     if unexec:
@@ -740,6 +686,86 @@ def profile_model(model: "nn.Module", example: "torch.Tensor", *, precision: str
         param_bytes=param_bytes(model, precision),
         notes=tuple(notes),
     )
+
+
+def _modules_by_id(model: "nn.Module") -> tuple[dict[int, Any], dict[int, str]]:
+    """Each distinct module by id, and its (first) qualified name."""
+    module_of: dict[int, Any] = {}
+    names: dict[int, str] = {}
+    for n, m in model.named_modules():
+        if id(m) not in names:
+            names[id(m)] = n
+            module_of[id(m)] = m
+    return module_of, names
+
+
+def _leaf_rows(tr: _Trace, by_module: dict[str, int], names: dict[int, str]) -> list[LayerRow]:
+    """The traced leaf rows with MACs: the module's fvcore count, split over its calls by output size."""
+    rows = list(tr.rows)
+    for key, positions in tr.row_modules.items():
+        total = by_module.get(names.get(key, ""), 0)
+        for pos, macs in zip(positions, _split(total, [rows[p].activations for p in positions])):
+            rows[pos] = replace(rows[pos], macs=macs)
+    return rows
+
+
+def _functional_rows(
+    tr: _Trace, by_module: dict[str, int], module_of: dict[int, Any], names: dict[int, str], counted: set[int], n_rows: int
+) -> list[tuple[int, int, LayerRow]]:
+    """(position, order, row) of each functional row: what a non-leaf module runs itself, and the
+    parameters its own ops read (a class token, a layer scale, the weights of children it uses
+    without calling them). Marks those parameters in `counted`."""
+    extra: list[tuple[int, int, LayerRow]] = []
+    for key, m in module_of.items():
+        if key in tr.row_modules:
+            continue
+        name = names[key]
+        prefix = f"{name}." if name else ""
+        child_macs = sum(
+            by_module.get(prefix + cname, 0) for cname, c in m.named_children() if names.get(id(c)) == prefix + cname
+        )
+        own = by_module.get(name, 0) - child_macs if key in tr.called else 0
+        direct = 0
+        for pid, p in tr.used_in.get(key, {}).items():
+            if pid not in counted:
+                counted.add(pid)
+                direct += p.numel()
+        if own or direct:
+            pos, order = tr.nonleaf_end.get(key, (n_rows, 1 << 60))
+            extra.append(
+                (pos, order, LayerRow(index=0, name=name, type=type(m).__name__, kind="functional", params=direct, macs=own))
+            )
+    return extra
+
+
+def _unexecuted_params(
+    tr: _Trace, module_of: dict[int, Any], names: dict[int, str], counted: set[int]
+) -> tuple[int, list[str]]:
+    """Anything still unattributed: parameters no op of this forward read (modules never called,
+    such as auxiliary heads in eval mode), named by their outermost module that never ran.
+    Returns (their count, the owners' names)."""
+    by_name = {n: m for m, n in ((module_of[k], names[k]) for k in module_of)}
+    unexec = 0
+    owners: list[str] = []
+    for key, m in module_of.items():
+        n_own = 0
+        for p in m.parameters(recurse=False):
+            if id(p) not in counted:
+                counted.add(id(p))
+                n_own += p.numel()
+        if n_own:
+            unexec += n_own
+            parts = names[key].split(".") if names[key] else []
+            owner = names[key]
+            for i in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                if prefix in by_name and id(by_name[prefix]) not in tr.called:
+                    owner = prefix
+                    break
+            owner = owner or "(model)"
+            if owner not in owners:
+                owners.append(owner)
+    return unexec, owners
 
 
 def _unique_params(model: "nn.Module"):
