@@ -503,13 +503,6 @@ def format_joules(j: float) -> str:
     return f"{j * 1e6:.1f} µJ"
 
 
-def unavailable_reason(record: dict[str, Any]) -> str | None:
-    energy = record.get("energy") if isinstance(record, dict) else None
-    if isinstance(energy, dict) and not energy.get("available"):
-        return str(energy.get("reason") or "unavailable")
-    return None
-
-
 def energy_verdict(b: dict[str, Any], c: dict[str, Any], threshold: Any) -> dict[str, Any]:
     """J/image current vs base as its own check (one figure per case, like memory).
 
