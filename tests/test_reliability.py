@@ -450,7 +450,7 @@ def test_an_error_that_follows_a_signal_is_the_signals_exit_not_a_traceback(monk
 _IMPORTER = """
 import os, pathlib, sys
 sys.path[:0] = [{root!r}, {here!r}]
-from cnnbench import signals
+from cnnbench.run import signals
 signals.PATIENCE_S = {patience}
 
 def main():
@@ -463,7 +463,7 @@ signals.entry(main)
 
 _SLOW_MODULE = """
 import os, pathlib
-from cnnbench import signals
+from cnnbench.run import signals
 marks = pathlib.Path(os.environ["MARKS"])
 (marks / "started").touch()
 while signals.received() is None:  # until the test's SIGTERM has reached the handler

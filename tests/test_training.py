@@ -17,7 +17,7 @@ from cnnbench.core.errors import Unsupported  # noqa: E402
 from cnnbench.models.registry import build_model  # noqa: E402
 from cnnbench.results.format import build_record  # noqa: E402
 from cnnbench.core.spec import CaseSpec, Measure  # noqa: E402
-from cnnbench.measure.training import DATASET_SIZES, epoch_time_s, prepare_train, time_per_epoch  # noqa: E402
+from cnnbench.measure.training import prepare_train, time_per_epoch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = Measure(warmup=1, min_time_s=0.05, max_time_s=0.5, min_samples=3, timeout_s=120)
@@ -135,26 +135,9 @@ def test_the_worker_records_train_detail_and_time_per_epoch(tmp_path):
     assert train["time_per_epoch"]["cifar10"]["steps"] == math.ceil(50_000 / 32)
     record = build_record(spec, [out])
     assert record["train"]["detail_ms"] == detail  # kept on the record
-    assert epoch_time_s(record, 50_000) == pytest.approx(
-        math.ceil(50_000 / 32) * record["latency_ms"]["median"] / 1000
-    )
 
 
-def test_epoch_time_from_a_record():
-    record = {
-        "key": "k",
-        "spec": {"mode": "train", "batch_size": 8},
-        "status": "ok",
-        "latency_ms": {"median": 100.0},
-    }
-    assert epoch_time_s(record, 80) == pytest.approx(1.0)
-    assert epoch_time_s(record, 81) == pytest.approx(1.1)  # the last partial batch is a step
-    assert epoch_time_s(record, 81, drop_last=True) == pytest.approx(1.0)
-    assert epoch_time_s(record, DATASET_SIZES["imagenet1k"]) == pytest.approx(160_146 * 0.1)
-    with pytest.raises(ValueError, match="not a train case"):
-        epoch_time_s({**record, "spec": {"mode": "inference", "batch_size": 8}}, 80)
-    with pytest.raises(ValueError, match="no measured step latency"):
-        epoch_time_s({**record, "status": "error", "latency_ms": None}, 80)
+def test_time_per_epoch_of_a_named_dataset():
     block = time_per_epoch(100.0, 8, {"digits": 1_437})
     assert block["digits"] == {"images": 1_437, "steps": 180, "seconds": pytest.approx(18.0)}
 
@@ -198,11 +181,3 @@ def test_compiled_training_step(tmp_path):
     assert out["first_call_ms"] > 5 * sorted(out["samples_ms"])[len(out["samples_ms"]) // 2]  # compile is in the first call
     assert math.isfinite(out["train"]["loss_last"])
     assert not [w for w in out["warnings"] if "recompiled" in w]
-
-
-def test_epoch_time_uses_the_batch_actually_measured_after_oom_retry():
-    from cnnbench.measure.training import epoch_time_s
-
-    record = {"key": "k", "status": "ok", "spec": {"mode": "train", "batch_size": 32},
-              "measured_batch_size": 8, "latency_ms": {"median": 100.0}}
-    assert epoch_time_s(record, 800) == pytest.approx(100 * 0.1)  # 100 steps of 8, not 25 of 32

@@ -447,24 +447,9 @@ class OnnxRuntimeBackend:
     no_training = "ONNX Runtime is inference-only: no training step"
 
     def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared:
-        import numpy as np
-        import onnxruntime as ort
         import torch
 
-        check_device(spec.device)
-        if spec.channels_last:
-            raise Unsupported("channels_last is a PyTorch memory format; ONNX Runtime picks its own layouts")
-        opts = {**DEFAULTS, **spec.option_dict}
-        exporter = str(opts["exporter"])
-        opset = None if opts["opset"] is None else int(opts["opset"])
-        use_cuda = spec.device == "cuda" and cuda_usable()
-        _check_precision(spec, use_cuda)
-        if spec.device == "cuda" and not use_cuda:
-            raise Unsupported(
-                "onnxrt on cuda needs the CUDA provider, which this onnxruntime build lacks "
-                f"(available: {ort.get_available_providers()})"
-            )
-
+        opts, exporter, opset, use_cuda = _case_options(spec)
         model = model.eval().to("cpu").float()
         log_path = Path(workdir) / "onnx-export.log"
         calibration = None
@@ -473,92 +458,154 @@ class OnnxRuntimeBackend:
         else:
             export = export_onnx(model, spec, exporter=exporter, opset=opset, precision=spec.precision, log_path=log_path)
 
-        so, so_record = session_options(threads=spec.threads, optimization=str(opts["optimization"]))
-        requested = CUDA_PROVIDER if spec.device == "cuda" else CPU_PROVIDER
         device_id = (torch.device(spec.device).index or 0) if spec.device == "cuda" else 0
-        providers: list[Any] = [CPU_PROVIDER]
-        if use_cuda:
-            providers = [(CUDA_PROVIDER, {"device_id": device_id}), CPU_PROVIDER]
-        ort.set_default_logger_severity(3)  # errors only, also for the process-wide logger
-        t0 = time.perf_counter()
-        sess = ort.InferenceSession(export["path"], sess_options=so, providers=providers)
-        session_ms = (time.perf_counter() - t0) * 1e3
-        actual = sess.get_providers()[0]
-
-        if requested != actual:  # a CPU timing under a CUDA key would be a false label
-            raise Unsupported(
-                f"onnxrt asked for {requested} but the session runs on {actual} "
-                f"(session providers {sess.get_providers()}, available {ort.get_available_providers()}); "
-                f"not measured, since it would not be a {spec.device} result"
-            )
+        sess, requested, so_record, session_ms = _open_session(export, spec, opts, use_cuda, device_id)
         warnings: list[str] = []
-
-        input_name = sess.get_inputs()[0].name
-        x_np = np.ascontiguousarray(example.detach().cpu().float().numpy())
-        io_binding = actual == CUDA_PROVIDER
-        if io_binding:
-            # Input copied to the device once, here; output allocated on the device by ORT.
-            x_dev = ort.OrtValue.ortvalue_from_numpy(x_np, "cuda", device_id)
-            binding = sess.io_binding()
-            binding.bind_ortvalue_input(input_name, x_dev)
-            for out in sess.get_outputs():
-                binding.bind_output(out.name, "cuda", device_id)
-
-            def run():
-                sess.run_with_iobinding(binding)
-                return binding
-
-            def sync():
-                binding.synchronize_outputs()
-                torch.cuda.synchronize()
-
-        else:
-            feed = {input_name: x_np}
-
-            def run():
-                return sess.run(None, feed)
-
-            sync = None
-
-        def predict(batch):
-            outs = sess.run(None, {input_name: np.ascontiguousarray(batch.detach().cpu().float().numpy())})
-            tensors = [torch.from_numpy(np.asarray(o)).float() for o in outs]
-            return tensors[0] if len(tensors) == 1 else tensors
-
-        info: dict[str, Any] = {
-            "provider": actual,
-            "provider_requested": requested,
-            "providers_available": list(ort.get_available_providers()),
-            "session_providers": list(sess.get_providers()),
-            "io_binding": io_binding,
-            "inputs_prepared": "device OrtValue (IO binding)" if io_binding else "numpy array, made before timing",
-            "session_options": so_record,
-            "session_create_ms": session_ms,
-            "exporter": export["exporter"],
-            "opset": export["opset"],
-            "opset_requested": opset,
-            "export_ms": export["export_ms"],
-            "export_cached": export["export_cached"],
-            "export_path": export["path"],
-            "export_file_bytes": export["file_bytes"],
-            "artifact_bytes": export["file_bytes"],
-            "exported_at_batch": export["exported_at_batch"],
-            "dynamic_batch": True,
-            "external_data": export["external_data"],
-            "precision_path": "fp16 graph via onnxconverter-common (fp32 in/out)" if spec.precision == "fp16" else "fp32",
-            "onnxruntime": ort.__version__,
-            "export_log": str(log_path) if log_path.exists() else None,
-        }
+        run, sync, transfer = _bound_run(sess, example, device_id)
+        info = _backend_info(sess, requested, so_record, session_ms, export, opset, spec, log_path)
         if calibration is not None:
             info.update(calibration=calibration.info, quantize=export["quantize"], quantize_ms=export["quantize_ms"],
                         precision_path="int8 QDQ graph via onnxruntime.quantization.quantize_static")  # fmt: skip
+        return Prepared(
+            run=run, sync=sync, predict=_predictor(sess), info=info, after_timing=lambda: list(warnings), transfer=transfer
+        )
 
-        transfer = None
-        if io_binding:
-            from cnnbench.backends.transfer import ort_parts
 
-            transfer = lambda: ort_parts(x_dev, x_np, binding, run)  # noqa: E731
-        return Prepared(run=run, sync=sync, predict=predict, info=info, after_timing=lambda: list(warnings), transfer=transfer)
+def _case_options(spec: Any) -> tuple[dict[str, Any], str, int | None, bool]:
+    """(options, exporter, opset, use the CUDA provider), or Unsupported before anything is
+    exported: a device, layout or precision this backend cannot serve."""
+    import onnxruntime as ort
+
+    check_device(spec.device)
+    if spec.channels_last:
+        raise Unsupported("channels_last is a PyTorch memory format; ONNX Runtime picks its own layouts")
+    opts = {**DEFAULTS, **spec.option_dict}
+    exporter = str(opts["exporter"])
+    opset = None if opts["opset"] is None else int(opts["opset"])
+    use_cuda = spec.device == "cuda" and cuda_usable()
+    _check_precision(spec, use_cuda)
+    if spec.device == "cuda" and not use_cuda:
+        raise Unsupported(
+            "onnxrt on cuda needs the CUDA provider, which this onnxruntime build lacks "
+            f"(available: {ort.get_available_providers()})"
+        )
+    return opts, exporter, opset, use_cuda
+
+
+def _open_session(
+    export: dict[str, Any], spec: Any, opts: dict[str, Any], use_cuda: bool, device_id: int
+) -> tuple[Any, str, dict[str, Any], float]:
+    """The tuned session, (session, provider requested, options record, creation ms). ORT falls
+    back to CPU silently, so a session that does not run on the provider asked for is refused:
+    a CPU timing under a CUDA key would be a false label."""
+    import onnxruntime as ort
+
+    so, so_record = session_options(threads=spec.threads, optimization=str(opts["optimization"]))
+    requested = CUDA_PROVIDER if spec.device == "cuda" else CPU_PROVIDER
+    providers: list[Any] = [CPU_PROVIDER]
+    if use_cuda:
+        providers = [(CUDA_PROVIDER, {"device_id": device_id}), CPU_PROVIDER]
+    ort.set_default_logger_severity(3)  # errors only, also for the process-wide logger
+    t0 = time.perf_counter()
+    sess = ort.InferenceSession(export["path"], sess_options=so, providers=providers)
+    session_ms = (time.perf_counter() - t0) * 1e3
+    actual = sess.get_providers()[0]
+
+    if requested != actual:  # a CPU timing under a CUDA key would be a false label
+        raise Unsupported(
+            f"onnxrt asked for {requested} but the session runs on {actual} "
+            f"(session providers {sess.get_providers()}, available {ort.get_available_providers()}); "
+            f"not measured, since it would not be a {spec.device} result"
+        )
+    return sess, requested, so_record, session_ms
+
+
+def _bound_run(sess: Any, example: Any, device_id: int) -> tuple[Any, Any, Any]:
+    """(run, sync, transfer) for the timed loop, with the input made before it: on CUDA bound on
+    the device with IO binding (no host copy is timed), on CPU a numpy array."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    input_name = sess.get_inputs()[0].name
+    x_np = np.ascontiguousarray(example.detach().cpu().float().numpy())
+    if sess.get_providers()[0] != CUDA_PROVIDER:
+        feed = {input_name: x_np}
+
+        def run():
+            return sess.run(None, feed)
+
+        return run, None, None
+
+    # Input copied to the device once, here; output allocated on the device by ORT.
+    x_dev = ort.OrtValue.ortvalue_from_numpy(x_np, "cuda", device_id)
+    binding = sess.io_binding()
+    binding.bind_ortvalue_input(input_name, x_dev)
+    for out in sess.get_outputs():
+        binding.bind_output(out.name, "cuda", device_id)
+
+    def run():
+        sess.run_with_iobinding(binding)
+        return binding
+
+    def sync():
+        binding.synchronize_outputs()
+        torch.cuda.synchronize()
+
+    from cnnbench.backends.transfer import ort_parts
+
+    return run, sync, lambda: ort_parts(x_dev, x_np, binding, run)
+
+
+def _predictor(sess: Any) -> Any:
+    """`predict(batch)` for parity and accuracy: the session on a host batch, torch tensors out."""
+    import numpy as np
+    import torch
+
+    input_name = sess.get_inputs()[0].name
+
+    def predict(batch):
+        outs = sess.run(None, {input_name: np.ascontiguousarray(batch.detach().cpu().float().numpy())})
+        tensors = [torch.from_numpy(np.asarray(o)).float() for o in outs]
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    return predict
+
+
+def _backend_info(
+    sess: Any, requested: str, so_record: dict[str, Any], session_ms: float, export: dict[str, Any],
+    opset: int | None, spec: Any, log_path: Path,
+) -> dict[str, Any]:
+    """`backend_info`: the provider actually used next to the one requested, every session
+    setting, and where the export came from."""
+    import onnxruntime as ort
+
+    actual = sess.get_providers()[0]
+    io_binding = actual == CUDA_PROVIDER
+    return {
+        "provider": actual,
+        "provider_requested": requested,
+        "providers_available": list(ort.get_available_providers()),
+        "session_providers": list(sess.get_providers()),
+        "io_binding": io_binding,
+        "inputs_prepared": "device OrtValue (IO binding)" if io_binding else "numpy array, made before timing",
+        "session_options": so_record,
+        "session_create_ms": session_ms,
+        "exporter": export["exporter"],
+        "opset": export["opset"],
+        "opset_requested": opset,
+        "export_ms": export["export_ms"],
+        "export_cached": export["export_cached"],
+        "export_path": export["path"],
+        "export_file_bytes": export["file_bytes"],
+        "artifact_bytes": export["file_bytes"],
+        "exported_at_batch": export["exported_at_batch"],
+        "dynamic_batch": True,
+        "external_data": export["external_data"],
+        "precision_path": "fp16 graph via onnxconverter-common (fp32 in/out)" if spec.precision == "fp16" else "fp32",
+        "onnxruntime": ort.__version__,
+        "export_log": str(log_path) if log_path.exists() else None,
+    }
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -236,6 +236,38 @@ def compare_results(
 
     base_cases = _index(base, "base", warnings)
     cur_cases = _index(current, "current", warnings)
+    rows = _pair_cases(base_cases, cur_cases, thr, alpha, blocking, statistic, alpha_by_key, equivalence_alpha_by_key)
+    timed = [r.ratio for r in rows if r.verdict in TIMED_VERDICTS and r.ratio and r.ratio > 0]
+    geomean = math.exp(sum(math.log(x) for x in timed) / len(timed)) if timed else None
+    warnings.extend(_coverage_warnings(rows, alpha, statistic))
+    if rows and not timed:
+        warnings.append("no case could be compared")
+    return Comparison(
+        rows=tuple(rows),
+        thresholds=thr,
+        alpha=float(alpha),
+        geomean_ratio=geomean,
+        geomean_cases=len(timed),
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+        base_info=_file_info(base, base_name),
+        current_info=_file_info(current, current_name),
+        statistic=statistic,
+    )
+
+
+def _pair_cases(
+    base_cases: dict[str, "CaseRecord"],
+    cur_cases: dict[str, "CaseRecord"],
+    thr: dict[str, Threshold],
+    alpha: float,
+    blocking: list,
+    statistic: str,
+    alpha_by_key: Mapping[str, float] | None,
+    equivalence_alpha_by_key: Mapping[str, float] | None,
+) -> list[CaseComparison]:
+    """One row per case key: base cases in their order (`missing` when current lacks them), then
+    the cases only current has (`new`)."""
     rows: list[CaseComparison] = []
     for key, b in base_cases.items():
         c = cur_cases.get(key)
@@ -248,10 +280,13 @@ def compare_results(
     for key, c in cur_cases.items():
         if key not in base_cases:
             rows.append(_unpaired(key, c, NEW, "in current only"))
+    return rows
 
-    timed = [r.ratio for r in rows if r.verdict in TIMED_VERDICTS and r.ratio and r.ratio > 0]
-    geomean = math.exp(sum(math.log(x) for x in timed) / len(timed)) if timed else None
 
+def _coverage_warnings(rows: list[CaseComparison], alpha: float, statistic: str) -> list[str]:
+    """What limits the comparison as a whole: incomparable cases, too few repeats for a rank test
+    at `alpha` to call anything, and cases compared on per-repeat medians instead of `statistic`."""
+    warnings: list[str] = []
     n_incomp = sum(r.verdict == INCOMPARABLE for r in rows)
     if n_incomp:
         warnings.append(f"{n_incomp} case(s) incomparable: their timings are not compared")
@@ -274,20 +309,7 @@ def compare_results(
             f"{len(fallback)} case(s) compared on per-repeat medians, not {statistic}: "
             "their files keep no per-call samples"
         )
-    if rows and not timed:
-        warnings.append("no case could be compared")
-    return Comparison(
-        rows=tuple(rows),
-        thresholds=thr,
-        alpha=float(alpha),
-        geomean_ratio=geomean,
-        geomean_cases=len(timed),
-        warnings=tuple(warnings),
-        notes=tuple(notes),
-        base_info=_file_info(base, base_name),
-        current_info=_file_info(current, current_name),
-        statistic=statistic,
-    )
+    return warnings
 
 
 def _thaw(value: Any) -> Any:

@@ -421,9 +421,3 @@ class CaseProbes:
 
     def warnings(self) -> list[str]:
         return self.state.warnings() if self.state is not None else []
-
-
-# ---------------------------------------------------------------------------------------------
-# Records: repeats combined, and the figures the table, report and compare show.
-
-

@@ -441,77 +441,115 @@ def _storage_ptr(t: "torch.Tensor") -> int:
 
 
 def _trace(model: "nn.Module", example: "torch.Tensor", bpe: int) -> _Trace:
+    """One forward of `model` on `example` with a `_Tracer`'s hooks on every module; a shape
+    error becomes an `InputShapeError` naming the layer where it happened."""
     import torch
 
-    names: dict[int, str] = {}
-    for n, m in model.named_modules():
-        names.setdefault(id(m), n)
-    nsp = max(0, example.dim() - 2)
-    tracker = _Tracker(tuple(int(s) for s in example.shape[2:]) if nsp else ())
-    tracker.set(example, tracker.largest)
+    tracer = _Tracer(model, example, bpe)
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(tracer.pre_hook))
+        handles.append(m.register_forward_hook(tracer.post_hook))
+    try:
+        with torch.no_grad(), _make_mode(tracer.tracker, tracer.on_params):
+            model(example)
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        raise _shape_error(model, example, tracer.stack, tracer.rows, exc) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    return tracer.result()
 
-    stack: list[_Frame] = []
-    calls: dict[int, int] = {}
-    rows: list[LayerRow] = []
-    row_modules: dict[int, list[int]] = {}
-    nonleaf_end: dict[int, tuple[int, int]] = {}
-    counted: set[int] = set()
-    order = [0]
-    total = {"act": 0, "bytes": 0}
-    used_in: dict[int, dict[int, Any]] = {}
 
-    def on_params(params: list[Any]) -> None:
-        if stack:
-            for p in params:
-                stack[-1].used.setdefault(id(p), p)
+class _Tracer:
+    """The bookkeeping of one traced forward: the stack of module calls in progress, a row per
+    leaf call, and the activations counted once (outputs that share their input's memory add
+    nothing)."""
 
-    def pre_hook(module, args):
-        if stack:
-            stack[-1].had_child = True
-        key = id(module)
-        call = calls.get(key, 0)
-        calls[key] = call + 1
-        ins = list(output_tensors(args))
-        rfs = [rf for t in ins if (rf := tracker.get(t)) is not None]
-        rf_in = _combine(rfs) if rfs else None
-        stack.append(
-            _Frame(module, names.get(key, ""), call, rf_in, ins[0] if ins else None, {_storage_ptr(t) for t in ins})
+    def __init__(self, model: "nn.Module", example: "torch.Tensor", bpe: int):
+        self.bpe = bpe
+        self.names: dict[int, str] = {}
+        for n, m in model.named_modules():
+            self.names.setdefault(id(m), n)
+        self.nsp = max(0, example.dim() - 2)
+        self.tracker = _Tracker(tuple(int(s) for s in example.shape[2:]) if self.nsp else ())
+        self.tracker.set(example, self.tracker.largest)
+
+        self.stack: list[_Frame] = []
+        self.calls: dict[int, int] = {}
+        self.rows: list[LayerRow] = []
+        self.row_modules: dict[int, list[int]] = {}
+        self.nonleaf_end: dict[int, tuple[int, int]] = {}
+        self.counted: set[int] = set()
+        self.order = 0
+        self.activations = 0
+        self.activation_bytes = 0
+        self.used_in: dict[int, dict[int, Any]] = {}
+
+    def result(self) -> _Trace:
+        return _Trace(
+            self.rows, self.row_modules, self.nonleaf_end, set(self.calls), self.counted, self.used_in,
+            self.activations, self.activation_bytes,
         )
 
-    def post_hook(module, args, output):
-        frame = stack.pop()
-        order[0] += 1
+    def on_params(self, params: list[Any]) -> None:
+        if self.stack:
+            for p in params:
+                self.stack[-1].used.setdefault(id(p), p)
+
+    def pre_hook(self, module, args):
+        if self.stack:
+            self.stack[-1].had_child = True
+        key = id(module)
+        call = self.calls.get(key, 0)
+        self.calls[key] = call + 1
+        ins = list(output_tensors(args))
+        rfs = [rf for t in ins if (rf := self.tracker.get(t)) is not None]
+        rf_in = _combine(rfs) if rfs else None
+        self.stack.append(
+            _Frame(module, self.names.get(key, ""), call, rf_in, ins[0] if ins else None, {_storage_ptr(t) for t in ins})
+        )
+
+    def post_hook(self, module, args, output):
+        frame = self.stack.pop()
+        self.order += 1
         if frame.had_child:
-            nonleaf_end[id(module)] = (len(rows), order[0])
-            used_in.setdefault(id(module), {}).update(frame.used)
+            self.nonleaf_end[id(module)] = (len(self.rows), self.order)
+            self.used_in.setdefault(id(module), {}).update(frame.used)
             return
         outs = list(output_tensors(output))
         out0 = outs[0] if outs else None
         rf_in = frame.rf_in
         if rf_in is None:  # input made outside any tracked path: fall back, and say so
-            rf_in = replace(tracker.largest, approx=True)
-        rf = _module_rf(module, rf_in, frame.input, out0, tracker) if nsp else None
+            rf_in = replace(self.tracker.largest, approx=True)
+        rf = _module_rf(module, rf_in, frame.input, out0, self.tracker) if self.nsp else None
         if rf is not None:
             for t in outs:
-                tracker.set(t, rf)
+                self.tracker.set(t, rf)
+        self._add_row(module, frame, outs, rf)
+
+    def _add_row(self, module: Any, frame: _Frame, outs: list[Any], rf: _RF | None) -> None:
+        """The row of one leaf call, and its fresh outputs added to the activation totals."""
+        bpe = self.bpe
+        out0 = outs[0] if outs else None
         n_act = sum(t.numel() for t in outs)
         n_bytes = sum(t.numel() * (bpe if t.is_floating_point() else t.element_size()) for t in outs)
         fresh = [t for t in outs if _storage_ptr(t) == 0 or _storage_ptr(t) not in frame.input_ptrs]
         shares = bool(outs) and not fresh
-        total["act"] += sum(t.numel() for t in fresh)
-        total["bytes"] += sum(t.numel() * (bpe if t.is_floating_point() else t.element_size()) for t in fresh)
+        self.activations += sum(t.numel() for t in fresh)
+        self.activation_bytes += sum(t.numel() * (bpe if t.is_floating_point() else t.element_size()) for t in fresh)
         params = 0
         # Its own weights (also those of children it uses without calling them, as attention
         # layers do) and any other module's weights its ops read (tied weights).
         for p in [*module.parameters(), *frame.used.values()]:
-            if id(p) not in counted:
-                counted.add(id(p))
+            if id(p) not in self.counted:
+                self.counted.add(id(p))
                 params += p.numel()
-        geo = _layer_geometry(module, nsp)
-        row_modules.setdefault(id(module), []).append(len(rows))
-        rows.append(
+        geo = _layer_geometry(module, self.nsp)
+        self.row_modules.setdefault(id(module), []).append(len(self.rows))
+        self.rows.append(
             LayerRow(
-                index=len(rows),
+                index=len(self.rows),
                 name=frame.name,
                 type=type(module).__name__,
                 call=frame.call,
@@ -530,20 +568,6 @@ def _trace(model: "nn.Module", example: "torch.Tensor", bpe: int) -> _Trace:
                 rf_approx=bool(rf and rf.approx),
             )
         )
-
-    handles = []
-    for m in model.modules():
-        handles.append(m.register_forward_pre_hook(pre_hook))
-        handles.append(m.register_forward_hook(post_hook))
-    try:
-        with torch.no_grad(), _make_mode(tracker, on_params):
-            model(example)
-    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
-        raise _shape_error(model, example, stack, rows, exc) from exc
-    finally:
-        for h in handles:
-            h.remove()
-    return _Trace(rows, row_modules, nonleaf_end, set(calls), counted, used_in, total["act"], total["bytes"])
 
 
 def _shape_error(model, example, stack: list[_Frame], rows: list[LayerRow], exc: Exception) -> InputShapeError:
@@ -628,65 +652,11 @@ def profile_model(model: "nn.Module", example: "torch.Tensor", *, precision: str
     tr = _trace(model, example, bpe)
     by_module = fvcore_by_module(model, example)
 
-    # Leaf rows: the module's fvcore count, split over its calls by output size.
-    module_of: dict[int, Any] = {}
-    names: dict[int, str] = {}
-    for n, m in model.named_modules():
-        if id(m) not in names:
-            names[id(m)] = n
-            module_of[id(m)] = m
-    rows = list(tr.rows)
-    for key, positions in tr.row_modules.items():
-        total = by_module.get(names.get(key, ""), 0)
-        for pos, macs in zip(positions, _split(total, [rows[p].activations for p in positions])):
-            rows[pos] = replace(rows[pos], macs=macs)
-
-    # Functional rows: what a non-leaf module runs itself, and the parameters its own ops read
-    # (a class token, a layer scale, the weights of children it uses without calling them).
-    extra: list[tuple[int, int, LayerRow]] = []
+    module_of, names = _modules_by_id(model)
+    rows = _leaf_rows(tr, by_module, names)
     counted = set(tr.counted)
-    for key, m in module_of.items():
-        if key in tr.row_modules:
-            continue
-        name = names[key]
-        prefix = f"{name}." if name else ""
-        child_macs = sum(
-            by_module.get(prefix + cname, 0) for cname, c in m.named_children() if names.get(id(c)) == prefix + cname
-        )
-        own = by_module.get(name, 0) - child_macs if key in tr.called else 0
-        direct = 0
-        for pid, p in tr.used_in.get(key, {}).items():
-            if pid not in counted:
-                counted.add(pid)
-                direct += p.numel()
-        if own or direct:
-            pos, order = tr.nonleaf_end.get(key, (len(rows), 1 << 60))
-            extra.append(
-                (pos, order, LayerRow(index=0, name=name, type=type(m).__name__, kind="functional", params=direct, macs=own))
-            )
-    # Anything still unattributed: parameters no op of this forward read (modules never called,
-    # such as auxiliary heads in eval mode), named by their outermost module that never ran.
-    by_name = {n: m for m, n in ((module_of[k], names[k]) for k in module_of)}
-    unexec = 0
-    owners: list[str] = []
-    for key, m in module_of.items():
-        n_own = 0
-        for p in m.parameters(recurse=False):
-            if id(p) not in counted:
-                counted.add(id(p))
-                n_own += p.numel()
-        if n_own:
-            unexec += n_own
-            parts = names[key].split(".") if names[key] else []
-            owner = names[key]
-            for i in range(1, len(parts) + 1):
-                prefix = ".".join(parts[:i])
-                if prefix in by_name and id(by_name[prefix]) not in tr.called:
-                    owner = prefix
-                    break
-            owner = owner or "(model)"
-            if owner not in owners:
-                owners.append(owner)
+    extra = _functional_rows(tr, by_module, module_of, names, counted, len(rows))
+    unexec, owners = _unexecuted_params(tr, module_of, names, counted)
     for pos, _order, row in sorted(extra, key=lambda e: (e[0], e[1]), reverse=True):
         rows.insert(pos, row)
     if unexec:
@@ -716,6 +686,86 @@ def profile_model(model: "nn.Module", example: "torch.Tensor", *, precision: str
         param_bytes=param_bytes(model, precision),
         notes=tuple(notes),
     )
+
+
+def _modules_by_id(model: "nn.Module") -> tuple[dict[int, Any], dict[int, str]]:
+    """Each distinct module by id, and its (first) qualified name."""
+    module_of: dict[int, Any] = {}
+    names: dict[int, str] = {}
+    for n, m in model.named_modules():
+        if id(m) not in names:
+            names[id(m)] = n
+            module_of[id(m)] = m
+    return module_of, names
+
+
+def _leaf_rows(tr: _Trace, by_module: dict[str, int], names: dict[int, str]) -> list[LayerRow]:
+    """The traced leaf rows with MACs: the module's fvcore count, split over its calls by output size."""
+    rows = list(tr.rows)
+    for key, positions in tr.row_modules.items():
+        total = by_module.get(names.get(key, ""), 0)
+        for pos, macs in zip(positions, _split(total, [rows[p].activations for p in positions])):
+            rows[pos] = replace(rows[pos], macs=macs)
+    return rows
+
+
+def _functional_rows(
+    tr: _Trace, by_module: dict[str, int], module_of: dict[int, Any], names: dict[int, str], counted: set[int], n_rows: int
+) -> list[tuple[int, int, LayerRow]]:
+    """(position, order, row) of each functional row: what a non-leaf module runs itself, and the
+    parameters its own ops read (a class token, a layer scale, the weights of children it uses
+    without calling them). Marks those parameters in `counted`."""
+    extra: list[tuple[int, int, LayerRow]] = []
+    for key, m in module_of.items():
+        if key in tr.row_modules:
+            continue
+        name = names[key]
+        prefix = f"{name}." if name else ""
+        child_macs = sum(
+            by_module.get(prefix + cname, 0) for cname, c in m.named_children() if names.get(id(c)) == prefix + cname
+        )
+        own = by_module.get(name, 0) - child_macs if key in tr.called else 0
+        direct = 0
+        for pid, p in tr.used_in.get(key, {}).items():
+            if pid not in counted:
+                counted.add(pid)
+                direct += p.numel()
+        if own or direct:
+            pos, order = tr.nonleaf_end.get(key, (n_rows, 1 << 60))
+            extra.append(
+                (pos, order, LayerRow(index=0, name=name, type=type(m).__name__, kind="functional", params=direct, macs=own))
+            )
+    return extra
+
+
+def _unexecuted_params(
+    tr: _Trace, module_of: dict[int, Any], names: dict[int, str], counted: set[int]
+) -> tuple[int, list[str]]:
+    """Anything still unattributed: parameters no op of this forward read (modules never called,
+    such as auxiliary heads in eval mode), named by their outermost module that never ran.
+    Returns (their count, the owners' names)."""
+    by_name = {n: m for m, n in ((module_of[k], names[k]) for k in module_of)}
+    unexec = 0
+    owners: list[str] = []
+    for key, m in module_of.items():
+        n_own = 0
+        for p in m.parameters(recurse=False):
+            if id(p) not in counted:
+                counted.add(id(p))
+                n_own += p.numel()
+        if n_own:
+            unexec += n_own
+            parts = names[key].split(".") if names[key] else []
+            owner = names[key]
+            for i in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                if prefix in by_name and id(by_name[prefix]) not in tr.called:
+                    owner = prefix
+                    break
+            owner = owner or "(model)"
+            if owner not in owners:
+                owners.append(owner)
+    return unexec, owners
 
 
 def _unique_params(model: "nn.Module"):

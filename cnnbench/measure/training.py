@@ -49,7 +49,6 @@ __all__ = [
     "DATASET_SIZES",
     "TrainPrepared",
     "prepare_train",
-    "epoch_time_s",
     "time_per_epoch",
 ]
 
@@ -103,41 +102,10 @@ class TrainPrepared(Prepared):
         return out
 
 
-def epoch_time_s(record: dict[str, Any], dataset_size: int, *, drop_last: bool = False) -> float:
-    """How long one epoch over `dataset_size` images would take, from a train record.
-
-    steps = ceil(N / batch) (floor with `drop_last`), times the record's median step latency.
-    It answers "how long would training take" for this case's model, batch, input size, backend,
-    precision and threads; it excludes data loading, augmentation and evaluation, and it bills
-    the last partial batch as a full one. Note the input size is the case's: CIFAR-10's 50,000
-    images at a 224x224 case cost what 224x224 images cost.
-
-    Args:
-        record: a case record from a results file (or `build_record`), with `spec.mode == "train"`.
-        dataset_size: images per epoch (e.g. 1,281,167 for the ImageNet-1k train split).
-        drop_last: drop the last partial batch, as `DataLoader(drop_last=True)` does.
-
-    Returns:
-        Seconds per epoch.
-
-    Raises:
-        ValueError: the record is not a measured train case, or `dataset_size` is not positive.
-    """
-    spec = record.get("spec") or {}
-    if spec.get("mode") != "train":
-        raise ValueError(f"{record.get('key')!r} is not a train case (mode {spec.get('mode')!r})")
-    latency = record.get("latency_ms") or {}
-    if record.get("status") != "ok" or not latency.get("median"):
-        raise ValueError(f"{record.get('key')!r} has no measured step latency (status {record.get('status')!r})")
-    # With --oom-retry the step was measured at a smaller batch than asked for.
-    batch = int(record.get("measured_batch_size") or spec["batch_size"])
-    return _epoch_seconds(float(latency["median"]), batch, dataset_size, drop_last=drop_last)
-
-
-def _epoch_seconds(median_ms: float, batch_size: int, dataset_size: int, *, drop_last: bool = False) -> float:
+def _epoch_seconds(median_ms: float, batch_size: int, dataset_size: int) -> float:
     if dataset_size <= 0:
         raise ValueError(f"dataset_size must be positive, got {dataset_size}")
-    steps = dataset_size // batch_size if drop_last else math.ceil(dataset_size / batch_size)
+    steps = math.ceil(dataset_size / batch_size)
     return steps * median_ms / 1000.0
 
 
@@ -238,10 +206,48 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     """
     import torch
 
-    from cnnbench.backends import get_backend
-    from cnnbench.backends.common import check_device, check_precision, device_sync
+    from cnnbench.backends.common import device_sync
 
-    from cnnbench.backends.eager import amp_context
+    make_step, opt_name = _check_trainable(spec)
+    num_classes, label_shape, labels = _seeded_labels(model, example, spec)
+    eager, x = _to_device(model, example, spec)
+    step = make_step(eager, spec, workdir=workdir)
+    info: dict[str, Any] = dict(step.info)
+
+    ctor, opt_kwargs = OPTIMIZERS[opt_name]
+    optimizer = getattr(torch.optim, ctor)(eager.parameters(), **opt_kwargs)
+    scaler = _grad_scaler(spec.device, spec.precision)
+    sync = device_sync(spec.device)
+    state: dict[str, Any] = {"steps": 0, "batch_size": spec.batch_size, "loss": None}
+    parts = _step_parts(step, x, labels, optimizer, scaler, spec)
+
+    info.update(
+        {
+            "mode": "train",
+            "optimizer": {"name": opt_name, "class": f"torch.optim.{ctor}", **opt_kwargs},
+            "num_classes": num_classes,
+            "label_shape": list(label_shape),
+            "autocast": spec.precision != "fp32",
+            "grad_scaler": scaler is not None,
+            "channels_last": spec.channels_last,
+            "zero_grad": "set_to_none",
+        }
+    )
+    return TrainPrepared(
+        run=_step_runner(parts, state),
+        sync=sync,
+        predict=_eval_predict(eager, spec),
+        info=info,
+        after_timing=_after_timing(step, parts, sync, state, spec),
+        state=state,
+    )
+
+
+def _check_trainable(spec: Any) -> tuple[Callable[..., Any], str]:
+    """The backend's `train_step` factory and the optimizer name, or Unsupported with the reason
+    (training is a capability of the backend; device, precision and optimizer are checked here)."""
+    from cnnbench.backends import get_backend
+    from cnnbench.backends.common import check_device, check_precision
 
     backend = get_backend(spec.backend)
     make_step = getattr(backend, "train_step", None)
@@ -253,6 +259,13 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     opt_name = spec.option_dict.get("optimizer", DEFAULT_OPTIMIZER)
     if opt_name not in OPTIMIZERS:
         raise Unsupported(f"unknown optimizer {opt_name!r}; choose from {', '.join(OPTIMIZERS)}")
+    return make_step, opt_name
+
+
+def _seeded_labels(model: Any, example: Any, spec: Any) -> tuple[int, tuple[int, ...], Any]:
+    """(number of classes, label shape, labels on the device): the class count from one batch-1
+    probe forward of the eager model, the labels drawn once from a seeded generator."""
+    import torch
 
     with torch.no_grad():
         probe = _main_output(model.eval()(example[:1]))
@@ -260,22 +273,30 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     del probe
     gen = torch.Generator().manual_seed(LABEL_SEED)
     labels = torch.randint(0, num_classes, label_shape, generator=gen).to(spec.device)
+    return num_classes, label_shape, labels
+
+
+def _to_device(model: Any, example: Any, spec: Any) -> tuple[Any, Any]:
+    """The model in train mode and the batch, on the case's device and memory format."""
+    import torch
 
     eager = model.to(spec.device).train()
     x = example.to(spec.device)
     if spec.channels_last:
         eager = eager.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    step = make_step(eager, spec, workdir=workdir)
-    info: dict[str, Any] = dict(step.info)
-    net = step.net
+    return eager, x
 
-    ctor, opt_kwargs = OPTIMIZERS[opt_name]
-    optimizer = getattr(torch.optim, ctor)(eager.parameters(), **opt_kwargs)
-    scaler = _grad_scaler(spec.device, spec.precision)
-    sync = device_sync(spec.device)
+
+def _step_parts(step: Any, x: Any, labels: Any, optimizer: Any, scaler: Any, spec: Any) -> tuple[Callable, Callable, Callable]:
+    """The three parts of a step, (forward_loss, backward, optimizer_step), kept apart so that
+    `detail` can time each between synchronized clock reads."""
+    import torch
+
+    from cnnbench.backends.eager import amp_context
+
+    net = step.net
     cross_entropy = torch.nn.functional.cross_entropy
-    state: dict[str, Any] = {"steps": 0, "batch_size": spec.batch_size, "loss": None}
 
     def forward_loss():
         try:  # free until something raises (CPython 3.11+)
@@ -297,6 +318,13 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return forward_loss, backward, optimizer_step
+
+
+def _step_runner(parts: tuple[Callable, Callable, Callable], state: dict[str, Any]) -> Callable[[], Any]:
+    """`run()`: one whole step, counted in `state`, returning the loss as a device tensor."""
+    forward_loss, backward, optimizer_step = parts
+
     def run():
         loss = forward_loss()
         backward(loss)
@@ -307,6 +335,15 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
         state["loss"] = loss  # read after timing: .item() here would synchronize every step
         state["steps"] += 1
         return loss
+
+    return run
+
+
+def _eval_predict(eager: Any, spec: Any) -> Callable[[Any], Any]:
+    """`predict(batch)` for the accuracy check: the trained weights as they are, in eval mode."""
+    import torch
+
+    from cnnbench.backends.eager import amp_context
 
     def predict(batch):
         """Eval-mode forward of the (eager) model with the current weights; back to train()."""
@@ -320,12 +357,20 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
         finally:
             eager.train()
 
+    return predict
+
+
+def _after_timing(step: Any, parts: tuple[Callable, Callable, Callable], sync: Callable[[], None] | None,
+                  state: dict[str, Any], spec: Any) -> Callable[[], list[str]]:
+    """`after_timing()`: the backend's own check, the `detail` split when asked, and the losses
+    read back (a loss that is not finite is a warning: the model diverged)."""
+
     def after_timing() -> list[str]:
         warnings: list[str] = []
         if step.after_timing is not None:
             warnings.extend(step.after_timing())
         if getattr(spec.measure, "detail", False):
-            state["detail_ms"] = _detail(forward_loss, backward, optimizer_step, sync, state)
+            state["detail_ms"] = _detail(*parts, sync, state)
         for name, key in (("loss_first", "first_loss_t"), ("loss_last", "loss")):
             t = state.get(key)
             state[name] = float(t.float().cpu()) if t is not None else None
@@ -337,26 +382,7 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
             )
         return warnings
 
-    info.update(
-        {
-            "mode": "train",
-            "optimizer": {"name": opt_name, "class": f"torch.optim.{ctor}", **opt_kwargs},
-            "num_classes": num_classes,
-            "label_shape": list(label_shape),
-            "autocast": spec.precision != "fp32",
-            "grad_scaler": scaler is not None,
-            "channels_last": spec.channels_last,
-            "zero_grad": "set_to_none",
-        }
-    )
-    return TrainPrepared(
-        run=run,
-        sync=sync,
-        predict=predict,
-        info=info,
-        after_timing=after_timing,
-        state=state,
-    )
+    return after_timing
 
 
 def _detail(

@@ -42,21 +42,31 @@ def _set_threads(threads: int) -> int:
 
 def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = None) -> dict[str, Any]:
     """Measure `spec` in this process and return the run record (see results.build_record)."""
-    import torch
-
-    from cnnbench import accuracy
-    from cnnbench.backends import get_backend
-    from cnnbench.backends.common import example_batch
-    from cnnbench.measure.counting import counts_for
-    from cnnbench.measure.energy import CaseProbes
-    from cnnbench.measure.memory import MemoryTracker
-    from cnnbench.models.registry import build_model, published_metadata
-    from cnnbench.measure.timing import time_callable
-
     marks = marks if marks is not None else {}
     out: dict[str, Any] = {"status": "ok", "error": None, "warnings": []}
     out["threads_used"] = _set_threads(spec.threads)
     kwargs = dict(spec.model_kwargs)
+    _add_counts(out, spec, kwargs)
+    model, evaluation, example, prepared = _build_and_prepare(out, spec, kwargs, workdir=workdir)
+    timing = _time_prepared(out, spec, model, example, prepared, marks)
+    if spec.mode == "inference" and (spec.backend != "eager" or spec.precision != "fp32"):
+        _add_parity(out, spec, model, example, prepared)
+    if spec.mode == "train":
+        out["train"] = prepared.train_record(timing.samples_ms)
+    if evaluation is not None:  # last, outside the timed region; a failure becomes the status
+        evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
+        if spec.precision == "int8":  # the accuracy int8 costs: the same images through eager fp32
+            from cnnbench.backends.quantize import accuracy_change
+
+            accuracy_change(out, model, evaluation, batch_size=spec.batch_size)
+    return out
+
+
+def _add_counts(out: dict[str, Any], spec: CaseSpec, kwargs: dict[str, Any]) -> None:
+    """Parameters and MACs (cached across workers) and, for registry models, the published
+    figures they are checked against. A model the counters cannot trace is still timed."""
+    from cnnbench.measure.counting import counts_for
+    from cnnbench.models.registry import published_metadata
 
     try:
         counts = counts_for(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
@@ -80,6 +90,18 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
 
         out["warnings"].extend(check_counts(out["published"], params=out.get("params"), gmacs_per_image=out.get("gmacs_per_image")))
 
+
+def _build_and_prepare(out: dict[str, Any], spec: CaseSpec, kwargs: dict[str, Any], *, workdir: str) -> tuple[Any, Any, Any, Any]:
+    """Build the model (after the memory preflight), load its weights, open the accuracy
+    dataset and prepare the backend (or the training step). Returns (model, evaluation,
+    example batch, prepared)."""
+    import torch
+
+    from cnnbench import accuracy
+    from cnnbench.backends import get_backend
+    from cnnbench.backends.common import example_batch
+    from cnnbench.models.registry import build_model
+
     if spec.source is None:  # registry models: a user's builder is not run a third time
         from cnnbench.measure.memguard import DoesNotFit, preflight
 
@@ -101,6 +123,17 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     out["device_name"] = (
         torch.cuda.get_device_name(torch.device(spec.device)) if spec.device == "cuda" else "cpu"
     )
+    return model, evaluation, example, prepared
+
+
+def _time_prepared(out: dict[str, Any], spec: CaseSpec, model: Any, example: Any, prepared: Any,
+                   marks: dict[str, int]) -> Any:
+    """The timed loop with its energy window and memory peaks, then what is read right after
+    it (analytic memory, the backend's after-timing checks, the transfer split). Returns the
+    timing."""
+    from cnnbench.measure.energy import CaseProbes
+    from cnnbench.measure.memory import MemoryTracker
+    from cnnbench.measure.timing import time_callable
 
     # Energy meter + device state (cnnbench.measure.energy); opened and idle power read before the memory
     # baseline, so neither NVML's library nor the idle wait is in the measured peak.
@@ -131,28 +164,24 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
         from cnnbench.backends.transfer import measure_split
 
         out["transfer"] = measure_split(spec, prepared)
-    if spec.mode == "inference" and (spec.backend != "eager" or spec.precision != "fp32"):
-        from cnnbench.measure.parity import check_parity  # after the timed loop, never inside it
+    return timing
 
-        parity_x, parity_inputs = example, None
-        if spec.precision == "int8":  # in the calibration's range (cnnbench.backends.quantize.parity_example)
-            from cnnbench.backends.quantize import parity_example
 
-            parity_x, parity_inputs = parity_example(spec, example)
-        out["parity"] = check_parity(spec, model, parity_x, prepared)
-        if parity_inputs:
-            out["parity"]["inputs"] = parity_inputs
-        if not out["parity"]["ok"]:  # timings stay in the record, marked invalid
-            out["status"], out["error"] = "fail_accuracy", out["parity"]["reason"]
-    if spec.mode == "train":
-        out["train"] = prepared.train_record(timing.samples_ms)
-    if evaluation is not None:  # last, outside the timed region; a failure becomes the status
-        evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
-        if spec.precision == "int8":  # the accuracy int8 costs: the same images through eager fp32
-            from cnnbench.backends.quantize import accuracy_change
+def _add_parity(out: dict[str, Any], spec: CaseSpec, model: Any, example: Any, prepared: Any) -> None:
+    """Outputs vs eager fp32, after the timed loop (never inside it); a mismatch keeps the
+    timings in the record but marks it invalid."""
+    from cnnbench.measure.parity import check_parity
 
-            accuracy_change(out, model, evaluation, batch_size=spec.batch_size)
-    return out
+    parity_x, parity_inputs = example, None
+    if spec.precision == "int8":  # in the calibration's range (cnnbench.backends.quantize.parity_example)
+        from cnnbench.backends.quantize import parity_example
+
+        parity_x, parity_inputs = parity_example(spec, example)
+    out["parity"] = check_parity(spec, model, parity_x, prepared)
+    if parity_inputs:
+        out["parity"]["inputs"] = parity_inputs
+    if not out["parity"]["ok"]:  # timings stay in the record, marked invalid
+        out["status"], out["error"] = "fail_accuracy", out["parity"]["reason"]
 
 
 def _train_total(memory: dict[str, Any], device: str) -> dict[str, Any]:

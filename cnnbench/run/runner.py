@@ -240,65 +240,22 @@ def run_worker(
     case_dir = Path(tempfile.mkdtemp(prefix="case-", dir=workdir))
     spec_file, result_file = case_dir / "spec.json", case_dir / "result.json"
     atomic_write(spec_file, json.dumps(spec.to_dict()))
+    env = _worker_env(variant, extra_paths)
 
-    env = dict(os.environ)
-    paths = [*variant.paths, *extra_paths, str(PROJECT_ROOT)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: a worker
-    # started from another checkout would import *that* cnnbench and models instead of the
-    # variant's. PYTHONSAFEPATH (3.11+) drops that entry; the cwd stays importable through the
-    # suite's python_path, which PYTHONPATH carries.
-    env["PYTHONSAFEPATH"] = "1"
-
-    from cnnbench.measure.memguard import OOM_KILLER_MESSAGE, killed_by_oom_killer, oom_kill_count
+    from cnnbench.measure.memguard import oom_kill_count
 
     oom_kills_before = oom_kill_count()
     spawn_ns = time.monotonic_ns()
     started = time.time()
     proc: subprocess.Popen | None = None
     log: LogTail | None = None
-    outcome: dict[str, Any] | None = None
     try:
         with _deferred(stop):
-            read_end, write_end = os.pipe()
-            try:
-                # The one dispatch point: forked from the variant's pre-imported server inside a
-                # `worker_server.session()` (the default of run and ab), else spawned (`--spawn`).
-                # Either way the worker writes into the same capped log pipe (LogTail).
-                proc = worker_server.fork_worker(
-                    variant.python, [str(spec_file), str(result_file)], env=env,
-                    log_path=case_dir / "worker.log", out_fd=write_end,
-                ) or subprocess.Popen(
-                    [variant.python, "-m", "cnnbench.measure.worker", str(spec_file), str(result_file)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=write_end,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    env=env,
-                )
-            except BaseException:
-                os.close(read_end)
-                raise
-            finally:
-                os.close(write_end)
+            proc, read_end = _start_worker(variant, spec_file, result_file, env=env, case_dir=case_dir)
             log = LogTail(read_end)
         if on_spawn is not None:
             on_spawn(proc)
-        deadline = time.monotonic() + spec.measure.timeout_s
-        while not _exited(proc):
-            if stop is not None and stop.requested:
-                outcome = {"status": "interrupted", "error": stop.reason}
-                break
-            if time.monotonic() > deadline:
-                outcome = {
-                    "status": "timeout",
-                    "error": f"worker killed after the {spec.measure.timeout_s:g} s timeout",
-                }
-                break
-            time.sleep(_POLL_S)
+        outcome = _wait_for_exit(proc, spec, stop)
     except BaseException:
         _cleanup(case_dir, proc)
         if log is not None:
@@ -310,17 +267,7 @@ def run_worker(
     log.close()
 
     if outcome is None:
-        outcome = _read_result(result_file)
-        if outcome is None and getattr(proc, "status_lost", False):
-            outcome = {"status": "crashed", "error": "worker ended without a result; its exit status was lost with the worker server"}
-        if outcome is None:
-            message, sig = _describe_exit(proc.returncode)
-            outcome = {"status": "crashed", "error": message, "exit_code": proc.returncode}
-            if sig is not None:
-                outcome["signal"] = sig
-            evidence = killed_by_oom_killer(proc.pid, proc.returncode, oom_kills_before)
-            if evidence:  # SIGKILL from the kernel, not from us: out of memory
-                outcome.update(status="oom", error=f"{OOM_KILLER_MESSAGE} ({evidence})")
+        outcome = _exit_outcome(proc, result_file, oom_kills_before)
     if outcome.get("status") != "ok":
         tail = log.text()
         if tail:
@@ -332,6 +279,85 @@ def run_worker(
     outcome["variant"] = variant.name
     outcome["worker_start"] = getattr(proc, "start_method", "spawn")
     _cleanup(case_dir)
+    return outcome
+
+
+def _worker_env(variant: Variant, extra_paths: Iterable[str]) -> dict[str, str]:
+    """The worker's environment: this one, with the variant's import path first."""
+    env = dict(os.environ)
+    paths = [*variant.paths, *extra_paths, str(PROJECT_ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: a worker
+    # started from another checkout would import *that* cnnbench and models instead of the
+    # variant's. PYTHONSAFEPATH (3.11+) drops that entry; the cwd stays importable through the
+    # suite's python_path, which PYTHONPATH carries.
+    env["PYTHONSAFEPATH"] = "1"
+    return env
+
+
+def _start_worker(
+    variant: Variant, spec_file: Path, result_file: Path, *, env: dict[str, str], case_dir: Path
+) -> tuple[subprocess.Popen, int]:
+    """Start the worker with its stdout and stderr on a pipe; returns it and the pipe's read end."""
+    read_end, write_end = os.pipe()
+    try:
+        # The one dispatch point: forked from the variant's pre-imported server inside a
+        # `worker_server.session()` (the default of run and ab), else spawned (`--spawn`).
+        # Either way the worker writes into the same capped log pipe (LogTail).
+        proc = worker_server.fork_worker(
+            variant.python, [str(spec_file), str(result_file)], env=env,
+            log_path=case_dir / "worker.log", out_fd=write_end,
+        ) or subprocess.Popen(
+            [variant.python, "-m", "cnnbench.measure.worker", str(spec_file), str(result_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return proc, read_end
+
+
+def _wait_for_exit(proc: subprocess.Popen, spec: CaseSpec, stop: StopFlag | None) -> dict[str, Any] | None:
+    """Poll until the worker exits (None), or the outcome that ends the wait first: a stop
+    request (`interrupted`) or the case's timeout (`timeout`)."""
+    deadline = time.monotonic() + spec.measure.timeout_s
+    while not _exited(proc):
+        if stop is not None and stop.requested:
+            return {"status": "interrupted", "error": stop.reason}
+        if time.monotonic() > deadline:
+            return {
+                "status": "timeout",
+                "error": f"worker killed after the {spec.measure.timeout_s:g} s timeout",
+            }
+        time.sleep(_POLL_S)
+    return None
+
+
+def _exit_outcome(proc: subprocess.Popen, result_file: Path, oom_kills_before: int | None) -> dict[str, Any]:
+    """The outcome of a worker that exited: its result file, else `crashed` with its signal or
+    exit code, or `oom` when the kernel's OOM killer sent the SIGKILL."""
+    from cnnbench.measure.memguard import OOM_KILLER_MESSAGE, killed_by_oom_killer
+
+    outcome = _read_result(result_file)
+    if outcome is None and getattr(proc, "status_lost", False):
+        outcome = {"status": "crashed", "error": "worker ended without a result; its exit status was lost with the worker server"}
+    if outcome is None:
+        message, sig = _describe_exit(proc.returncode)
+        outcome = {"status": "crashed", "error": message, "exit_code": proc.returncode}
+        if sig is not None:
+            outcome["signal"] = sig
+        evidence = killed_by_oom_killer(proc.pid, proc.returncode, oom_kills_before)
+        if evidence:  # SIGKILL from the kernel, not from us: out of memory
+            outcome.update(status="oom", error=f"{OOM_KILLER_MESSAGE} ({evidence})")
     return outcome
 
 

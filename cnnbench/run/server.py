@@ -2,8 +2,8 @@
 
 Why
 ---
-A worker process spends most of its start-up importing torch and torchvision (~2.5 s here, far
-more on a loaded machine) before it builds anything. The server pays that once: it is started
+A worker process spends most of its start-up importing torch and torchvision before it builds
+anything (what that costs, measured: docs/ci.md, "Cost"). The server pays that once: it is started
 with the variant's own interpreter and PYTHONPATH, imports the heavy modules, and then forks one
 child per case (and per repeat). Each child is still a fresh process of its own: its own memory
 accounting, its own failure status, its own session, and it runs the very entry point a spawned
@@ -16,7 +16,7 @@ What makes forking safe here (checked by the server after its imports, `fork_saf
   (`/proc/self/task`) and one Python thread. Two imports would start one: numpy's OpenBLAS starts
   its thread server when loaded (so the server runs with `OPENBLAS_NUM_THREADS=1`, and each child
   resets numpy's BLAS to the default thread count of a fresh process), and onnxruntime's module
-  starts a thread at import (so it is *not* pre-imported: it costs ~0.02 s in the child).
+  starts a thread at import (so it is *not* pre-imported: each child imports it).
 * **No CUDA context, no model, no op run.** A CUDA context does not survive a fork. The server
   never calls into CUDA (`torch.cuda.is_initialized()` must be False), builds no model and runs
   no tensor op, so no intra-op or inter-op thread pool exists yet: each child sets its threads
@@ -52,10 +52,11 @@ a private one without changing RSS, so the growth is the memory the case allocat
 count every copy-on-write break of the pre-imported libraries as the case's own allocation.
 One fork effect is undone: the kernel does not copy the page-table entries of file mappings
 never written to (library code), so a child would re-map, and count as growth, every library
-page its first call touches (+5 MB for lenet5, up to +16 MB measured). The server lists its
-mapped file pages once (`resident_file_ranges`) and each child maps them back before the worker
-starts (`madvise(MADV_POPULATE_READ)`, ~0.05 s), so its growth matches a spawned worker's
-(lenet5 10.74 vs 10.83 MB, mnist_cnn_bn 11.11 vs 11.19 MB, measured).
+page its first call touches. The server lists its mapped file pages once
+(`resident_file_ranges`) and each child maps them back before the worker starts
+(`madvise(MADV_POPULATE_READ)`), so its growth matches a spawned worker's. The figures (growth
+with and without it, what it and the child's onnxruntime import cost) are measured in
+docs/ci.md, "The worker server".
 
 The protocol
 ------------
