@@ -49,7 +49,7 @@ def aoti_cache_dir() -> Path:
     return cache_dir() / "aoti"
 
 
-def _check_precision(spec: Any) -> None:
+def check_precision_for_aoti(spec: Any) -> None:
     if spec.precision in ("fp16", "bf16"):
         raise Unsupported(
             f"{spec.precision} on aoti: autocast is not captured by torch.export, and a cast model would not be "
@@ -152,7 +152,7 @@ class AOTIBackend:
         import torch
 
         check_device(spec.device)
-        _check_precision(spec)
+        check_precision_for_aoti(spec)
         if spec.channels_last:
             raise Unsupported("channels_last on aoti: the package is compiled for contiguous inputs")
         opts = {**DEFAULTS, **spec.option_dict}

@@ -431,7 +431,7 @@ def int8_export(
     return export, calibration
 
 
-def _check_precision(spec: Any, cuda: bool) -> None:
+def check_precision_for_ort(spec: Any, cuda: bool) -> None:
     if spec.precision == "bf16":
         raise Unsupported("bf16 on onnxrt: no bf16 conversion path for the CPU or CUDA providers")
     if spec.precision == "int8" and spec.device != "cpu":
@@ -483,7 +483,7 @@ def _case_options(spec: Any) -> tuple[dict[str, Any], str, int | None, bool]:
     exporter = str(opts["exporter"])
     opset = None if opts["opset"] is None else int(opts["opset"])
     use_cuda = spec.device == "cuda" and cuda_usable()
-    _check_precision(spec, use_cuda)
+    check_precision_for_ort(spec, use_cuda)
     if spec.device == "cuda" and not use_cuda:
         raise Unsupported(
             "onnxrt on cuda needs the CUDA provider, which this onnxruntime build lacks "

@@ -65,12 +65,12 @@ def _onnxrt(spec) -> None:
     import onnxruntime as ort
 
     from cnnbench.backends.common import check_device
-    from cnnbench.backends.onnxrt import _check_precision, cuda_usable
+    from cnnbench.backends.onnxrt import check_precision_for_ort, cuda_usable
     from cnnbench.core.errors import Unsupported
 
     check_device(spec.device)
     use_cuda = spec.device == "cuda" and cuda_usable()
-    _check_precision(spec, use_cuda)
+    check_precision_for_ort(spec, use_cuda)
     if spec.device == "cuda" and not use_cuda:
         raise Unsupported(f"this onnxruntime build lacks the CUDA provider (available: {ort.get_available_providers()})")
 
@@ -97,13 +97,13 @@ def _openvino(spec) -> None:
 
 
 def _aoti(spec) -> None:
-    from cnnbench.backends.aoti import _check_precision
+    from cnnbench.backends.aoti import check_precision_for_aoti
     from cnnbench.backends.common import check_device
     from cnnbench.core.errors import Unsupported
     from cnnbench.backends.quantize import pt2e_available
 
     check_device(spec.device)
-    _check_precision(spec)
+    check_precision_for_aoti(spec)
     if spec.precision == "int8":
         missing = pt2e_available()
         if missing:

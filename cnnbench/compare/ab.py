@@ -29,6 +29,7 @@ from cnnbench.core.errors import ResultsFileError, UserError
 from cnnbench.results.schema import SCHEMA_VERSION, migrate, now_iso
 from cnnbench.results.format import build_record, new_results, upsert_record, write_results
 from cnnbench.core.environment import PROJECT_ROOT
+from cnnbench.run import runner
 from cnnbench.run.runner import CaseStep, StopFlag, Variant, save_results
 from cnnbench.core.spec import CaseSpec
 
@@ -363,8 +364,7 @@ def run_ab(
     Returns:
         The runs per variant and key, and whether the run was interrupted.
     """
-    if worker is None:
-        from cnnbench.run.runner import run_worker as worker
+    worker = worker or runner.run_worker  # looked up now, so a patched runner is the one used
     reporter = reporter or NullReporter()
     state = AbState()
     extra_paths = tuple(extra_paths)

@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from cnnbench.core.inert import Markdown, md_code, md_text  # data never becomes HTML, a link or a mention
 from cnnbench.core.units import fmt_ms_brief
 from cnnbench.stats.processes import process_stats
 from cnnbench.compare.verdicts import (
@@ -142,21 +143,7 @@ def _rules_line(comp: Comparison) -> str:
     )
 
 
-def md_code(text: Any) -> str:
-    from cnnbench.core.inert import md_code as code
-
-    return code(text)
-
-
-def md_text(text: Any) -> str:
-    from cnnbench.core.inert import md_text as esc
-
-    return esc(text)
-
-
 def _md_cell(text: Any) -> str:
-    from cnnbench.core.inert import Markdown, md_text  # data never becomes HTML, a link or a mention
-
     if isinstance(text, Markdown):
         return text
     return "—" if text in (None, "") else md_text(text)

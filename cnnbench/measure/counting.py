@@ -91,7 +91,7 @@ def count_params(model: "nn.Module") -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _counting_context():
+def counting_context():
     """no_grad, MHA fast path off, and fvcore's and the tracer's chatter silenced."""
     import torch
 
@@ -113,7 +113,7 @@ def _counting_context():
             mha.set_fastpath_enabled(fastpath)
 
 
-def _import_fvcore() -> Any:
+def import_fvcore() -> Any:
     """fvcore.nn.FlopCountAnalysis, or None when fvcore is not installed."""
     try:
         with warnings.catch_warnings():
@@ -126,7 +126,7 @@ def _import_fvcore() -> Any:
     return FlopCountAnalysis
 
 
-def _conv_mode_macs(inputs: list[Any], outputs: list[Any]) -> Counter:
+def conv_mode_macs(inputs: list[Any], outputs: list[Any]) -> Counter:
     """fvcore handle for aten::_convolution_mode (Conv2d with padding='same' or 'valid').
 
     Its inputs are (input, weight, bias, stride, padding: str, dilation, groups); the weight
@@ -137,7 +137,7 @@ def _conv_mode_macs(inputs: list[Any], outputs: list[Any]) -> Counter:
     return Counter({"conv": conv_flop_count(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0]))})
 
 
-def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
+def sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
     """fvcore handle for aten::scaled_dot_product_attention: Q @ K^T plus attn @ V.
 
     q (..., L, E), k (..., S, E), v (..., S, Ev): L*S*E + L*S*Ev MACs per batch/head, as
@@ -153,10 +153,10 @@ def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 def _fvcore_macs(model: "nn.Module", example: "torch.Tensor") -> tuple[int, dict[str, int], Counter]:
-    analysis_cls = _import_fvcore()
+    analysis_cls = import_fvcore()
     analysis = (
         analysis_cls(model, (example,))
-        .set_op_handle(**{"aten::_convolution_mode": _conv_mode_macs, "aten::scaled_dot_product_attention": _sdpa_macs})
+        .set_op_handle(**{"aten::_convolution_mode": conv_mode_macs, "aten::scaled_dot_product_attention": sdpa_macs})
         .unsupported_ops_warnings(False)
         .uncalled_modules_warnings(False)
         .tracer_warnings("none")
@@ -219,8 +219,8 @@ def count_macs(model: "nn.Module", example: "torch.Tensor") -> dict[str, Any]:
     primary: float | None = None
     by_op: dict[str, float] = {}
     counter = PRIMARY_COUNTER
-    with _counting_context():
-        if _import_fvcore() is None:
+    with counting_context():
+        if import_fvcore() is None:
             notes.append("fvcore is not installed: MACs come from torch.utils.flop_counter alone")
         else:
             try:

@@ -603,15 +603,15 @@ def fvcore_by_module(model: "nn.Module", example: "torch.Tensor") -> dict[str, i
     handles for `padding='same'` convolutions and attention, the MHA fast path off), so the
     totals agree.
     """
-    from cnnbench.measure.counting import _conv_mode_macs, _counting_context, _import_fvcore, _sdpa_macs
+    from cnnbench.measure.counting import conv_mode_macs, counting_context, import_fvcore, sdpa_macs
 
-    analysis_cls = _import_fvcore()
+    analysis_cls = import_fvcore()
     if analysis_cls is None:
         raise UserError("the per-layer profile needs fvcore for MACs: pip install fvcore")
-    with _counting_context():
+    with counting_context():
         analysis = (
             analysis_cls(model, (example,))
-            .set_op_handle(**{"aten::_convolution_mode": _conv_mode_macs, "aten::scaled_dot_product_attention": _sdpa_macs})
+            .set_op_handle(**{"aten::_convolution_mode": conv_mode_macs, "aten::scaled_dot_product_attention": sdpa_macs})
             .unsupported_ops_warnings(False)
             .uncalled_modules_warnings(False)
             .tracer_warnings("none")

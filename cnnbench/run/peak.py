@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Sequence
 
+from cnnbench.run import runner
 from cnnbench.core.spec import CaseSpec, Measure
 
 __all__ = ["build", "peak_spec", "measure_peak"]
@@ -50,9 +51,7 @@ def measure_peak(cases: Sequence[CaseSpec], *, worker: Any = None, **worker_kwar
     spec = peak_spec(cases)
     if spec is None:
         return {}
-    if worker is None:
-        from cnnbench.run.runner import run_worker as worker
-    run = worker(spec, **worker_kwargs)
+    run = (worker or runner.run_worker)(spec, **worker_kwargs)
     n = spec.input_size[1]
     info: dict[str, Any] = {
         "method": f"fp32 GEMM {n}x{n} @ {n}x{n} (nn.Linear), median of a worker's samples",
