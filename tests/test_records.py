@@ -344,7 +344,7 @@ def test_the_default_smoke_shape_fits_one_table_at_80_columns():
 
 
 def test_macs_have_a_unit_that_reads_for_small_models():
-    from cnnbench.report.fmt import fmt_macs
+    from cnnbench.core.units import fmt_macs
 
-    assert fmt_macs(0.000416) == "416 k"  # LeNet-5, never 0.000
-    assert fmt_macs(0.00042) == "420 k" and fmt_macs(0.0042) == "4.20 M" and fmt_macs(1.814) == "1.81 G"
+    assert fmt_macs(0.000416) == "416.0 k"  # LeNet-5, never 0.000
+    assert fmt_macs(0.00042) == "420.0 k" and fmt_macs(0.0042) == "4.20 M" and fmt_macs(1.814) == "1.81 G"

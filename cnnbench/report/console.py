@@ -125,7 +125,7 @@ _GAP = 2  # columns apart (padding collapsed, a blank divider)
 
 def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
     """One row's cells as plain text (styles are added separately, so widths are exact)."""
-    from cnnbench.report.fmt import DASH, fmt_count, fmt_latency, fmt_macs, fmt_rate, fmt_speedup
+    from cnnbench.core.units import DASH, fmt_count, fmt_latency, fmt_macs, fmt_ms, fmt_pct, fmt_rate, fmt_speedup
 
     backend = row["backend_label"] + (" train" if row["mode"] == "train" else "")
     status = row["status"] if row["status"] != "ok" else ("ok" if row["valid"] else str(row["invalid_reason"]))
@@ -141,7 +141,7 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
         latency = DASH
     top1 = DASH
     if row["top1"] is not None:
-        top1 = f"{row['top1']:.1f}%"
+        top1 = fmt_pct(row["top1"])
         if row["correct1"] is not None and row["total"]:
             top1 += f" ({row['correct1']}/{row['total']})"
         top1 += " ⚠" if row["accuracy_flag"] else ""
@@ -154,7 +154,7 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
         "median ms ± IQR": latency,
         "images/s": fmt_rate(row["throughput_per_s"]),
         "speedup": fmt_speedup(row["speedup"]) if row["speedup"] is not None else "",
-        "cold start ms": fmt_rate(row["cold_start_ms"] if row["valid"] else None),  # an invalid case's is no result
+        "cold start ms": fmt_ms(row["cold_start_ms"] if row["valid"] else None),  # an invalid case's is no result
         "params": fmt_count(row["params"]),
         "MACs": fmt_macs(row["gmacs"]),
         "peak MiB": _fmt(row["memory_mib"], ",.1f", DASH),
@@ -313,6 +313,8 @@ def render_notes(records: list[dict[str, Any]]) -> list[str]:
 def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
     from rich.markup import escape
 
+    from cnnbench.core.units import fmt_ms, fmt_rate
+
     spec = CaseSpec.from_dict(record["spec"])
     key = escape(spec.key)  # backend options look like markup: compile[mode=max-autotune]
     lat = record.get("latency_ms")
@@ -322,7 +324,7 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
         batch = record.get("measured_batch_size") or spec.batch_size  # --oom-retry may lower it
         shown = f" at batch {batch} (of {spec.batch_size})" if batch != spec.batch_size else ""
         extra = " [yellow]⚠[/yellow]" if record["warnings"] else ""
-        return f"[green]✓[/green] {key}{rep}: {med:.3f} ms median{shown}, {batch / (med / 1000.0):,.1f} images/s{extra}"
+        return f"[green]✓[/green] {key}{rep}: {fmt_ms(med)} ms median{shown}, {fmt_rate(batch / (med / 1000.0))} images/s{extra}"
     return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(str(run.get('error') or ''))}"
 
 

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 from cnnbench.stats import processes as _processes
 from cnnbench.results import records as _records
 from cnnbench.core.errors import UserError
+from cnnbench.core.units import fmt_pct
 from cnnbench.results.records import CaseRecord, ResultsFile
 from cnnbench.results.records import thaw
 from cnnbench.core.text import natural_key
@@ -322,7 +323,7 @@ class CaseRow:
         if rel is not None:
             parts.append(f"rel err {rel:.2g}" + (f" ≤ {tol:g}" if tol is not None else ""))
         if agree is not None:
-            parts.append(f"top-1 {100.0 * agree:.0f}%")
+            parts.append(f"top-1 {fmt_pct(100.0 * agree)}")
         return "ok" + (f" ({', '.join(parts)})" if parts else "")
 
 
