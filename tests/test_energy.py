@@ -391,7 +391,7 @@ def test_a_throttled_case_says_so_on_its_row():
                    "images_per_j": 20.0, "reliable": True},
     }  # fmt: skip
     row = table_rows([record])[0]
-    assert row["throttled"] == "throttled: sw_power_cap"
+    assert row.throttled == "throttled: sw_power_cap"
     console = Console(width=250, record=True)
     console.print(render_table([record], wide=True))
     text = console.export_text()

@@ -168,9 +168,9 @@ def test_the_split_warning_reaches_the_terminal_table_and_its_notes(old_file):
     from cnnbench.report.console import render_notes, render_table, table_rows
 
     records = _results(MODAL, old_file=old_file)["cases"]
-    rows = {r["model"]: r for r in table_rows(records)}
-    assert any(w.startswith("processes split: 4 at 1.8") for w in rows["mnist_cnn"]["warnings"])
-    assert not any("split" in w for w in rows["lenet5"]["warnings"])
+    rows = {r.case.model: r for r in table_rows(records)}
+    assert any(w.startswith("processes split: 4 at 1.8") for w in rows["mnist_cnn"].case.warnings)
+    assert not any("split" in w for w in rows["lenet5"].case.warnings)
     notes = render_notes(records)
     assert [n for n in notes if "processes split" in n] == [n for n in notes if n.startswith(f"⚠ {records[0]['key']}: processes split: 4 at 1.8")]
     console = Console(width=250, record=True)

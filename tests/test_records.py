@@ -290,7 +290,7 @@ def test_console_and_report_agree_on_speedups_with_training_and_oom_retry_cases(
     from cnnbench.report.console import table_rows
 
     cases = json.loads(GOLDEN.read_text())["cases"]
-    terminal = {c["key"]: row["speedup"] for c, row in zip(cases, table_rows(cases))}
+    terminal = {c["key"]: row.case.speedup_vs_eager for c, row in zip(cases, table_rows(cases))}
     assert main(["report", str(GOLDEN), "--out", str(tmp_path / "r"), "--format", "csv"]) == 0
     with (tmp_path / "r" / "results.csv").open(newline="", encoding="utf-8") as fh:
         report = {row["key"]: float(row["speedup_vs_eager"]) if row["speedup_vs_eager"] else None for row in csv.DictReader(fh)}

@@ -842,22 +842,21 @@ def test_terminal_rows_carry_memory_accuracy_and_the_measured_batch():
         row = rows[c["key"]]
         mem = c.get("memory") or {}
         if _is_valid(c):
-            assert row["memory_mib"] == pytest.approx(mem["peak_rss_delta_bytes"] / 2**20)
-            assert row["memory_kind"] == "peak_rss_delta_bytes"
+            assert row.peak_memory == ("peak_rss_delta_bytes", mem["peak_rss_delta_bytes"])
         else:
-            assert row["memory_mib"] is None and row["top1"] is None  # an invalid case shows no result
+            assert row.peak_memory is None and row.accuracy is None  # an invalid case shows no result
         if mem.get("activation_bytes") is not None:
-            assert row["activations_mib"] == pytest.approx(mem["activation_bytes"] / 2**20)
+            assert row.activation_bytes == mem["activation_bytes"]
     by_backend = {c["spec"]["backend"]: rows[c["key"]] for c in cases if c.get("accuracy")}
-    assert (by_backend["eager"]["correct1"], by_backend["eager"]["total"]) == (6975, 10000)
-    assert by_backend["eager"]["accuracy_flag"] is None and by_backend["compile"]["accuracy_flag"] is None
-    assert by_backend["onnxrt"]["accuracy_flag"] == "top-1 -14 images vs eager (tolerance ±10)"
+    assert (by_backend["eager"].accuracy["correct1"], by_backend["eager"].accuracy["total"]) == (6975, 10000)
+    assert by_backend["eager"].accuracy_flag is None and by_backend["compile"].accuracy_flag is None
+    assert by_backend["onnxrt"].accuracy_flag == "top-1 -14 images vs eager (tolerance ±10)"
     oom = next(c for c in cases if c["batch_attempts"])
-    assert rows[oom["key"]]["batch"] == "16 (of 32)"
-    assert rows[oom["key"]]["speedup"] is None  # eager ran 32, not 16: nothing to compare with
+    assert rows[oom["key"]].case.batch_label == "16 (of 32)"
+    assert rows[oom["key"]].case.speedup_vs_eager is None  # eager ran 32, not 16: nothing to compare with
     adamw = next(c for c in cases if c["spec"]["options"])
     # each eager step is its own optimizer's reference (the report's rule): 1.00, never vs SGD
-    assert rows[adamw["key"]]["speedup"] == 1.0
+    assert rows[adamw["key"]].case.speedup_vs_eager == 1.0
 
 
 def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
@@ -867,7 +866,7 @@ def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
     case["spec"]["device"] = "cuda"
     case["memory"].update(cuda_peak_allocated_bytes=300 * 2**20, device_used_delta_bytes=900 * 2**20)
     row = table_rows([case])[0]
-    assert (row["memory_kind"], row["memory_mib"]) == ("cuda_peak_allocated_bytes", 300.0)
+    assert row.peak_memory == ("cuda_peak_allocated_bytes", 300 * 2**20)
 
 
 def test_terminal_table_stays_readable_at_200_columns():
@@ -882,7 +881,7 @@ def test_terminal_table_stays_readable_at_200_columns():
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 200
     header = "\n".join(lines[:5])
-    for name in ("peak MiB", "act. MiB", "top-1 (n/total)", "median ms ± IQR", "images/s"):
+    for name in ("peak mem", "act. mem", "top-1 (n/total)", "median ms ± IQR", "images/s"):
         assert name in header, name
     # every measured top-1 on one line with its counts; the flagged one keeps its ⚠ there
     assert sum(line.endswith("69.75% (6975/10000)") for line in lines) == 2
