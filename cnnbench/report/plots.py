@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from cnnbench.core.errors import UserError
 from cnnbench.report.charts import PlotSpec, backend_style, inference_rows, nice_sizes, per_model_chart, plain_log_axis
-from cnnbench.core.units import fmt_duration, fmt_ms
+from cnnbench.core.units import fmt_duration, fmt_gflops, fmt_ms
 from cnnbench.report.model import CaseRow, EnvGroup, ReportData
 
 __all__ = ["PlotSpec", "plan_plots", "render_plot", "IMAGE_FORMATS", "require_matplotlib"]
@@ -263,7 +263,7 @@ def _draw_gflops(data: ReportData, spec: PlotSpec):
 
     def decorate(ax, model, env):
         ax.axhline(peak, color="0.25", ls="--", lw=1.2)
-        ax.text(0.02, 0.97, f"peak {peak:,.0f} GFLOP/s", transform=ax.transAxes, va="top", fontsize=8, color="0.25")
+        ax.text(0.02, 0.97, f"peak {fmt_gflops(peak)} GFLOP/s", transform=ax.transAxes, va="top", fontsize=8, color="0.25")
         ax.set_ylim(0, peak * 1.1)
         sec = ax.secondary_yaxis("right", functions=(lambda g: 100.0 * g / peak, lambda p: p * peak / 100.0))
         sec.set_ylabel("% of peak")
