@@ -126,7 +126,7 @@ def test_a_perturbed_backend_is_caught_as_fail_accuracy_and_its_timings_stay(mon
     record = build_record(spec, [out])
     assert record["status"] == "fail_accuracy" and record["parity"]["ok"] is False
     assert record["runs"][0]["samples_ms"] == out["samples_ms"], "and in the results file"
-    assert table_rows([record])[0]["valid"] is False
+    assert table_rows([record])[0].case.valid is False
 
 
 def test_parity_is_stored_for_non_eager_and_low_precision_eager_only(cache_dir):

@@ -47,3 +47,26 @@ def test_load_weights_verifies_the_shipped_weights_and_refuses_a_damaged_copy(tm
     copy.write_bytes(bytes(data))
     with pytest.raises(AccuracyError, match="does not match its checksum file"):
         load_weights(build_model("lenet5"), str(copy))
+
+
+def test_writing_a_sidecar_never_follows_a_planted_link(tmp_path):
+    """The sidecar goes through cnnbench.core.safeio: a link at the old predictable temporary
+    name (.FILE.sha256.<pid>.tmp) is never written through, and a link at FILE.sha256 itself is
+    refused rather than replaced."""
+    import os
+
+    from cnnbench.core.safeio import WriteError
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights")
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / f".w.bin.sha256.{os.getpid()}.tmp").symlink_to(victim)
+    side = write_sidecar(f)
+    assert victim.read_text() == "precious" and side.read_text().split() == [sha256_of(f), "w.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["w.bin", "w.bin.sha256", "victim", f".w.bin.sha256.{os.getpid()}.tmp"])
+    side.unlink()
+    side.symlink_to(victim)
+    with pytest.raises(WriteError, match="symbolic link"):
+        write_sidecar(f)
+    assert victim.read_text() == "precious" and side.is_symlink()

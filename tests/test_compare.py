@@ -397,9 +397,9 @@ def test_memory_change_over_a_tiny_baseline_is_absolute_never_a_percentage():
     md = render_markdown(comp)
     from cnnbench.compare import render
 
-    assert "%" not in render._fmt_memory(tiny) and render._fmt_memory(tiny) == "+2.2 MiB"
-    assert "+20.0 MiB (RSS 100.0 KiB → 20.1 MiB) ❌" in md
-    assert render._fmt_memory_short(tiny) == "+2.2 MiB RSS"
+    assert "%" not in render._fmt_memory(tiny) and render._fmt_memory(tiny) == "+2.20 MiB"
+    assert "+20.00 MiB (RSS 100.00 KiB → 20.10 MiB) ❌" in md
+    assert render._fmt_memory_short(tiny) == "+2.20 MiB RSS"
 
 
 def test_a_cuda_memory_verdict_also_needs_the_absolute_threshold():
@@ -545,7 +545,7 @@ def test_markdown_has_headline_tables_in_order_and_collapsed_unchanged():
     assert "<details>" in md and md.index("<details>") < md.index("<summary>Unchanged")
     lenet = by_model(comp)["lenet5/eager/b32"]
     assert f"| `lenet5 eager fp32 b32 1x28x28 cpu t4` | {lenet.base_median_ms:.3g} | {lenet.current_median_ms:.3g} | " in md
-    assert "+40.0% (RSS 60.0 MiB → 84.0 MiB) ❌" in md
+    assert "+40.00% (RSS 60.00 MiB → 84.00 MiB) ❌" in md
     assert "Geometric mean of current/base latency over 4 comparable case(s)" in md
     # Every table row has as many cells as its header.
     for block in md.split("\n\n"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.report import write_report
-from cnnbench.report.fmt import fmt_ms, fmt_rate
+from cnnbench.core.units import fmt_ms, fmt_rate
 
 GOLDEN = Path(__file__).parent / "data" / "report" / "host_a.json"
 

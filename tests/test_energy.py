@@ -14,7 +14,7 @@ import pytest
 
 from cnnbench.measure import devicestate
 from cnnbench.measure import energy
-from cnnbench.core.units import fmt_joules
+from cnnbench.core.units import fmt_joules, fmt_rate
 from cnnbench.report import energy as report_energy
 from cnnbench.results.blocks import combine_energy
 from cnnbench.measure.energy import (
@@ -391,7 +391,7 @@ def test_a_throttled_case_says_so_on_its_row():
                    "images_per_j": 20.0, "reliable": True},
     }  # fmt: skip
     row = table_rows([record])[0]
-    assert row["throttled"] == "throttled: sw_power_cap"
+    assert row.throttled == "throttled: sw_power_cap"
     console = Console(width=250, record=True)
     console.print(render_table([record], wide=True))
     text = console.export_text()
@@ -448,7 +448,7 @@ def test_compare_energy_has_its_own_threshold_and_gates():
     assert timed and all(r.energy_verdict == "regressed" and r.gating for r in timed)
     assert comp.has_regression and comp.thresholds["energy"].rel == pytest.approx(0.10)
     md = render_markdown(comp)
-    assert "energy regression(s)" in md and "energy/img +25.0%" in md and "energy 10% (default)" in md
+    assert "energy regression(s)" in md and "energy/img +25.00%" in md and "energy 10% (default)" in md
 
     looser = compare_results(_with_energy(base, 0.10), _with_energy(same, 0.125), thresholds={"energy": parse_threshold("energy:30%")})
     assert all(r.energy_verdict == "unchanged" for r in looser.rows if r.energy_ratio is not None)
@@ -487,7 +487,7 @@ def test_report_has_an_energy_column_and_an_images_per_joule_plot(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "Energy/img @ W (images/J)" in md
     first = min(given.values())
-    assert f"{fmt_joules(first)} @ 50.0 W ({1 / first:,.1f})" in md
+    assert f"{fmt_joules(first)} @ 50.0 W ({fmt_rate(1 / first)})" in md
     assert "Images per joule vs batch size" in md
     assert list((tmp_path / "out").rglob("energy*.png"))
     # the CSV carries the same block, full precision, for valid rows only

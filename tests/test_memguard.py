@@ -111,7 +111,7 @@ def test_preflight_refuses_what_cannot_fit_and_says_the_estimate(monkeypatch):
     build = lambda: build_model("resnet18", source=None, kwargs={}, input_size=(3, 224, 224))  # noqa: E731
     monkeypatch.setattr(memguard, "available_bytes", lambda device: (100 * 1024**2, "available host memory"))
     problem = memguard.preflight(build, spec)
-    assert problem.startswith("pre-flight: needs at least ") and "100.0 MiB of available host memory" in problem
+    assert problem.startswith("pre-flight: needs at least ") and "100.00 MiB of available host memory" in problem
     monkeypatch.setattr(memguard, "available_bytes", lambda device: (64 * 1024**3, "available host memory"))
     assert memguard.preflight(build, spec) is None
     limited = spec.replace(measure=Measure(memory_limit=256 * 1024**2))

@@ -9,6 +9,7 @@ import pytest
 
 from cnnbench.stats import processes as P
 from cnnbench.core.spec import Measure
+from cnnbench.core.units import fmt_change
 from cnnbench.measure.timing import time_callable
 
 ISSUE = [1.79, 1.81, 1.79, 1.79, 2.78, 2.76, 2.83, 2.69]  # the issue's per-process p5s, ms
@@ -37,7 +38,7 @@ def test_one_mode_with_an_outlier_is_one_mode():
 def test_three_modes():
     values = [3.0, 1.0, 2.01, 1.01, 3.01, 2.0, 1.02, 2.02]
     assert groups(values) == [[1.0, 1.01, 1.02], [2.0, 2.01, 2.02], [3.0, 3.01]]
-    assert P.process_stats(values).warning == "processes split: 3 at 1.01 ms, 3 at 2.01 ms, 2 at 3 ms"
+    assert P.process_stats(values).warning == "processes split: 3 at 1.01 ms, 3 at 2.01 ms, 2 at 3.00 ms"
 
 
 def test_ties_never_split_but_tied_groups_far_apart_do():
@@ -97,7 +98,7 @@ def test_interval_from_processes_timed_with_a_fake_clock_is_wider_than_the_poole
     assert block["ci_high_ms"] - block["ci_low_ms"] > 5 * (pooled_hi - pooled_lo)
     assert block["ci_coverage"] == pytest.approx(1 - 2 / 64)  # 6 processes: [min, max] covers 96.9%
     assert block["modes"][0]["n"] == 4 and block["modes"][1]["processes"] == [1, 3]
-    assert "processes split: 4 at 1 ms, 2 at 1.3 ms" in rec["warnings"]
+    assert "processes split: 4 at 1.00 ms, 2 at 1.30 ms" in rec["warnings"]
 
 
 def test_a_single_process_has_no_block_and_no_warning():
@@ -167,9 +168,9 @@ def test_the_split_warning_reaches_the_terminal_table_and_its_notes(old_file):
     from cnnbench.report.console import render_notes, render_table, table_rows
 
     records = _results(MODAL, old_file=old_file)["cases"]
-    rows = {r["model"]: r for r in table_rows(records)}
-    assert any(w.startswith("processes split: 4 at 1.8") for w in rows["mnist_cnn"]["warnings"])
-    assert not any("split" in w for w in rows["lenet5"]["warnings"])
+    rows = {r.case.model: r for r in table_rows(records)}
+    assert any(w.startswith("processes split: 4 at 1.8") for w in rows["mnist_cnn"].case.warnings)
+    assert not any("split" in w for w in rows["lenet5"].case.warnings)
     notes = render_notes(records)
     assert [n for n in notes if "processes split" in n] == [n for n in notes if n.startswith(f"⚠ {records[0]['key']}: processes split: 4 at 1.8")]
     console = Console(width=250, record=True)
@@ -203,5 +204,5 @@ def test_compare_markdown_names_the_split_and_the_smallest_detectable_change():
     modal, calm = rows["mnist_cnn"], rows["lenet5"]
     # the modal side's spread makes the smallest detectable slowdown far larger than the calm case's
     assert modal.detectable_ratio > 1.3 and calm.detectable_ratio < 1.05
-    assert f"+{(calm.detectable_ratio - 1) * 100:.1f}%" in section
+    assert fmt_change(calm.detectable_ratio) in section
     assert to_json(comp)["cases"][0]["current_process_ms"]  # the figures are in the JSON too

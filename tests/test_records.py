@@ -71,6 +71,27 @@ def test_every_record_shape_round_trips_through_the_file(tmp_path):
     assert [c.valid for c in loaded.cases] == [c.status == "ok" for c in loaded.cases]
 
 
+def test_build_record_writes_exactly_the_declared_fields():
+    """The writer's dict (build_record, its one source) and the parser's declaration
+    (records.CASE_FIELDS) agree field for field and in order: nothing the writer writes is read
+    back as an undeclared `extra`, and only `measured_on` (merge writes it) is declared but not
+    written, when every optional section is measured."""
+    static = {
+        "params": 61706, "trainable_params": 61706, "gmacs": 0.0017, "gflops": 0.0034, "gmacs_per_image": 0.000416,
+        "counter": "fvcore", "counts": {"crosscheck": None}, "aux_heads_included": False, "backend_info": {"x": 1},
+        "published": {"acc@1": 99.0}, "parity": {"ok": True, "max_rel_err": 1e-6}, "memory": {"peak_rss_delta_bytes": 4096},
+        "accuracy": {"top1": 98.0}, "train": {"optimizer": {"name": "sgd"}},
+        "energy": {"available": True, "method": "rapl", "j_per_image": 0.01, "images_per_j": 100.0, "reliable": True},
+        "device_state": {"throttled": False}, "transfer": {"h2d_ms": 0.1},
+    }  # fmt: skip
+    record = build_record(_spec(), [_ok([1.0, 1.1, 1.2, 1.05, 1.3], **static), _ok([1.2, 1.1, 1.0, 1.0, 1.4], **static)])
+    written = list(record)
+    assert written == [name for name in records.CASE_FIELDS if name in record]  # declared, in the writer's order
+    assert set(records.CASE_FIELDS) - set(written) == {"measured_on"}
+    parsed = records.parse_record(json.loads(json.dumps(record)))
+    assert dict(parsed.extra) == {} and parsed.present == tuple(written)
+
+
 def test_every_golden_file_round_trips():
     for path in sorted(DATA.rglob("*.json")):
         raw = json.loads(path.read_text())
@@ -290,7 +311,7 @@ def test_console_and_report_agree_on_speedups_with_training_and_oom_retry_cases(
     from cnnbench.report.console import table_rows
 
     cases = json.loads(GOLDEN.read_text())["cases"]
-    terminal = {c["key"]: row["speedup"] for c, row in zip(cases, table_rows(cases))}
+    terminal = {c["key"]: row.case.speedup_vs_eager for c, row in zip(cases, table_rows(cases))}
     assert main(["report", str(GOLDEN), "--out", str(tmp_path / "r"), "--format", "csv"]) == 0
     with (tmp_path / "r" / "results.csv").open(newline="", encoding="utf-8") as fh:
         report = {row["key"]: float(row["speedup_vs_eager"]) if row["speedup_vs_eager"] else None for row in csv.DictReader(fh)}
@@ -344,7 +365,7 @@ def test_the_default_smoke_shape_fits_one_table_at_80_columns():
 
 
 def test_macs_have_a_unit_that_reads_for_small_models():
-    from cnnbench.report.fmt import fmt_macs
+    from cnnbench.core.units import fmt_macs
 
-    assert fmt_macs(0.000416) == "416 k"  # LeNet-5, never 0.000
-    assert fmt_macs(0.00042) == "420 k" and fmt_macs(0.0042) == "4.20 M" and fmt_macs(1.814) == "1.81 G"
+    assert fmt_macs(0.000416) == "416.0 k"  # LeNet-5, never 0.000
+    assert fmt_macs(0.00042) == "420.0 k" and fmt_macs(0.0042) == "4.20 M" and fmt_macs(1.814) == "1.81 G"

@@ -135,7 +135,7 @@ def test_a_real_v1_file_migrates_to_v2(tmp_path):
     assert ok["status"] == "ok" and ok["measured_batch_size"] == ok["spec"]["batch_size"] == 2
     assert oom["status"] == "oom" and oom["measured_batch_size"] is None
     assert ok["batch_attempts"] == [] and oom["batch_attempts"] == []
-    assert table_rows(data["cases"])[0]["batch"] == 2  # not "2 (of 2)"
+    assert table_rows(data["cases"])[0].case.batch_label == "2"  # not "2 (of 2)"
     assert path.read_bytes() == before  # loading never rewrites
 
 
@@ -271,7 +271,7 @@ def test_oom_retry_halves_until_it_fits_and_says_so(tmp_path):
         (32, "oom"), (16, "oom"), (8, "oom"), (4, "ok")]  # fmt: skip
     assert record["throughput_per_s"] == pytest.approx(4 / 0.002)  # the measured batch, not 32
     assert any("measured at batch 4" in w and "of memory at batch 32" in w for w in record["warnings"])
-    assert table_rows([record])[0]["batch"] == "4 (of 32)"
+    assert table_rows([record])[0].case.batch_label == "4 (of 32)"
 
 
 def test_oom_retry_gives_up_after_batch_1_and_retries_nothing_else(tmp_path):
@@ -285,7 +285,7 @@ def test_oom_retry_gives_up_after_batch_1_and_retries_nothing_else(tmp_path):
     assert [a["batch_size"] for a in never["batch_attempts"]] == [6, 3, 1]
     assert any("no batch that fits" in w for w in never["warnings"])
     assert raiser["status"] == "error" and raiser["batch_attempts"] == []
-    assert table_rows(results["cases"])[0]["batch"] == 6
+    assert table_rows(results["cases"])[0].case.batch_label == "6"
 
 
 def test_a_stop_during_oom_retry_starts_no_further_attempt(tmp_path):

@@ -23,7 +23,7 @@ import pytest
 from cnnbench.cli import main
 from cnnbench.core.errors import ResultsFileError, UserError
 from cnnbench.report import FORMATS, parse_formats, write_report
-from cnnbench.report.fmt import DASH, fmt_duration, fmt_latency, fmt_rate, fmt_speedup
+from cnnbench.core.units import DASH, fmt_duration, fmt_latency, fmt_rate, fmt_speedup
 from cnnbench.results.schema import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parent / "data" / "report"
@@ -330,7 +330,7 @@ def test_conventions_are_stated(report_a):
                    "batch size / median latency", "fvcore", "torchvision"):
         assert phrase in conv
     env = _section(md, "## Environments")
-    assert "Intel(R) Xeon(R) Gold 6338" in env and "| Peak GFLOP/s | 850 |" in env
+    assert "Intel(R) Xeon(R) Gold 6338" in env and "| Peak GFLOP/s | 850.0 |" in env
 
 
 def test_reports_are_deterministic(report_a, tmp_path):
@@ -477,7 +477,7 @@ def test_parity_is_read_from_the_real_record_and_a_failure_is_never_a_number(tmp
     assert "INVALID: parity failed" in row
     assert fmt_latency(_q(legacy["samples_ms"])[1], None) not in md
     ok = next(line for line in card.splitlines() if line.startswith("| compile | 8 | fp32 |"))
-    assert "| ok (rel err 2.4e-05 ≤ 0.001, top-1 100%) |" in ok
+    assert "| ok (rel err 2.4e-05 ≤ 0.001, top-1 100.00%) |" in ok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -690,7 +690,7 @@ def test_a_merged_file_of_two_hosts_keeps_each_case_on_its_own_machine(tmp_path,
     assert "unknown host" not in md
     assert "### Measured on bench-a" in md and "### Measured on bench-b" in md
     env = _section(md, "## Environments")
-    assert "Intel(R) Xeon(R) Gold 6338" in env and "AMD EPYC 7763" in env and "| Peak GFLOP/s | 850 | not measured |" in env
+    assert "Intel(R) Xeon(R) Gold 6338" in env and "AMD EPYC 7763" in env and "| Peak GFLOP/s | 850.0 | not measured |" in env
     with open(tmp_path / "out" / "results.csv", newline="", encoding="utf-8") as fh:
         rows = {r["key"]: r for r in csv.DictReader(fh)}
     shard_of = {c["key"]: ("bench-a", "shard-1.json", a) for c in a["cases"]}
@@ -826,7 +826,7 @@ def test_minimal_records_still_report(tmp_path):
     assert result.n_invalid == 2  # the timeout and the fail_accuracy status, parity record or not
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "top-1 69.76%, top-5 89.08% — published for ResNet18_Weights.IMAGENET1K_V1 on ImageNet-1K val" in md
-    assert "**Compute:** —" in md and "**Memory:** parameters 44.6 MiB (fp32, 4 bytes each)." in md
+    assert "**Compute:** —" in md and "**Memory:** parameters 44.59 MiB (fp32, 4 bytes each)." in md
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,22 +842,21 @@ def test_terminal_rows_carry_memory_accuracy_and_the_measured_batch():
         row = rows[c["key"]]
         mem = c.get("memory") or {}
         if _is_valid(c):
-            assert row["memory_mib"] == pytest.approx(mem["peak_rss_delta_bytes"] / 2**20)
-            assert row["memory_kind"] == "peak_rss_delta_bytes"
+            assert row.peak_memory == ("peak_rss_delta_bytes", mem["peak_rss_delta_bytes"])
         else:
-            assert row["memory_mib"] is None and row["top1"] is None  # an invalid case shows no result
+            assert row.peak_memory is None and row.accuracy is None  # an invalid case shows no result
         if mem.get("activation_bytes") is not None:
-            assert row["activations_mib"] == pytest.approx(mem["activation_bytes"] / 2**20)
+            assert row.activation_bytes == mem["activation_bytes"]
     by_backend = {c["spec"]["backend"]: rows[c["key"]] for c in cases if c.get("accuracy")}
-    assert (by_backend["eager"]["correct1"], by_backend["eager"]["total"]) == (6975, 10000)
-    assert by_backend["eager"]["accuracy_flag"] is None and by_backend["compile"]["accuracy_flag"] is None
-    assert by_backend["onnxrt"]["accuracy_flag"] == "top-1 -14 images vs eager (tolerance ±10)"
+    assert (by_backend["eager"].accuracy["correct1"], by_backend["eager"].accuracy["total"]) == (6975, 10000)
+    assert by_backend["eager"].accuracy_flag is None and by_backend["compile"].accuracy_flag is None
+    assert by_backend["onnxrt"].accuracy_flag == "top-1 -14 images vs eager (tolerance ±10)"
     oom = next(c for c in cases if c["batch_attempts"])
-    assert rows[oom["key"]]["batch"] == "16 (of 32)"
-    assert rows[oom["key"]]["speedup"] is None  # eager ran 32, not 16: nothing to compare with
+    assert rows[oom["key"]].case.batch_label == "16 (of 32)"
+    assert rows[oom["key"]].case.speedup_vs_eager is None  # eager ran 32, not 16: nothing to compare with
     adamw = next(c for c in cases if c["spec"]["options"])
     # each eager step is its own optimizer's reference (the report's rule): 1.00, never vs SGD
-    assert rows[adamw["key"]]["speedup"] == 1.0
+    assert rows[adamw["key"]].case.speedup_vs_eager == 1.0
 
 
 def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
@@ -867,7 +866,7 @@ def test_terminal_memory_on_cuda_is_the_torch_peak_allocated():
     case["spec"]["device"] = "cuda"
     case["memory"].update(cuda_peak_allocated_bytes=300 * 2**20, device_used_delta_bytes=900 * 2**20)
     row = table_rows([case])[0]
-    assert (row["memory_kind"], row["memory_mib"]) == ("cuda_peak_allocated_bytes", 300.0)
+    assert row.peak_memory == ("cuda_peak_allocated_bytes", 300 * 2**20)
 
 
 def test_terminal_table_stays_readable_at_200_columns():
@@ -882,11 +881,11 @@ def test_terminal_table_stays_readable_at_200_columns():
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 200
     header = "\n".join(lines[:5])
-    for name in ("peak MiB", "act. MiB", "top-1 (n/total)", "median ms ± IQR", "images/s"):
+    for name in ("peak mem", "act. mem", "top-1 (n/total)", "median ms ± IQR", "images/s"):
         assert name in header, name
     # every measured top-1 on one line with its counts; the flagged one keeps its ⚠ there
-    assert sum(line.endswith("69.8% (6975/10000)") for line in lines) == 2
-    assert sum(line.endswith("69.6% (6961/10000) ⚠") for line in lines) == 1
+    assert sum(line.endswith("69.75% (6975/10000)") for line in lines) == 2
+    assert sum(line.endswith("69.61% (6961/10000) ⚠") for line in lines) == 1
     assert "16 (of 32)" in text and "MiB = 2^20 bytes" in text and "correct/total" in text
     notes = render_notes(cases)
     assert any("measured accuracy differs from eager: top-1 -14 images" in n for n in notes)

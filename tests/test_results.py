@@ -40,7 +40,7 @@ def test_a_parity_failure_keeps_its_timings_in_the_record_but_they_are_shown_inv
     assert rec["status"] == "fail_accuracy" and rec["error"].startswith("parity")
     assert rec["samples_ms"] == [3.0] * 20 and rec["latency_ms"]["median"] == 3.0 and rec["repeat_medians_ms"] == [3.0]
     (row,) = table_rows([rec])
-    assert row["valid"] is False and row["throughput_per_s"] is None and row["speedup"] is None
+    assert row.case.valid is False and row.case.throughput_per_s is None and row.case.speedup_vs_eager is None
     from rich.console import Console
 
     console = Console(width=200, record=True, color_system=None)

@@ -129,6 +129,101 @@ def test_append_refuses_links(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Writers that need a path (a library writes the file itself): atomic_file, temp_file_beside
+
+
+def _library_save(path: Path, text: str) -> None:
+    """What torch.save / onnx.save / OpenVINO's save_model do: open the name they are given."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def test_atomic_file_gives_a_library_a_fresh_path_with_the_targets_suffix(tmp_path):
+    target = tmp_path / "model.onnx"
+    with safeio.atomic_file(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.onnx.") and tmp.name.endswith(".tmp.onnx")
+        assert tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_size == 0  # ours already
+        _library_save(tmp, "graph")
+        assert not target.exists()  # nothing in place until the library is done
+    assert target.read_text() == "graph" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    with safeio.atomic_file(tmp_path / "m.pt2", suffix=".pt2") as tmp:
+        assert tmp.suffix == ".pt2"
+        _library_save(tmp, "package")
+
+
+def test_a_library_failure_leaves_the_target_and_no_temporary_file(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_text("old")
+    with pytest.raises(ValueError, match="exporter"):
+        with safeio.atomic_file(target, companions=(lambda p: p.with_name(p.name + ".data"),)) as tmp:
+            _library_save(tmp, "half")
+            raise ValueError("exporter rejected an op")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_companions_are_reserved_then_renamed_when_written_and_removed_when_not(tmp_path, monkeypatch):
+    """OpenVINO writes X.bin beside the X.xml it is given: the .bin's temporary name is ours
+    before the library runs (a link planted at the first name drawn makes another set be
+    drawn), then renamed beside the target; a companion left empty (ONNX external data of a
+    small model) is removed, never renamed."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    tokens = iter(["aaaa", "bbbb"])
+    monkeypatch.setattr(safeio.secrets, "token_hex", lambda n: next(tokens))
+    (tmp_path / ".m.xml.aaaa.tmp.bin").symlink_to(victim)  # the .bin of the first name drawn
+    bin_of = lambda p: p.with_suffix(".bin")  # noqa: E731
+    data_of = lambda p: p.with_name(p.name + ".data")  # noqa: E731
+    with safeio.atomic_file(tmp_path / "m.xml", companions=(bin_of, data_of)) as tmp:
+        assert tmp.name == ".m.xml.bbbb.tmp.xml"
+        _library_save(tmp, "<xml/>")
+        _library_save(bin_of(tmp), "weights")
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "m.xml").read_text() == "<xml/>" and (tmp_path / "m.bin").read_text() == "weights"
+    assert not (tmp_path / "m.xml.data").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.xml.aaaa.tmp.bin", "m.bin", "m.xml", "victim"]
+
+
+def test_a_symlink_at_a_companion_target_is_refused_before_the_library_runs(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "m.bin").symlink_to(victim)
+    ran = []
+    with pytest.raises(WriteError, match="symbolic link"):
+        with safeio.atomic_file(tmp_path / "m.xml", companions=(lambda p: p.with_suffix(".bin"),)):
+            ran.append(True)
+    assert not ran and victim.read_text() == "precious"
+
+
+def test_temp_file_beside_is_fresh_and_never_a_planted_link(tmp_path, monkeypatch):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    tokens = iter(["aaaa", "bbbb", "cccc"])
+    monkeypatch.setattr(safeio.secrets, "token_hex", lambda n: next(tokens))
+    (tmp_path / ".q.onnx.aaaa.tmp.pre.onnx").symlink_to(victim)
+    pre = safeio.temp_file_beside(tmp_path / "q.onnx", suffix=".pre.onnx")
+    assert pre.name == ".q.onnx.bbbb.tmp.pre.onnx" and pre.is_file() and not pre.is_symlink()
+    assert safeio.temp_file_beside(tmp_path / "q.onnx").name == ".q.onnx.cccc.tmp.onnx"
+    _library_save(pre, "pre-processed")
+    assert victim.read_text() == "precious"
+
+
+def test_a_build_log_is_appended_to_never_through_a_link(tmp_path):
+    from cnnbench.backends.artifacts import output_to
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "export.log").symlink_to(victim)
+    with pytest.raises(WriteError, match="symbolic link"):
+        with output_to(tmp_path / "export.log"):
+            pass
+    assert victim.read_text() == "precious"
+    fd = safeio.open_append(tmp_path / "logs" / "ok.log")
+    os.write(fd, b"line\n")
+    os.close(fd)
+    assert (tmp_path / "logs" / "ok.log").read_text() == "line\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # Every command that writes: a planted link or a bad target is one line, exit 2
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device, device_sync
 from cnnbench.core.errors import ExportFailed, Unsupported
+from cnnbench.core.safeio import atomic_file
 
 __all__ = ["BACKEND", "DEFAULTS", "aoti_cache_dir", "PACKAGE_FORMAT_VERSION"]
 
@@ -119,19 +120,21 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
         source, q = pt2e_quantize(model, calibration, device=spec.device, log_path=log_path)
         split["quantize_ms"] = q["quantize_ms"]
         quantize = {**q["settings"], "torchao": q["torchao"]}
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
-    try:
-        with output_to(log_path), torch.no_grad():
-            t0 = time.perf_counter()
-            exported = torch.export.export(source, (x,))
-            split["torch_export_ms"] = (time.perf_counter() - t0) * 1e3
-            t0 = time.perf_counter()
-            written = torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
-            split["aoti_compile_ms"] = (time.perf_counter() - t0) * 1e3
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExportFailed(f"aoti: {_first_line(exc)}") from exc
-    os.replace(written, path)
+    # The package is written into a temporary file cnnbench.core.safeio made (a fresh name ending
+    # in .pt2, as AOTInductor requires), renamed over `path` only when the compile succeeded.
+    with atomic_file(path, what="write the AOTInductor package") as tmp:
+        try:
+            with output_to(log_path), torch.no_grad():
+                t0 = time.perf_counter()
+                exported = torch.export.export(source, (x,))
+                split["torch_export_ms"] = (time.perf_counter() - t0) * 1e3
+                t0 = time.perf_counter()
+                written = torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+                split["aoti_compile_ms"] = (time.perf_counter() - t0) * 1e3
+        except Exception as exc:
+            raise ExportFailed(f"aoti: {_first_line(exc)}") from exc
+        if Path(written) != tmp:  # pragma: no cover - torch returns the package_path it was given
+            raise ExportFailed(f"aoti: the package was written to {written}, not to {tmp}")
     record = {
         "export_ms": sum(split.values()),
         "export_split_ms": split,

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from cnnbench.core.safeio import atomic_write, open_append
+
 __all__ = ["cache_dir", "source_fingerprint", "output_to", "write_json", "package_version"]
 
 
@@ -50,8 +52,7 @@ def output_to(log_path: Path) -> Iterator[None]:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with os.fdopen(open_append(log_path), "ab") as log:  # never through a planted link
         saved = [os.dup(1), os.dup(2)]
         try:
             os.dup2(log.fileno(), 1)
@@ -76,8 +77,6 @@ def output_to(log_path: Path) -> Iterator[None]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """A cache's metadata file, written atomically (`cnnbench.core.safeio`)."""
-    from cnnbench.core.safeio import atomic_write
-
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 

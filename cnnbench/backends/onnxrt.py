@@ -64,6 +64,7 @@ from cnnbench.backends.artifacts import cache_dir, output_to, source_fingerprint
 from cnnbench.backends.common import check_device
 from cnnbench.core.environment import package_versions
 from cnnbench.core.errors import ExportFailed, Unsupported
+from cnnbench.core.safeio import temp_file_beside
 
 __all__ = ["BACKEND", "DEFAULTS", "EXPORT_BATCH", "export_onnx", "onnx_cache_dir"]
 
@@ -182,18 +183,9 @@ def _read_meta(meta_path: Path, blob: str) -> dict[str, Any] | None:
 
 
 def _fresh_tmp(path: Path) -> Path:
-    """An unpredictable temporary name beside `path`, created empty with O_EXCL|O_NOFOLLOW (so no
-    planted link is written through); the exporter then writes to it."""
-    import secrets
-
-    for _ in range(100):
-        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp.onnx")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
-        except FileExistsError:
-            continue
-        return tmp
-    raise OSError(f"cannot create a temporary file beside {path}")  # pragma: no cover
+    """An unpredictable temporary name beside `path`, created empty with O_EXCL|O_NOFOLLOW by
+    `cnnbench.core.safeio` (so no planted link is written through); the exporter then writes to it."""
+    return temp_file_beside(path)
 
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any
 from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device
 from cnnbench.core.errors import ExportFailed, Unsupported
+from cnnbench.core.safeio import atomic_file
 
 __all__ = ["BACKEND", "DEFAULTS", "openvino_cache_dir", "inference_precision"]
 
@@ -89,12 +89,15 @@ def _read_meta(meta_path: Path, blob: str) -> dict[str, Any] | None:
 
 
 def _save_ir(ov: Any, ov_model: Any, xml: Path) -> None:
-    """Save `.xml` + `.bin` under temporary names, then rename both (bin first: a reader checks
-    the xml)."""
-    tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.tmp.xml")
-    ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
-    os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
-    os.replace(tmp, xml)
+    """Save `.xml` + `.bin` under temporary names that `cnnbench.core.safeio` created (both, before
+    OpenVINO writes them), then rename both (bin first: a reader checks the xml)."""
+    with atomic_file(xml, what="write the OpenVINO model", companions=(_bin_of,)) as tmp:
+        ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
+
+
+def _bin_of(xml: Path) -> Path:
+    """The weights file OpenVINO writes beside an IR's `.xml`."""
+    return xml.with_suffix(".bin")
 
 
 def _convert(ov: Any, model: Any, spec: Any, convert: str, log_path: Path) -> Any:

@@ -44,15 +44,15 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.backends.artifacts import output_to, package_version
+from cnnbench.backends.artifacts import output_to, package_version, write_json
 from cnnbench.core.errors import ExportFailed, Unsupported
+from cnnbench.core.safeio import atomic_file, temp_file_beside
 
 __all__ = [
     "RANDOM_LABEL",
@@ -154,14 +154,6 @@ def _read_meta(meta_path: Path, blob: str, artefact: Path) -> dict[str, Any] | N
     return meta
 
 
-def _write_meta(meta_path: Path, data: dict[str, Any]) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=meta_path.name + ".", suffix=".tmp", dir=meta_path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, meta_path)
-
 
 
 
@@ -246,36 +238,38 @@ def ort_qdq(export: dict[str, Any], calibration: Calibration, *, log_path: Path,
         def get_next(self) -> dict[str, Any] | None:
             return next(self._it, None)
 
-    pre = path.with_name(f".{path.stem}.{os.getpid()}.pre.onnx")
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-    t0 = time.perf_counter()
+    # Both files the quantizer writes are ours before it runs (cnnbench.core.safeio: fresh random
+    # names, created with O_EXCL|O_NOFOLLOW): the pre-processed graph, a scratch file removed
+    # afterwards, and the int8 model, renamed over `path` only when the quantizer succeeded.
+    pre = temp_file_beside(path, suffix=".pre.onnx")
     try:
-        with output_to(log_path):
+        with atomic_file(path, what="write the int8 model") as tmp:
+            t0 = time.perf_counter()
             try:
-                from onnxruntime.quantization.shape_inference import quant_pre_process
+                with output_to(log_path):
+                    try:
+                        from onnxruntime.quantization.shape_inference import quant_pre_process
 
-                quant_pre_process(str(src), str(pre))
-                source, pre_note = pre, "quant_pre_process (symbolic shape inference + ORT optimisation)"
-            except Exception as exc:  # noqa: BLE001 - the quantizer still runs without it
-                source, pre_note = src, f"quant_pre_process failed ({_first_line(exc)}); quantized the export as is"
-            quantize_static(
-                str(source),
-                str(tmp),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                reduce_range=bool(reduce_range),
-            )
-    except Exception as exc:
-        for p in (pre, tmp):
-            p.unlink(missing_ok=True)
-        raise ExportFailed(f"onnxruntime quantize_static: {_first_line(exc)}") from exc
-    quantize_ms = (time.perf_counter() - t0) * 1e3
-    pre.unlink(missing_ok=True)
-    os.replace(tmp, path)
+                        quant_pre_process(str(src), str(pre))
+                        source, pre_note = pre, "quant_pre_process (symbolic shape inference + ORT optimisation)"
+                    except Exception as exc:  # noqa: BLE001 - the quantizer still runs without it
+                        source, pre_note = src, f"quant_pre_process failed ({_first_line(exc)}); quantized the export as is"
+                    quantize_static(
+                        str(source),
+                        str(tmp),
+                        Reader(),
+                        quant_format=QuantFormat.QDQ,
+                        per_channel=True,
+                        activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        reduce_range=bool(reduce_range),
+                    )
+            except Exception as exc:
+                raise ExportFailed(f"onnxruntime quantize_static: {_first_line(exc)}") from exc
+            quantize_ms = (time.perf_counter() - t0) * 1e3
+    finally:
+        pre.unlink(missing_ok=True)
     record = {
         "quantize_ms": quantize_ms,
         "file_bytes": path.stat().st_size,
@@ -283,7 +277,7 @@ def ort_qdq(export: dict[str, Any], calibration: Calibration, *, log_path: Path,
         "settings": {**ORT_SETTINGS, "reduce_range": bool(reduce_range)},
         "pre_process": pre_note,
     }
-    _write_meta(meta_path, {"key": blob, "quantize": record})
+    write_json(meta_path, {"key": blob, "quantize": record})
     return {**record, "path": str(path), "quantize_cached": False}
 
 

@@ -18,6 +18,7 @@ from cnnbench.report.console import ProgressReporter
 from cnnbench.commands import warn
 from cnnbench.core.options import positive_int
 from cnnbench.core.errors import ResultsFileError, UserError
+from cnnbench.core.units import fmt_ms
 
 HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
 ORDER = 35
@@ -218,7 +219,7 @@ class ConsoleAbReporter(ProgressReporter):
             self._progress.update(self._task, total=(task.total or 0) + 1)
         last = (record.get("runs") or [{}])[-1]
         if run.get("status") == "ok" and last.get("median_ms") is not None:
-            line = f"{tag} [green]✓[/green] {record['key']} ({rep}): {last['median_ms']:.3f} ms median"
+            line = f"{tag} [green]✓[/green] {record['key']} ({rep}): {fmt_ms(last['median_ms'])} ms median"
         else:
             line = f"{tag} [red]✗[/red] {record['key']} ({rep}): [red]{run.get('status')}[/red]: {run.get('error') or ''}"
         self._progress.console.print(line, highlight=False)

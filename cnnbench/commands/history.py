@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from cnnbench.core.units import fmt_change, fmt_ms
+
 HELP = "trends over commits from the history store: change points, JSON, static trend page"
 ORDER = 36
 DESCRIPTION = """\
@@ -77,9 +79,9 @@ def _render_terminal(trends, *, statistic: str, store: str) -> None:
         s = t.series
         pts = s.points
         label = " ".join(p for p in s.key.split("|") if p != "inference")
-        print(f"{label}  [machine {s.machine[:8]}]  {len(pts)} commit(s), latest {pts[-1].value_ms:.4g} ms: {t.verdict}")
+        print(f"{label}  [machine {s.machine[:8]}]  {len(pts)} commit(s), latest {fmt_ms(pts[-1].value_ms)} ms: {t.verdict}")
         for c in t.analysis.change_points:
             print(
-                f"  {pts[c.index - 1].commit[:8]}..{pts[c.index].commit[:8]}  {c.ratio - 1:+.1%} {c.direction} "
+                f"  {pts[c.index - 1].commit[:8]}..{pts[c.index].commit[:8]}  {fmt_change(c.ratio)} {c.direction} "
                 f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence_text})"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.core.units import fmt_joules
+from cnnbench.core.units import fmt_change, fmt_joules
 from cnnbench.results.blocks import energy_summary
 
 __all__ = ["energy_verdict", "energy_note"]
@@ -44,7 +44,7 @@ def energy_note(fields: dict[str, Any], threshold: Any) -> str:
         return ""
     if verdict == "incomparable":
         return "; energy not compared (different meters)"
-    change = f"{(ratio - 1) * 100:+.1f}%"
+    change = fmt_change(ratio)
     shown = f"{fmt_joules(fields['base_j_per_image'])} -> {fmt_joules(fields['current_j_per_image'])}"
     if verdict == "regressed":
         return f"; energy/img {change} ({shown}) > +{threshold}"

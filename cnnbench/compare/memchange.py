@@ -12,7 +12,9 @@ baseline, the change is shown as an absolute amount (KiB/MiB), never as a percen
 
 from __future__ import annotations
 
-__all__ = ["RELATIVE_FLOOR_BYTES", "ABSOLUTE_THRESHOLD_BYTES", "fmt_bytes", "fmt_memory_change", "memory_kind"]
+from cnnbench.core.units import fmt_bytes, fmt_change
+
+__all__ = ["RELATIVE_FLOOR_BYTES", "ABSOLUTE_THRESHOLD_BYTES", "fmt_memory_change", "memory_kind"]
 
 # Baselines below this are shown as absolute changes only (a percentage of them is noise).
 RELATIVE_FLOOR_BYTES = 2**20
@@ -24,19 +26,9 @@ def memory_kind(metric: str) -> str:
     return "CUDA" if metric.startswith("cuda") else "RSS"
 
 
-def fmt_bytes(n: float, *, sign: bool = False) -> str:
-    """Bytes in B, KiB, MiB or GiB (binary units), one decimal; `sign` adds +/-."""
-    prefix = ("+" if n > 0 else "-" if n < 0 else "±") if sign else ("-" if n < 0 else "")
-    a = abs(n)
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if a >= size:
-            return f"{prefix}{a / size:.1f} {unit}"
-    return f"{prefix}{a:.0f} B"
-
-
 def fmt_memory_change(metric: str, base: float, current: float, *, ratio: float | None) -> str:
     """The change as shown: a percentage when the baseline is at least RELATIVE_FLOOR_BYTES,
     else the absolute change ("+2.2 MiB"), never a percentage."""
     if ratio is None or base < RELATIVE_FLOOR_BYTES:
         return fmt_bytes(current - base, sign=True)
-    return f"{(ratio - 1) * 100:+.1f}%"
+    return fmt_change(ratio)

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from cnnbench.core.inert import Markdown, md_code, md_text  # data never becomes HTML, a link or a mention
-from cnnbench.core.units import fmt_ms_brief
+from cnnbench.core.units import DASH, fmt_bytes, fmt_change, fmt_ms, fmt_pct
 from cnnbench.stats.processes import process_stats
 from cnnbench.compare.verdicts import (
     FAILED,
@@ -26,7 +26,6 @@ from cnnbench.compare.verdicts import (
     CaseComparison,
     TIMED_VERDICTS,
     Comparison,
-    fmt_change,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,37 +48,21 @@ _SECTION_TITLES = {
 MAX_MARKDOWN_ROWS = 200
 
 
-def _fmt_ms(x: float | None) -> str:
-    if x is None:
-        return "—"
-    if x >= 100:
-        return f"{x:.1f}"
-    if x >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
-
-
 def _fmt_ci(r: CaseComparison) -> str:
     if r.ci_low is None or r.ci_high is None:
-        return "—"
+        return DASH
     return f"{fmt_change(r.ci_low)} … {fmt_change(r.ci_high)}"
 
 
 def _fmt_p(p: float | None) -> str:
     if p is None:
-        return "—"
+        return DASH
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _fmt_bytes(n: float) -> str:
-    from cnnbench.compare.memchange import RELATIVE_FLOOR_BYTES, fmt_bytes
-
-    return f"{n / 2**20:.1f} MiB" if n >= RELATIVE_FLOOR_BYTES else fmt_bytes(n)
 
 
 def _fmt_memory(r: CaseComparison) -> str:
     if r.memory_metric is None:
-        return "—"
+        return DASH
     from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
     base, cur = r.base_memory_bytes or 0, r.current_memory_bytes or 0
@@ -87,11 +70,7 @@ def _fmt_memory(r: CaseComparison) -> str:
     if r.memory_verdict == UNCHANGED:
         return change
     mark = " ❌" if r.memory_verdict == REGRESSED else ""
-    return f"{change} ({memory_kind(r.memory_metric)} {_fmt_bytes(base)} → {_fmt_bytes(cur)}){mark}"
-
-
-def _fmt_change(r: CaseComparison) -> str:
-    return fmt_change(r.ratio) if r.ratio is not None else "—"
+    return f"{change} ({memory_kind(r.memory_metric)} {fmt_bytes(base)} → {fmt_bytes(cur)}){mark}"
 
 
 def _headline(comp: Comparison) -> tuple[bool, str]:
@@ -146,7 +125,7 @@ def _rules_line(comp: Comparison) -> str:
 def _md_cell(text: Any) -> str:
     if isinstance(text, Markdown):
         return text
-    return "—" if text in (None, "") else md_text(text)
+    return DASH if text in (None, "") else md_text(text)
 
 
 def _md_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
@@ -161,7 +140,7 @@ def _section_table(name: str, rows: list[CaseComparison], comp: Comparison) -> l
     if name in (REGRESSED, IMPROVED, NOISY, UNCHANGED):
         header = ["Case", f"Base {comp.statistic} (ms)", f"Current {comp.statistic} (ms)", "Change", conf, "p", "Repeats", "Memory", "Why"]
         body = [
-            [md_code(r.label), _fmt_ms(r.base_median_ms), _fmt_ms(r.current_median_ms), _fmt_change(r), _fmt_ci(r),
+            [md_code(r.label), fmt_ms(r.base_median_ms), fmt_ms(r.current_median_ms), fmt_change(r.ratio), _fmt_ci(r),
              _fmt_p(r.p_value), f"{r.base_repeats}/{r.current_repeats}", _fmt_memory(r), r.reason]
             for r in rows
         ]
@@ -170,10 +149,10 @@ def _section_table(name: str, rows: list[CaseComparison], comp: Comparison) -> l
         body = [[md_code(r.label), r.base_status, r.current_status, r.error or r.reason, "yes" if r.gating else "no"] for r in rows]
     elif name in (MISSING, NEW):
         header = ["Case", "Status", "Median (ms)"]
-        body = [[md_code(r.label), r.base_status or r.current_status, _fmt_ms(r.base_median_ms or r.current_median_ms)] for r in rows]
+        body = [[md_code(r.label), r.base_status or r.current_status, fmt_ms(r.base_median_ms or r.current_median_ms)] for r in rows]
     elif name == INCOMPARABLE:
         header = ["Case", f"Base {comp.statistic} (ms)", f"Current {comp.statistic} (ms)", "Why"]
-        body = [[md_code(r.label), _fmt_ms(r.base_median_ms), _fmt_ms(r.current_median_ms), r.reason] for r in rows]
+        body = [[md_code(r.label), fmt_ms(r.base_median_ms), fmt_ms(r.current_median_ms), r.reason] for r in rows]
     else:  # INVALID: no timing shown, it is not a valid result
         header = ["Case", "Base", "Current", "Why", "Gates"]
         body = [[md_code(r.label), r.base_status, r.current_status, r.reason, "yes" if r.gating else "no"] for r in rows]
@@ -245,7 +224,7 @@ _STYLES = {
 
 def _fmt_memory_short(r: CaseComparison) -> str:
     if r.memory_metric is None or r.base_memory_bytes is None or r.current_memory_bytes is None:
-        return "—"
+        return DASH
     from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
     change = fmt_memory_change(r.memory_metric, r.base_memory_bytes, r.current_memory_bytes, ratio=r.memory_ratio)
@@ -301,10 +280,10 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         for r in comp.section(name):
             verdict = r.verdict if r.section == r.verdict else "regressed (energy)" if r.energy_verdict == REGRESSED and r.memory_verdict != REGRESSED else "regressed (memory)"
             entries.append((r, verdict, {
-                "Case": r.label, "Verdict": verdict, "Base": _fmt_ms(r.base_median_ms),
-                "Cur": _fmt_ms(r.current_median_ms), "Change": _fmt_change(r), "CI": _fmt_ci(r),
+                "Case": r.label, "Verdict": verdict, "Base": fmt_ms(r.base_median_ms),
+                "Cur": fmt_ms(r.current_median_ms), "Change": fmt_change(r.ratio), "CI": _fmt_ci(r),
                 "p": _fmt_p(r.p_value),
-                "Reps": f"{r.base_repeats}/{r.current_repeats}" if r.base_repeats or r.current_repeats else "—",
+                "Reps": f"{r.base_repeats}/{r.current_repeats}" if r.base_repeats or r.current_repeats else DASH,
                 "Memory": _fmt_memory_short(r),
             }))
     columns = _terminal_columns([e[2] for e in entries], names, console.width)
@@ -394,13 +373,13 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
 def _side_cells(figures: Sequence[float]) -> tuple[str, str | None]:
     ps = process_stats(figures)
     if ps is None:
-        return (f"1 process, {fmt_ms_brief(figures[0])} ms" if figures else "—"), None
-    return f"{ps.n}: {fmt_ms_brief(ps.min_ms)}–{fmt_ms_brief(ps.max_ms)} ms, CV {ps.cv:.1%}", ps.warning
+        return (f"1 process, {fmt_ms(figures[0])} ms" if figures else DASH), None
+    return f"{ps.n}: {fmt_ms(ps.min_ms)}–{fmt_ms(ps.max_ms)} ms, CV {fmt_pct(100.0 * ps.cv)}", ps.warning
 
 
 def _detectable_cell(row: Any) -> str:
     if row.detectable_ratio is not None:
-        return f"+{(row.detectable_ratio - 1) * 100:.1f}%"
+        return fmt_change(row.detectable_ratio)
     if min(row.base_repeats, row.current_repeats) >= 2:
         return "none at this alpha (too few repeats)"
     return "— (1 process on a side)"
@@ -435,7 +414,7 @@ def markdown_section(rows: Sequence[Any], *, statistic: str) -> list[str]:
     for r in rows:
         base, wb = _side_cells(r.base_process_ms)
         cur, wc = _side_cells(r.current_process_ms)
-        modes = "; ".join(f"{side}: {w}" for side, w in (("base", wb), ("current", wc)) if w) or "—"
+        modes = "; ".join(f"{side}: {w}" for side, w in (("base", wb), ("current", wc)) if w) or DASH
         if wb or wc:
             splits.append(r)
         table.append(f"| `{r.label}` | {base} | {cur} | {_detectable_cell(r)} | {modes} |")

@@ -33,6 +33,7 @@ from cnnbench.compare.thresholds import (
 from cnnbench.core.errors import UserError
 from cnnbench.compare.memchange import ABSOLUTE_THRESHOLD_BYTES
 from cnnbench.core.text import last_line
+from cnnbench.core.units import fmt_change, fmt_pct
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.results.records import CaseRecord, ResultsFile
@@ -505,11 +506,6 @@ def _parity_detail(rec: "CaseRecord") -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def fmt_change(ratio: float) -> str:
-    """A ratio as a signed percent change: 1.052 -> '+5.2%'."""
-    return f"{(ratio - 1.0) * 100:+.1f}%"
-
-
 def _latency_verdict(
     key: str,
     b: "CaseRecord",
@@ -569,7 +565,7 @@ def _latency_verdict(
     low, high, wlow, whigh = bootstrap_ratio(rb, rc, sb, sc, sigma, rng, alpha, STATISTICS[statistic])
     out.update(ci_low=wlow, ci_high=whigh, method="bootstrap")
     source = "observed" if sigma_obs is not None else "assumed"
-    noise = f"{sigma:.1%} between-process noise ({source})"
+    noise = f"{fmt_pct(100.0 * sigma)} between-process noise ({source})"
     if wlow > thr.upper:
         return {**out, "verdict": REGRESSED, "reason": f"{fmt_change(ratio)}: even allowing {noise}, the {_level(confidence)} CI is above +{thr}"}
     if whigh < thr.lower:

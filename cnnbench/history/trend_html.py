@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 from typing import Sequence
 
+from cnnbench.core.units import fmt_change, fmt_ms, fmt_pct
 from cnnbench.history.trends import Trend
 
 __all__ = ["render_page", "write_page", "PAGE_NAME"]
@@ -61,10 +62,6 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _fmt(ms: float) -> str:
-    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
-
-
 def _chart(t: Trend) -> str:
     pts = t.series.points
     n = len(pts)
@@ -87,7 +84,7 @@ def _chart(t: Trend) -> str:
     parts.append(f'<line class="axis" x1="{_PAD_L}" y1="{_PAD_T}" x2="{_PAD_L}" y2="{_H - _PAD_B}"/>')
     parts.append(f'<line class="axis" x1="{_PAD_L}" y1="{_H - _PAD_B}" x2="{_W - _PAD_R}" y2="{_H - _PAD_B}"/>')
     for v in (lo + pad, (lo + hi) / 2, hi - pad):
-        parts.append(f'<text class="tick" x="{_PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{_e(_fmt(v))} ms</text>')
+        parts.append(f'<text class="tick" x="{_PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{_e(fmt_ms(v))} ms</text>')
     parts.append(
         f'<text class="tick" x="{_PAD_L}" y="{_H - 8}">{_e(pts[0].commit[:10])}</text>'
         f'<text class="tick" x="{_W - _PAD_R}" y="{_H - 8}" text-anchor="end">{_e(pts[-1].commit[:10])} ({n} commits)</text>'
@@ -96,7 +93,7 @@ def _chart(t: Trend) -> str:
         before, after = pts[c.index - 1], pts[c.index]
         x0, x1 = x(c.index - 1), x(c.index)
         tip = (
-            f"{before.commit[:10]}..{after.commit[:10]}: {c.ratio - 1:+.1%} {c.direction} "
+            f"{before.commit[:10]}..{after.commit[:10]}: {fmt_change(c.ratio)} {c.direction} "
             f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence_text})"
         )
         parts.append(
@@ -112,8 +109,8 @@ def _chart(t: Trend) -> str:
     r = 2.5 if n <= 200 else 1.2
     for i, p in enumerate(pts):
         tip = (
-            f"{p.commit} ({p.branch or 'no branch'}, {p.time}): {_fmt(p.value_ms)} ms, "
-            f"{len(p.figures)} processes {_fmt(p.low_ms)}-{_fmt(p.high_ms)} ms"
+            f"{p.commit} ({p.branch or 'no branch'}, {p.time}): {fmt_ms(p.value_ms)} ms, "
+            f"{len(p.figures)} processes {fmt_ms(p.low_ms)}-{fmt_ms(p.high_ms)} ms"
         )
         parts.append(f'<circle class="pt" cx="{x(i):.1f}" cy="{y(p.value_ms):.1f}" r="{r}"><title>{_e(tip)}</title></circle>')
     parts.append("</svg>")
@@ -124,10 +121,10 @@ def _figure(t: Trend) -> str:
     s = t.series
     verdict = t.verdict
     css = "insufficient" if verdict == "insufficient data" else verdict
-    noise = f", noise {t.analysis.noise:.1%}" if t.analysis.noise is not None else ""
+    noise = f", noise {fmt_pct(100.0 * t.analysis.noise)}" if t.analysis.noise is not None else ""
     items = "".join(
         f"<li>{_e(s.points[c.index - 1].commit[:10])}..{_e(s.points[c.index].commit[:10])}: "
-        f"{c.ratio - 1:+.1%} {c.direction} (confidence {_e(c.confidence_text)})</li>"
+        f"{fmt_change(c.ratio)} {c.direction} (confidence {_e(c.confidence_text)})</li>"
         for c in t.analysis.change_points
     )
     return (

@@ -27,11 +27,12 @@ import os
 import re
 from typing import Any
 
+from cnnbench.core.units import fmt_bytes
+
 __all__ = [
     "oom_kill_count",
     "killed_by_oom_killer",
     "parse_bytes",
-    "format_bytes",
     "apply_memory_limit",
     "estimate_bytes",
     "preflight",
@@ -166,14 +167,6 @@ def parse_bytes(value: Any) -> int:
     return size
 
 
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
 def apply_memory_limit(limit_bytes: int | None) -> None:
     """Cap this process's data segment (RLIMIT_DATA; see the module docstring). Call before
     importing torch. Never raises the hard limit (an unprivileged process cannot)."""
@@ -283,9 +276,9 @@ def preflight(build: Any, spec: Any, *, params: int | None = None) -> str | None
     for budget, what in budgets:
         if est["estimate_bytes"] > budget:
             kind = "params x 2 + activations (train)" if spec.mode == "train" else "params + input + largest activation"
-            return (f"pre-flight: needs at least {format_bytes(est['estimate_bytes'])} ({kind}: params "
-                    f"{format_bytes(est['param_bytes'])}, activations {format_bytes(est['activation_bytes'])} at batch "
-                    f"{spec.batch_size} {spec.precision}), more than the {format_bytes(budget)} of {what}; not built")
+            return (f"pre-flight: needs at least {fmt_bytes(est['estimate_bytes'])} ({kind}: params "
+                    f"{fmt_bytes(est['param_bytes'])}, activations {fmt_bytes(est['activation_bytes'])} at batch "
+                    f"{spec.batch_size} {spec.precision}), more than the {fmt_bytes(budget)} of {what}; not built")
     return None
 
 

@@ -1,16 +1,27 @@
 """Terminal output for `run`: a progress bar with ETA, a row per finished case, a final table.
 
 Bookkeeping (`table_rows`) is kept apart from rendering (`render_table`), as in
-torch.utils.benchmark's Compare: rows are plain dicts that tests can check and reports reuse.
+torch.utils.benchmark's Compare: a row is the report's `CaseRow` (which wraps the checked
+`CaseRecord`) plus the table's own display properties (`TableRow`), so tests check figures, not text.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from cnnbench.core.spec import CaseSpec
+from cnnbench.core.units import DASH, fmt_bytes, fmt_count, fmt_latency, fmt_macs, fmt_ms, fmt_pct, fmt_rate, fmt_speedup
+from cnnbench.report.energy import WIDE_CAPTION as ENERGY_CAPTION
+from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
+from cnnbench.report.energy import wide_cells
+from cnnbench.report.model import CaseRow, rows_of_records
+from cnnbench.results.records import CaseRecord
 
-__all__ = ["make_console", "table_rows", "render_table", "render_notes", "grouped", "ProgressReporter", "ConsoleReporter", "QuietReporter"]
+__all__ = [
+    "make_console", "TableRow", "table_rows", "render_table", "render_notes", "grouped", "ProgressReporter",
+    "ConsoleReporter", "QuietReporter",
+]  # fmt: skip
 
 def make_console(**kwargs: Any):
     """A rich Console; when output is not a terminal (CI logs, pipes) it is 200 columns wide
@@ -25,66 +36,60 @@ def make_console(**kwargs: Any):
     return Console(**kwargs)
 
 
-def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One plain row per case, in the records' order, made from the report's rows
-    (`cnnbench.report.model.rows_of_records`): the terminal and the report decide validity,
-    speedup over eager, memory and the accuracy check with the same code.
-
-    Memory: `memory_mib` is the measured peak of a valid case (`CaseRow.memory_measured`: CPU
-    RSS growth over the post-load baseline, CUDA torch peak allocated, device-level for ONNX
-    Runtime) and `activations_mib` the analytic activation bytes of one forward at the measured
-    batch. Accuracy: `top1`/`correct1`/`total` are the case's own measured accuracy (valid cases
-    only), and `accuracy_flag` says why a non-eager backend's counts differ from eager's.
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """One line of the terminal table: the report's row (`CaseRow`, which wraps the checked
+    `CaseRecord`) and the few things only the table shows, each a property that reads it. The
+    terminal and the report decide validity, speedup over eager, memory and the accuracy check
+    with the same code because they hold the same row.
     """
-    from cnnbench.report.energy import wide_cells
-    from cnnbench.report.model import rows_of_records
 
-    out = []
-    for row in rows_of_records(records):
-        rec = row.record
-        lat = (rec.latency_ms if rec is not None else None) or {}
-        peak = row.memory_measured if row.valid else None
-        acts = row.memory.get("activation_bytes")
-        acc = row.measured_accuracy if row.valid else None
-        lowered = row.measured_batch_size is not None and row.measured_batch_size != row.batch_size
-        raw = rec.to_json() if rec is not None else {}
-        out.append(
-            {
-                "model": row.model,
-                "batch": row.batch_label if lowered else row.batch_size,
-                "backend": row.backend_name,
-                "backend_label": row.backend,
-                "options": dict(rec.spec.options) if rec is not None else {},
-                "precision": row.precision,
-                "device": row.device,
-                "threads": row.threads,
-                "mode": row.mode,
-                "status": row.status,
-                "median_ms": lat.get("median"),
-                "iqr_ms": lat.get("iqr"),
-                "valid": row.valid,
-                "invalid_reason": row.invalid_reason,
-                "throughput_per_s": row.throughput_per_s if row.valid else None,
-                "speedup": row.speedup_vs_eager,
-                "first_call_ms": row.first_call_ms,
-                "cold_start_ms": row.cold_start_ms,
-                "params_m": row.params / 1e6 if row.params is not None else None,
-                "params": row.params,
-                "gmacs": row.gmacs,
-                "memory_mib": peak[1] / 2**20 if peak else None,
-                "memory_kind": peak[0] if peak else None,
-                "activations_mib": acts / 2**20 if isinstance(acts, (int, float)) and not isinstance(acts, bool) else None,
-                "top1": acc.get("top1") if acc else None,
-                "correct1": acc.get("correct1") if acc else None,
-                "total": acc.get("total") if acc else None,
-                "accuracy_flag": row.accuracy_vs_eager if acc else None,
-                "warnings": list(row.warnings),
-                "error": row.error,
-                "throttled": throttle_label(raw),  # cnnbench.measure.devicestate: the GPU throttled in the window
-                "energy_cells": wide_cells(raw if lat.get("median") is not None else {}),  # --wide only
-            }
-        )
-    return out
+    case: CaseRow
+
+    @property
+    def peak_memory(self) -> tuple[str, int] | None:
+        """(record key, bytes) of the measured peak of a valid case (`CaseRow.memory_measured`:
+        CPU RSS growth over the post-load baseline, CUDA torch peak allocated, device-level for
+        ONNX Runtime); None for an invalid one (its figure is no result)."""
+        return self.case.memory_measured if self.case.valid else None
+
+    @property
+    def activation_bytes(self) -> int | None:
+        """The analytic activation bytes of one forward at the measured batch."""
+        acts = self.case.memory.get("activation_bytes")
+        return int(acts) if isinstance(acts, (int, float)) and not isinstance(acts, bool) else None
+
+    @property
+    def accuracy(self) -> dict[str, Any] | None:
+        """The case's own measured accuracy (top1, correct1, total), valid cases only."""
+        return self.case.measured_accuracy if self.case.valid else None
+
+    @property
+    def accuracy_flag(self) -> str | None:
+        """Why a non-eager backend's counts differ from eager's (`CaseRow.accuracy_vs_eager`)."""
+        return self.case.accuracy_vs_eager if self.accuracy else None
+
+    @property
+    def struck(self) -> bool:
+        """Timed, but invalid (a failed parity check): its latency is shown struck through."""
+        return not self.case.valid and self.case.record.latency_ms is not None
+
+    @property
+    def throttled(self) -> str | None:
+        """"throttled: reasons" when the GPU throttled in the timed window (`cnnbench.measure.devicestate`)."""
+        return throttle_label(self.case.record.device_state)
+
+    @property
+    def energy_cells(self) -> list[str]:
+        """The --wide energy cells (all "-" for a case that timed nothing)."""
+        timed = self.case.record.latency_ms is not None
+        return wide_cells({"energy": self.case.energy} if timed else {})
+
+
+def table_rows(records: Sequence[CaseRecord | dict[str, Any]]) -> list[TableRow]:
+    """One row per case, in the records' order, made from the report's rows
+    (`cnnbench.report.model.rows_of_records`)."""
+    return [TableRow(row) for row in rows_of_records(records)]
 
 
 def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,59 +121,54 @@ def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # The compact table: what a reader needs to compare backends, readable at 80 columns.
 COMPACT_COLUMNS = ("model", "batch", "backend", "prec.", "status", "median ms ± IQR", "images/s", "speedup")
 # --wide adds these (the report's card and CSV hold them all).
-WIDE_COLUMNS = ("cold start ms", "params", "MACs", "peak MiB", "act. MiB")
+WIDE_COLUMNS = ("cold start ms", "params", "MACs", "peak mem", "act. mem")
 # Columns whose text may wrap at spaces; every other column keeps its text on one line.
-_WRAPS = {"batch", "backend", "cold start ms", "peak MiB", "act. MiB", "top-1 (n/total)"}
-_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak MiB", "act. MiB", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
+_WRAPS = {"batch", "backend", "cold start ms", "peak mem", "act. mem", "top-1 (n/total)"}
+_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak mem", "act. mem", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
 _GAP = 2  # columns apart (padding collapsed, a blank divider)
 
 
-def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
+def _cells(t: TableRow, columns: tuple[str, ...]) -> list[str]:
     """One row's cells as plain text (styles are added separately, so widths are exact)."""
-    from cnnbench.report.fmt import DASH, fmt_count, fmt_latency, fmt_macs, fmt_rate, fmt_speedup
-
-    backend = row["backend_label"] + (" train" if row["mode"] == "train" else "")
-    status = row["status"] if row["status"] != "ok" else ("ok" if row["valid"] else str(row["invalid_reason"]))
-    if row["status"] == "ok" and row.get("throttled"):
+    r = t.case
+    backend = r.backend + (" train" if r.is_train else "")
+    status = r.status if r.status != "ok" else ("ok" if r.valid else str(r.invalid_reason))
+    if r.status == "ok" and t.throttled:
         status += " throttled"
-    if row["status"] == "ok" and row["valid"] and row["warnings"]:
+    if r.status == "ok" and r.valid and r.warnings:
         status += " ⚠"
-    if row["valid"]:
-        latency = fmt_latency(row["median_ms"], row["iqr_ms"])
-    elif row["median_ms"] is not None:
+    if r.valid:
+        latency = fmt_latency(r.median_ms, r.iqr_ms)
+    elif t.struck:
         latency = "(invalid)"
     else:
         latency = DASH
     top1 = DASH
-    if row["top1"] is not None:
-        top1 = f"{row['top1']:.1f}%"
-        if row["correct1"] is not None and row["total"]:
-            top1 += f" ({row['correct1']}/{row['total']})"
-        top1 += " ⚠" if row["accuracy_flag"] else ""
+    acc = t.accuracy
+    if acc is not None:
+        top1 = fmt_pct(float(acc["top1"]))
+        if acc.get("correct1") is not None and acc.get("total"):
+            top1 += f" ({acc['correct1']}/{acc['total']})"
+        top1 += " ⚠" if t.accuracy_flag else ""
+    peak = t.peak_memory
     every = {
-        "model": row["model"],
-        "batch": str(row["batch"]),
+        "model": r.model,
+        "batch": r.batch_label,
         "backend": backend,
-        "prec.": row["precision"],
+        "prec.": r.precision,
         "status": status,
         "median ms ± IQR": latency,
-        "images/s": fmt_rate(row["throughput_per_s"]),
-        "speedup": fmt_speedup(row["speedup"]) if row["speedup"] is not None else "",
-        "cold start ms": fmt_rate(row["cold_start_ms"] if row["valid"] else None),  # an invalid case's is no result
-        "params": fmt_count(row["params"]),
-        "MACs": fmt_macs(row["gmacs"]),
-        "peak MiB": _fmt(row["memory_mib"], ",.1f", DASH),
-        "act. MiB": _fmt(row["activations_mib"], ",.1f", DASH),
+        "images/s": fmt_rate(r.throughput_per_s),
+        "speedup": fmt_speedup(r.speedup_vs_eager) if r.speedup_vs_eager is not None else "",
+        "cold start ms": fmt_ms(r.cold_start_ms if r.valid else None),  # an invalid case's is no result
+        "params": fmt_count(r.params),
+        "MACs": fmt_macs(r.gmacs),
+        "peak mem": fmt_bytes(peak[1] if peak else None),
+        "act. mem": fmt_bytes(t.activation_bytes),
         "top-1 (n/total)": top1,
     }
-    from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
-
-    every.update(zip(ENERGY_COLUMNS, row.get("energy_cells") or ["-"] * len(ENERGY_COLUMNS)))
+    every.update(zip(ENERGY_COLUMNS, t.energy_cells))
     return [every[c] for c in columns]
-
-
-def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
 
 
 def _min_width(text: str, wraps: bool) -> int:
@@ -209,10 +209,10 @@ def _make_table(cells: list[list[str]], rows: list[dict[str, Any]], columns: tup
         for name, text in zip(columns, text_cells):
             cell = Text(text)
             if name == "status":
-                cell.stylize("green" if row["valid"] else "red", 0, len(text.rstrip(" ⚠")))
+                cell.stylize("green" if row.case.valid else "red", 0, len(text.rstrip(" ⚠")))
                 if text.endswith("⚠"):
                     cell.stylize("yellow", len(text) - 1)
-            elif name == "median ms ± IQR" and not row["valid"] and row["median_ms"] is not None:
+            elif name == "median ms ± IQR" and row.struck:
                 cell.stylize("strike")
             elif name == "top-1 (n/total)" and text.endswith("⚠"):
                 cell.stylize("yellow", len(text) - 1)
@@ -235,21 +235,19 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
 
     rows = table_rows(grouped(records))
     columns = COMPACT_COLUMNS + (WIDE_COLUMNS if wide else ())
-    if wide and any(r["top1"] is not None for r in rows):
+    if wide and any(r.accuracy is not None for r in rows):
         columns += ("top-1 (n/total)",)
-    if wide and any(c != "-" for r in rows for c in r["energy_cells"]):  # energy over the timed window, where measured
-        from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
-
+    if wide and any(c != "-" for r in rows for c in r.energy_cells):  # energy over the timed window, where measured
         columns += ENERGY_COLUMNS
     caption = _caption(wide=wide, top1="top-1 (n/total)" in columns, energy="idle W" in columns)
     cells = [_cells(r, columns) for r in rows]
     if width is None or table_width(cells, columns) <= width or not rows:
         return _make_table(cells, rows, columns, title=title, caption=caption)
     # Too wide for the terminal. First a precision shared by every row moves to the title ...
-    precisions = {r["precision"] for r in rows}
+    precisions = {r.case.precision for r in rows}
     if len(precisions) == 1:
         columns = tuple(c for c in columns if c != "prec.")
-        title = f"{title} · {rows[0]['precision']}"
+        title = f"{title} · {rows[0].case.precision}"
         cells = [_cells(r, columns) for r in rows]
         if table_width(cells, columns) <= width:
             return _make_table(cells, rows, columns, title=title, caption=caption)
@@ -258,8 +256,8 @@ def render_table(records: list[dict[str, Any]], *, title: str = "cnnbench result
 
     per_model = columns[1:]
     parts: list[Any] = [Text(title, style="bold", justify="center")]
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model]
+    for model in dict.fromkeys(r.case.model for r in rows):
+        mine = [r for r in rows if r.case.model == model]
         parts.append(_make_table([_cells(r, per_model) for r in mine], mine, per_model, title=model, caption=None))
     parts.append(Text(caption))
     return Group(*parts)
@@ -278,9 +276,10 @@ def _caption(*, wide: bool, top1: bool, energy: bool = False) -> str:
         "; cold start ms = time before the first warmup call: the first call (torch.compile compiles in it), "
         "plus for onnxrt the ONNX export (made once and cached; the export's own time is counted) and session "
         "creation; MACs = multiply-accumulates per batch (fvcore; torchvision's \"GFLOPS\"), FLOPs = 2 × MACs; "
-        "params = all parameters as built (no auxiliary heads); peak MiB = measured peak memory of warmup and "
-        "timing (CPU: worker RSS growth over its post-load baseline; CUDA: torch peak allocated), act. MiB = "
-        "analytic activation bytes of one forward at the batch measured; MiB = 2^20 bytes"
+        "params = all parameters as built (no auxiliary heads); peak mem = measured peak memory of warmup and "
+        "timing (CPU: worker RSS growth over its post-load baseline; CUDA: torch peak allocated), act. mem = "
+        "analytic activation bytes of one forward at the batch measured; KiB = 2^10 bytes, MiB = 2^20 bytes, "
+        "GiB = 2^30 bytes"
     )
     if top1:
         text += (
@@ -288,25 +287,20 @@ def _caption(*, wide: bool, top1: bool, energy: bool = False) -> str:
             "⚠ = differs from eager by more than max(1, 0.1%) images"
         )
     if energy:
-        from cnnbench.report.energy import WIDE_CAPTION
-
-        text += "; " + WIDE_CAPTION
+        text += "; " + ENERGY_CAPTION
     return text
 
 
-def render_notes(records: list[dict[str, Any]]) -> list[str]:
+def render_notes(records: Sequence[CaseRecord | dict[str, Any]]) -> list[str]:
     """Warnings and errors, one line each, printed under the table so no number stands alone."""
-    flags = {id(rec): row["accuracy_flag"] for rec, row in zip(records, table_rows(records))}
     lines = []
-    from cnnbench.stats.processes import warnings_with_split
-
-    for rec in records:
-        for w in warnings_with_split(rec):
-            lines.append(f"⚠ {rec['key']}: {w}")
-        if flags.get(id(rec)):
-            lines.append(f"⚠ {rec['key']}: measured accuracy differs from eager: {flags[id(rec)]}")
-        if rec["status"] != "ok":
-            lines.append(f"✗ {rec['key']}: {rec['status']}: {rec.get('error') or ''}")
+    for t in table_rows(records):
+        r = t.case
+        lines.extend(f"⚠ {r.key}: {w}" for w in r.warnings)
+        if t.accuracy_flag:
+            lines.append(f"⚠ {r.key}: measured accuracy differs from eager: {t.accuracy_flag}")
+        if r.status != "ok":
+            lines.append(f"✗ {r.key}: {r.status}: {r.error or ''}")
     return lines
 
 
@@ -322,7 +316,7 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
         batch = record.get("measured_batch_size") or spec.batch_size  # --oom-retry may lower it
         shown = f" at batch {batch} (of {spec.batch_size})" if batch != spec.batch_size else ""
         extra = " [yellow]⚠[/yellow]" if record["warnings"] else ""
-        return f"[green]✓[/green] {key}{rep}: {med:.3f} ms median{shown}, {batch / (med / 1000.0):,.1f} images/s{extra}"
+        return f"[green]✓[/green] {key}{rep}: {fmt_ms(med)} ms median{shown}, {fmt_rate(batch / (med / 1000.0))} images/s{extra}"
     return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(str(run.get('error') or ''))}"
 
 
@@ -379,9 +373,8 @@ class QuietReporter:
     def finish(self, results: dict[str, Any]) -> None: ...
 
 
-def throttle_label(record: dict[str, Any]) -> str | None:
-    """"throttled: reasons" for a case record whose GPU throttled, else None (old files too)."""
-    state = record.get("device_state")
-    if not isinstance(state, dict) or not state.get("throttled"):
+def throttle_label(state: Mapping[str, Any] | None) -> str | None:
+    """"throttled: reasons" for a record's `device_state` whose GPU throttled, else None (old files too)."""
+    if not isinstance(state, Mapping) or not state.get("throttled"):
         return None
     return "throttled: " + ", ".join(str(r) for r in state.get("throttle_reasons") or ())

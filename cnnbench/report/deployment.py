@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.report.fmt import DASH, fmt_bytes, fmt_ms, fmt_rate
+from cnnbench.core.units import DASH, fmt_bytes, fmt_ms, fmt_pct, fmt_rate
 from cnnbench.report.model import CaseRow, ReportData, backend_sort_key, published_figure
 
 __all__ = ["DEPLOYMENT_BACKENDS", "artifact_bytes", "has_deployment", "deployment_rows", "deployment_section", "ran_on"]
@@ -84,7 +84,7 @@ def _accuracy(rows: list[CaseRow], precision: str) -> str:
     for r in rows:
         acc = r.measured_accuracy if r.valid else None
         if acc:
-            text = f"{float(acc['top1']):.2f}% measured"
+            text = f"{fmt_pct(float(acc['top1']))} measured"
             change = acc.get("change_vs_fp32_eager")
             if isinstance(change, dict) and isinstance(change.get("top1_pp"), (int, float)):
                 text += f" ({float(change['top1_pp']):+.2f} pp vs fp32 eager)"
@@ -92,8 +92,8 @@ def _accuracy(rows: list[CaseRow], precision: str) -> str:
     pub = published_figure(next((r.published for r in rows if r.published), None))
     if pub is not None:
         if precision == "int8":
-            return f"{pub.top1:.2f}% published (fp32 weights; int8 not measured)"
-        return f"{pub.top1:.2f}% published"
+            return f"{fmt_pct(pub.top1)} published (fp32 weights; int8 not measured)"
+        return f"{fmt_pct(pub.top1)} published"
     return DASH
 
 

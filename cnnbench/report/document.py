@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from cnnbench.core.text import one_line
 from cnnbench.report.blocks import B, Block, Bullets, Figure, Heading, P, Span, Table, anchor
-from cnnbench.report.fmt import (
+from cnnbench.core.units import (
     DASH,
     fmt_bytes,
     fmt_count,
@@ -181,7 +181,7 @@ def _env_short(env: EnvGroup) -> str:
 def _acc_text(acc: AccuracyFigure | None) -> str:
     if acc is None:
         return DASH
-    return f"{acc.top1:.2f}% ({acc.kind})"
+    return f"{fmt_pct(acc.top1)} ({acc.kind})"
 
 
 def _best(rows: list[CaseRow], key: str) -> CaseRow | None:
@@ -309,7 +309,7 @@ def _gflops_text(r: CaseRow) -> str:
     if g is None:
         return DASH
     pct = r.pct_of_peak
-    return fmt_gflops(g) + (f" ({fmt_pct(pct, 1)})" if pct is not None else "")
+    return fmt_gflops(g) + (f" ({fmt_pct(pct)})" if pct is not None else "")
 
 
 def _memory_text(r: CaseRow) -> str:
@@ -475,7 +475,7 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
         if cross.get("counter") and isinstance(cross.get("gmacs"), (int, float)):
             compute += f", cross-checked with {cross['counter']}: {fmt_gmacs(cross['gmacs'])} GMACs"
             if isinstance(cross.get("disagreement"), (int, float)):
-                compute += f" ({100 * cross['disagreement']:.1f}% apart)"
+                compute += f" ({fmt_pct(100 * cross['disagreement'])} apart)"
         if isinstance(pub.get("gmacs"), (int, float)):
             crop = pub.get("crop_size")
             at = f" at {crop}x{crop}" if isinstance(crop, int) else ""
@@ -544,7 +544,7 @@ def _card_accuracy(m: ModelSummary) -> str:
     acc = m.accuracy
     if acc is None:
         return "not measured, none published"
-    text = f"top-1 {acc.top1:.2f}%" + (f", top-5 {acc.top5:.2f}%" if acc.top5 is not None else "")
+    text = f"top-1 {fmt_pct(acc.top1)}" + (f", top-5 {fmt_pct(acc.top5)}" if acc.top5 is not None else "")
     if acc.kind == "published":
         text += f" — published for {acc.detail or 'the torchvision weights'} on {acc.dataset}"
         text += _crop_note(m)
@@ -552,7 +552,7 @@ def _card_accuracy(m: ModelSummary) -> str:
     text += f" — measured on {acc.dataset}" + (f": {acc.detail}" if acc.detail else "")
     if m.published is not None:
         whose = "timm" if m.published.detail.startswith("timm ") else "torchvision"  # report.model.published_figure
-        text += f"; published ({whose}, {m.published.dataset}): top-1 {m.published.top1:.2f}%"
+        text += f"; published ({whose}, {m.published.dataset}): top-1 {fmt_pct(m.published.top1)}"
         text += f" for {m.published.detail}" if m.published.detail else ""
     return text
 
@@ -646,12 +646,12 @@ def _alternatives(data: ReportData, env: EnvGroup, name: str) -> list[Block]:
     for a in alts:
         acc = "accuracy unknown"
         if a.top1 is not None:
-            acc = f"top-1 {a.top1:.2f}% vs {a.reference_top1:.2f}% ({a.accuracy_kind} figures of both)"
+            acc = f"top-1 {fmt_pct(a.top1)} vs {fmt_pct(a.reference_top1)} ({a.accuracy_kind} figures of both)"
         items.append(
             (
                 B(a.model),
                 ("", f" — {a.relation}: {fmt_ms(a.latency_ms)} ms vs {fmt_ms(a.reference_ms)} ms "
-                f"({a.latency_ratio:.2f}× the latency), {acc}"),
+                f"({fmt_speedup(a.latency_ratio)} the latency), {acc}"),
             )
         )
     return blocks + [Bullets(tuple(items))]

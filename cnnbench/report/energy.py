@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.core.units import fmt_joules
+from cnnbench.core.units import DASH, fmt_joules, fmt_rate
 from cnnbench.results.blocks import energy_summary
 
 __all__ = ["ENERGY_HEADER", "WIDE_COLUMNS", "WIDE_CAPTION", "cell", "draw", "energy_text", "has_energy", "images_per_j", "plot_specs", "wide_cells"]
@@ -28,8 +28,8 @@ def has_energy(rows: list[Any]) -> bool:
 def energy_text(row: Any) -> str:
     e = _block(row)
     if e is None:
-        return "—"
-    return f"{cell({'energy': e})} ({e['images_per_j']:,.1f})"
+        return DASH
+    return f"{cell({'energy': e})} ({fmt_rate(e['images_per_j'])})"
 
 
 def images_per_j(row: Any) -> float | None:
@@ -86,4 +86,4 @@ def wide_cells(record: dict[str, Any]) -> list[str]:
     if e is None:
         return ["-"] * len(WIDE_COLUMNS)
     idle = e.get("idle_w")
-    return [cell(record), f"{e['images_per_j']:,.1f}", f"{idle:.1f}" if isinstance(idle, (int, float)) else "-"]
+    return [cell(record), fmt_rate(e['images_per_j']), f"{idle:.1f}" if isinstance(idle, (int, float)) else "-"]

@@ -30,8 +30,10 @@ from typing import Any, Iterable, Sequence
 from cnnbench.stats import processes as _processes
 from cnnbench.results import records as _records
 from cnnbench.core.errors import UserError
+from cnnbench.core.units import fmt_pct
 from cnnbench.results.records import CaseRecord, ResultsFile
 from cnnbench.results.records import thaw
+from cnnbench.results.schema import SCHEMA_VERSION
 from cnnbench.core.text import natural_key
 
 __all__ = [
@@ -122,109 +124,241 @@ class EnvGroup:
 
 @dataclass(frozen=True, slots=True)
 class CaseRow:
-    """One case of one file, flattened. Timing fields are None unless the row is valid.
+    """One case of one file as the report shows it: the checked `CaseRecord` it wraps, where it
+    was measured (file, host, environment) and what only a set of rows can decide (the speedup
+    over eager, the accuracy check against eager). Every other figure is a property that reads
+    the record (`record.X` decides it; no field is copied), so a row cannot disagree with its record.
 
-    A row is valid when its status is ok, it has samples and its parity check (if any) passed;
-    any other row is shown as invalid with `invalid_reason`, never with a number.
+    A row is valid when its record is (`CaseRecord.invalid_reason`): status ok, timed samples,
+    and no failed parity check; the timing properties are None for any other row, which is shown
+    as invalid with `invalid_reason`, never with a number.
     """
 
-    source: str
+    record: CaseRecord  # the checked record this row shows (decisions live there)
+    source: str  # the results file
     host: str
-    env: str
-    key: str
-    model: str
-    backend: str  # backend name plus options, e.g. "compile[mode=max-autotune]"
-    backend_name: str
-    precision: str
-    batch_size: int
-    input_size: tuple[int, ...]
-    device: str
-    threads: int
-    channels_last: bool
-    mode: str
-    model_kwargs: tuple[tuple[str, Any], ...]
-    status: str
-    error: str | None
-    valid: bool
-    invalid_reason: str | None
-    latency_ms: dict[str, float] | None  # the record's summary of raw samples (valid rows only)
-    throughput_per_s: float | None
-    first_call_ms: float | None
-    warmup_ms_total: float | None
-    params: int | None
-    trainable_params: int | None
-    aux_heads_included: bool | None
-    gmacs: float | None  # whole batch
-    gmacs_per_image: float | None
-    gflops: float | None
-    counter: str | None
-    crosscheck: dict[str, Any] | None  # the second counter's figure (counts.crosscheck)
-    memory: dict[str, Any]
-    parity: dict[str, Any] | None
-    accuracy: dict[str, Any] | None
-    published: dict[str, Any] | None
-    backend_info: dict[str, Any]
-    warnings: tuple[str, ...]
-    peak_gflops: float | None  # the peak measured by this row's run, if any
-    measured_batch_size: int | None = None  # the batch timed (< batch_size only after --oom-retry)
+    env: str  # environment fingerprint
+    peak_gflops: float | None = None  # the peak measured by the run of this row's environment, if any
     origin: str | None = None  # for a merged file: the shard file the record came from
-    train: dict[str, Any] | None = None  # the `train` block of a training case
     speedup_vs_eager: float | None = None  # eager median / this median, same env and variant
     accuracy_vs_eager: str | None = None  # why the measured accuracy differs from eager's, if it does
-    record: CaseRecord | None = None  # the checked record this row shows (decisions live there)
-    energy: dict[str, Any] | None = None  # the record's `energy` block (cnnbench.measure.energy), if any
+
+    # -- what was measured (the record's spec) ------------------------------------------------
 
     @property
-    def median_ms(self) -> float | None:
-        return self.latency_ms["median"] if self.latency_ms else None
+    def key(self) -> str:
+        return self.record.key
 
     @property
-    def setup(self) -> tuple[float | None, str | None]:
-        """Compile or export time and how it was paid (`cnnbench.results.records.setup_time`), apart
-        from every timed figure."""
-        return _records.setup_time(self.backend_info, self.first_call_ms)
+    def model(self) -> str:
+        return self.record.spec.model
 
     @property
-    def cold_start_ms(self) -> float | None:
-        """Time before the first warmup call could start (`cnnbench.results.records.cold_start_ms`)."""
-        return _records.cold_start_ms(self.backend_info, self.first_call_ms)
+    def backend(self) -> str:
+        """The backend name plus options, e.g. "compile[mode=max-autotune]"."""
+        return self.record.backend_label
+
+    @property
+    def backend_name(self) -> str:
+        return self.record.spec.backend
+
+    @property
+    def precision(self) -> str:
+        return self.record.spec.precision
+
+    @property
+    def batch_size(self) -> int:
+        """The batch the case asked for (`batch` is the one timed)."""
+        return self.record.spec.batch_size
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        return tuple(self.record.spec.input_size)
+
+    @property
+    def device(self) -> str:
+        return self.record.spec.device
+
+    @property
+    def threads(self) -> int:
+        return self.record.spec.threads or 1
+
+    @property
+    def channels_last(self) -> bool:
+        return self.record.spec.channels_last
+
+    @property
+    def mode(self) -> str:
+        return self.record.spec.mode
+
+    @property
+    def model_kwargs(self) -> tuple[tuple[str, Any], ...]:
+        return tuple(sorted(thaw(self.record.spec.model_kwargs).items()))
+
+    @property
+    def is_train(self) -> bool:
+        return self.record.is_train
+
+    @property
+    def optimizer(self) -> str | None:
+        """A training case's optimizer name ("sgd", "adamw"): `CaseRecord.optimizer`."""
+        return self.record.optimizer
+
+    @property
+    def measured_batch_size(self) -> int | None:
+        """The batch timed (< batch_size only after --oom-retry; None when nothing was timed)."""
+        return self.record.measured_batch_size
 
     @property
     def batch(self) -> int:
         """The batch size actually timed: every per-batch figure (throughput, MACs, memory) is for
         it (`CaseRecord.batch`)."""
-        return self.record.batch if self.record is not None else self.measured_batch_size or self.batch_size
+        return self.record.batch
 
     @property
     def batch_label(self) -> str:
         """"16 (of 32)" when --oom-retry had to lower the batch, else "32" (`CaseRecord.batch_label`)."""
-        if self.record is not None:
-            return self.record.batch_label
-        if self.measured_batch_size is not None and self.measured_batch_size != self.batch_size:
-            return f"{self.measured_batch_size} (of {self.batch_size})"
-        return str(self.batch_size)
+        return self.record.batch_label
+
+    # -- how it went ------------------------------------------------------------------------
 
     @property
-    def is_train(self) -> bool:
-        return self.mode == "train"
+    def status(self) -> str:
+        return self.record.status
 
     @property
-    def optimizer(self) -> str | None:
-        """A training case's optimizer name ("sgd", "adamw"), `CaseRecord.optimizer`'s rule."""
-        if self.record is not None:
-            return self.record.optimizer
-        return None if not self.is_train else "sgd"
+    def error(self) -> str | None:
+        return self.record.error
+
+    @property
+    def valid(self) -> bool:
+        return self.record.valid
+
+    @property
+    def invalid_reason(self) -> str | None:
+        return self.record.invalid_reason
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The record's warnings, plus "processes split" for files that predate it."""
+        rec = self.record
+        return tuple(_processes.warnings_with_split({"warnings": rec.warnings, "runs": rec.runs}))
+
+    # -- timings (valid rows only) ------------------------------------------------------------
+
+    @property
+    def latency_ms(self) -> dict[str, float] | None:
+        """The record's summary of raw samples (valid rows only)."""
+        return thaw(self.record.latency_ms) if self.valid and self.record.latency_ms else None
+
+    @property
+    def median_ms(self) -> float | None:
+        return self.record.median_ms
+
+    @property
+    def iqr_ms(self) -> float | None:
+        return self.record.iqr_ms
+
+    @property
+    def throughput_per_s(self) -> float | None:
+        return self.record.throughput
+
+    @property
+    def first_call_ms(self) -> float | None:
+        return self.record.first_call_ms
+
+    @property
+    def warmup_ms_total(self) -> float | None:
+        warmup = self.record.warmup_ms
+        return float(sum(warmup)) if warmup else None
+
+    @property
+    def setup(self) -> tuple[float | None, str | None]:
+        """Compile or export time and how it was paid (`cnnbench.results.records.setup_time`), apart
+        from every timed figure."""
+        return self.record.setup
+
+    @property
+    def cold_start_ms(self) -> float | None:
+        """Time before the first warmup call could start (`cnnbench.results.records.cold_start_ms`)."""
+        return self.record.cold_start_ms
+
+    # -- static counts ----------------------------------------------------------------------
+
+    @property
+    def params(self) -> int | None:
+        return self.record.params
+
+    @property
+    def trainable_params(self) -> int | None:
+        return self.record.trainable_params
+
+    @property
+    def aux_heads_included(self) -> bool | None:
+        return self.record.aux_heads_included
+
+    @property
+    def gmacs(self) -> float | None:
+        """MACs of the whole batch timed, in G."""
+        return self.record.gmacs
+
+    @property
+    def gmacs_per_image(self) -> float | None:
+        return self.record.gmacs_per_image
+
+    @property
+    def gflops(self) -> float | None:
+        return self.record.gflops
+
+    @property
+    def counter(self) -> str | None:
+        return self.record.counter
+
+    @property
+    def crosscheck(self) -> dict[str, Any] | None:
+        """The second counter's figure (`counts.crosscheck`), None when it was not computed."""
+        return _crosscheck(thaw(self.record.counts) if self.record.counts else {})
+
+    # -- the record's sections, as plain JSON -------------------------------------------------
+
+    @property
+    def memory(self) -> dict[str, Any]:
+        return thaw(self.record.memory) if self.record.memory else {}
+
+    @property
+    def backend_info(self) -> dict[str, Any]:
+        return thaw(self.record.backend_info) if self.record.backend_info else {}
+
+    @property
+    def parity(self) -> dict[str, Any] | None:
+        return thaw(self.record.parity) if self.record.parity is not None else None
+
+    @property
+    def accuracy(self) -> dict[str, Any] | None:
+        return thaw(self.record.accuracy) if self.record.accuracy is not None else None
+
+    @property
+    def published(self) -> dict[str, Any] | None:
+        return thaw(self.record.published) if self.record.published is not None else None
+
+    @property
+    def train(self) -> dict[str, Any] | None:
+        """The `train` block of a training case."""
+        return thaw(self.record.train) if self.record.train is not None else None
+
+    @property
+    def energy(self) -> dict[str, Any] | None:
+        """The record's `energy` block (cnnbench.measure.energy), if any."""
+        return thaw(self.record.energy) if self.record.energy is not None else None
 
     @property
     def measured_accuracy(self) -> dict[str, Any] | None:
         """This case's own measured accuracy (through its backend), if it was measured
-        (`CaseRecord.measured_accuracy`'s rule)."""
-        if self.record is not None:
-            return self.accuracy if self.record.measured_accuracy is not None else None
-        acc = self.accuracy
-        if acc and acc.get("kind", "measured") == "measured" and _number(acc.get("top1")) is not None:
-            return acc
-        return None
+        (`CaseRecord.measured_accuracy`)."""
+        acc = self.record.measured_accuracy
+        return thaw(acc) if acc is not None else None
+
+    # -- display figures derived from the above -----------------------------------------------
 
     def epoch_seconds(self, images: int) -> float | None:
         """Seconds for one epoch of `images` at this training case's median step latency.
@@ -236,10 +370,6 @@ class CaseRow:
         if not self.is_train or not self.median_ms or images <= 0:
             return None
         return math.ceil(images / self.batch) * self.median_ms / 1000.0
-
-    @property
-    def iqr_ms(self) -> float | None:
-        return self.latency_ms["iqr"] if self.latency_ms else None
 
     @property
     def variant(self) -> tuple[Any, ...]:
@@ -322,7 +452,7 @@ class CaseRow:
         if rel is not None:
             parts.append(f"rel err {rel:.2g}" + (f" ≤ {tol:g}" if tol is not None else ""))
         if agree is not None:
-            parts.append(f"top-1 {100.0 * agree:.0f}%")
+            parts.append(f"top-1 {fmt_pct(100.0 * agree)}")
         return "ok" + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -626,14 +756,12 @@ def rows_of_records(records: Sequence[CaseRecord | dict[str, Any]], *, source: s
     Same rows, same rules as a report of that run's file: validity, speedup over eager and the
     accuracy check are decided by the same code; one run is one environment.
     """
-    from cnnbench.results.schema import SCHEMA_VERSION
-
     if all(isinstance(r, CaseRecord) for r in records):
         recs = list(records)
     else:
-        plain = [thaw(r) if isinstance(r, CaseRecord) else r for r in records]
+        plain = [r.to_json() if isinstance(r, CaseRecord) else r for r in records]
         recs = list(_records.parse_results({"schema_version": SCHEMA_VERSION, "cases": plain}, path=source).cases)
-    rows = [_row_from_record(source, "", "", {}, rec) for rec in recs]  # type: ignore[arg-type]
+    rows = [_row_from_record(source, "", "", {}, rec) for rec in recs]
     return _with_accuracy_checks(_with_speedups(rows))
 
 
@@ -645,54 +773,13 @@ def _row_from_record(
     path: str, host: str, fp: str, env: dict[str, Any], record: CaseRecord, *, origin: str | None = None
 ) -> CaseRow:
     """One checked record as a row: every decision (valid, batch, throughput) is the record's."""
-    spec = record.spec
-    valid = record.valid
-    warmup = record.warmup_ms
-    counts = thaw(record.counts) if record.counts else {}
     return CaseRow(
+        record=record,
         source=path,
         host=host,
         env=fp,
-        key=record.key,
-        model=spec.model,
-        backend=record.backend_label,
-        backend_name=spec.backend,
-        precision=spec.precision,
-        batch_size=spec.batch_size,
-        input_size=tuple(spec.input_size),
-        device=spec.device,
-        threads=spec.threads or 1,
-        channels_last=spec.channels_last,
-        mode=spec.mode,
-        model_kwargs=tuple(sorted(thaw(spec.model_kwargs).items())),
-        status=record.status,
-        error=record.error,
-        valid=valid,
-        invalid_reason=record.invalid_reason,
-        latency_ms=thaw(record.latency_ms) if valid else None,
-        throughput_per_s=record.throughput,
-        first_call_ms=record.first_call_ms,
-        warmup_ms_total=float(sum(warmup)) if warmup else None,
-        params=record.params,
-        trainable_params=record.trainable_params,
-        aux_heads_included=record.aux_heads_included,
-        gmacs=record.gmacs,
-        gmacs_per_image=record.gmacs_per_image,
-        gflops=record.gflops,
-        counter=record.counter,
-        crosscheck=_crosscheck(counts),
-        memory=thaw(record.memory) if record.memory else {},
-        parity=thaw(record.parity) if record.parity is not None else None,
-        accuracy=thaw(record.accuracy) if record.accuracy is not None else None,
-        published=thaw(record.published) if record.published is not None else None,
-        backend_info=thaw(record.backend_info) if record.backend_info else {},
-        warnings=tuple(_processes.warnings_with_split(record.to_json())),  # + "processes split" for older files
         peak_gflops=_number(env.get("peak_gflops")),
-        measured_batch_size=record.measured_batch_size,
         origin=origin if origin and origin != Path(path).name else None,
-        train=thaw(record.train) if record.train is not None else None,
-        record=record,
-        energy=thaw(record.energy) if record.energy is not None else None,
     )
 
 
@@ -713,7 +800,7 @@ def _dedupe(raw: list[tuple[int, str, CaseRow]]) -> tuple[list[CaseRow], list[tu
     best: dict[tuple[str, str], tuple[tuple[str, int], CaseRow]] = {}
     superseded: list[tuple[CaseRow, str]] = []
     for order, updated, row in raw:
-        ident = (row.env, row.key or f"{row.source}#{id(row)}")
+        ident = (row.env, row.key)
         rank = (updated, order)
         if ident in best:
             old_rank, old = best[ident]
@@ -763,10 +850,7 @@ def _with_speedups(rows: list[CaseRow]) -> list[CaseRow]:
     """Speedup over eager, by the one rule (`cnnbench.results.records.speedups_over_eager`) within each
     environment: same model, variant and measured batch, a training step only against eager
     with the same optimizer."""
-    recs = [r.record for r in rows]
-    if any(rec is None for rec in recs):
-        return rows
-    ups = _records.speedups_over_eager(recs, scope=lambda i: rows[i].env)  # type: ignore[arg-type]
+    ups = _records.speedups_over_eager([r.record for r in rows], scope=lambda i: rows[i].env)
     return [replace(r, speedup_vs_eager=up) if up is not None else r for r, up in zip(rows, ups)]
 
 

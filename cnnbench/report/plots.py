@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from cnnbench.core.errors import UserError
 from cnnbench.report.charts import PlotSpec, backend_style, inference_rows, nice_sizes, per_model_chart, plain_log_axis
+from cnnbench.core.units import fmt_duration, fmt_gflops, fmt_ms
 from cnnbench.report.model import CaseRow, EnvGroup, ReportData
 
 __all__ = ["PlotSpec", "plan_plots", "render_plot", "IMAGE_FORMATS", "require_matplotlib"]
@@ -262,7 +263,7 @@ def _draw_gflops(data: ReportData, spec: PlotSpec):
 
     def decorate(ax, model, env):
         ax.axhline(peak, color="0.25", ls="--", lw=1.2)
-        ax.text(0.02, 0.97, f"peak {peak:,.0f} GFLOP/s", transform=ax.transAxes, va="top", fontsize=8, color="0.25")
+        ax.text(0.02, 0.97, f"peak {fmt_gflops(peak)} GFLOP/s", transform=ax.transAxes, va="top", fontsize=8, color="0.25")
         ax.set_ylim(0, peak * 1.1)
         sec = ax.secondary_yaxis("right", functions=(lambda g: 100.0 * g / peak, lambda p: p * peak / 100.0))
         sec.set_ylabel("% of peak")
@@ -276,7 +277,6 @@ def _draw_training(data: ReportData, spec: PlotSpec):
     """Horizontal bars: samples/s of each valid training case, labelled with its epoch time."""
     from matplotlib.figure import Figure
 
-    from cnnbench.report.fmt import fmt_duration
     env = data.env(spec.env)  # type: ignore[arg-type]
     rows = [r for r in data.rows_of(env.fingerprint, valid_only=True) if r.is_train]
     name, label, images = data.epoch_datasets[0]
@@ -287,7 +287,7 @@ def _draw_training(data: ReportData, spec: PlotSpec):
         color, _ = backend_style(r.backend, i)
         ax.barh([y], [r.throughput_per_s], color=color, alpha=0.85, height=0.6)
         ax.text(
-            r.throughput_per_s, y, f"  {r.median_ms:,.3g} ms/step; {label} epoch {fmt_duration(r.epoch_seconds(images))}",  # type: ignore[arg-type]
+            r.throughput_per_s, y, f"  {fmt_ms(r.median_ms)} ms/step; {label} epoch {fmt_duration(r.epoch_seconds(images))}",  # type: ignore[arg-type]
             va="center", fontsize=8,
         )
     ax.set_yticks(ys)

@@ -7,6 +7,8 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.core.units import fmt_bytes, fmt_ms
+
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.measure.profile import LayerRow, Profile
 
@@ -119,7 +121,7 @@ def table_rows(prof: "Profile") -> tuple[list[str], list[list[str]]]:
             mac_col: _num(r.macs, m_div),
             "RF (px)": fmt_rf(r),
             "Jump (px)": fmt_dims(r.jump),
-            "Time (ms, CPU)": f"{r.time_ms:.3f}" if r.time_ms is not None else "",
+            "Time (ms, CPU)": fmt_ms(r.time_ms) if r.time_ms is not None else "",
         }
         rows.append(line(cells))
     total = {
@@ -129,7 +131,7 @@ def table_rows(prof: "Profile") -> tuple[list[str], list[list[str]]]:
         act_col: _num(prof.activation_bytes, b_div),
         "Params": f"{prof.params:,}",
         mac_col: _num(prof.macs, m_div),
-        "Time (ms, CPU)": f"{prof.forward_time_ms:.3f}" if show_time else "",
+        "Time (ms, CPU)": fmt_ms(prof.forward_time_ms) if show_time else "",
     }
     rows.append(line(total))
     return header, rows
@@ -140,13 +142,12 @@ def fmt_shape(shape: Any) -> str:
 
 
 def caption_lines(prof: "Profile", timing_note: str | None = None) -> list[str]:
-    mib = 1024**2
     lines = [
         f"{prof.model}: input {fmt_shape(prof.input_shape)}, {prof.precision} ({prof.bytes_per_element} bytes/element). "
-        f"Params {prof.params:,} ({prof.param_bytes / mib:,.2f} MiB at {prof.precision}); "
+        f"Params {prof.params:,} ({fmt_bytes(prof.param_bytes)} at {prof.precision}); "
         f"{prof.gmacs:,.4f} GMACs = {2 * prof.gmacs:,.4f} GFLOPs for this batch (counter: fvcore).",
         "MACs = multiply-accumulates (fvcore's unit, torchvision's 'GFLOPS'); FLOPs = 2 x MACs.",
-        f"Activations: every layer's output once, {prof.activation_bytes / mib:,.2f} MiB in total; "
+        f"Activations: every layer's output once, {fmt_bytes(prof.activation_bytes)} in total; "
         "'=' marks outputs that share their input's memory (in-place, views), not added again.",
         "RF = receptive field, r_out = r_in + (k-1)*d*j_in; Jump = cumulative stride, j_out = j_in*s; "
         "branches meet at their largest (r, j); 'global' = the whole input; '~' = approximate.",

@@ -3,7 +3,7 @@
 A file that ships with a checksum (the trained example weights, `examples/digits/lenet5_digits.pt`)
 is verified whenever it is loaded, so a truncated copy, a Git LFS pointer or a hand-edited file
 gives one clear line instead of wrong answers. A file without a sidecar is not checked.
-Pure standard library.
+Standard library and `cnnbench.core.safeio` only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+
+from cnnbench.core.safeio import atomic_write
 
 __all__ = ["SIDECAR_SUFFIX", "ChecksumError", "sha256_of", "sidecar_path", "write_sidecar", "verify_sidecar"]
 
@@ -35,11 +37,10 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 
 def write_sidecar(path: str | os.PathLike[str]) -> Path:
-    """Write `FILE.sha256` ("<hex>  <file name>\\n", as `sha256sum` does) and return its path."""
+    """Write `FILE.sha256` ("<hex>  <file name>\\n", as `sha256sum` does) and return its path,
+    atomically and never through a link (`cnnbench.core.safeio.atomic_write`)."""
     side = sidecar_path(path)
-    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{sha256_of(path)}  {Path(path).name}\n", encoding="utf-8")
-    os.replace(tmp, side)
+    atomic_write(side, f"{sha256_of(path)}  {Path(path).name}\n", what="write the checksum file")
     return side
 
 

@@ -73,6 +73,9 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     `batch_attempts` (`[{batch_size, status}]`, one per worker the retry started). The record
     keeps the requested spec and key, says `measured_batch_size`, and warns when they differ;
     throughput and GMACs are per measured batch (the worker counted what it ran).
+
+    This is the one place a record dict is made; `cnnbench.results.records.CASE_FIELDS` declares
+    its fields in this order and the parser checks each (a new field goes in both).
     """
     timed_runs = [r for r in runs if r.get("status") in TIMED_STATUSES]
     bad_runs = [r for r in runs if r.get("status") != "ok"]

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
     "MAX_LIST_LENGTH",
+    "CASE_FIELDS",
     "CaseRecord",
     "ResultsFile",
     "load",
@@ -429,7 +430,7 @@ def _scalars(where: str, value: Any) -> tuple[Any, ...]:
     return _list(where, value, lambda w, v: _text(w, v))
 
 
-# Per-case fields: name -> (check, default when absent). Order is the writer's (build_record).
+# Per-case fields: name -> (check, default when absent), in the writer's order (build_record).
 _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "key": (lambda w, v: _string(w, v, optional=False, nonempty=True), ...),
     "spec": (_spec, ...),
@@ -460,16 +461,22 @@ _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "repeats_done": (lambda w, v: _integer(w, v), None),
     "repeats_planned": (lambda w, v: _integer(w, v), None),
     "runs": (lambda w, v: _list(w, v, _run, optional=True), ()),
-    "latency_ms": (_latency_summary, None),
-    "throughput_per_s": (lambda w, v: _number(w, v, strict=True), None),
-    "warnings": (lambda w, v: _scalars(w, v) if v is not None else (), ()),
-    "measured_on": (_mapping, None),
-    # Optional sections of later features, absent from files that predate them.
-    "processes": (_mapping, None),  # between-process figures and modes (cnnbench.stats.processes)
+    # Optional sections of later features, absent from files that predate them (and from records
+    # that never measured them).
     "energy": (_mapping, None),  # over the timed window (cnnbench.measure.energy)
     "device_state": (_mapping, None),  # GPU clocks, throttling; CPU governor (cnnbench.measure.devicestate)
     "transfer": (_mapping, None),  # H2D / compute / D2H split (cnnbench.backends.transfer)
+    "processes": (_mapping, None),  # between-process figures and modes (cnnbench.stats.processes)
+    "latency_ms": (_latency_summary, None),
+    "throughput_per_s": (lambda w, v: _number(w, v, strict=True), None),
+    "warnings": (lambda w, v: _scalars(w, v) if v is not None else (), ()),
+    "measured_on": (_mapping, None),  # written by `merge` (cnnbench.run.merge), never by build_record
 }
+# The record's fields in the order `cnnbench.results.format.build_record` writes them: the writer's
+# dict comes from that one function, and this table mirrors it field for field (a field the writer
+# adds must be declared here, or it would be read back as an undeclared `extra`);
+# tests/test_records.py::test_build_record_writes_exactly_the_declared_fields checks both ways.
+CASE_FIELDS: tuple[str, ...] = tuple(_CASE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

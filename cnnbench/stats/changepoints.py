@@ -38,6 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
+from cnnbench.core.units import fmt_pct
+
 __all__ = [
     "ChangePoint",
     "Analysis",
@@ -89,7 +91,7 @@ class ChangePoint:
     @property
     def confidence_text(self) -> str:
         """The confidence as shown: "> 99.99%" rather than a rounded "100.00%"."""
-        return "> 99.99%" if self.pvalue < 1e-4 else f"{self.confidence:.2%}"
+        return "> 99.99%" if self.pvalue < 1e-4 else fmt_pct(100.0 * self.confidence)
 
     @property
     def magnitude(self) -> float:

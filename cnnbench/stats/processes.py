@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from cnnbench.stats import basic as stats
 from cnnbench.core.spec import TIMED_STATUSES
-from cnnbench.core.units import fmt_ms_brief
+from cnnbench.core.units import fmt_ms
 from cnnbench.stats.ranktests import min_attainable_p
 
 __all__ = [
@@ -112,7 +112,7 @@ class ProcessStats:
     def warning(self) -> str | None:
         if not self.split:
             return None
-        return "processes split: " + ", ".join(f"{m.n} at {fmt_ms_brief(m.median_ms)} ms" for m in self.modes)
+        return "processes split: " + ", ".join(f"{m.n} at {fmt_ms(m.median_ms)} ms" for m in self.modes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
