@@ -17,13 +17,13 @@ import pkgutil
 import sys
 
 from cnnbench.core.errors import EXIT_USAGE, UserError
+from cnnbench.run import signals
+import cnnbench.commands as pkg
 
 __all__ = ["main", "entry"]
 
 
 def _command_modules():
-    import cnnbench.commands as pkg
-
     mods = [importlib.import_module(f"{pkg.__name__}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
     return sorted((m for m in mods if hasattr(m, "run")), key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
@@ -49,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USAGE
-    from cnnbench.run import signals
 
     signals.reset()
     restore = signals.install()  # SIGTERM and SIGHUP end a command as Ctrl-C does
@@ -81,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The console script and bench.py: `main`, then exit with its code (128+signal when a
     signal ended it, never a death by the signal itself, see cnnbench.run.signals)."""
-    from cnnbench.run import signals
 
     signals.entry(main)
 

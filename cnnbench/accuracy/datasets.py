@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 from cnnbench.accuracy.weights import is_torchvision_weights_name
+from cnnbench.models import catalog
+from cnnbench.models.timm_zoo import preprocessing
 
 __all__ = ["DATASET_KINDS", "DIGITS_SPLIT", "IMAGE_EXTENSIONS", "INTERPOLATIONS", "check_dataset_path", "load_dataset", "digits_tensors"]
 
@@ -275,14 +277,12 @@ def _weights_transforms(weights: str | None, model: str | None) -> tuple[dict[st
             raise AccuracyError(f"unknown torchvision weights {weights!r}: {one_line(exc)}") from None
         label = weights
     elif model:
-        from cnnbench.models import catalog
 
         try:
             info = catalog.get_info(model)
         except UserError:
             return None, ""
         if info.source == "timm":  # its pretrained config (cnnbench.models.timm_zoo)
-            from cnnbench.models.timm_zoo import preprocessing
 
             return preprocessing(model), f"timm pretrained config of {model}"
         if info.source != "torchvision":

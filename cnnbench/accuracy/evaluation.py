@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from cnnbench.core.errors import AccuracyError, UserError
+from cnnbench.core.errors import AccuracyError, UserError, classify_exception
 from cnnbench.core.text import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,7 +175,6 @@ class Evaluation:
         try:
             result = evaluate(predict, self.dataset, batch_size=batch_size, limit=limit, fixed_batch=True, progress=None)
         except Exception as exc:  # noqa: BLE001 - the case records it; the suite goes on
-            from cnnbench.core.errors import classify_exception
 
             text = one_line(exc)
             message = f"accuracy: {text if isinstance(exc, UserError) else f'{type(exc).__name__}: {text}'}"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
+from cnnbench.core.safeio import WriteError, atomic_write
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,6 @@ class ProgressFile:
 
     def _write(self) -> None:
         self._last = time.monotonic()
-        from cnnbench.core.safeio import WriteError, atomic_write
 
         try:
             atomic_write(self.path, f"{self.done} {self.total}\n")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.core.errors import AccuracyError
 from cnnbench.core.text import one_line
+from cnnbench.results.checksums import ChecksumError, verify_sidecar
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -121,7 +122,6 @@ def load_weights(model: "nn.Module", weights: str) -> dict[str, Any]:
                 "(nothing is downloaded; copy the file there or set TORCH_HOME)"
             )
         raise AccuracyError(f"weights file not found: {path}")
-    from cnnbench.results.checksums import ChecksumError, verify_sidecar
 
     try:
         sha256 = verify_sidecar(path)  # a shipped file (FILE.sha256 beside it) is checked on load

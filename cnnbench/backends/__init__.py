@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
+from cnnbench.core.errors import Unsupported
 
 __all__ = ["Prepared", "TrainStep", "Backend", "get_backend", "BACKEND_MODULES"]
 
@@ -64,7 +65,6 @@ BACKEND_MODULES = {
 
 def get_backend(name: str) -> Backend:
     """Import a backend module on demand (each pulls in heavy dependencies of its own)."""
-    from cnnbench.core.errors import Unsupported
 
     try:
         module_name = BACKEND_MODULES[name]

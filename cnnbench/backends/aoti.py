@@ -37,6 +37,9 @@ from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device, device_sync
 from cnnbench.core.errors import ExportFailed, Unsupported
 from cnnbench.core.safeio import atomic_file
+from cnnbench.backends.artifacts import cache_dir, output_to, package_version, write_json
+from cnnbench.backends.onnxrt import export_error_message, export_key
+from cnnbench.backends.quantize import calibration_data, pt2e_available, pt2e_quantize
 
 __all__ = ["BACKEND", "DEFAULTS", "aoti_cache_dir", "PACKAGE_FORMAT_VERSION"]
 
@@ -45,8 +48,6 @@ PACKAGE_FORMAT_VERSION = 1
 
 
 def aoti_cache_dir() -> Path:
-    from cnnbench.backends.artifacts import cache_dir
-
     return cache_dir() / "aoti"
 
 
@@ -61,8 +62,6 @@ def check_precision_for_aoti(spec: Any) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    from cnnbench.backends.onnxrt import export_error_message
-
     return export_error_message(exc)
 
 
@@ -77,10 +76,6 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
         ExportFailed: torch.export, the quantizer or the AOT compile rejected the model.
     """
     import torch
-
-    from cnnbench.backends.artifacts import output_to
-    from cnnbench.backends.onnxrt import export_key
-    from cnnbench.backends.artifacts import package_version
 
     key = {
         "package_format": PACKAGE_FORMAT_VERSION,
@@ -115,7 +110,6 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
     quantize = None
     source = model
     if calibration is not None:
-        from cnnbench.backends.quantize import pt2e_quantize
 
         source, q = pt2e_quantize(model, calibration, device=spec.device, log_path=log_path)
         split["quantize_ms"] = q["quantize_ms"]
@@ -142,7 +136,6 @@ def build_package(model: Any, x: Any, spec: Any, *, freezing: bool, workdir: str
         "cache_key": digest,
         "quantize": quantize,
     }
-    from cnnbench.backends.artifacts import write_json
 
     write_json(meta_path, {"key": blob, "export": record})
     return {**record, "path": str(path), "export_cached": False}
@@ -161,7 +154,6 @@ class AOTIBackend:
         opts = {**DEFAULTS, **spec.option_dict}
         calibration = None
         if spec.precision == "int8":
-            from cnnbench.backends.quantize import calibration_data, pt2e_available
 
             missing = pt2e_available()
             if missing:

@@ -34,8 +34,11 @@ from typing import Any
 
 from cnnbench.backends import Prepared, TrainStep
 from cnnbench.backends.common import check_device, check_precision, device_sync
-from cnnbench.core.errors import CaseFailure, Unsupported
+from cnnbench.core.errors import CaseFailure, Unsupported, classify_exception
 from cnnbench.backends.transfer import torch_transfer
+from cnnbench.backends.artifacts import cache_dir
+from cnnbench.backends.eager import amp_context
+from cnnbench.backends.quantize import calibration_data, pt2e_quantize
 
 __all__ = ["BACKEND", "CompileFailed", "DEFAULTS"]
 
@@ -52,7 +55,6 @@ def _cache_dir(choice: str, workdir: str) -> Path:
     if choice == "per-run":
         return Path(workdir).resolve() / "inductor-cache"
     if choice == "shared":
-        from cnnbench.backends.artifacts import cache_dir
 
         return cache_dir() / "inductor"
     return Path(choice).expanduser().resolve()
@@ -111,7 +113,6 @@ def _compile_failure(exc: BaseException) -> BaseException:
     Inductor's `BackendCompilerFailed` starts with "backend='inductor' raised:", so the line
     shown is the wrapped exception's.
     """
-    from cnnbench.core.errors import classify_exception
 
     if classify_exception(exc) == "oom" or isinstance(exc, CaseFailure):
         return exc
@@ -122,7 +123,6 @@ def _compile_failure(exc: BaseException) -> BaseException:
 
 def _int8_model(model: Any, spec: Any, workdir: str) -> tuple[Any, dict[str, Any]]:
     """The PT2E int8 model to compile (X86InductorQuantizer; cnnbench.backends.quantize) and its record."""
-    from cnnbench.backends.quantize import calibration_data, pt2e_quantize
 
     if spec.channels_last:
         raise Unsupported("int8 on compile: the PT2E graph is exported for contiguous inputs, not channels_last")
@@ -141,8 +141,6 @@ class CompiledBackend:
 
     def prepare(self, model: Any, example: Any, spec: Any, *, workdir: str) -> Prepared:
         import torch
-
-        from cnnbench.backends.eager import amp_context
 
         check_device(spec.device)
         if spec.precision != "int8":  # int8: PT2E below (cnnbench.backends.quantize)
@@ -238,8 +236,6 @@ class CompiledBackend:
         import torch
         import torch._dynamo
         import torch._inductor.config as inductor_config
-
-        from cnnbench.core.errors import Unsupported
 
         opts = spec.option_dict
         if opts.get("freezing"):

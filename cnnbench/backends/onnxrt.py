@@ -65,6 +65,8 @@ from cnnbench.backends.common import check_device
 from cnnbench.core.environment import package_versions
 from cnnbench.core.errors import ExportFailed, Unsupported
 from cnnbench.core.safeio import temp_file_beside
+from cnnbench.backends.quantize import calibration_data, ort_qdq, ort_reduce_range
+from cnnbench.backends.transfer import ort_parts
 
 __all__ = ["BACKEND", "DEFAULTS", "EXPORT_BATCH", "export_onnx", "onnx_cache_dir"]
 
@@ -405,7 +407,6 @@ def int8_export(
     """The int8 QDQ file of the model's fp32 export, shaped like `export_onnx`'s dict (its
     `export_ms` is the export plus the quantization), and the calibration it used. For the CPU
     provider the weights are 7-bit where this CPU lacks VNNI (`quantize.ort_reduce_range`)."""
-    from cnnbench.backends.quantize import calibration_data, ort_qdq, ort_reduce_range
 
     fp32 = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path)
     calibration = calibration_data(spec)
@@ -543,8 +544,6 @@ def _bound_run(sess: Any, example: Any, device_id: int) -> tuple[Any, Any, Any]:
     def sync():
         binding.synchronize_outputs()
         torch.cuda.synchronize()
-
-    from cnnbench.backends.transfer import ort_parts
 
     return run, sync, lambda: ort_parts(x_dev, x_np, binding, run)
 

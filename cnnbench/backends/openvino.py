@@ -47,6 +47,9 @@ from cnnbench.backends import Prepared
 from cnnbench.backends.common import check_device
 from cnnbench.core.errors import ExportFailed, Unsupported
 from cnnbench.core.safeio import atomic_file
+from cnnbench.backends.artifacts import cache_dir, output_to, package_version, write_json
+from cnnbench.backends.onnxrt import EXPORT_BATCH, export_error_message, export_key, export_onnx
+from cnnbench.backends.quantize import NNCF_SETTINGS, QUANTIZE_FORMAT_VERSION, calibration_data, nncf_quantize
 
 __all__ = ["BACKEND", "DEFAULTS", "openvino_cache_dir", "inference_precision"]
 
@@ -57,8 +60,6 @@ _PRECISION_HINTS = {"fp32": ("f32", "FP32"), "int8": ("f32", "FP32"), "bf16": ("
 
 
 def openvino_cache_dir() -> Path:
-    from cnnbench.backends.artifacts import cache_dir
-
     return cache_dir() / "openvino"
 
 
@@ -103,9 +104,6 @@ def _bin_of(xml: Path) -> Path:
 def _convert(ov: Any, model: Any, spec: Any, convert: str, log_path: Path) -> Any:
     import torch
 
-    from cnnbench.backends.artifacts import output_to
-    from cnnbench.backends.onnxrt import EXPORT_BATCH, export_error_message, export_onnx
-
     if convert == "onnx":
         export = export_onnx(model, spec, exporter="dynamo", opset=None, precision="fp32", log_path=log_path)
         src: Any = export["path"]
@@ -132,8 +130,6 @@ def ir_for(model: Any, spec: Any, *, convert: str, log_path: Path, calibration: 
         `quantize_ms` and `quantize` (settings).
     """
     import openvino as ov
-
-    from cnnbench.backends.onnxrt import export_key
 
     key = {
         "ir_format": IR_FORMAT_VERSION,
@@ -164,9 +160,6 @@ def ir_for(model: Any, spec: Any, *, convert: str, log_path: Path, calibration: 
 
 
 def _int8_ir(ov: Any, fp32: dict[str, Any], calibration: Any, log_path: Path) -> dict[str, Any]:
-    from cnnbench.backends.artifacts import package_version
-    from cnnbench.backends.quantize import NNCF_SETTINGS, QUANTIZE_FORMAT_VERSION, nncf_quantize
-
     key = {
         "format": QUANTIZE_FORMAT_VERSION,
         "fp32_ir": fp32["cache_key"],
@@ -198,8 +191,6 @@ def _int8_ir(ov: Any, fp32: dict[str, Any], calibration: Any, log_path: Path) ->
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from cnnbench.backends.artifacts import write_json
-
     write_json(path, data)
 
 
@@ -242,7 +233,6 @@ class OpenVINOBackend:
         log_path = Path(workdir) / "openvino-convert.log"
         calibration = None
         if spec.precision == "int8":
-            from cnnbench.backends.quantize import calibration_data
 
             calibration = calibration_data(spec)
         ir = ir_for(model, spec, convert=str(opts["convert"]), log_path=log_path, calibration=calibration)

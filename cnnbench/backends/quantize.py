@@ -53,6 +53,7 @@ from typing import Any
 from cnnbench.backends.artifacts import output_to, package_version, write_json
 from cnnbench.core.errors import ExportFailed, Unsupported
 from cnnbench.core.safeio import atomic_file, temp_file_beside
+from cnnbench.accuracy import evaluate, load_dataset
 
 __all__ = [
     "RANDOM_LABEL",
@@ -108,7 +109,6 @@ def calibration_data(spec: Any) -> Calibration:
     config = json.loads(spec.evaluation) if spec.evaluation else {}
     dataset = config.get("dataset") or {}
     if dataset.get("kind") == "digits":
-        from cnnbench.accuracy import load_dataset
 
         train = load_dataset({**dataset, "split": "train"}, input_size=tuple(spec.input_size))
         images = train.images[:n].contiguous()  # type: ignore[attr-defined]
@@ -420,8 +420,6 @@ def accuracy_change(out: dict[str, Any], model: Any, evaluation: Any, *, batch_s
         return
     import torch
 
-    from cnnbench.accuracy import evaluate
-
     model = model.to("cpu").float().eval()
 
     def predict(batch):
@@ -457,8 +455,6 @@ def parity_example(spec: Any, example: Any) -> tuple[Any, str | None]:
     if spec.precision != "int8" or dataset.get("kind") != "digits":
         return example, None
     import torch
-
-    from cnnbench.accuracy import load_dataset
 
     train = load_dataset({**dataset, "split": "train"}, input_size=tuple(spec.input_size)).images  # type: ignore[attr-defined]
     n, total = calibration_images(spec), int(train.shape[0])

@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from cnnbench.core.errors import CaseFailure
+from cnnbench.core.errors import CaseFailure, Unsupported
+from cnnbench.backends.aoti import check_precision_for_aoti
+from cnnbench.backends.common import check_device, check_precision
+from cnnbench.backends.onnxrt import check_precision_for_ort, cuda_usable
+from cnnbench.backends.openvino import inference_precision
+from cnnbench.backends.quantize import pt2e_available
+from cnnbench.backends.tensorrt import tensorrt_status
+from cnnbench.core.spec import BACKENDS, CaseSpec, PRECISIONS
 
 __all__ = ["Support", "support_table", "render_support"]
 
@@ -33,23 +40,15 @@ class Support:
 
 
 def _spec(backend: str, device: str, precision: str):
-    from cnnbench.core.spec import CaseSpec
-
     return CaseSpec(model="lenet5", batch_size=1, input_size=(1, 32, 32), backend=backend, precision=precision, device=device)
 
 
 def _eager(spec) -> None:
-    from cnnbench.backends.common import check_device, check_precision
-
     check_device(spec.device)
     check_precision(spec.device, spec.precision)
 
 
 def _compile(spec) -> None:
-    from cnnbench.backends.common import check_device, check_precision
-    from cnnbench.core.errors import Unsupported
-    from cnnbench.backends.quantize import pt2e_available
-
     check_device(spec.device)
     if spec.precision != "int8":
         check_precision(spec.device, spec.precision)
@@ -64,10 +63,6 @@ def _compile(spec) -> None:
 def _onnxrt(spec) -> None:
     import onnxruntime as ort
 
-    from cnnbench.backends.common import check_device
-    from cnnbench.backends.onnxrt import check_precision_for_ort, cuda_usable
-    from cnnbench.core.errors import Unsupported
-
     check_device(spec.device)
     use_cuda = spec.device == "cuda" and cuda_usable()
     check_precision_for_ort(spec, use_cuda)
@@ -76,9 +71,6 @@ def _onnxrt(spec) -> None:
 
 
 def _openvino(spec) -> None:
-    from cnnbench.backends.common import check_device
-    from cnnbench.core.errors import Unsupported
-
     check_device(spec.device)
     try:
         import openvino as ov
@@ -86,7 +78,6 @@ def _openvino(spec) -> None:
         raise Unsupported(f"the package openvino is not installed ({exc})") from None
     if spec.device != "cpu":
         raise Unsupported(f"OpenVINO has no {spec.device} device")
-    from cnnbench.backends.openvino import inference_precision
 
     inference_precision(spec.precision, [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")])
     if spec.precision == "int8":
@@ -97,11 +88,6 @@ def _openvino(spec) -> None:
 
 
 def _aoti(spec) -> None:
-    from cnnbench.backends.aoti import check_precision_for_aoti
-    from cnnbench.backends.common import check_device
-    from cnnbench.core.errors import Unsupported
-    from cnnbench.backends.quantize import pt2e_available
-
     check_device(spec.device)
     check_precision_for_aoti(spec)
     if spec.precision == "int8":
@@ -111,9 +97,6 @@ def _aoti(spec) -> None:
 
 
 def _tensorrt(spec) -> None:
-    from cnnbench.backends.tensorrt import tensorrt_status
-    from cnnbench.core.errors import Unsupported
-
     reason = tensorrt_status(spec.device)
     if reason:
         raise Unsupported(reason)
@@ -133,7 +116,6 @@ CHECKS: dict[str, Callable] = {
 
 def support_table() -> list[Support]:
     """One entry per backend x device x precision, in spec order."""
-    from cnnbench.core.spec import BACKENDS, PRECISIONS
 
     out = []
     for backend in BACKENDS:

@@ -34,6 +34,8 @@ from typing import Any
 
 from cnnbench.backends import Prepared
 from cnnbench.core.errors import Unsupported
+from cnnbench.backends.artifacts import cache_dir
+from cnnbench.backends.onnxrt import CUDA_PROVIDER, export_onnx, int8_export, session_options
 
 __all__ = ["BACKEND", "TRT_PROVIDER", "LIBRARIES", "tensorrt_status", "check_session_provider", "tensorrt_cache_dir"]
 
@@ -43,8 +45,6 @@ INSTALL_HINT = "pip install 'cnnbench[tensorrt]'"
 
 
 def tensorrt_cache_dir() -> Path:
-    from cnnbench.backends.artifacts import cache_dir
-
     return cache_dir() / "tensorrt"
 
 
@@ -142,8 +142,6 @@ def _prepare_on_gpu(model: Any, example: Any, spec: Any, *, workdir: str) -> Pre
     import numpy as np
     import onnxruntime as ort
     import torch
-
-    from cnnbench.backends.onnxrt import CUDA_PROVIDER, export_onnx, int8_export, session_options
 
     model = model.eval().to("cpu").float()
     log_path = Path(workdir) / "onnx-export.log"

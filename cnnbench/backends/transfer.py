@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from cnnbench.stats import basic as stats
 
 __all__ = ["EventTimer", "HostTimer", "Parts", "measure_split", "ort_parts", "time_split", "torch_parts", "torch_transfer"]
 
@@ -90,8 +91,6 @@ class EventTimer:
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    from cnnbench.stats import basic as stats
-
     return {"median": stats.median(values), "min": min(values), "max": max(values)}
 
 

@@ -14,11 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnbench.report.console import ProgressReporter
+from cnnbench.report.console import ProgressReporter, make_console
 from cnnbench.commands import warn
 from cnnbench.core.options import positive_int
-from cnnbench.core.errors import ResultsFileError, UserError
+from cnnbench.core.errors import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, ResultsFileError, UserError
 from cnnbench.core.units import fmt_ms
+from cnnbench import compare
+from cnnbench.commands.compare import add_statistic_argument, write_outputs
+from cnnbench.compare import ab as abmod
+from cnnbench.compare.ab import DEFAULT_REPEATS, compare_ab, load_ab, render_ab_markdown, split_ab
+from cnnbench.core import allocator
+from cnnbench.core.allocator import DEFAULT, NAMES
+from cnnbench.core.environment import collect_environment
+from cnnbench.results.format import load_results, write_results
+from cnnbench.results.lock import results_lock
+from cnnbench.run import server as worker_server
+from cnnbench.run.runner import StopFlag, Variant
+from cnnbench.suite.importcheck import check_imports_in
 
 HELP = "A/B: run a suite for a base and a current variant interleaved, then compare them (the CI gate)"
 ORDER = 35
@@ -51,8 +63,6 @@ short by Ctrl-C); --split PREFIX writes each variant as its own results file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cnnbench.compare.ab import DEFAULT_REPEATS
-
     p.add_argument("suite", nargs="?", metavar="SUITE", help="suite YAML file (or use --from FILE)")
     p.add_argument("--from", dest="from_file", metavar="FILE", help="do not measure: compare the variants of a saved A/B file")
     for side, what in (("base", "the reference, e.g. a checkout of the target branch"), ("current", "the code under test")):
@@ -87,7 +97,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="slowdown that counts as a regression, e.g. 5%% or memory:10%%; repeatable (default: the suite's, else 5%%/10%%)",
     )
     p.add_argument("--alpha", type=float, metavar="P", help="significance level of each one-sided test (default 0.01)")
-    from cnnbench.commands.compare import add_statistic_argument
 
     add_statistic_argument(p)
     p.add_argument("--out", "-o", metavar="FILE", help="the A/B results file (default: results/ab-<suite>-<time>.json)")
@@ -115,8 +124,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_allocator_argument(p: argparse.ArgumentParser) -> None:
-    from cnnbench.core.allocator import DEFAULT, NAMES
-
     p.add_argument(
         "--allocator",
         choices=NAMES,
@@ -137,8 +144,6 @@ def add_spawn_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _thresholds(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
-    from cnnbench import compare
-
     thresholds: dict[str, Any] = {}
     for text in args.threshold:
         thr = compare.parse_threshold(text, source="command line")
@@ -150,8 +155,6 @@ def _thresholds(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
 
 
 def _select_cases(cases: list, args: argparse.Namespace) -> list:
-    from cnnbench.compare.ab import DEFAULT_REPEATS
-
     if args.repeats is not None and args.repeats < 1:
         raise UserError(f"--repeats must be positive, got {args.repeats}")
     if getattr(args, "modal_repeats", None) is not None and args.modal_repeats < 0:
@@ -169,12 +172,8 @@ def _select_cases(cases: list, args: argparse.Namespace) -> list:
 
 def _report(ab: dict[str, Any], args: argparse.Namespace, thresholds: dict[str, Any], alpha: float):
     """Compare, write every requested output, print the table; returns the Comparison."""
-    from cnnbench import compare
-    from cnnbench.compare.ab import compare_ab, render_ab_markdown, split_ab
-    from cnnbench.report.console import make_console
 
     comparison = compare_ab(ab, alpha=alpha, thresholds=thresholds, statistic=args.statistic)
-    from cnnbench.commands.compare import write_outputs
 
     write_outputs(comparison, render_ab_markdown(ab, comparison), markdown_path=args.markdown, json_path=args.json)
     if args.split:
@@ -235,13 +234,10 @@ def _default_out(suite_name: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.core.errors import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK
-
     thresholds, alpha = _thresholds(args)
     if args.from_file:
         if args.suite:
             raise UserError("give either SUITE (to measure) or --from FILE (to compare a saved run), not both")
-        from cnnbench.compare.ab import load_ab
 
         ab = load_ab(args.from_file)
         comparison = _report(ab, args, thresholds, alpha)
@@ -266,7 +262,6 @@ def _measure(args: argparse.Namespace, thresholds: dict[str, Any], alpha: float,
         raise ResultsFileError(str(out), "is a directory")
     if out.exists() and not args.replace:
         raise ResultsFileError(str(out), "exists; pass --replace to overwrite it")
-    from cnnbench.results.lock import results_lock
 
     with results_lock(out):  # two jobs never write one file; checked again under the lock
         if out.exists():
@@ -278,8 +273,6 @@ def check_variant_imports(variants: dict[str, Any], cases: list, *, extra_paths:
     """Each user model (`package.module:callable`) must import on every variant's own interpreter
     and worker PYTHONPATH: a model that lives only in the two checkouts being compared is fine.
     A VariantError (exit 2) names the variant, the suite and the import that failed."""
-    from cnnbench.compare import ab as abmod
-    from cnnbench.suite.importcheck import check_imports_in
 
     targets = sorted({c.source for c in cases if getattr(c, "source", None)})
     for name, variant in variants.items():
@@ -297,8 +290,6 @@ def check_variant_imports(variants: dict[str, Any], cases: list, *, extra_paths:
 def _check_replaceable(out: Path) -> None:
     """--replace overwrites a file of ours only (an A/B or a results file): a truncated, corrupt
     or foreign file named by mistake is refused and left exactly as it is."""
-    from cnnbench.compare import ab as abmod
-    from cnnbench.results.format import load_results
 
     try:
         abmod.load_ab(out)
@@ -316,9 +307,6 @@ def _measure_locked(
     args: argparse.Namespace, suite_path: Path, suite: Any, cases: list, out: Path,
     thresholds: Any, alpha: float, ok: int, not_ok: int, interrupted: int,
 ) -> int:
-    from cnnbench.compare import ab as abmod
-    from cnnbench.core import allocator
-    from cnnbench.run.runner import StopFlag, Variant
     from cnnbench.suite.schema import load_suite
 
     allocator.apply(getattr(args, "allocator", None))  # before the probes and servers: they copy os.environ
@@ -338,8 +326,6 @@ def _measure_locked(
         suite = load_suite(suite_path, cuda_available=True, check_imports=False)  # `auto` now resolves to cuda
         cases = _select_cases(list(suite.cases), args)
 
-    from cnnbench.core.environment import collect_environment
-
     suite_info = suite.info(path=suite_path, cases=cases)
     repeats = sorted({c.measure.repeats for c in cases})
     design = {
@@ -354,7 +340,6 @@ def _measure_locked(
     doc = abmod.new_ab_results(
         environment=collect_environment(with_torch=False), suite=suite_info, variants=variants, infos=infos, design=design
     )
-    from cnnbench.results.format import write_results
 
     write_results(out, doc)  # fail early (permissions, disk) before measuring anything
     if not args.quiet:
@@ -364,7 +349,6 @@ def _measure_locked(
     reporter: Any = abmod.NullReporter() if args.quiet else ConsoleAbReporter(title=f"ab {suite.name}")
     stop = StopFlag()
     restore = stop.install()
-    from cnnbench.run import server as worker_server
 
     try:
         with worker_server.session(enabled=not args.spawn, warn=warn):  # one server per variant
@@ -376,8 +360,6 @@ def _measure_locked(
     finally:
         restore()
         reporter.finish(doc)
-
-    from cnnbench import compare
 
     comparison = _report(doc, args, thresholds, alpha)
     doc["comparison"] = compare.to_json(comparison)
@@ -395,9 +377,6 @@ def _all_on_disk(out: Any, keys: list[str]) -> bool:
     """Read the file back: exit 0 only when both variants hold every case, ok (never for
     "nothing ran" or "not saved")."""
     import sys
-
-    from cnnbench.compare import ab as abmod
-    from cnnbench.core.errors import ResultsFileError
 
     try:
         doc = abmod.load_ab(out)

@@ -14,7 +14,13 @@ import tempfile
 from typing import Any
 
 from cnnbench.core.options import positive_float, positive_int
-from cnnbench.core.errors import UserError
+from cnnbench.core.errors import CaseFailure, UserError, classify_exception
+from cnnbench.accuracy import DATASET_KINDS
+from cnnbench.accuracy.progress import worker_progress
+from cnnbench.measure.worker import run_case
+from cnnbench.report.accuracy_table import published_lines, render_table, table_rows, title
+from cnnbench.report.console import make_console
+from cnnbench.run.runner import StopFlag, run_worker
 
 HELP = "measure top-1/top-5 on a dataset through each backend and flag a backend that differs from eager"
 ORDER = 25
@@ -51,8 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset(text: str) -> dict[str, Any]:
-    from cnnbench.accuracy import DATASET_KINDS
-
     kind, sep, rest = text.partition(":")
     if kind not in DATASET_KINDS:
         raise UserError(f"--dataset: unknown kind {kind!r}; use imagefolder:DIR, digits[:train|test] or tensors:FILE.pt")
@@ -96,11 +100,6 @@ def build_cases(args: argparse.Namespace, *, cuda_available: bool) -> list:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cnnbench.accuracy.progress import worker_progress
-    from cnnbench.report.console import make_console
-    from cnnbench.report.accuracy_table import published_lines, render_table, table_rows, title
-    from cnnbench.run.runner import StopFlag, run_worker
-
     cases = build_cases(args, cuda_available=torch.cuda.is_available())
     console = make_console()
     runs: list[tuple[Any, dict[str, Any]]] = []
@@ -133,10 +132,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_in_process(spec: Any, workdir: str) -> dict[str, Any]:
-    from cnnbench.core.errors import CaseFailure
-    from cnnbench.core.errors import classify_exception
-    from cnnbench.measure.worker import run_case
-
     try:
         return run_case(spec, workdir=workdir)
     except Exception as exc:  # noqa: BLE001 - as the worker would record it

@@ -12,7 +12,12 @@ import argparse
 import json
 import os
 
-from cnnbench.core.errors import UserError
+from cnnbench.core.errors import EXIT_NOT_OK, EXIT_OK, UserError
+from cnnbench import compare
+from cnnbench.commands.history_baseline import add_baseline_arguments, load_from_store
+from cnnbench.compare import DEFAULT_STATISTIC, STATISTICS
+from cnnbench.core.safeio import append_text, atomic_write
+from cnnbench.results.records import load
 
 HELP = "compare two results files and decide, with statistics, whether anything regressed"
 ORDER = 30
@@ -35,7 +40,6 @@ and the commits used are named (docs/history.md). Exit codes: 0 no regression, 1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE", nargs="?", help="the reference results file (omitted with --baseline-db)")
     parser.add_argument("current", metavar="CURRENT", nargs="?", help="the results file under test")
-    from cnnbench.commands.history_baseline import add_baseline_arguments
 
     add_baseline_arguments(parser)
     parser.add_argument(
@@ -60,7 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_statistic_argument(parser: argparse.ArgumentParser) -> None:
     """`--statistic`, shared by `compare` and `ab` (one definition, one default)."""
-    from cnnbench.compare import DEFAULT_STATISTIC, STATISTICS
 
     parser.add_argument(
         "--statistic",
@@ -73,10 +76,6 @@ def add_statistic_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench import compare
-    from cnnbench.core.errors import EXIT_NOT_OK, EXIT_OK
-    from cnnbench.results.records import load
-
     thresholds: dict[str, compare.Threshold] = {}
     for text in args.threshold:
         thr = compare.parse_threshold(text, source="command line")
@@ -86,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
 
     if args.baseline_db:  # BASE is the last --window stored runs (docs/history.md)
-        from cnnbench.commands.history_baseline import load_from_store
 
         base, current, args.base, args.current = load_from_store(args)
     else:
@@ -115,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
 def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, json_path: str | None) -> None:
     """The files a comparison goes to (shared by `compare` and `ab`): --markdown, --json, and
     GitHub's step summary when `$GITHUB_STEP_SUMMARY` is set."""
-    from cnnbench import compare
 
     if markdown_path:
         _write(markdown_path, markdown)
@@ -127,8 +124,6 @@ def write_outputs(comparison: Any, markdown: str, *, markdown_path: str | None, 
 
 
 def _write(path: str, text: str, *, append: bool = False) -> None:
-    from cnnbench.core.safeio import append_text, atomic_write
-
     if append:
         append_text(path, text)
     else:  # a --markdown/--json path in a missing directory is a typo: refused, not created

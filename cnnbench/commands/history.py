@@ -11,6 +11,10 @@ import json
 import sys
 
 from cnnbench.core.units import fmt_change, fmt_ms
+from cnnbench.commands.compare import add_statistic_argument
+from cnnbench.commands.store import add_db_argument, db_url
+from cnnbench.core.errors import UserError
+from cnnbench.history.series import build_series
 
 HELP = "trends over commits from the history store: change points, JSON, static trend page"
 ORDER = 36
@@ -27,9 +31,6 @@ after, the ratio, its confidence and the direction, and a verdict: stable, chang
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cnnbench.commands.compare import add_statistic_argument
-    from cnnbench.commands.store import add_db_argument
-
     parser.add_argument("patterns", nargs="*", metavar="GLOB", help="model or case-key globs, e.g. 'resnet*'")
     add_db_argument(parser)
     parser.add_argument("--branch", metavar="NAME", help="only runs of this branch (default: every branch)")
@@ -41,9 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.commands.store import db_url
-    from cnnbench.core.errors import UserError
-    from cnnbench.history.series import build_series
     from cnnbench.history.store import open_store
     from cnnbench.history.trends import analyze_series, history_json
 

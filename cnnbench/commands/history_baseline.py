@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from cnnbench.core.errors import UserError
+from cnnbench.results.format import load_results
 
 DEFAULT_WINDOW = 5
 
@@ -33,7 +34,6 @@ def load_from_store(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     """(base, current, base name, current name). Prints the line naming the commits used."""
     from cnnbench.history.baseline import baseline_from_store
     from cnnbench.history.store import open_store
-    from cnnbench.results.format import load_results
 
     given = [p for p in (args.base, args.current) if p is not None]
     if len(given) != 1:

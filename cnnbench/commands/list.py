@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from cnnbench.backends.support import render_support, support_table
+from cnnbench.core.environment import PROJECT_ROOT
+from cnnbench.core.errors import UserError
+from cnnbench.models.catalog import get_info, list_models, suggest
 
 HELP = "list models (with an optional glob), suites, or backends (what runs on this machine, and why not)"
 ORDER = 60
@@ -17,11 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "models":
-        from cnnbench.models.catalog import get_info, list_models, suggest
 
         names = list_models(args.pattern)
         if not names and args.pattern:
-            from cnnbench.core.errors import UserError
 
             near = suggest(args.pattern.strip("*?"))
             hint = f" (did you mean: {', '.join(near)}?)" if near else ""
@@ -34,12 +36,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(name)
     elif args.what == "suites":
-        from cnnbench.core.environment import PROJECT_ROOT
 
         for path in sorted(Path(PROJECT_ROOT, "suites").glob("*.yaml")):
             print(path.relative_to(PROJECT_ROOT))
     else:  # which backend x device x precision runs here, and why not (cnnbench.backends.support)
-        from cnnbench.backends.support import render_support, support_table
 
         for line in render_support(support_table()):
             print(line)

@@ -33,6 +33,9 @@ import sys
 from pathlib import Path
 
 from cnnbench.core.errors import UserError
+from cnnbench.results.format import load_results, write_results
+from cnnbench.results.lock import results_lock
+from cnnbench.run.merge import merge_results
 
 HELP = "join the results files of a sharded run (one per machine) into one results file"
 ORDER = 25
@@ -69,8 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.results.format import load_results, write_results
-
     paths = [str(p) for p in args.files]
     seen: dict[str, str] = {}
     for p in paths:
@@ -84,10 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.replace:
         raise UserError(f"{out}: exists; pass --replace to overwrite it, or choose another --out")
     loaded = [(p, load_results(p)) for p in paths]
-    from cnnbench.run.merge import merge_results
 
     merged, notes = merge_results(loaded, force=args.force, allow_missing=args.allow_missing)
-    from cnnbench.results.lock import results_lock
 
     with results_lock(out):  # never two writers on one file, as for `run`
         write_results(out, merged)

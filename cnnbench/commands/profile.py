@@ -12,6 +12,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from cnnbench.core.errors import UserError
+from cnnbench.core.safeio import atomic_write
+from cnnbench.measure.profile import profile_model, time_layers
+from cnnbench.models.catalog import get_info
+from cnnbench.models.registry import build_model
+from cnnbench.report.console import make_console
+from cnnbench.report.profile_table import caption_lines, render_table, to_csv
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -75,16 +81,12 @@ def run(args: argparse.Namespace) -> int:
     elif args.source is not None:
         raise UserError(f"--input-size is required with --source (the size {args.source!r} takes)")
     else:
-        from cnnbench.models.catalog import get_info
 
         size = get_info(args.model).input_size  # unknown model: UnknownModelError, did you mean
 
     import dataclasses
 
     import torch
-
-    from cnnbench.models.registry import build_model
-    from cnnbench.measure.profile import profile_model, time_layers
 
     model = build_model(args.model, source=args.source, input_size=size)
     example = torch.randn((batch, *size), generator=torch.Generator().manual_seed(0))
@@ -100,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
             + "); profiler overhead included, ops run by parent modules are only in the forward total"
         )
 
-    from cnnbench.report.profile_table import caption_lines, render_table, to_csv
-
     if args.json:
         data = prof.to_dict()
         if timing_note:
@@ -110,7 +110,6 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         _write(args.csv, to_csv(prof))
     if "-" not in (args.json, args.csv):
-        from cnnbench.report.console import make_console
 
         console = make_console()
         console.print(render_table(prof))
@@ -124,6 +123,5 @@ def _write(target: str, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from cnnbench.core.safeio import atomic_write
 
     atomic_write(target, text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from cnnbench.core.errors import UserError
+from cnnbench.report import parse_formats, write_report
 
 HELP = "write a report (Markdown, self-contained HTML, CSV, PNG/SVG plots) from results files"
 DESCRIPTION = (
@@ -16,9 +18,6 @@ _ALL_FORMATS = "md,html,csv,png,svg"
 
 
 def _formats(value: str) -> tuple[str, ...]:
-    from cnnbench.core.errors import UserError
-    from cnnbench.report import parse_formats
-
     try:
         return parse_formats(value)
     except UserError as exc:
@@ -60,8 +59,6 @@ def _epoch_images(text: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.report import parse_formats, write_report
-
     formats = args.formats if isinstance(args.formats, tuple) else parse_formats(args.formats)
     out = write_report(args.results, args.out, formats=formats, title=args.title, epoch_images=args.epoch_images)
     for path in out.files:

@@ -12,6 +12,20 @@ from typing import Any
 from cnnbench.core.errors import ResultsFileError, UserError
 from cnnbench.results.lock import results_lock
 from cnnbench.core.options import positive_float, positive_int
+from cnnbench.commands import warn
+from cnnbench.commands.ab import add_allocator_argument, add_spawn_argument
+from cnnbench.commands.store import add_run_store_arguments, store_after_run
+from cnnbench.core import allocator
+from cnnbench.core.environment import PROJECT_ROOT, collect_environment
+from cnnbench.core.safeio import check_target
+from cnnbench.core.spec import BACKENDS
+from cnnbench.report.console import ConsoleReporter, QuietReporter, make_console, render_notes, render_table
+from cnnbench.results.format import load_results, new_results, write_results
+from cnnbench.run import server as worker_server
+from cnnbench.run.peak import measure_peak
+from cnnbench.run.runner import StopFlag, run_cases
+from cnnbench.run.shard import SHARD_HELP, apply_shard, format_shard, parse_shard, resolve_shard
+from cnnbench.stats.processes import DEFAULT_PROCESSES
 
 HELP = "run a suite: measure every case, print the table, write a results file"
 ORDER = 10
@@ -38,7 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
     p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
-    from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     p.add_argument("--repeats", type=positive_int, metavar="N",
                    help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats, else "
@@ -55,21 +68,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip measuring the machine's peak GFLOP/s (a GEMM in one worker, ~6 s) used for '%% of peak' in reports")
     p.add_argument("--shard", metavar="K/N|auto", help=_shard_help())
     p.add_argument("--quiet", "-q", action="store_true", help="no live output; print only the final table")
-    from cnnbench.commands.store import add_run_store_arguments
 
     add_run_store_arguments(p)
     p.add_argument("--wide", action="store_true",
                    help="every column in the final table: cold start, params, MACs, memory, top-1, and energy per "
                         "image, average W, images/J and idle W (docs/energy.md)")
-    from cnnbench.commands.ab import add_allocator_argument, add_spawn_argument
 
     add_spawn_argument(p)
     add_allocator_argument(p)
 
 
 def _shard_help() -> str:
-    from cnnbench.run.shard import SHARD_HELP
-
     return SHARD_HELP
 
 
@@ -81,14 +90,11 @@ def _positive(name: str, value: float | None) -> None:
 def _default_repeats(args: argparse.Namespace) -> int:
     """Processes for a case whose suite sets no measure.repeats: --repeats, else the honest
     default (`processes.DEFAULT_PROCESSES`); they share the case's min/max time (suite.load_suite)."""
-    from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     return args.repeats if args.repeats and args.repeats > 0 else DEFAULT_PROCESSES
 
 
 def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
-    from cnnbench.core.spec import BACKENDS
-
     for name in ("repeats", "timeout", "max_time"):
         _positive(name.replace("_", "-"), getattr(args, name))
     if args.backends:
@@ -114,7 +120,6 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
         out.append(c.replace(measure=m.__class__(**{**m.to_dict(), **changes})) if changes else c)
     # Last, so every machine of a matrix splits the same filtered cases. An empty shard still
     # writes an (empty) results file, so CI artifacts and `merge` work for any N.
-    from cnnbench.run.shard import apply_shard
 
     return apply_shard(out, args.shard)
 
@@ -122,7 +127,6 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
 def _resolve_suite_path(path: str) -> Path:
     p = Path(path)
     if not p.exists() and path == DEFAULT_SUITE:
-        from cnnbench.core.environment import PROJECT_ROOT
 
         p = Path(PROJECT_ROOT) / DEFAULT_SUITE
     return p
@@ -135,7 +139,6 @@ def _default_out(suite_name: str) -> Path:
 
 def _check_out(out: Path, args: argparse.Namespace) -> None:
     """Refuse what would lose data, before anything is measured."""
-    from cnnbench.core.safeio import check_target
 
     check_target(out)  # a directory, FIFO, device, symlink or too long a name: one line, exit 2
     check_target(out.with_name(out.name + ".lock"))
@@ -153,7 +156,6 @@ def _load_previous(out: Path, args: argparse.Namespace) -> dict[str, Any] | None
     or something else named by mistake; every record is checked on load) is refused and left
     exactly as it is.
     """
-    from cnnbench.results.format import load_results
 
     if not out.exists():
         return None
@@ -215,7 +217,6 @@ def _cuda_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.run.shard import resolve_shard
     from cnnbench.suite.schema import load_suite
 
     args.shard, args.shard_source = resolve_shard(args.shard)  # `auto`: K/N from the scheduler
@@ -243,18 +244,10 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         suite = load_suite(suite_path, cuda_available=True, default_repeats=_default_repeats(args))  # `auto`: cuda now
         cases = _apply_overrides(list(suite.cases), args)
 
-    from cnnbench.report.console import ConsoleReporter, QuietReporter
-    from cnnbench.core.environment import collect_environment
-    from cnnbench.results.format import new_results, write_results
-    from cnnbench.run.runner import StopFlag, run_cases
-
-    from cnnbench.core import allocator
-
     allocator.apply(getattr(args, "allocator", None))  # before any worker or server starts: they copy os.environ
     environment = collect_environment()
     suite_info = suite.info(path=suite_path, cases=cases)
     if args.shard:
-        from cnnbench.run.shard import format_shard, parse_shard
 
         suite_info["shard"] = format_shard(*parse_shard(args.shard))
         suite_info["shard_source"] = getattr(args, "shard_source", None) or "cli"
@@ -284,8 +277,6 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
         reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
-        from cnnbench.run import server as worker_server
-        from cnnbench.commands import warn
 
         try:
             with worker_server.session(enabled=not args.spawn, warn=warn):  # fork each worker from a server
@@ -301,7 +292,6 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         restore()
     reporter.finish(results)
     if args.quiet:
-        from cnnbench.report.console import make_console, render_notes, render_table
 
         console = make_console()
         console.print(render_table(results["cases"], title=f"cnnbench: {suite.name}", wide=args.wide))
@@ -315,7 +305,6 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
         code = 1
     else:
         code = _verify_on_disk(out, [c.key for c in cases] + [r["key"] for r in results["cases"]])
-    from cnnbench.commands.store import store_after_run  # after the file is written: docs/history.md
 
     return store_after_run(args, out, code)
 
@@ -325,7 +314,6 @@ def _verify_on_disk(out: Path, keys: list[str]) -> int:
     not saved" is never exit code 0 (a CI gate must not pass on it). The one exception is a
     shard that was planned empty (`--shard 5/8` of a 4-case suite): it writes an empty file by
     design, so a scheduler's array and `merge` see every shard succeed."""
-    from cnnbench.results.format import load_results
 
     try:
         on_disk = {r.get("key"): r.get("status") for r in load_results(out)["cases"] if isinstance(r, dict)}
@@ -346,9 +334,6 @@ def _measure_peak(results: dict[str, Any], cases: list, *, out: Path, stop: Any,
     """Measure the peak GFLOP/s once, in a worker with the cases' threads and device, and save it
     in the environment (reports show each case's achieved GFLOP/s as a percentage of it)."""
     import tempfile
-
-    from cnnbench.run.peak import measure_peak
-    from cnnbench.results.format import write_results
 
     if not quiet:
         print("measuring the machine's peak GFLOP/s (one GEMM worker, --no-peak skips it)", flush=True)

@@ -6,6 +6,8 @@ The same table `run` prints at its end, made from the same rows as the report. N
 from __future__ import annotations
 
 import argparse
+from cnnbench.report.console import make_console, render_notes, render_table
+from cnnbench.results import records
 
 HELP = "print the table of existing results files (compact; --wide for every column)"
 ORDER = 22
@@ -25,9 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnbench.results import records
-    from cnnbench.report.console import make_console, render_notes, render_table
-
     loaded = [records.load(p) for p in args.results]  # every file checked before any output
     console = make_console(soft_wrap=False)
     for results in loaded:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from cnnbench.core.errors import UserError
+from cnnbench.history import DEFAULT_STORE_URL
+from cnnbench.results.format import load_results
 
 HELP = "append results files to the performance history (SQLite by default, or PostgreSQL)"
 ORDER = 35
@@ -24,7 +27,6 @@ written). See docs/history.md.
 
 def add_db_argument(parser: argparse.ArgumentParser, *, help_suffix: str = "") -> None:
     """`--db URL`, shared by `store`, `history` and `run --store` (one definition, one default)."""
-    from cnnbench.history import DEFAULT_STORE_URL
 
     parser.add_argument(
         "--db",
@@ -54,7 +56,6 @@ def store_files(paths: list[str], *, url: str, commit: str | None = None, branch
     """Load every file first (a bad one stops everything before the store is touched), then
     store them in order. Returns (path, IngestResult) pairs."""
     from cnnbench.history.store import open_store, parse_url, prepare_ingest
-    from cnnbench.results.format import load_results
 
     parse_url(url)
     prepared = [
@@ -94,8 +95,6 @@ def store_after_run(args: argparse.Namespace, out: Any, code: int) -> int:
     """Store the results file a finished run wrote. A store that fails is one line and exit 2;
     the results file is already on disk and stays."""
     import sys
-
-    from cnnbench.core.errors import UserError
 
     if not (args.store or args.db):
         return code

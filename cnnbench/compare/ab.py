@@ -30,8 +30,13 @@ from cnnbench.results.schema import SCHEMA_VERSION, migrate, now_iso
 from cnnbench.results.format import build_record, new_results, upsert_record, write_results
 from cnnbench.core.environment import PROJECT_ROOT
 from cnnbench.run import runner
-from cnnbench.run.runner import CaseStep, StopFlag, Variant, save_results
+from cnnbench.run.runner import CaseStep, StopFlag, Variant, save_results, second_signal_reason
 from cnnbench.core.spec import CaseSpec
+from cnnbench import compare
+from cnnbench.compare import looks
+from cnnbench.compare.looks import render_markdown as sequential_markdown
+from cnnbench.results import records
+from cnnbench.stats import processes, sequential
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.compare import Comparison
@@ -446,7 +451,6 @@ def _run_one(
     try:
         run = step.run(spec, variants[name])
     except KeyboardInterrupt as exc:
-        from cnnbench.run.runner import second_signal_reason
 
         state.interrupted = True
         _add_run(spec, repeat, name, {"status": "interrupted", "error": second_signal_reason(exc)}, ab=ab, runs=runs)
@@ -491,9 +495,6 @@ class _Looks:
 
     def __init__(self, ab: dict[str, Any], cases: Sequence[CaseSpec], *, alpha, thresholds, statistic,
                  modal_repeats: int | None = None) -> None:  # fmt: skip
-        from cnnbench import compare
-        from cnnbench.stats import sequential
-
         self.ab = ab
         self.alpha = compare.DEFAULT_ALPHA if alpha is None else alpha
         self.thresholds = thresholds
@@ -510,8 +511,6 @@ class _Looks:
         self.cases = ab["sequential"]["cases"]
 
     def after_pair(self, spec: CaseSpec, repeat: int, state: AbState) -> None:
-        from cnnbench.compare import looks
-
         key, n = spec.key, repeat + 1
         plan = self.plans[key]
         runs = [state.runs[name].get(key, []) for name in VARIANT_NAMES]
@@ -549,7 +548,6 @@ class _Looks:
 
     def _modes(self, runs: Sequence[Sequence[Mapping[str, Any]]]) -> str | None:
         """ "base: processes split: 4 at 1.79 ms, 5 at 2.76 ms" per side that split, else None."""
-        from cnnbench.stats import processes
 
         out = []
         for name, side in zip(VARIANT_NAMES, runs, strict=True):
@@ -577,7 +575,6 @@ def sequential_levels(ab: Mapping[str, Any], alpha: float) -> tuple[dict[str, fl
     """The levels each case of a sequential A/B file is judged at, (rank test, unchanged
     interval) by key: those of the look it stopped at, under the plan the file recorded
     (`spending`), recomputed for `alpha` when it is not the run's. None for a fixed-repeats file."""
-    from cnnbench.stats import sequential
 
     seq = ab.get("sequential") or {}
     if not seq.get("cases"):
@@ -628,7 +625,6 @@ def compare_ab(
     statistic: str | None = None,
 ) -> "Comparison":
     """Compare the two variants of an A/B document with `cnnbench.compare` (same verdicts)."""
-    from cnnbench import compare
 
     alpha = compare.DEFAULT_ALPHA if alpha is None else alpha
     levels = sequential_levels(ab, alpha)
@@ -647,7 +643,6 @@ def compare_ab(
 
 def load_ab(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load an A/B file: the results-file checks, then the A/B shape. ResultsFileError if not."""
-    from cnnbench.results import records
 
     path = Path(path)
     data = records.read_json(path, what="A/B results file")
@@ -681,7 +676,6 @@ def split_ab(ab: Mapping[str, Any], prefix: str | os.PathLike[str]) -> dict[str,
 
 def render_ab_markdown(ab: Mapping[str, Any], comparison: "Comparison") -> str:
     """The compare summary, plus how the A/B run was made (variants, order, repeats)."""
-    from cnnbench import compare
 
     text = compare.render_markdown(comparison).replace("cnnbench compare:", "cnnbench A/B:", 1)
     design = ab.get("design") or {}
@@ -702,7 +696,6 @@ def render_ab_markdown(ab: Mapping[str, Any], comparison: "Comparison") -> str:
         )
     for note in ab.get("notes") or []:
         lines.append(f"- {note}")
-    from cnnbench.compare.looks import render_markdown as sequential_markdown
 
     lines += sequential_markdown(ab)
     lines += ["", "</details>", ""]

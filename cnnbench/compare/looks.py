@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cnnbench.stats.sequential import RULE, SETTLED, STOPPED_REASONS
+from cnnbench import compare
 
 __all__ = ["look", "look_values", "figures_record", "settled", "render_markdown"]
 
@@ -28,7 +29,6 @@ def look(
 ) -> Any:
     """`compare`'s verdict row for one case at one look: the rank test at `level`, the
     `unchanged` interval at `equivalence_level` (default: `level`); `Plan.look_at` gives both."""
-    from cnnbench import compare  # the package imports this module's siblings only
 
     eq = level if equivalence_level is None else equivalence_level
     for what, value in (("level", level), ("equivalence level", eq)):

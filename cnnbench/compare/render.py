@@ -27,6 +27,7 @@ from cnnbench.compare.verdicts import (
     TIMED_VERDICTS,
     Comparison,
 )
+from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -63,7 +64,6 @@ def _fmt_p(p: float | None) -> str:
 def _fmt_memory(r: CaseComparison) -> str:
     if r.memory_metric is None:
         return DASH
-    from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
     base, cur = r.base_memory_bytes or 0, r.current_memory_bytes or 0
     change = fmt_memory_change(r.memory_metric, base, cur, ratio=r.memory_ratio)
@@ -225,7 +225,6 @@ _STYLES = {
 def _fmt_memory_short(r: CaseComparison) -> str:
     if r.memory_metric is None or r.base_memory_bytes is None or r.current_memory_bytes is None:
         return DASH
-    from cnnbench.compare.memchange import fmt_memory_change, memory_kind
 
     change = fmt_memory_change(r.memory_metric, r.base_memory_bytes, r.current_memory_bytes, ratio=r.memory_ratio)
     return f"{change} {memory_kind(r.memory_metric)}"

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
-from cnnbench.stats import basic as stats
+from cnnbench.stats import basic as stats, processes
 from cnnbench.stats.ranktests import (
     ASSUMED_PROCESS_CV,
     BOOTSTRAP_SEED,
@@ -34,6 +34,8 @@ from cnnbench.core.errors import UserError
 from cnnbench.compare.memchange import ABSOLUTE_THRESHOLD_BYTES
 from cnnbench.core.text import last_line
 from cnnbench.core.units import fmt_change, fmt_pct
+from cnnbench.compare.energy import energy_note, energy_verdict
+from cnnbench.results.records import from_dict, thaw
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.results.records import CaseRecord, ResultsFile
@@ -314,14 +316,10 @@ def _coverage_warnings(rows: list[CaseComparison], alpha: float, statistic: str)
 
 
 def _thaw(value: Any) -> Any:
-    from cnnbench.results.records import thaw  # the records module loads only when a comparison runs
-
     return thaw(value)
 
 
 def _as_results(results: "ResultsFile | dict[str, Any]", name: str) -> "ResultsFile":
-    from cnnbench.results.records import from_dict
-
     return from_dict(results, path=name)
 
 
@@ -476,13 +474,11 @@ def _compare_case(
 
     latency = _latency_verdict(key, b, c, rb, rc, thr["latency"], alpha, statistic, equivalence_alpha)
     memory = _memory_verdict(b, c, thr["memory"], alpha)
-    from cnnbench.compare.energy import energy_note, energy_verdict
 
     energy = energy_verdict(b.to_json(), c.to_json(), thr["energy"])
     latency["reason"] = latency.get("reason", "") + energy_note(energy, thr["energy"])
     gating = latency["verdict"] == REGRESSED or memory.get("memory_verdict") == REGRESSED
     gating = gating or energy.get("energy_verdict") == REGRESSED
-    from cnnbench.stats import processes
 
     return CaseComparison(
         **processes.comparison_fields(rb, rc, alpha=alpha),

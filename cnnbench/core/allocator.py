@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from cnnbench.core.errors import UserError
 
 __all__ = ["DEFAULT", "ENV_LIB", "ENV_NAME", "NAMES", "apply", "check_loaded", "describe", "worker_env"]
 
@@ -54,7 +55,6 @@ def find_library(name: str, dirs: tuple[str, ...] = _LIB_DIRS) -> str | None:
 def worker_env(name: str, environ: Mapping[str, str] | None = None, *, dirs: tuple[str, ...] = _LIB_DIRS) -> dict[str, str]:
     """The environment variables that make a fresh process use allocator `name` (empty for the
     default). Raises UserError for an unknown name or a library this machine does not have."""
-    from cnnbench.core.errors import UserError
 
     environ = os.environ if environ is None else environ
     if name not in NAMES:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable
+from cnnbench.core.allocator import describe
 
 __all__ = ["collect_environment", "package_versions", "cpu_model", "git_commit"]
 
@@ -143,7 +144,6 @@ def collect_environment(*, with_torch: bool = True) -> dict[str, Any]:
         "git": git_commit(),
         "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if os.environ.get(k)},
     }
-    from cnnbench.core.allocator import describe
 
     env.update(describe())  # allocator, allocator_library, allocator_settings (`--allocator`)
     if with_torch:

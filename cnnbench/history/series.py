@@ -12,6 +12,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple, Sequence
+from cnnbench.compare import STATISTICS
+from cnnbench.results.records import parse_record
 
 
 __all__ = ["Point", "Series", "process_figures", "record_is_valid", "build_series", "matches"]
@@ -20,8 +22,6 @@ __all__ = ["Point", "Series", "process_figures", "record_is_valid", "build_serie
 def process_figures(record: dict[str, Any]) -> dict[str, list[float]]:
     """Every statistic compare knows, one figure per worker process of the record (what
     `compare` tests), so history and baselines never need the raw samples to recompute them."""
-    from cnnbench.compare import STATISTICS
-    from cnnbench.results.records import parse_record
 
     rec = parse_record(record)  # the record's own per-process figures (CaseRecord.per_process)
     out: dict[str, list[float]] = {}
@@ -34,7 +34,6 @@ def process_figures(record: dict[str, Any]) -> dict[str, list[float]]:
 
 def record_is_valid(record: dict[str, Any]) -> bool:
     """Timings that count: the case ran ok and did not fail its parity check (compare's rule)."""
-    from cnnbench.results.records import parse_record
 
     return record.get("status") == "ok" and not parse_record(record).parity_failed
 

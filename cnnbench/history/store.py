@@ -36,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 from cnnbench.core import VERSION
 from cnnbench.core.errors import UserError
 from cnnbench.history import DEFAULT_STORE_URL
+from cnnbench.history.series import process_figures, record_is_valid
 
 __all__ = [
     "STORE_SCHEMA_VERSION",
@@ -600,7 +601,6 @@ def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
 def _measurement_rows(results: dict[str, Any]) -> Iterable[tuple[dict[str, Any], bytes]]:
     """(measurement row, compressed record) per case record with a key (the same key twice
     keeps the last, as compare does)."""
-    from cnnbench.history.series import process_figures, record_is_valid
 
     seen: dict[str, tuple[dict[str, Any], bytes]] = {}
     for rec in results.get("cases") or []:

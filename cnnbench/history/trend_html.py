@@ -15,6 +15,8 @@ from typing import Sequence
 
 from cnnbench.core.units import fmt_change, fmt_ms, fmt_pct
 from cnnbench.history.trends import Trend
+from cnnbench.core.errors import UserError
+from cnnbench.core.safeio import atomic_write
 
 __all__ = ["render_page", "write_page", "PAGE_NAME"]
 
@@ -170,8 +172,6 @@ def render_page(trends: Sequence[Trend], *, store: str, statistic: str, branch: 
 
 def write_page(trends: Sequence[Trend], out_dir: str | Path, **kwargs: object) -> Path:
     """Write DIR/index.html (through a temporary file and a rename) and return its path."""
-    from cnnbench.core.errors import UserError
-    from cnnbench.core.safeio import atomic_write  # the one write helper, not the report's private wrapper
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

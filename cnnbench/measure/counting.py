@@ -41,6 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.backends.artifacts import cache_dir, source_fingerprint
 from cnnbench.core.environment import package_versions
+from cnnbench.core.errors import UserError
+from cnnbench.core.safeio import WriteError, atomic_write
+from cnnbench.models.catalog import get_info
+from cnnbench.models.registry import aux_heads_included, build_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -326,10 +330,8 @@ def counts_for(
     model, source, kwargs, size = _spec_fields(spec_like, source, kwargs, input_size)
     if size is None:
         if source is not None:
-            from cnnbench.core.errors import UserError
 
             raise UserError(f"model {model!r} from {source!r} needs an input_size to be counted")
-        from cnnbench.models.catalog import get_info
 
         size = get_info(model).input_size
     size = tuple(int(v) for v in size)
@@ -355,8 +357,6 @@ def counts_for(
 
 def _compute_counts(model_name: str, source: str | None, kwargs: dict, size: tuple[int, ...]) -> dict[str, Any]:
     import torch
-
-    from cnnbench.models.registry import aux_heads_included, build_model
 
     model = build_model(model_name, source=source, kwargs=kwargs, input_size=size).float().to("cpu")
     total, trainable = count_params(model)
@@ -394,7 +394,6 @@ def _read_cache(path: Path, blob: str) -> dict[str, Any] | None:
 def _write_cache(path: Path, blob: str, counts: dict[str, Any]) -> None:
     """Write atomically (temporary file, then os.replace); a cache that cannot be written is
     only a lost optimisation, never an error."""
-    from cnnbench.core.safeio import WriteError, atomic_write
 
     with contextlib.suppress(WriteError):
         atomic_write(path, json.dumps({"key": blob, "counts": counts}, indent=1, sort_keys=True))

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from cnnbench.measure import devicestate
 
 __all__ = [
     "IDLE_S",
@@ -353,7 +354,6 @@ class CaseProbes:
     @classmethod
     def for_spec(cls, spec: Any) -> CaseProbes:
         """Open what this machine offers for the case: NVML on CUDA, RAPL on CPU, cpufreq always."""
-        from cnnbench.measure import devicestate
 
         nvml = handle = None
         gpu_reason = None

@@ -28,6 +28,7 @@ import re
 from typing import Any
 
 from cnnbench.core.units import fmt_bytes
+from cnnbench.core.errors import CaseFailure
 
 __all__ = [
     "oom_kill_count",
@@ -283,7 +284,6 @@ def preflight(build: Any, spec: Any, *, params: int | None = None) -> str | None
 
 
 def _case_failure() -> type:
-    from cnnbench.core.errors import CaseFailure
 
     class DoesNotFit(CaseFailure):
         """The pre-flight estimate exceeds the memory available: the case ends `oom`, unbuilt."""

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cnnbench.measure.parity import output_tensors
 from cnnbench.core.errors import UserError
+from cnnbench.measure.counting import conv_mode_macs, counting_context, import_fvcore, sdpa_macs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -603,7 +604,6 @@ def fvcore_by_module(model: "nn.Module", example: "torch.Tensor") -> dict[str, i
     handles for `padding='same'` convolutions and attention, the MHA fast path off), so the
     totals agree.
     """
-    from cnnbench.measure.counting import conv_mode_macs, counting_context, import_fvcore, sdpa_macs
 
     analysis_cls = import_fvcore()
     if analysis_cls is None:

@@ -41,8 +41,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from cnnbench.backends import Prepared
+from cnnbench.backends import Prepared, get_backend
 from cnnbench.core.errors import Unsupported
+from cnnbench.backends.common import check_device, check_precision, device_sync
+from cnnbench.backends.eager import amp_context
+from cnnbench.stats import basic as stats
 
 __all__ = [
     "OPTIMIZERS",
@@ -84,8 +87,6 @@ class TrainPrepared(Prepared):
     state: dict[str, Any] = field(default_factory=dict)
 
     def train_record(self, samples_ms: list[float]) -> dict[str, Any]:
-        from cnnbench.stats import basic as stats
-
         out: dict[str, Any] = {
             "optimizer": self.info.get("optimizer"),
             "loss": "cross_entropy",
@@ -206,8 +207,6 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
     """
     import torch
 
-    from cnnbench.backends.common import device_sync
-
     make_step, opt_name = _check_trainable(spec)
     num_classes, label_shape, labels = _seeded_labels(model, example, spec)
     eager, x = _to_device(model, example, spec)
@@ -246,8 +245,6 @@ def prepare_train(model: Any, example: Any, spec: Any, *, workdir: str) -> Train
 def _check_trainable(spec: Any) -> tuple[Callable[..., Any], str]:
     """The backend's `train_step` factory and the optimizer name, or Unsupported with the reason
     (training is a capability of the backend; device, precision and optimizer are checked here)."""
-    from cnnbench.backends import get_backend
-    from cnnbench.backends.common import check_device, check_precision
 
     backend = get_backend(spec.backend)
     make_step = getattr(backend, "train_step", None)
@@ -292,8 +289,6 @@ def _step_parts(step: Any, x: Any, labels: Any, optimizer: Any, scaler: Any, spe
     """The three parts of a step, (forward_loss, backward, optimizer_step), kept apart so that
     `detail` can time each between synchronized clock reads."""
     import torch
-
-    from cnnbench.backends.eager import amp_context
 
     net = step.net
     cross_entropy = torch.nn.functional.cross_entropy
@@ -342,8 +337,6 @@ def _step_runner(parts: tuple[Callable, Callable, Callable], state: dict[str, An
 def _eval_predict(eager: Any, spec: Any) -> Callable[[Any], Any]:
     """`predict(batch)` for the accuracy check: the trained weights as they are, in eval mode."""
     import torch
-
-    from cnnbench.backends.eager import amp_context
 
     def predict(batch):
         """Eval-mode forward of the (eager) model with the current weights; back to train()."""
@@ -395,7 +388,6 @@ def _detail(
     clock: Callable[[], int] = time.perf_counter_ns,
 ) -> dict[str, Any]:
     """Median forward / backward / optimizer ms over a few extra, separately timed steps."""
-    from cnnbench.stats import basic as stats
 
     sync = sync or (lambda: None)
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}

@@ -25,6 +25,23 @@ from typing import Any
 
 from cnnbench.core.errors import CaseFailure, UserError, classify_exception
 from cnnbench.core.spec import CaseSpec
+from cnnbench import accuracy
+from cnnbench.backends import get_backend
+from cnnbench.backends.common import example_batch
+from cnnbench.backends.quantize import accuracy_change, parity_example
+from cnnbench.backends.transfer import measure_split
+from cnnbench.core.allocator import check_loaded
+from cnnbench.core.safeio import atomic_write
+from cnnbench.measure.counting import counts_for
+from cnnbench.measure.energy import CaseProbes
+from cnnbench.measure.memguard import DoesNotFit, apply_memory_limit, preflight
+from cnnbench.measure.memory import MemoryTracker
+from cnnbench.measure.parity import check_parity
+from cnnbench.measure.profile import activation_bytes
+from cnnbench.measure.timing import time_callable
+from cnnbench.measure.training import prepare_train
+from cnnbench.models.registry import build_model, published_metadata
+from cnnbench.models.timm_zoo import check_counts
 
 __all__ = ["run_case", "main", "classify_exception"]
 
@@ -56,7 +73,6 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
     if evaluation is not None:  # last, outside the timed region; a failure becomes the status
         evaluation.record(out, prepared.predict, batch_size=spec.batch_size)
         if spec.precision == "int8":  # the accuracy int8 costs: the same images through eager fp32
-            from cnnbench.backends.quantize import accuracy_change
 
             accuracy_change(out, model, evaluation, batch_size=spec.batch_size)
     return out
@@ -65,8 +81,6 @@ def run_case(spec: CaseSpec, *, workdir: str, marks: dict[str, int] | None = Non
 def _add_counts(out: dict[str, Any], spec: CaseSpec, kwargs: dict[str, Any]) -> None:
     """Parameters and MACs (cached across workers) and, for registry models, the published
     figures they are checked against. A model the counters cannot trace is still timed."""
-    from cnnbench.measure.counting import counts_for
-    from cnnbench.models.registry import published_metadata
 
     try:
         counts = counts_for(spec.model, source=spec.source, kwargs=kwargs, input_size=spec.input_size)
@@ -86,7 +100,6 @@ def _add_counts(out: dict[str, Any], spec: CaseSpec, kwargs: dict[str, Any]) -> 
         out["warnings"].extend(counts.get("warnings") or [])
     if spec.source is None:
         out["published"] = published_metadata(spec.model, spec.input_size)
-        from cnnbench.models.timm_zoo import check_counts  # timm's figures vs ours (else nothing)
 
         out["warnings"].extend(check_counts(out["published"], params=out.get("params"), gmacs_per_image=out.get("gmacs_per_image")))
 
@@ -97,13 +110,7 @@ def _build_and_prepare(out: dict[str, Any], spec: CaseSpec, kwargs: dict[str, An
     example batch, prepared)."""
     import torch
 
-    from cnnbench import accuracy
-    from cnnbench.backends import get_backend
-    from cnnbench.backends.common import example_batch
-    from cnnbench.models.registry import build_model
-
     if spec.source is None:  # registry models: a user's builder is not run a third time
-        from cnnbench.measure.memguard import DoesNotFit, preflight
 
         problem = preflight(lambda: build_model(spec.model, source=None, kwargs=kwargs, input_size=spec.input_size),
                             spec, params=out.get("params"))
@@ -114,7 +121,6 @@ def _build_and_prepare(out: dict[str, Any], spec: CaseSpec, kwargs: dict[str, An
     evaluation = accuracy.prepare(model, spec)  # weights go in before the backend compiles/exports
     example = example_batch(spec)
     if spec.mode == "train":  # one optimizer step per call instead of the backend's forward
-        from cnnbench.measure.training import prepare_train
 
         prepared = prepare_train(model, example, spec, workdir=workdir)
     else:
@@ -131,9 +137,6 @@ def _time_prepared(out: dict[str, Any], spec: CaseSpec, model: Any, example: Any
     """The timed loop with its energy window and memory peaks, then what is read right after
     it (analytic memory, the backend's after-timing checks, the transfer split). Returns the
     timing."""
-    from cnnbench.measure.energy import CaseProbes
-    from cnnbench.measure.memory import MemoryTracker
-    from cnnbench.measure.timing import time_callable
 
     # Energy meter + device state (cnnbench.measure.energy); opened and idle power read before the memory
     # baseline, so neither NVML's library nor the idle wait is in the measured peak.
@@ -161,7 +164,6 @@ def _time_prepared(out: dict[str, Any], spec: CaseSpec, model: Any, example: Any
     if prepared.after_timing is not None:
         out["warnings"].extend(prepared.after_timing())
     if spec.measure.transfer:  # after the timed loop and the energy window
-        from cnnbench.backends.transfer import measure_split
 
         out["transfer"] = measure_split(spec, prepared)
     return timing
@@ -170,11 +172,9 @@ def _time_prepared(out: dict[str, Any], spec: CaseSpec, model: Any, example: Any
 def _add_parity(out: dict[str, Any], spec: CaseSpec, model: Any, example: Any, prepared: Any) -> None:
     """Outputs vs eager fp32, after the timed loop (never inside it); a mismatch keeps the
     timings in the record but marks it invalid."""
-    from cnnbench.measure.parity import check_parity
 
     parity_x, parity_inputs = example, None
     if spec.precision == "int8":  # in the calibration's range (cnnbench.backends.quantize.parity_example)
-        from cnnbench.backends.quantize import parity_example
 
         parity_x, parity_inputs = parity_example(spec, example)
     out["parity"] = check_parity(spec, model, parity_x, prepared)
@@ -207,7 +207,6 @@ def _analytic_memory(model: Any, example: Any, spec: CaseSpec, warnings: list[st
     measured peak is taken against. Autocast keeps weights stored in fp32, so parameters are
     counted at their stored size; activations at the case precision.
     """
-    from cnnbench.measure.profile import activation_bytes
 
     try:
         device = next(model.parameters()).device
@@ -223,8 +222,6 @@ def _analytic_memory(model: Any, example: Any, spec: CaseSpec, warnings: list[st
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    from cnnbench.core.safeio import atomic_write
-
     atomic_write(path, json.dumps(data, default=str))
 
 
@@ -236,12 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = Path(argv[0]), Path(argv[1])
     started = time.monotonic_ns()
     spec = CaseSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
-    from cnnbench.measure.memguard import apply_memory_limit
 
     apply_memory_limit(spec.measure.memory_limit)  # before torch: its own start-up counts too
     marks: dict[str, int] = {}
     try:
-        from cnnbench.core.allocator import check_loaded
 
         if (problem := check_loaded()) is not None:
             raise UserError(problem)

@@ -13,6 +13,7 @@ from cnnbench.core.errors import UnknownModelError, UserError
 from cnnbench.core.text import natural_key
 from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
 from cnnbench.models.info import ModelInfo
+from cnnbench.models.timm_zoo import list_timm_models, model_info, resolve
 
 __all__ = ["ModelInfo", "MODELS", "list_models", "get_info", "suggest", "named_input_size"]
 
@@ -40,7 +41,6 @@ def list_models(pattern: str | None = None, *, exclude: list[str] | None = None)
     """Registry names matching an fnmatch glob (all when None), naturally sorted (timm-style).
     A `timm:` glob lists timm's models instead (this imports timm, and torch)."""
     if pattern is not None and pattern.startswith("timm:"):
-        from cnnbench.models.timm_zoo import list_timm_models
 
         names = list_timm_models(pattern)
         return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude or ())]
@@ -59,7 +59,6 @@ def get_info(name: str) -> ModelInfo:
     """The catalog entry for a registry name; raises UnknownModelError with suggestions.
     A `timm:` name is resolved by cnnbench.models.timm_zoo (importing timm)."""
     if name.startswith("timm:"):
-        from cnnbench.models.timm_zoo import model_info
 
         return model_info(name)
     try:
@@ -98,7 +97,6 @@ def named_input_size(name: str, which: str, *, user: bool = False) -> tuple[int,
             f"input_size: {which} needs a registry or timm model; user model {name!r} has no pretrained config"
         )
     if name.startswith("timm:"):
-        from cnnbench.models.timm_zoo import resolve
 
         m = resolve(name)
         return m.train_size if which == "train" else m.test_size

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from cnnbench.models._published_catalog import TORCHVISION_PUBLISHED
+from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
 
 __all__ = ["Published", "PUBLISHED", "family", "published_from_torchvision"]
 
@@ -65,8 +66,6 @@ def family(model: str) -> str:
 def published_from_torchvision() -> dict[str, tuple]:
     """Read the rows of `_published_catalog.py` from the installed torchvision (imports it)."""
     from torchvision.models import get_model_weights
-
-    from cnnbench.models._torchvision_catalog import TORCHVISION_MODELS
 
     rows = {}
     for name in TORCHVISION_MODELS:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.core.text import one_line
 from cnnbench.core.errors import UserError
-from cnnbench.models import catalog
+from cnnbench.models import catalog, timm_zoo
+from cnnbench.models.timm_zoo import published
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -127,7 +128,6 @@ def build_model(
         info = catalog.get_info(name)  # raises UnknownModelError with suggestions
         what = name
         if info.source == "timm":
-            from cnnbench.models import timm_zoo
 
             model = _call(name, lambda **kw: timm_zoo.build(name, kwargs=kw, input_size=input_size), kwargs)
         elif info.source == "seeds":
@@ -200,7 +200,6 @@ def published_metadata(name: str, input_size: tuple[int, int, int] | None = None
     """
     info = catalog.get_info(name)
     if info.source == "timm":
-        from cnnbench.models.timm_zoo import published
 
         return published(name, input_size)
     if info.source != "torchvision":

@@ -39,6 +39,7 @@ from cnnbench.core.errors import UnknownModelError, UserError
 
 from cnnbench.core.text import natural_key
 from cnnbench.models.info import ModelInfo
+from cnnbench.models import _timm_published as data
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -196,7 +197,6 @@ def build(
 def published_counts(arch: str) -> list[tuple]:
     """The shipped (input side, params, GMACs) rows of a timm arch's published results tables
     (empty when none ship). Needs no timm: shard cost estimates read it."""
-    from cnnbench.models import _timm_published as data
 
     return list(data.COUNTS.get(arch, []))
 
@@ -214,7 +214,6 @@ def published(name: str, input_size: tuple[int, int, int] | None = None) -> dict
     else at the config's test size (`accuracy_img_size` says which); `num_params` is timm's
     (any size); `gmacs` only at a benchmarked size equal to the case's (None otherwise).
     """
-    from cnnbench.models import _timm_published as data
 
     m = resolve(name)
     size = tuple(input_size) if input_size is not None else m.test_size

@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from cnnbench.core.errors import UserError
+from cnnbench.core.safeio import atomic_write
+from cnnbench.report import csv as csv_out, document, html as html_out, markdown, plots
+from cnnbench.report.blocks import Figure
+from cnnbench.report.model import EPOCH_DATASETS, load_report_data
 
 __all__ = ["FORMATS", "ReportOutput", "epoch_datasets", "parse_formats", "write_report"]
 
@@ -56,8 +60,6 @@ def epoch_datasets(extra: Sequence[tuple[str, int]] = ()) -> tuple[tuple[str, st
     CSV column takes (`epoch_<id>_s`). UserError for a size that is not positive."""
     import re
 
-    from cnnbench.report.model import EPOCH_DATASETS
-
     out = list(EPOCH_DATASETS)
     for label, images in extra:
         if images <= 0:
@@ -94,11 +96,6 @@ def write_report(
         ResultsFileError: a file is not a results file, is corrupt or is from a newer cnnbench.
         UserError: no ok case in any file, an unknown format, or matplotlib missing for plots.
     """
-    from cnnbench.report import csv as csv_out
-    from cnnbench.report import document, markdown, plots
-    from cnnbench.report.blocks import Figure
-    from cnnbench.report import html as html_out
-    from cnnbench.report.model import load_report_data
 
     fmts = parse_formats(formats)
     data = load_report_data([str(p) for p in results])  # every input error before any output
@@ -171,6 +168,5 @@ def write_report(
 def _write(path: Path, blob: bytes) -> None:
     """Write through a fresh temporary file and rename (cnnbench.core.safeio), so a reader never sees
     half a report and a planted link is never written through."""
-    from cnnbench.core.safeio import atomic_write
 
     atomic_write(path, blob)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from cnnbench.accuracy import TOLERANCE_FRACTION, accuracy_difference, is_torchvision_weights_name
 
 __all__ = ["table_rows", "render_table", "published_lines", "title"]
 
@@ -21,7 +22,6 @@ def title(spec: Any, runs: list[tuple[Any, dict[str, Any]]]) -> str:
 
 def table_rows(runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
     """One plain row per backend: its measured accuracy and how it compares with eager's."""
-    from cnnbench.accuracy import accuracy_difference
 
     eager = next((r.get("accuracy") for s, r in runs if s.backend == "eager" and r.get("accuracy")), None)
     rows = []
@@ -52,8 +52,6 @@ def table_rows(runs: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def render_table(rows: list[dict[str, Any]], *, title: str):
     from rich.table import Table
-
-    from cnnbench.accuracy import TOLERANCE_FRACTION
 
     caption = (
         "top-1/top-5 in percent, measured on the images in the title; Δ = correct top-1 images vs eager; "
@@ -92,7 +90,6 @@ def render_table(rows: list[dict[str, Any]], *, title: str):
 def published_lines(runs: list[tuple[Any, dict[str, Any]]], weights: str | None) -> list[str]:
     """torchvision's published figures, labelled as such: of the named torchvision weights when
     given, else of the model's DEFAULT weights (which may not be the weights measured above)."""
-    from cnnbench.accuracy import is_torchvision_weights_name
 
     pub = None
     if weights and is_torchvision_weights_name(weights):

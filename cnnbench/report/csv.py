@@ -14,6 +14,9 @@ import io
 from typing import Any
 
 from cnnbench.report.model import EPOCH_DATASETS, CaseRow, ReportData, dataset_name, measured_figure
+from cnnbench.core.inert import csv_cell
+from cnnbench.report.deployment import artifact_bytes, ran_on
+from cnnbench.results.blocks import energy_summary
 
 __all__ = ["CSV_COLUMNS", "render_csv", "csv_record"]
 
@@ -196,7 +199,6 @@ def csv_record(data: ReportData, r: CaseRow) -> dict[str, Any]:
 
 def _energy_cells(r: CaseRow) -> dict[str, Any]:
     """The energy block of a valid row over exactly its timed window (measured by cnnbench.measure.energy), else blanks."""
-    from cnnbench.results.blocks import energy_summary
 
     e = energy_summary({"energy": r.energy}) if r.valid and isinstance(r.energy, dict) else None
     e = e or {}
@@ -217,7 +219,6 @@ def _deployment_cells(r: CaseRow) -> dict[str, Any]:
     """What the deployment table shows beside latency: the artefact on disk and whether it came
     from the cache, the device or provider that really ran, int8's quantization time and its
     calibration label (cnnbench.report.deployment reads the same backend_info fields)."""
-    from cnnbench.report.deployment import artifact_bytes, ran_on
 
     info = r.backend_info or {}
     size = artifact_bytes(r)
@@ -232,8 +233,6 @@ def _deployment_cells(r: CaseRow) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> Any:
-    from cnnbench.core.inert import csv_cell
-
     if value is None:
         return ""
     if isinstance(value, float):

@@ -22,6 +22,7 @@ from typing import Any
 
 from cnnbench.core.units import DASH, fmt_bytes, fmt_ms, fmt_pct, fmt_rate
 from cnnbench.report.model import CaseRow, ReportData, backend_sort_key, published_figure
+from cnnbench.report.blocks import Heading, P, Table, anchor
 
 __all__ = ["DEPLOYMENT_BACKENDS", "artifact_bytes", "has_deployment", "deployment_rows", "deployment_section", "ran_on"]
 
@@ -148,7 +149,6 @@ def deployment_rows(data: ReportData, env: str, model: str) -> list[tuple[tuple[
 
 def deployment_section(data: ReportData) -> list[Any]:
     """The report's "Deployment" blocks, or [] when no deployment format was measured."""
-    from cnnbench.report.blocks import Heading, P, Table, anchor
 
     if not has_deployment(data):
         return []

@@ -34,6 +34,8 @@ from cnnbench.report.model import (
     measured_figure,
     reference_row,
 )
+from cnnbench.report.deployment import deployment_section
+from cnnbench.report.energy import ENERGY_HEADER, energy_text, has_energy
 
 __all__ = ["build_document", "CONVENTIONS"]
 
@@ -133,7 +135,6 @@ def build_document(data: ReportData, figures: Sequence[Figure] = (), *, title: s
             blocks.append(_summary_table(data, env))
         if any(r.is_train for r in data.rows_of(env.fingerprint)):
             blocks.append(_training_summary(data, env))
-    from cnnbench.report.deployment import deployment_section  # [] unless a deployment format ran
 
     blocks += deployment_section(data)
     if figures:
@@ -373,7 +374,6 @@ def detail_row(r: CaseRow, *, top1: bool = False, energy: bool = False) -> tuple
     if top1:
         cells.append(_top1_text(r))
     if energy:
-        from cnnbench.report.energy import energy_text
 
         cells.append(energy_text(r))
     cells.append(_notes(r))
@@ -503,7 +503,6 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
             )
             blocks.append(_pivot(infer, lambda r: fmt_rate(r.throughput_per_s), caption="Throughput, images/s, by backend and batch size"))
             top1 = any(r.measured_accuracy for r in infer)
-            from cnnbench.report.energy import ENERGY_HEADER, has_energy
 
             energy = has_energy(infer)  # a column only when some case measured energy
             headers = DETAIL_HEADERS[:-1] + ((TOP1_HEADER,) if top1 else ()) + ((ENERGY_HEADER,) if energy else ()) + DETAIL_HEADERS[-1:]

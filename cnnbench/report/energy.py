@@ -11,6 +11,7 @@ from typing import Any
 
 from cnnbench.core.units import DASH, fmt_joules, fmt_rate
 from cnnbench.results.blocks import energy_summary
+from cnnbench.report.charts import PlotSpec, per_model_chart
 
 __all__ = ["ENERGY_HEADER", "WIDE_COLUMNS", "WIDE_CAPTION", "cell", "draw", "energy_text", "has_energy", "images_per_j", "plot_specs", "wide_cells"]
 
@@ -38,8 +39,6 @@ def images_per_j(row: Any) -> float | None:
 
 
 def plot_specs(env: Any, valid: list[Any], sfx: str, where: str) -> list[Any]:
-    from cnnbench.report.charts import PlotSpec
-
     if not has_energy(valid):
         return []
     methods = sorted({str(_block(r)["method"]) for r in valid if _block(r) is not None})  # type: ignore[index]
@@ -54,8 +53,6 @@ def plot_specs(env: Any, valid: list[Any], sfx: str, where: str) -> list[Any]:
 
 
 def draw(data: Any, spec: Any):
-    from cnnbench.report.charts import per_model_chart
-
     return per_model_chart(data, spec, value=images_per_j, ylabel="images / J", logy=True)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from cnnbench.models.published import PUBLISHED, Published
 from cnnbench.report.model import ReportData, reference_row
+from cnnbench.report.charts import nice_sizes, plain_log_axis
 
 __all__ = ["LandscapePoint", "landscape_plan", "draw_landscape", "LANDMARKS", "NAME", "TITLE", "CAPTION"]
 
@@ -95,8 +96,6 @@ def _area(params: int, biggest: int) -> float:
 def draw_landscape(data: ReportData, spec: Any):
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-
-    from cnnbench.report.charts import nice_sizes, plain_log_axis
 
     points = landscape_plan(data)
     measured = [p for p in points if p.measured_here]

@@ -6,6 +6,7 @@ import re
 from typing import Mapping, Sequence
 
 from cnnbench.report.blocks import Block, Bullets, Figure, Heading, Para, Table
+from cnnbench.core.inert import md_code
 
 __all__ = ["render_markdown"]
 
@@ -25,8 +26,6 @@ def _esc(text: str, *, in_table: bool = False) -> str:
 
 
 def _code(text: str) -> str:
-    from cnnbench.core.inert import md_code
-
     return md_code(text)
 
 

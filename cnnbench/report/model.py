@@ -31,10 +31,11 @@ from cnnbench.stats import processes as _processes
 from cnnbench.results import records as _records
 from cnnbench.core.errors import UserError
 from cnnbench.core.units import fmt_pct
-from cnnbench.results.records import CaseRecord, ResultsFile
-from cnnbench.results.records import thaw
+from cnnbench.results.records import CaseRecord, ResultsFile, thaw
 from cnnbench.results.schema import SCHEMA_VERSION
 from cnnbench.core.text import natural_key
+from cnnbench.accuracy import accuracy_difference
+from cnnbench.models.catalog import MODELS
 
 __all__ = [
     "COMPARABLE_KEYS",
@@ -641,7 +642,6 @@ def describe_model(name: str, source: str | None = None) -> str:
     if source:
         return f"user model {source}"
     try:
-        from cnnbench.models.catalog import MODELS
 
         info = MODELS.get(name)
     except Exception:  # noqa: BLE001 - the catalog is a convenience, never a failure
@@ -857,7 +857,6 @@ def _with_speedups(rows: list[CaseRow]) -> list[CaseRow]:
 def _with_accuracy_checks(rows: list[CaseRow]) -> list[CaseRow]:
     """Flag a backend whose measured accuracy differs from eager's on the same images by more
     than `cnnbench.accuracy.tolerance_images` (`accuracy_difference` decides)."""
-    from cnnbench.accuracy import accuracy_difference
 
     eager: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in sorted(rows, key=lambda r: r.batch_size):

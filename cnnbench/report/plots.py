@@ -24,6 +24,10 @@ from cnnbench.core.errors import UserError
 from cnnbench.report.charts import PlotSpec, backend_style, inference_rows, nice_sizes, per_model_chart, plain_log_axis
 from cnnbench.core.units import fmt_duration, fmt_gflops, fmt_ms
 from cnnbench.report.model import CaseRow, EnvGroup, ReportData
+from cnnbench.core.inert import MPL_RC
+from cnnbench.report import landscape
+from cnnbench.report.energy import draw, plot_specs as energy_specs
+from cnnbench.report.landscape import draw_landscape
 
 __all__ = ["PlotSpec", "plan_plots", "render_plot", "IMAGE_FORMATS", "require_matplotlib"]
 
@@ -107,7 +111,6 @@ def _inference_specs(env: EnvGroup, valid: list[CaseRow], sfx: str, where: str) 
                 "matrix multiply in the same worker settings (right axis: % of peak).",
             )
         )
-    from cnnbench.report.energy import plot_specs as energy_specs
 
     specs += energy_specs(env, valid, sfx, where)  # images per joule, when cases measured energy
     return specs
@@ -138,7 +141,6 @@ def plan_plots(data: ReportData) -> list[PlotSpec]:
                 "to the parameter count. Filled: measured; hollow: published (torchvision or timm, ImageNet-1K val).",
             )
         )
-    from cnnbench.report import landscape  # every torchvision classifier, published; measured ones on top
 
     specs.append(PlotSpec(landscape.NAME, "landscape", None, landscape.TITLE, landscape.CAPTION))
     return specs
@@ -152,8 +154,6 @@ def render_plot(data: ReportData, spec: PlotSpec, formats: Sequence[str] = IMAGE
     """Draw one chart; returns {format: bytes} for each of `formats` ("png", "svg")."""
     require_matplotlib()
     import matplotlib
-
-    from cnnbench.core.inert import MPL_RC
 
     drawers: dict[str, Callable[..., Any]] = {
         "latency": _draw_latency,
@@ -204,8 +204,6 @@ def _draw_latency(data: ReportData, spec: PlotSpec):
 
 
 def _draw_energy(data: ReportData, spec: PlotSpec):
-    from cnnbench.report.energy import draw
-
     return draw(data, spec)
 
 
@@ -355,8 +353,6 @@ def _draw_accuracy(data: ReportData, spec: PlotSpec):
 
 
 def _draw_landscape(data: ReportData, spec: PlotSpec):
-    from cnnbench.report.landscape import draw_landscape
-
     return draw_landscape(data, spec)
 
 

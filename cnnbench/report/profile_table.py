@@ -8,6 +8,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from cnnbench.core.units import fmt_bytes, fmt_ms
+from cnnbench.core.inert import csv_cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.measure.profile import LayerRow, Profile
@@ -178,7 +179,6 @@ def to_csv(prof: "Profile") -> str:
         "activations", "activation_bytes", "shares_input_memory", "params", "macs", "receptive_field",
         "jump", "rf_global", "rf_approx", "time_ms",
     ]  # fmt: skip
-    from cnnbench.core.inert import csv_cell
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -19,12 +19,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnbench.stats import basic as stats
+from cnnbench.stats import basic as stats, processes
 from cnnbench.core.errors import ResultsFileError
 from cnnbench.core.spec import TIMED_STATUSES, CaseSpec
 from cnnbench.results import records
 from cnnbench.results.blocks import combine_device_state, combine_energy
 from cnnbench.results.schema import SCHEMA_VERSION, now_iso
+from cnnbench.core.safeio import atomic_write
 
 __all__ = [
     "build_record",
@@ -112,7 +113,6 @@ def build_record(spec: CaseSpec, runs: list[dict[str, Any]], *, planned_repeats:
     ):
         if value is not None:  # optional fields: absent from records that never measured them
             record[name] = value
-    from cnnbench.stats import processes  # between-process spread, interval and modes (optional field)
 
     block = processes.record_block(runs)
     if block is not None:
@@ -241,7 +241,6 @@ def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None
     except ValueError as exc:  # NaN/inf slipped into a record: a bug, but never lose the file
         text = json.dumps(_sanitize(results), indent=1, default=_json_default)
         results.setdefault("notes", []).append(f"non-finite values replaced by null: {exc}")
-    from cnnbench.core.safeio import atomic_write
 
     atomic_write(path, text + "\n", what="write results")
 

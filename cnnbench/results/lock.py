@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from cnnbench.core.errors import ResultsFileError
+from cnnbench.core.safeio import open_lock
 
 __all__ = ["results_lock"]
 
@@ -26,7 +27,6 @@ def results_lock(out: Path) -> Iterator[None]:
     """
     lock = out.with_name(out.name + ".lock")
     for _ in range(20):
-        from cnnbench.core.safeio import open_lock
 
         fd = open_lock(lock)  # never through a symlink planted at FILE.lock
         try:

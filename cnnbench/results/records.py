@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cnnbench.core.errors import ResultsFileError
 from cnnbench.results.schema import SCHEMA_VERSION, migrate
+from cnnbench.core.spec import CaseSpec
+from cnnbench.stats import basic as stats
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -324,7 +326,6 @@ class CaseSpecView:
 
     def case_spec(self):
         """The `cnnbench.core.spec.CaseSpec` this record measured."""
-        from cnnbench.core.spec import CaseSpec
 
         return CaseSpec.from_dict(thaw(self.raw))
 
@@ -654,7 +655,6 @@ class CaseRecord:
         if self.repeat_medians_ms:
             return tuple(float(m) for m in self.repeat_medians_ms)
         if self.samples_ms:
-            from cnnbench.stats import basic as stats
 
             return (stats.median(self.samples_ms),)
         return ()
@@ -666,7 +666,6 @@ class CaseRecord:
         percentile cannot be computed."""
         if q is None:
             return list(self.repeat_medians)
-        from cnnbench.stats import basic as stats
 
         runs = [r for r in self.runs if r.get("status") == "ok" and r.get("samples_ms")]
         if runs:

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.core.errors import UserError
+from cnnbench.results.format import new_results
+from cnnbench.results.schema import now_iso
+from cnnbench.run.shard import parse_shard
 
 __all__ = ["merge_results", "summarize_environments"]
 
@@ -33,8 +36,6 @@ def merge_results(
         UserError: no input, a duplicate key, different suites or shard counts without `force`,
             shards missing without `allow_missing`.
     """
-    from cnnbench.results.schema import now_iso
-    from cnnbench.results.format import new_results
 
     if not inputs:
         raise UserError("nothing to merge: give at least one results file")
@@ -155,7 +156,6 @@ def _check_shards(
         texts.extend(str(s) for s in suite.get("shards") or [])
     if not texts:
         return []
-    from cnnbench.run.shard import parse_shard
 
     parsed = []
     for text in texts:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from cnnbench.run import runner
 from cnnbench.core.spec import CaseSpec, Measure
+from cnnbench.stats import basic as stats
 
 __all__ = ["build", "peak_spec", "measure_peak"]
 
@@ -61,7 +62,6 @@ def measure_peak(cases: Sequence[CaseSpec], *, worker: Any = None, **worker_kwar
     if run.get("status") != "ok" or not run.get("samples_ms"):
         info["error"] = f"{run.get('status')}: {run.get('error')}"
         return {"peak_gflops": None, "peak": info}
-    from cnnbench.stats import basic as stats
 
     median_s = stats.median(run["samples_ms"]) / 1000.0
     gflops = 2 * n**3 / median_s / 1e9

@@ -38,12 +38,12 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from cnnbench.core.environment import PROJECT_ROOT
-from cnnbench.run import signals
-from cnnbench.run import server as worker_server
+from cnnbench.run import server as worker_server, signals
 from cnnbench.core.errors import ResultsFileError
 from cnnbench.results.format import build_record, upsert_record, write_results
 from cnnbench.core.safeio import atomic_write
 from cnnbench.core.spec import CaseSpec
+from cnnbench.measure.memguard import OOM_KILLER_MESSAGE, killed_by_oom_killer, oom_kill_count
 
 __all__ = ["Variant", "Reporter", "StopFlag", "CaseStep", "run_worker", "run_cases", "save_results", "PROJECT_ROOT"]
 
@@ -242,8 +242,6 @@ def run_worker(
     atomic_write(spec_file, json.dumps(spec.to_dict()))
     env = _worker_env(variant, extra_paths)
 
-    from cnnbench.measure.memguard import oom_kill_count
-
     oom_kills_before = oom_kill_count()
     spawn_ns = time.monotonic_ns()
     started = time.time()
@@ -345,7 +343,6 @@ def _wait_for_exit(proc: subprocess.Popen, spec: CaseSpec, stop: StopFlag | None
 def _exit_outcome(proc: subprocess.Popen, result_file: Path, oom_kills_before: int | None) -> dict[str, Any]:
     """The outcome of a worker that exited: its result file, else `crashed` with its signal or
     exit code, or `oom` when the kernel's OOM killer sent the SIGKILL."""
-    from cnnbench.measure.memguard import OOM_KILLER_MESSAGE, killed_by_oom_killer
 
     outcome = _read_result(result_file)
     if outcome is None and getattr(proc, "status_lost", False):

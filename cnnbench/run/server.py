@@ -81,6 +81,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from cnnbench.measure.worker import main
 
 __all__ = ["PRELOAD", "ForkedWorker", "ServerLost", "fork_supported", "fork_worker", "session"]
 
@@ -311,7 +312,6 @@ def _child(req: Mapping[str, Any], sock: socket.socket, out_fd: int | None = Non
         # Held open for the worker's life: a forked worker's command line is the server's, so its
         # open spec file is what says which case it runs (`ls -l /proc/PID/fd`, the fault tests).
         os.open(req["argv"][0], os.O_RDONLY | os.O_CLOEXEC)
-        from cnnbench.measure.worker import main
 
         code = main(list(req["argv"]))
     except SystemExit as exc:

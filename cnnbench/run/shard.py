@@ -41,6 +41,8 @@ from typing import Iterable, Sequence
 
 from cnnbench.core.errors import UserError
 from cnnbench.core.spec import CaseSpec
+from cnnbench.models.catalog import MODELS
+from cnnbench.models.timm_zoo import published_counts
 
 __all__ = [
     "SHARD_HELP",
@@ -132,12 +134,10 @@ def format_shard(k: int, n: int) -> str:
 def _reference(spec: CaseSpec) -> tuple[float, int]:
     """(GMACs per image at the reference size, reference pixel count) of a spec's model."""
     if spec.source is None and spec.model in REFERENCE_GMACS:
-        from cnnbench.models.catalog import MODELS
 
         _, h, w = MODELS[spec.model].input_size
         return REFERENCE_GMACS[spec.model], h * w
     if spec.source is None and spec.model.startswith("timm:"):  # timm's published GMACs, if shipped
-        from cnnbench.models.timm_zoo import published_counts
 
         rows = published_counts(spec.model[5:].split(".", 1)[0])
         if rows:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from typing import Iterable
+from cnnbench.suite.usercode import check_imports
 
 __all__ = ["check_imports_in"]
 
@@ -31,7 +32,6 @@ def check_imports_in(
     An interpreter that cannot start, a child that exits, crashes or hangs at import: every
     target it did not answer for gets that as its error (`cnnbench.suite.usercode.check_imports`).
     """
-    from cnnbench.suite.usercode import check_imports  # the one child-process import check (own session, output discarded)
 
     wanted = sorted(set(targets))
     if not wanted:

@@ -36,6 +36,9 @@ from cnnbench.core.spec import BACKENDS, DEVICES, MODES, PRECISIONS, CaseSpec, M
 from cnnbench.models.catalog import MODELS, get_info, list_models, named_input_size, suggest
 from cnnbench.models.timm_zoo import is_timm_name
 from cnnbench.suite.reader import Node, show
+from cnnbench.measure.memguard import parse_bytes
+from cnnbench.stats.processes import split_budget
+from cnnbench.suite.usercode import check_imports
 
 __all__ = ["Option", "MAX_BATCH_SIZE", "MAX_THREADS", "MAX_CHANNELS", "MAX_SIDE"]
 
@@ -416,7 +419,6 @@ class ModelsSection(Section):
         runs in the CLI, so an exit, a crash, a hang or a stray process at import is an error."""
         if not self._imported:
             return
-        from cnnbench.suite.usercode import check_imports
 
         problems = check_imports(sys.executable, self.ctx.python_path, list(self._imported))
         for target, node in self._imported.items():
@@ -495,7 +497,6 @@ class MeasureSettings(Section):
               f"timeout_s ({merged.timeout_s:g}) must exceed max_time_s ({merged.max_time_s:g}): "
               "the worker also builds and warms up")  # fmt: skip
         if "repeats" not in values and self.ctx.default_repeats > 1:  # several shorter processes (processes.py)
-            from cnnbench.stats.processes import split_budget
 
             merged = dataclasses.replace(merged, **split_budget(merged, self.ctx.default_repeats))
         return merged
@@ -510,7 +511,6 @@ class MeasureSettings(Section):
         if key in ("detail", "energy", "transfer"):
             return self.bool_(node)
         if key == "memory_limit":
-            from cnnbench.measure.memguard import parse_bytes
 
             try:
                 return None if node.value is None else parse_bytes(node.value)

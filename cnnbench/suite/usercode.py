@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
+from cnnbench.core.procgroup import exited, kill_group
 
 __all__ = ["IMPORT_TIMEOUT_S", "check_imports", "check_import"]
 
@@ -117,7 +118,6 @@ def check_imports(
             env=env,
             cwd=cwd,
         )
-        from cnnbench.core.procgroup import exited, kill_group
 
         deadline = time.monotonic() + timeout_s
         timed_out = False
@@ -139,7 +139,6 @@ def check_imports(
         return {t: f"cannot import {t!r}: cannot start {python} ({exc.strerror or exc})" for t in targets}
     finally:
         if proc is not None and proc.returncode is None:  # an interrupt while it ran
-            from cnnbench.core.procgroup import kill_group
 
             kill_group(proc)
         shutil.rmtree(scratch, ignore_errors=True)
