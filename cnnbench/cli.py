@@ -2,49 +2,90 @@
 
 The only place that prints user-facing errors and chooses exit codes. Each subcommand lives in
 `cnnbench/commands/<name>.py` and exposes `HELP` (one line), `ORDER` (position in --help),
-`add_arguments(parser)` and `run(args) -> int`. Command modules must not import torch at import
-time, so `bench.py --help` answers instantly.
+`add_arguments(parser)` and `run(args) -> int`, importing what it needs at its top. The CLI
+reads every command's HELP and ORDER from the module's source (`command_infos`) and imports only
+the command being run, so `bench.py --help` imports no command module and `bench.py show` none
+of `run`'s machinery; no command module imports torch at import time.
 
-Exit codes (one map for every command): 0 success, 1 the work ran but something measured is not
-ok (a failed case, a regression), 2 usage or input error, 130 interrupted.
+Exit codes (one map for every command, `cnnbench.core.errors`): 0 success, 1 the work ran but
+something measured is not ok (a failed case, a regression), 2 usage or input error, 130
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
-import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
 import sys
 
 from cnnbench.core.errors import EXIT_USAGE, UserError
 from cnnbench.run import signals
 import cnnbench.commands as pkg
 
-__all__ = ["main", "entry"]
+__all__ = ["main", "entry", "build_parser", "command_infos", "CommandInfo"]
 
 
-def _command_modules():
-    mods = [importlib.import_module(f"{pkg.__name__}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
-    return sorted((m for m in mods if hasattr(m, "run")), key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
+@dataclass(frozen=True)
+class CommandInfo:
+    """What --help says of a subcommand, read from its module's source without importing it."""
+
+    name: str  # as typed: `history-baseline` for commands/history_baseline.py
+    module: str  # dotted module name
+    help: str
+    order: int
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _literal(tree: ast.Module, name: str) -> object:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    return None
+
+
+def command_infos() -> list[CommandInfo]:
+    """Every module of `cnnbench.commands` with a top-level `run` function and a literal `HELP`,
+    in --help order (ORDER, then name)."""
+    out = []
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        has_run = any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body)
+        help_text = _literal(tree, "HELP")
+        if not has_run or not isinstance(help_text, str):
+            continue
+        order = _literal(tree, "ORDER")
+        out.append(CommandInfo(path.stem.replace("_", "-"), f"{pkg.__name__}.{path.stem}", help_text,
+                               order if isinstance(order, int) else 100))  # fmt: skip
+    return sorted(out, key=lambda c: (c.order, c.module))
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser (argv None: every command's arguments, for docs and tests), or the one
+    `argv` needs: every command listed, only the command being run imported and given its
+    arguments."""
     parser = argparse.ArgumentParser(  # its usage errors already exit 2 with one line
         prog="bench.py",
         description="cnnbench: benchmark and profile CNN architectures (latency, throughput, "
         "FLOPs, parameters, memory, accuracy) across backends.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in _command_modules():
-        name = mod.__name__.rsplit(".", 1)[1].replace("_", "-")
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+    chosen = argv[0] if argv else None
+    for info in command_infos():
+        if argv is not None and info.name != chosen:
+            sub.add_parser(info.name, help=info.help)
+            continue
+        mod = importlib.import_module(info.module)
+        p = sub.add_parser(info.name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -334,3 +334,31 @@ def test_the_checker_catches_a_cycle_a_private_name_and_a_needless_late_import(f
     # b imports torch at its top, so a late import of b would be fine; c is light: flagged.
     with pytest.raises(AssertionError, match=r"cnnbench.core.b:5 imports cnnbench.core.c inside a function"):
         test_imports_inside_functions_only_defer_heavy_modules()
+
+
+def _modules_after(*argv: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after `bench.py ARGV` (its output discarded)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import contextlib, io, runpy, sys\n"
+        f"sys.argv = ['bench.py', *{list(argv)!r}]\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    try:\n        runpy.run_path('bench.py', run_name='__main__')\n"
+        "    except SystemExit:\n        pass\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_help_imports_no_command_and_a_command_only_its_own():
+    """The CLI reads each command's HELP from its source: `--help` imports no command module and
+    nothing heavy; `show --help` imports `show` and what it imports, not `run`'s machinery."""
+    top = _modules_after("--help")
+    assert not {m for m in top if m.startswith("cnnbench.commands.")}, top
+    assert not {m.split(".")[0] for m in top} & HEAVY
+    show = _modules_after("show", "--help")
+    assert "cnnbench.commands.show" in show and "cnnbench.commands.run" not in show
+    assert "cnnbench.run.server" not in show and "torch" not in show
