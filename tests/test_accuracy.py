@@ -325,6 +325,7 @@ def test_digits_end_to_end_through_the_worker_steps(digits_weights, tmp_path, mo
     """The example's weights, evaluated by the worker: the count the script printed, and the
     weights are in the model before the backend prepares it."""
     from cnnbench import backends
+    from cnnbench.measure import worker
     from cnnbench.measure.worker import run_case
 
     path, trained = digits_weights
@@ -339,7 +340,7 @@ def test_digits_end_to_end_through_the_worker_steps(digits_weights, tmp_path, mo
             seen["weights_in"] = all(torch.equal(model.state_dict()[k], v) for k, v in file_state.items())
             return eager.prepare(model, example, spec, workdir=workdir)
 
-    monkeypatch.setattr(backends, "get_backend", lambda name: Checking())
+    monkeypatch.setattr(worker, "get_backend", lambda name: Checking())  # the name the worker looks up
     evaluation = json.dumps({"dataset": {"kind": "digits", "split": "test"}, "weights": str(path)})
     spec = CaseSpec(model="lenet5", batch_size=64, input_size=(1, 32, 32), evaluation=evaluation, measure=TINY)
     out = run_case(spec, workdir=str(tmp_path))

@@ -546,16 +546,18 @@ def test_stopflags_second_signal_inside_an_import_is_pending_not_raised(tmp_path
 def test_ctrl_c_while_the_table_prints_gives_130(tmp_path, monkeypatch, stand_in, quiet):
     """The run is over and its handler gone; a Ctrl-C while the final table is rendered is the
     command's interruption (130), never a traceback or a death by SIGINT."""
+    import cnnbench.commands.run as run_command
     import cnnbench.report.console as console
 
     suite = write_suite(tmp_path, FAST_SUITE)
-    real = console.render_table
+    real = run_command.render_table
 
     def render(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(console, "render_table", render)
+    monkeypatch.setattr(console, "render_table", render)  # the live reporter's final table
+    monkeypatch.setattr(run_command, "render_table", render)  # --quiet's, by the name `run` imported
     args = ["run", str(suite), "--out", str(tmp_path / "r.json")] + (["--quiet"] if quiet else [])
     assert main(args) == 130
     assert len(load_results(tmp_path / "r.json")["cases"]) == 3 and leftovers(tmp_path) == []
