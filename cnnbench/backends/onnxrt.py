@@ -49,7 +49,6 @@ CUDA providers run well).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -64,7 +63,7 @@ from cnnbench.backends.artifacts import cache_dir, output_to, source_fingerprint
 from cnnbench.backends.common import check_device
 from cnnbench.core.environment import package_versions
 from cnnbench.core.errors import ExportFailed, Unsupported
-from cnnbench.core.safeio import temp_file_beside
+from cnnbench.core.safeio import atomic_file
 from cnnbench.backends.quantize import calibration_data, ort_qdq, ort_reduce_range
 from cnnbench.backends.transfer import ort_parts
 
@@ -184,10 +183,9 @@ def _read_meta(meta_path: Path, blob: str) -> dict[str, Any] | None:
     return meta
 
 
-def _fresh_tmp(path: Path) -> Path:
-    """An unpredictable temporary name beside `path`, created empty with O_EXCL|O_NOFOLLOW by
-    `cnnbench.core.safeio` (so no planted link is written through); the exporter then writes to it."""
-    return temp_file_beside(path)
+def _data_file(onnx_path: Path) -> Path:
+    """Where an ONNX graph over 2 GB keeps its weights: beside it, as `NAME.data`."""
+    return Path(str(onnx_path) + ".data")
 
 
 
@@ -299,37 +297,34 @@ def export_onnx(
     if meta is not None:
         return {**meta["export"], "path": str(path), "export_cached": True}
 
-    if precision == "fp16":
-        src = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path)
-        t0 = time.perf_counter()
-        tmp = _fresh_tmp(path)
-        _convert_fp16(Path(src["path"]), tmp)
-        convert_ms = (time.perf_counter() - t0) * 1e3
-        export_ms = src["export_ms"] + convert_ms
-    else:
-        gen = torch.Generator().manual_seed(0)
-        example = torch.randn((EXPORT_BATCH, *spec.input_size), generator=gen)
-        tmp = _fresh_tmp(path)
-        t0 = time.perf_counter()
-        try:
-            with output_to(log_path):
-                _run_exporter(model, example, tmp, exporter=exporter, opset=opset)
-        except Exception as exc:  # any exporter failure is this case's status
-            _remove_export(tmp)
-            raise ExportFailed(f"{exporter} exporter: {export_error_message(exc)}") from exc
-        export_ms = (time.perf_counter() - t0) * 1e3
-        convert_ms = None
-
-    external = Path(str(tmp) + ".data").exists() or any(tmp.parent.glob(tmp.name + "*.data"))
-    if external:  # over 2 GB: the weights must sit next to the graph; keep the pair together
-        os.replace(str(tmp) + ".data", str(path) + ".data")
-    written_opset, batch_dim = _graph_facts(tmp)
-    if precision == "fp32":
-        problem = _batch_problem(tmp, batch_dim, spec.input_size, log_path)
-        if problem:
-            _remove_export(tmp)
-            raise ExportFailed(f"{exporter} exporter: {problem}")
-    os.replace(tmp, path)
+    src = export_onnx(model, spec, exporter=exporter, opset=opset, precision="fp32", log_path=log_path) if precision == "fp16" else None
+    # The exporter writes into a temporary file safeio made beside `path` (and, for a graph over
+    # 2 GB, its weights into TMP.data): renamed over the cache's names only once the file checks
+    # out, removed on any failure.
+    with atomic_file(path, what="write the ONNX export", companions=(_data_file,)) as tmp:
+        if src is not None:
+            t0 = time.perf_counter()
+            _convert_fp16(Path(src["path"]), tmp)
+            convert_ms = (time.perf_counter() - t0) * 1e3
+            export_ms = src["export_ms"] + convert_ms
+        else:
+            gen = torch.Generator().manual_seed(0)
+            example = torch.randn((EXPORT_BATCH, *spec.input_size), generator=gen)
+            t0 = time.perf_counter()
+            try:
+                with output_to(log_path):
+                    _run_exporter(model, example, tmp, exporter=exporter, opset=opset)
+            except Exception as exc:  # any exporter failure is this case's status
+                raise ExportFailed(f"{exporter} exporter: {export_error_message(exc)}") from exc
+            export_ms = (time.perf_counter() - t0) * 1e3
+            convert_ms = None
+        data = _data_file(tmp)
+        external = data.exists() and data.stat().st_size > 0  # safeio reserved it empty; the exporter fills it
+        written_opset, batch_dim = _graph_facts(tmp)
+        if precision == "fp32":
+            problem = _batch_problem(tmp, batch_dim, spec.input_size, log_path)
+            if problem:
+                raise ExportFailed(f"{exporter} exporter: {problem}")
     export = {
         "export_ms": export_ms,
         "fp16_convert_ms": convert_ms,
@@ -343,11 +338,6 @@ def export_onnx(
     write_json(meta_path, {"key": blob, "export": export})
     return {**export, "path": str(path), "export_cached": False}
 
-
-def _remove_export(tmp: Path) -> None:
-    for p in (tmp, Path(str(tmp) + ".data")):
-        with contextlib.suppress(OSError):
-            p.unlink()
 
 
 def _convert_fp16(src: Path, dest: Path) -> None:
