@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -362,15 +361,9 @@ class CaseRow:
     # -- display figures derived from the above -----------------------------------------------
 
     def epoch_seconds(self, images: int) -> float | None:
-        """Seconds for one epoch of `images` at this training case's median step latency.
-
-        Same rule as `cnnbench.measure.training.epoch_time_s` (ceil(images / batch) steps, the last
-        partial batch billed as a full one, data loading excluded), but with the batch actually
-        measured, so an --oom-retry case is not billed at the batch it could not run.
-        """
-        if not self.is_train or not self.median_ms or images <= 0:
-            return None
-        return math.ceil(images / self.batch) * self.median_ms / 1000.0
+        """Seconds for one epoch of `images` at this training case's median step latency
+        (`CaseRecord.epoch_seconds`, the one rule)."""
+        return self.record.epoch_seconds(images)
 
     @property
     def variant(self) -> tuple[Any, ...]:

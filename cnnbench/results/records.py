@@ -594,6 +594,15 @@ class CaseRecord:
     def is_train(self) -> bool:
         return self.spec.mode == "train"
 
+    def epoch_seconds(self, images: int) -> float | None:
+        """Seconds of one training epoch of `images` images at this training case's median step
+        latency: ceil(images / batch) steps at the batch actually timed (an --oom-retry case is not
+        billed at the batch it could not run), the last partial batch billed as a full one, data
+        loading excluded. None for an inference case or one without a median."""
+        if not self.is_train or not self.median_ms or images <= 0:
+            return None
+        return math.ceil(images / self.batch) * self.median_ms / 1000.0
+
     @property
     def optimizer(self) -> str | None:
         """A training case's optimizer ("sgd", "adamw"): the `train` block's `optimizer.name`,
