@@ -184,3 +184,23 @@ def test_nothing_feasible_exit_1_and_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "recommended: lenet5 onnxrt fp32 b1" in proc.stdout
     assert "tie with" in proc.stdout and "nearest misses" in proc.stdout
+
+
+def test_model_report_answers_the_course_questions(tmp_path):
+    pytest.importorskip("matplotlib")
+    from cnnbench.select.modelreport import write_report
+
+    path = _results(tmp_path)
+    sel = _select(path, ["p99<=2ms", "top1>=0.99*fp32"])
+    written = write_report(sel, [records.load(path)], str(tmp_path / "rep"))
+    assert [p.name for p in written] == ["frontier.png", "select.md", "select.html"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = written[1].read_text()
+    for needle in ("## Selected: lenet5 onnxrt fp32 b1", "**Parameters**: 61.7 k", "**MACs per image**",
+                   "**Latency**: p50", "p99", "**Throughput**", "**Memory**", "measured on digits test",
+                   "**Training time**: not measured", "**Hardware and software**: CPU test",
+                   "**Not measured**", "## Alternatives considered", "dominated by", "misses by",
+                   "unreliable timing: few samples", "unknown: no p99"):  # fmt: skip
+        assert needle in md, needle
+    html_text = written[2].read_text()
+    assert "data:image/png;base64," in html_text and "<script" not in html_text

@@ -14,7 +14,7 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from cnnbench.core.inert import md_text
 from cnnbench.core.safeio import atomic_write
@@ -30,6 +30,17 @@ _ENV = (
     ("CPU", "cpu_model"), ("cores", "cpu_count"), ("GPU", "gpu_name"), ("OS", "os"), ("Python", "python"),
     ("torch", "torch"), ("torchvision", "torchvision"), ("onnxruntime", "onnxruntime"), ("host", "hostname"), ("git", "git"),
 )  # fmt: skip
+
+
+def _environment(env: Mapping[str, Any]) -> str:
+    parts = []
+    for label, name in _ENV:
+        value = env.get(name)
+        if isinstance(value, Mapping):  # git: {"commit", "dirty", ...}
+            value = str(value.get("commit") or "")[:12] + (" (dirty)" if value.get("dirty") else "")
+        if value not in (None, ""):
+            parts.append(f"{label} {value}")
+    return ", ".join(parts) or "not recorded"
 
 
 def _why_rejected(sel: Selection, c: Config) -> str:
@@ -121,7 +132,7 @@ def report_lines(sel: Selection, files: Sequence[ResultsFile], *, chart: str | N
             f"- **Accuracy**: {md_text(_accuracy_text(c))}",
             f"- **Parity**: {md_text(_parity_text(c))}",
             f"- **Training time**: {md_text(_training_text(files, r.spec.model))}",
-            "- **Hardware and software**: " + md_text(", ".join(f"{k} {env[n]}" for k, n in _ENV if env.get(n) not in (None, ""))),
+            "- **Hardware and software**: " + md_text(_environment(env)),
             "- **Not measured**: " + (md_text(", ".join(not_measured)) if not_measured else "nothing the selection uses"),
             "",
         ]  # fmt: skip
