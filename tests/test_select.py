@@ -204,3 +204,16 @@ def test_model_report_answers_the_course_questions(tmp_path):
         assert needle in md, needle
     html_text = written[2].read_text()
     assert "data:image/png;base64," in html_text and "<script" not in html_text
+
+
+def test_report_select_writes_the_model_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = _results(tmp_path)
+    out = tmp_path / "rep"
+    cmd = [sys.executable, str(ROOT / "bench.py"), "report", str(path), "--out", str(out), "--format", "md"]
+    bad = subprocess.run([*cmd, "--select", "p99<="], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and not out.exists(), bad.stderr  # refused before anything is written
+    proc = subprocess.run([*cmd, "--select", "p99<=2ms,top1>=0.99*fp32"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report.md").exists() and (out / "frontier.png").exists()
+    assert "## Selected: lenet5 onnxrt fp32 b1" in (out / "select.md").read_text()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cnnbench.core.inert import md_text
 from cnnbench.core.safeio import atomic_write
+from cnnbench.report.fmt import fmt_duration, fmt_ms
 from cnnbench.results.records import ResultsFile
 from cnnbench.select.chart import frontier_png
 from cnnbench.select.figures import Config, training_cases
@@ -95,13 +95,12 @@ def _training_text(files: Sequence[ResultsFile], model: str) -> str:
         return "not measured (no training case of this model in the results)"
     parts = []
     for r in cases:
-        images = ((r.train or {}).get("epoch_images")) or 0
-        if isinstance(images, int) and images > 0 and r.median_ms:
-            epoch = math.ceil(images / r.batch) * r.median_ms / 1000.0
-            parts.append(f"{r.backend_label} b{r.batch}: {r.median_ms:.3g} ms/step, {epoch:.3g} s per epoch of {images} images")
-        elif r.median_ms:
-            parts.append(f"{r.backend_label} b{r.batch}: {r.median_ms:.3g} ms per step (epoch size not recorded)")
-    return "; ".join(parts) + " (data loading excluded)"
+        epochs = (r.train or {}).get("time_per_epoch") or {}
+        per = [f"{name} {fmt_duration(float(e['seconds']))}" for name, e in epochs.items()
+               if isinstance(e, Mapping) and isinstance(e.get("seconds"), (int, float))]  # fmt: skip
+        text = f"{r.backend_label} {r.spec.precision} b{r.batch} on {r.spec.device}: {fmt_ms(r.median_ms)} ms per step"
+        parts.append(text + (f", per epoch: {', '.join(per)}" if per else ""))
+    return "; ".join(parts) + " (median step x steps per epoch, data loading excluded)"
 
 
 def report_lines(sel: Selection, files: Sequence[ResultsFile], *, chart: str | None = "frontier.png") -> list[str]:
