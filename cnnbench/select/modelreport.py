@@ -32,6 +32,10 @@ _ENV = (
 )  # fmt: skip
 
 
+def _v(figure: str, value: Any) -> str:
+    return md_text(fmt_value(figure, value))
+
+
 def _environment(env: Mapping[str, Any]) -> str:
     parts = []
     for label, name in _ENV:
@@ -123,11 +127,11 @@ def report_lines(sel: Selection, files: Sequence[ResultsFile], *, chart: str | N
             f"- **Model and configuration**: {md_text(r.spec.model)}, backend {md_text(r.backend_label)}, precision "
             f"{md_text(r.spec.precision)}, batch {md_text(r.batch_label)}, {md_text(r.spec.device)}, {r.spec.threads} threads "
             f"(case key `{r.key}`, from {md_text(c.source)})",
-            f"- **Parameters**: {fmt_value('params', f.get('params'))}; **MACs per image**: {fmt_value('macs', f.get('macs'))}",
-            f"- **Latency**: p50 {fmt_value('latency', f.get('latency'))} ({md_text(f['latency'].how if 'latency' in f else '')}); "
-            f"p99 {fmt_value('p99', f.get('p99'))}",
-            f"- **Throughput**: {fmt_value('throughput', f.get('throughput'))} at batch {r.batch}",
-            f"- **Memory**: {fmt_value('memory', f.get('memory'))}; **artefact**: {fmt_value('size', f.get('size'))}",
+            f"- **Parameters**: {_v('params', f.get('params'))}; **MACs per image**: {_v('macs', f.get('macs'))}",
+            f"- **Latency**: p50 {_v('latency', f.get('latency'))} ({md_text(f['latency'].how if 'latency' in f else '')}); "
+            f"p99 {_v('p99', f.get('p99'))}",
+            f"- **Throughput**: {_v('throughput', f.get('throughput'))} at batch {r.batch}",
+            f"- **Memory**: {_v('memory', f.get('memory'))}; **artefact**: {_v('size', f.get('size'))}",
             f"- **Accuracy**: {md_text(_accuracy_text(c))}",
             f"- **Parity**: {md_text(_parity_text(c))}",
             f"- **Training time**: {md_text(_training_text(files, r.spec.model))}",
