@@ -217,3 +217,36 @@ def test_report_select_writes_the_model_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / "report.md").exists() and (out / "frontier.png").exists()
     assert "## Selected: lenet5 onnxrt fp32 b1" in (out / "select.md").read_text()
+
+
+def test_report_headlines_follow_the_select_rules(tmp_path):
+    """An unreliable case never drives the summary or an alternative; a faster alternative must
+    separate beyond both intervals; the summary names the precision."""
+    pytest.importorskip("matplotlib")
+    from cnnbench.report import write_report
+
+    def other(model, median, lo, hi, *, warnings=(), precision="fp32", backend="eager"):
+        c = _case(backend, precision, median, lo, hi, p99=median * 1.5, correct=440, warnings=warnings)
+        c["spec"]["model"] = model
+        c["key"] = c["key"].replace("lenet5", model)
+        return c
+
+    cases = [
+        _case("eager", "fp32", 1.00, 0.95, 1.05, p99=1.4, correct=438),
+        other("fastbad", 0.10, 0.05, 0.9, warnings=["few samples: 4 < 10"]),  # faster, unreliable
+        other("overlap", 0.97, 0.90, 1.02),  # 3% faster, intervals overlap: not "faster"
+        other("clear", 0.50, 0.48, 0.52),  # faster beyond doubt
+        _case("onnxrt", "int8", 0.30, 0.29, 0.31, p99=0.5, correct=420),
+    ]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"schema_version": _version(), "environment": {"cpu_model": "test"}, "suite": {"name": "t"}, "cases": cases}))
+    write_report([str(path)], str(tmp_path / "out"), formats=("md",))
+    md = (tmp_path / "out" / "report.md").read_text()
+    card = md[md.index("### lenet5"):]
+    card = card[: card.index("\n### ", 5)] if "\n### " in card[5:] else card
+    assert "**clear** — faster, at least as accurate" in card
+    assert "**overlap** — faster" not in card and "**fastbad** — faster" not in card
+    assert "0.300 ms (onnxrt int8, batch 1)" in md  # the summary says the figure was int8
+    bad = md[md.index("### fastbad"):]
+    assert "not compared: this model's case at eager, batch 1, fp32" in bad and "few samples" in bad
+    assert "none reliable" in md  # fastbad's only case is unreliable: no summary figure from it

@@ -33,6 +33,7 @@ from cnnbench.report.model import (
     backend_sort_key,
     measured_figure,
     reference_row,
+    unreliable_row,
 )
 
 __all__ = ["build_document", "CONVENTIONS"]
@@ -185,14 +186,21 @@ def _acc_text(acc: AccuracyFigure | None) -> str:
 
 
 def _best(rows: list[CaseRow], key: str) -> CaseRow | None:
-    """The fastest valid inference case at the smallest batch measured, or the highest throughput."""
-    valid = [r for r in rows if r.valid and not r.is_train]
+    """The fastest valid, reliable inference case at the smallest batch measured, or the highest
+    throughput (a case flagged unreliable never drives the summary: `unreliable_row`)."""
+    valid = [r for r in rows if r.valid and not r.is_train and not unreliable_row(r)]
     if not valid:
         return None
     if key == "latency":
         smallest = min(r.batch for r in valid)
         return min((r for r in valid if r.batch == smallest), key=lambda r: r.median_ms)  # type: ignore[arg-type,return-value]
     return max(valid, key=lambda r: r.throughput_per_s or 0.0)
+
+
+def _no_best(rows: list[CaseRow]) -> str:
+    if any(r.valid and not r.is_train for r in rows):
+        return "none reliable (every valid case is flagged unreliable: see its warnings)"
+    return DASH
 
 
 def _summary_table(data: ReportData, env: EnvGroup) -> Table:
@@ -210,8 +218,8 @@ def _summary_table(data: ReportData, env: EnvGroup) -> Table:
                 fmt_count(m.params),
                 fmt_gmacs(m.gmacs_per_image),
                 _acc_text(m.accuracy),
-                f"{fmt_ms(fast.median_ms)} ms ({fast.backend}, batch {fast.batch_label})" if fast else DASH,
-                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend}, batch {tput.batch_label})" if tput else DASH,
+                f"{fmt_ms(fast.median_ms)} ms ({fast.backend} {fast.precision}, batch {fast.batch_label})" if fast else _no_best(mrows),
+                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend} {tput.precision}, batch {tput.batch_label})" if tput else _no_best(mrows),
                 f"{sum(r.valid for r in mrows)}/{len(mrows)}",
             )
         )
@@ -627,6 +635,8 @@ def _alternatives(data: ReportData, env: EnvGroup, name: str) -> list[Block]:
     if ref is None:
         return [P(B("Closest alternatives:"), " none (no valid case of this model).")]
     config = f"{ref.backend}, batch {ref.batch}, {ref.precision}, {ref.device} t{ref.threads}"
+    if unreliable_row(ref):
+        return [P(B("Closest alternatives:"), f" not compared: this model's case at {config} is unreliable ({unreliable_row(ref)}).")]
     mine = data.models[(env.fingerprint, name)].accuracy
     if not alts:
         if mine is not None:

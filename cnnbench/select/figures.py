@@ -29,7 +29,7 @@ from cnnbench.select.constraints import FIGURES
 from cnnbench.stats import basic
 from cnnbench.stats.processes import median_ci_between
 
-__all__ = ["Value", "Config", "configs_of", "fmt_figure", "training_cases", "unreliable_reason", "UNRELIABLE_WARNINGS", "quantile_ci", "wilson"]
+__all__ = ["Value", "Config", "configs_of", "fmt_figure", "median_value", "training_cases", "unreliable_reason", "UNRELIABLE_WARNINGS", "quantile_ci", "wilson"]
 
 # Warnings that make a case's timing unfit to drive a decision (it is listed, never recommended).
 UNRELIABLE_WARNINGS = ("few samples", "processes split")
@@ -112,7 +112,7 @@ def _point(value: float, how: str) -> Value:
     return Value(value, value, value, how)
 
 
-def _median_value(rec: CaseRecord) -> Value | None:
+def median_value(rec: CaseRecord) -> Value | None:
     med = rec.median_ms
     if med is None:
         return None
@@ -219,7 +219,7 @@ def unreliable_reason(rec: CaseRecord) -> str | None:
 def figures_of(rec: CaseRecord) -> tuple[dict[str, Value], list[str]]:
     out: dict[str, Value] = {}
     notes: list[str] = []
-    med = _median_value(rec)
+    med = median_value(rec)
     if med is not None:
         out["latency"] = med
         out["p50"] = med
