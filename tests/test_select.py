@@ -12,6 +12,7 @@ top1>=0.99*fp32, throughput objective,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -250,3 +251,17 @@ def test_report_headlines_follow_the_select_rules(tmp_path):
     bad = md[md.index("### fastbad"):]
     assert "not compared: this model's case at eager, batch 1, fp32" in bad and "few samples" in bad
     assert "none reliable" in md  # fastbad's only case is unreliable: no summary figure from it
+
+
+def test_int8_rows_note_low_agreement_and_no_fp32_peak_share():
+    from cnnbench.report.model import rows_of_records
+
+    fp32 = _case("onnxrt", "fp32", 0.5, 0.48, 0.52, p99=0.7)
+    int8 = _case("onnxrt", "int8", 0.3, 0.29, 0.31, p99=0.5)
+    for c in (fp32, int8):
+        c["parity"] = {"ok": True, "max_abs_err": 0.01, "max_rel_err": 0.01, "tolerance": 0.1, "top1_agreement": 0.75}
+    rows = rows_of_records([fp32, int8])
+    assert all("low top-1 agreement" in r.parity_label for r in rows)
+    by = {r.precision: dataclasses.replace(r, peak_gflops=100.0) for r in rows}
+    assert by["fp32"].pct_of_peak is not None
+    assert by["int8"].pct_of_peak is None  # an fp32 GEMM peak is not an int8 case's ceiling

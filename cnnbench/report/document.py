@@ -66,7 +66,8 @@ CONVENTIONS: tuple[tuple[str, str], ...] = (
     (
         "Achieved GFLOP/s",
         "2 × MACs of the whole batch / median latency; % of peak divides it by the machine's peak, "
-        "measured once per run with a large matrix multiply in the same worker settings.",
+        "measured once per run with a large fp32 matrix multiply in the same worker settings, so it is "
+        "given for fp32 cases only (an fp32 peak is not the ceiling of an int8 or fp16 case).",
     ),
     (
         "Parameters",

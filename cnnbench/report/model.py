@@ -121,6 +121,11 @@ class EnvGroup:
         return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
 
 
+# Below this share of top-1 predictions equal to fp32 eager's, a parity that passes its error
+# tolerance still carries a visible note (an int8 case at 75% agreement is not plainly "ok").
+LOW_TOP1_AGREEMENT = 0.99
+
+
 @dataclass(frozen=True, slots=True)
 class CaseRow:
     """One case of one file, flattened. Timing fields are None unless the row is valid.
@@ -285,8 +290,10 @@ class CaseRow:
 
     @property
     def pct_of_peak(self) -> float | None:
+        """Achieved GFLOP/s as a share of the measured fp32 GEMM peak: fp32 cases only (an int8
+        or fp16 case runs other instructions, so an fp32 peak is not its ceiling)."""
         achieved = self.achieved_gflops_per_s
-        if achieved is None or not self.peak_gflops:
+        if achieved is None or not self.peak_gflops or self.precision != "fp32":
             return None
         return 100.0 * achieved / self.peak_gflops
 
@@ -324,6 +331,8 @@ class CaseRow:
             parts.append(f"rel err {rel:.2g}" + (f" ≤ {tol:g}" if tol is not None else ""))
         if agree is not None:
             parts.append(f"top-1 {100.0 * agree:.0f}%")
+            if agree < LOW_TOP1_AGREEMENT:
+                parts.append(f"⚠ low top-1 agreement with fp32 eager (< {100 * LOW_TOP1_AGREEMENT:.0f}%): check its accuracy")
         return "ok" + (f" ({', '.join(parts)})" if parts else "")
 
 
