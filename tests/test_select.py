@@ -265,3 +265,13 @@ def test_int8_rows_note_low_agreement_and_no_fp32_peak_share():
     by = {r.precision: dataclasses.replace(r, peak_gflops=100.0) for r in rows}
     assert by["fp32"].pct_of_peak is not None
     assert by["int8"].pct_of_peak is None  # an fp32 GEMM peak is not an int8 case's ceiling
+
+
+def test_each_backend_and_precision_has_one_style_everywhere():
+    from cnnbench.report.charts import series_style
+
+    pairs = [(b, p) for b in ("eager", "compile", "onnxrt", "openvino", "aoti", "tensorrt", "compile[mode=max-autotune]")
+             for p in ("fp32", "fp16", "bf16", "int8")]  # fmt: skip
+    styles = [series_style(b, p) for b, p in pairs]
+    assert len(set(styles)) == len(pairs)  # every backend x precision its own colour and marker
+    assert series_style("onnxrt", "int8") == series_style("onnxrt", "int8")  # stable, whatever the plot

@@ -10,14 +10,11 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from cnnbench.core.inert import MPL_RC
-from cnnbench.report.charts import backend_style
+from cnnbench.report.charts import PRECISION_MARKERS, series_style
 from cnnbench.select.figures import Config
 from cnnbench.select.frontier import Selection, reference_value
 
 __all__ = ["PRECISION_MARKERS", "x_figure", "frontier_png"]
-
-# One marker per precision, one colour per backend: the same pair in every chart of this module.
-PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "bf16": "v", "int8": "s"}
 
 
 def x_figure(sel: Selection) -> str:
@@ -27,9 +24,8 @@ def x_figure(sel: Selection) -> str:
 
 
 def _style(c: Config, order: list[str]) -> tuple[str, str]:
-    backend = c.record.backend_label
-    color, _ = backend_style(backend, order.index(backend) if backend in order else 0)
-    return color or "C7", PRECISION_MARKERS.get(c.precision, "D")
+    """The report's colour per backend and marker per precision (`report.charts.series_style`)."""
+    return series_style(c.record.backend_label, c.precision)
 
 
 def frontier_png(sel: Selection, *, dpi: int = 110) -> tuple[bytes, str]:
