@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -275,3 +276,35 @@ def test_each_backend_and_precision_has_one_style_everywhere():
     styles = [series_style(b, p) for b, p in pairs]
     assert len(set(styles)) == len(pairs)  # every backend x precision its own colour and marker
     assert series_style("onnxrt", "int8") == series_style("onnxrt", "int8")  # stable, whatever the plot
+
+
+def test_tail_latency_in_show_wide_and_the_report_tables(tmp_path):
+    pytest.importorskip("matplotlib")
+    from cnnbench.report import write_report
+
+    path = _results(tmp_path)
+    data = json.loads(path.read_text())
+    data["cases"][1]["latency_ms"].update({"p90": 0.61, "p99": 0.7})
+    path.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench.py"), "show", str(path), "--wide"],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "250"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "p99 ms" in proc.stdout and "0.610" in proc.stdout and "0.700" in proc.stdout
+    write_report([str(path)], str(tmp_path / "out"), formats=("md",))
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Tail ms (p90 / p99)" in md and "| 0.610 / 0.700 |" in md
+
+
+def test_published_accuracy_is_labelled_and_int8_has_none(tmp_path):
+    from cnnbench.select.render import render_text
+
+    path = _results(tmp_path)
+    data = json.loads(path.read_text())
+    for c in data["cases"]:
+        c.pop("accuracy", None)
+        c["published"] = {"acc@1": 98.0, "dataset": "digits", "weights": "paper"}
+    path.write_text(json.dumps(data))
+    sel = _select(path, ["top1>=75"])
+    text = "\n".join(render_text(sel))
+    assert "top1 98.00% (published, not measured)" in text
+    assert {v.config.label: v.status for v in sel.verdicts}["lenet5 onnxrt int8 b1"] == "unknown"  # fp32 weights' figure

@@ -62,6 +62,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "status": row.status,
                 "median_ms": lat.get("median"),
                 "iqr_ms": lat.get("iqr"),
+                "p90_ms": lat.get("p90") if row.valid else None,  # tail latency, --wide
+                "p99_ms": lat.get("p99") if row.valid else None,
                 "valid": row.valid,
                 "invalid_reason": row.invalid_reason,
                 "throughput_per_s": row.throughput_per_s if row.valid else None,
@@ -116,16 +118,16 @@ def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # The compact table: what a reader needs to compare backends, readable at 80 columns.
 COMPACT_COLUMNS = ("model", "batch", "backend", "prec.", "status", "median ms ± IQR", "images/s", "speedup")
 # --wide adds these (the report's card and CSV hold them all).
-WIDE_COLUMNS = ("cold start ms", "params", "MACs", "peak MiB", "act. MiB")
+WIDE_COLUMNS = ("p90 ms", "p99 ms", "cold start ms", "params", "MACs", "peak MiB", "act. MiB")
 # Columns whose text may wrap at spaces; every other column keeps its text on one line.
 _WRAPS = {"batch", "backend", "cold start ms", "peak MiB", "act. MiB", "top-1 (n/total)"}
-_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak MiB", "act. MiB", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
+_RIGHT = {"p90 ms", "p99 ms", "batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak MiB", "act. MiB", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
 _GAP = 2  # columns apart (padding collapsed, a blank divider)
 
 
 def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
     """One row's cells as plain text (styles are added separately, so widths are exact)."""
-    from cnnbench.report.fmt import DASH, fmt_count, fmt_latency, fmt_macs, fmt_rate, fmt_speedup
+    from cnnbench.report.fmt import DASH, fmt_count, fmt_latency, fmt_macs, fmt_ms, fmt_rate, fmt_speedup
 
     backend = row["backend_label"] + (" train" if row["mode"] == "train" else "")
     status = row["status"] if row["status"] != "ok" else ("ok" if row["valid"] else str(row["invalid_reason"]))
@@ -154,6 +156,8 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
         "median ms ± IQR": latency,
         "images/s": fmt_rate(row["throughput_per_s"]),
         "speedup": fmt_speedup(row["speedup"]) if row["speedup"] is not None else "",
+        "p90 ms": fmt_ms(row.get("p90_ms")),
+        "p99 ms": fmt_ms(row.get("p99_ms")),
         "cold start ms": fmt_rate(row["cold_start_ms"] if row["valid"] else None),  # an invalid case's is no result
         "params": fmt_count(row["params"]),
         "MACs": fmt_macs(row["gmacs"]),
@@ -275,6 +279,7 @@ def _caption(*, wide: bool, top1: bool, energy: bool = False) -> str:
     if not wide:
         return text + "; more columns: --wide"
     text += (
+        "; p90/p99 ms = the 90th/99th percentile per call over every timed sample (tail latency)"
         "; cold start ms = time before the first warmup call: the first call (torch.compile compiles in it), "
         "plus for onnxrt the ONNX export (made once and cached; the export's own time is counted) and session "
         "creation; MACs = multiply-accumulates per batch (fvcore; torchvision's \"GFLOPS\"), FLOPs = 2 × MACs; "

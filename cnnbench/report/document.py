@@ -340,6 +340,7 @@ DETAIL_HEADERS = (
     "Latency ms (median ± IQR)",
     "Throughput (img/s)",
     "Speedup vs eager",
+    "Tail ms (p90 / p99)",
     "First call ms",
     "Compile/export ms",
     "Peak memory (measured)",
@@ -361,6 +362,15 @@ def _setup_text(r: CaseRow) -> str:
     return fmt_ms(ms) + (" (cached)" if r.backend_info.get("export_cached") else "")
 
 
+def _tail_text(r: CaseRow) -> str:
+    """p90 / p99 per call over every timed sample (the tail a latency bound is about)."""
+    lat = r.latency_ms or {}
+    p90, p99 = lat.get("p90"), lat.get("p99")
+    if not isinstance(p90, (int, float)) or not isinstance(p99, (int, float)):
+        return DASH
+    return f"{fmt_ms(p90)} / {fmt_ms(p99)}"
+
+
 def detail_row(r: CaseRow, *, top1: bool = False, energy: bool = False) -> tuple[str, ...]:
     """One case as the cells of a detail table; invalid rows carry no timing number."""
     ok = r.valid
@@ -371,6 +381,7 @@ def detail_row(r: CaseRow, *, top1: bool = False, energy: bool = False) -> tuple
         fmt_latency(r.median_ms, r.iqr_ms) if ok else DASH,
         fmt_rate(r.throughput_per_s) if ok else DASH,
         fmt_speedup(r.speedup_vs_eager) if ok else DASH,
+        _tail_text(r) if ok else DASH,
         fmt_ms(r.first_call_ms) if ok else DASH,
         _setup_text(r),
         _memory_text(r) if ok else DASH,
@@ -516,7 +527,7 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
 
             energy = has_energy(infer)  # a column only when some case measured energy
             headers = DETAIL_HEADERS[:-1] + ((TOP1_HEADER,) if top1 else ()) + ((ENERGY_HEADER,) if energy else ()) + DETAIL_HEADERS[-1:]
-            numeric = (False, True, False, True, True, True, True, True, True, False, False, False)
+            numeric = (False, True, False, True, True, True, True, True, True, True, False, False, False)
             blocks.append(
                 Table(
                     headers=headers,

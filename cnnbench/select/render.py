@@ -19,7 +19,12 @@ def fmt_value(figure: str, v: Value | None) -> str:
 
 
 def _figures(c: Config, names: list[str]) -> str:
-    return ", ".join(f"{n} {fmt_value(n, c.figures.get(n))}" for n in names)
+    def one(n: str) -> str:
+        v = c.figures.get(n)
+        label = " (published, not measured)" if v is not None and v.how.startswith("published") else ""
+        return f"{n} {fmt_value(n, v)}{label}"
+
+    return ", ".join(one(n) for n in names)
 
 
 def render_text(sel: Selection) -> list[str]:
