@@ -308,3 +308,21 @@ def test_published_accuracy_is_labelled_and_int8_has_none(tmp_path):
     text = "\n".join(render_text(sel))
     assert "top1 98.00% (published, not measured)" in text
     assert {v.config.label: v.status for v in sel.verdicts}["lenet5 onnxrt int8 b1"] == "unknown"  # fp32 weights' figure
+
+
+def test_model_report_gives_training_time_when_a_training_case_was_measured(tmp_path):
+    pytest.importorskip("matplotlib")
+    from cnnbench.select.modelreport import report_lines
+
+    path = _results(tmp_path)
+    data = json.loads(path.read_text())
+    train = _case("eager", "fp32", 4.0, 3.9, 4.1, p99=5.0, batch=32)
+    train["spec"]["mode"] = "train"
+    train["key"] += "|train"
+    train["train"] = {"time_per_epoch": {"basis": "median step x steps", "cifar10": {"images": 50000, "steps": 1563, "seconds": 6.252}}}
+    data["cases"].append(train)
+    path.write_text(json.dumps(data))
+    sel = _select(path, ["p99<=2ms"])
+    assert all("train" not in v.config.label for v in sel.verdicts)  # never a deployment candidate
+    md = "\n".join(report_lines(sel, [records.load(path)], chart=None))
+    assert "**Training time**: eager fp32 b32 on cpu: 4.00 ms per step, per epoch: cifar10 6.25 s" in md
