@@ -10,7 +10,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from cnnbench.core.inert import MPL_RC
-from cnnbench.report.charts import PRECISION_MARKERS, series_style
+from cnnbench.report.charts import PRECISION_MARKERS, plain_log_axis, series_style
 from cnnbench.select.figures import Config
 from cnnbench.select.frontier import Selection, reference_value
 
@@ -49,6 +49,11 @@ def frontier_png(sel: Selection, *, dpi: int = 110) -> tuple[bytes, str]:
                 label=f"{c.record.backend_label} {c.precision}",
             )  # fmt: skip
             ax.annotate(f"b{c.record.batch}", (x.point, y.point), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        lows = [c.figures[xf].low for c in plotted if c.figures[xf].low > 0]
+        highs = [c.figures[xf].high for c in plotted]
+        log_x = bool(lows) and max(highs) / min(lows) > 20  # configurations 100x apart stay readable
+        if log_x:
+            plain_log_axis(ax.xaxis, ax, "x")  # 0.1, 1, 10 (mathtext is off for data text)
         front = sorted((c for c in sel.frontier if c in plotted), key=lambda c: c.figures[xf].point)
         if len(front) >= 2:
             ax.plot([c.figures[xf].point for c in front], [c.figures["top1"].point for c in front], "k--", lw=1, label="frontier")
@@ -67,7 +72,8 @@ def frontier_png(sel: Selection, *, dpi: int = 110) -> tuple[bytes, str]:
             else:
                 lo, hi = (ax.get_ylim()[0], limit) if not k.upper else (limit, ax.get_ylim()[1])
                 ax.axhspan(lo, hi, color="grey", alpha=0.15, lw=0)
-        ax.set_xlabel(f"{xf} ({'images/s' if xf == 'throughput' else 'ms per call, median'}), interval bars")
+        ax.set_xlabel(f"{xf} ({'images/s' if xf == 'throughput' else 'ms per call, median'}), interval bars"
+                      + (", log scale" if log_x else ""))  # fmt: skip
         ax.set_ylabel("top-1 (%), Wilson 95% where measured")
         ax.set_title("Configurations: filled = feasible, hollow = not; grey = outside a constraint")
         handles, labels = ax.get_legend_handles_labels()
