@@ -326,3 +326,26 @@ def test_model_report_gives_training_time_when_a_training_case_was_measured(tmp_
     assert all("train" not in v.config.label for v in sel.verdicts)  # never a deployment candidate
     md = "\n".join(report_lines(sel, [records.load(path)], chart=None))
     assert "**Training time**: eager fp32 b32 on cpu: 4.00 ms per step, per epoch: cifar10 6.25 s" in md
+
+
+def test_several_files_and_machines(tmp_path):
+    a = _results(tmp_path)
+    data = json.loads(a.read_text())
+    data["environment"] = {"cpu_model": "other", "machine_fingerprint": "m2"}
+    b = tmp_path / "other.json"
+    b.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench.py"), "select", str(a), str(b), "-c", "p99<=2ms", "--json"],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "measured on 2 machines" in proc.stderr
+    labels = [c["label"] for c in json.loads(proc.stdout)["configurations"]]
+    assert len(labels) == len(set(labels)) == 12  # the same case from two files, told apart by its file
+
+
+def test_relative_latency_bound_uses_fp32_eager_at_the_same_batch(tmp_path):
+    sel = _select(_results(tmp_path), ["latency<=0.5*fp32"])
+    status = {v.config.label: v.status for v in sel.verdicts}
+    assert status["lenet5 onnxrt fp32 b1"] == "feasible"  # 0.500 <= 0.5 x 1.00
+    assert status["lenet5 openvino fp32 b1"] == "infeasible"  # 0.505
+    why = next(c.why for c in sel.verdict("lenet5 openvino fp32 b1").checks)
+    assert "(= 0.5*fp32 = 0.500 ms)" in why

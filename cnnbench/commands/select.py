@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cnnbench.commands import warn
 from cnnbench.core.errors import EXIT_NOT_OK, EXIT_OK
 from cnnbench.results import records
 from cnnbench.select import configs_of, parse_constraint, parse_objective, select
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     objectives = [parse_objective(o) for part in args.objective for o in part.split(",") if o.strip()]
     files = [records.load(p) for p in args.results]  # every file checked before any output
     configs, left = configs_of(files)
+    machines = {str(c.environment.get("machine_fingerprint") or c.environment.get("hostname") or "?") for c in configs}
+    if len(machines) > 1:
+        warn(f"these configurations were measured on {len(machines)} machines: their figures are compared as they are, "
+             "so a difference may be the machine's (run them on one machine to decide)")  # fmt: skip
     sel = select(configs, constraints, objectives, left)
     if args.json:
         json.dump(to_json(sel), sys.stdout, indent=2)

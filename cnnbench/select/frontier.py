@@ -101,7 +101,7 @@ def dominates(a: Config, b: Config, objectives: Sequence[Objective]) -> bool:
 
 
 def _reference(config: Config, configs: Sequence[Config], figure: str) -> Config | None:
-    """The same model's fp32 eager case (accuracy: any batch; timing: the same batch)."""
+    """The same model's fp32 eager case (accuracy: any batch; timing: the same batch, same file)."""
     s = config.record.spec
     for c in configs:
         r = c.record
@@ -109,8 +109,8 @@ def _reference(config: Config, configs: Sequence[Config], figure: str) -> Config
             continue
         if not r.is_eager_baseline or r.spec.precision != "fp32" or figure not in c.figures:
             continue
-        if figure not in _ACCURACY and r.batch != config.record.batch:
-            continue
+        if figure not in _ACCURACY and (r.batch != config.record.batch or c.source != config.source):
+            continue  # a timing is relative to the fp32 eager case of the same batch and results file
         return c
     return None
 
