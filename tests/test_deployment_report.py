@@ -93,7 +93,12 @@ def test_one_row_per_backend_and_precision_with_latency_b1_and_best_throughput(d
     ov8 = [c for c in added if c["spec"]["backend"] == "openvino" and c["spec"]["precision"] == "int8"]
     b1 = next(c for c in ov8 if c["spec"]["batch_size"] == 1)
     row = rows[("openvino", "int8")]
-    assert row[2] == f"{fmt_ms(statistics.median(b1['samples_ms']))} ms"
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))["cases"]
+    eager = next(c for c in golden if (c["spec"]["model"], c["spec"]["backend"], c["spec"]["precision"], c["spec"]["batch_size"], c["status"])
+                 == ("resnet18", "eager", "fp32", 1, "ok"))  # fmt: skip
+    speedup = eager["latency_ms"]["median"] / statistics.median(b1["samples_ms"])
+    assert row[2] == f"{fmt_ms(statistics.median(b1['samples_ms']))} ms ({speedup:.2f}× vs fp32 eager)"  # int8 over fp32 eager
+    assert rows[("eager", "fp32")][2].endswith(" ms")  # the reference itself has none
     best = max(ov8, key=lambda c: c["spec"]["batch_size"] / statistics.median(c["samples_ms"]))
     rate = best["spec"]["batch_size"] / statistics.median(best["samples_ms"]) * 1e3
     assert row[3] == f"{fmt_rate(rate)}/s (batch {best['spec']['batch_size']})"

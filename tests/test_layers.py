@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "compare": 9,
     "report": 9,
     "history": 9,
+    "select": 9,
     "commands": 10,
     "cli": 11,
     "": 12,  # cnnbench/__init__.py: the public API, above everything it exposes

@@ -6,6 +6,9 @@ import argparse
 from cnnbench.core.errors import UserError
 from cnnbench.report import parse_formats, write_report
 
+from cnnbench.results import records
+from cnnbench.select import configs_of, parse_constraint, parse_objective, select
+
 HELP = "write a report (Markdown, self-contained HTML, CSV, PNG/SVG plots) from results files"
 DESCRIPTION = (
     "Merge one or more results files (shards, machines, days) into one report: report.md, "
@@ -45,6 +48,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also give each training case's time per epoch for a training set of N images "
         "(repeatable; ImageNet-1k and CIFAR-10 are always given), e.g. --epoch-images 'my data=120000'",
     )
+    add_select_arguments(p)
+
+
+def add_select_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--select", metavar="CONSTRAINTS", default=None,
+                   help="also write the model report for the configuration `bench.py select` picks under these "
+                   "comma-separated constraints (e.g. 'p99<=1ms,top1>=fp32-0.5pp'): select.md, select.html, "
+                   "frontier.png (docs/select.md)")  # fmt: skip
+    p.add_argument("--objective", action="append", default=[], metavar="FIGURE",
+                   help="with --select: the objective(s), default throughput")
 
 
 def _epoch_images(text: str) -> tuple[str, int]:
@@ -60,6 +73,7 @@ def _epoch_images(text: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     formats = args.formats if isinstance(args.formats, tuple) else parse_formats(args.formats)
+    chosen = _parse_select(args)  # a constraint that cannot be read fails before anything is written
     out = write_report(args.results, args.out, formats=formats, title=args.title, epoch_images=args.epoch_images)
     for path in out.files:
         if path.parent == out.out_dir:
@@ -73,4 +87,23 @@ def run(args: argparse.Namespace) -> int:
     if len(out.environments) > 1:
         summary += f"; {len(out.environments)} environments reported separately: {', '.join(out.environments)}"
     print(summary)
+    if chosen is not None:
+        for path in _write_select(args, *chosen):
+            print(path)
     return 0
+
+
+def _parse_select(args: argparse.Namespace):
+    if args.select is None:
+        return None
+    constraints = [parse_constraint(c) for c in args.select.split(",") if c.strip()]
+    objectives = [parse_objective(o) for part in args.objective for o in part.split(",") if o.strip()]
+    return constraints, objectives
+
+
+def _write_select(args: argparse.Namespace, constraints, objectives):
+    from cnnbench.select.modelreport import write_report as write_model_report  # matplotlib
+
+    files = [records.load(p) for p in args.results]
+    configs, left = configs_of(files)
+    return write_model_report(select(configs, constraints, objectives, left), files, args.out)

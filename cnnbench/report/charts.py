@@ -8,12 +8,13 @@ is imported inside the helpers that draw.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from cnnbench.report.model import CaseRow, EnvGroup, ReportData, backend_sort_key
 
-__all__ = ["PlotSpec", "per_model_chart", "plain_log_axis", "nice_sizes", "backend_style", "inference_rows"]
+__all__ = ["PlotSpec", "per_model_chart", "plain_log_axis", "nice_sizes", "backend_style", "series_style", "PRECISION_MARKERS", "inference_rows"]
 
 _PANEL_W, _PANEL_H, _MAX_COLS = 4.3, 3.1, 3
 
@@ -35,6 +36,24 @@ class PlotSpec:
     env: str | None  # environment fingerprint, None for cross-environment charts
     title: str
     caption: str
+
+
+# One colour per backend and one marker per precision, the same in every chart of the report and
+# of `bench.py select`, so a backend x precision pair is recognised across plots.
+_FIXED_COLORS = {"eager": "#1f77b4", "compile": "#d62728", "onnxrt": "#2ca02c", "openvino": "#9467bd",
+                 "aoti": "#8c564b", "tensorrt": "#ff7f0e"}  # fmt: skip
+PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "bf16": "v", "int8": "s"}
+
+
+def series_style(backend: str, precision: str) -> tuple[str, str]:
+    """(colour, marker) of a backend (with its options) and a precision: fixed per backend name,
+    an option-carrying backend (compile[mode=...]) a stable colour of its own; marker per precision."""
+    if backend in _FIXED_COLORS:
+        color = _FIXED_COLORS[backend]
+    else:
+        free = [c for c in _OTHER_COLORS if c not in _FIXED_COLORS.values()]
+        color = free[zlib.crc32(backend.encode("utf-8")) % len(free)]  # two option sets may share one
+    return color, PRECISION_MARKERS.get(precision, "D")
 
 
 def backend_style(backend: str, index: int) -> tuple[str, str]:
@@ -123,7 +142,7 @@ def per_model_chart(
     for ax, model in zip(axes, models):
         rows = [r for r in inference_rows(data, env.fingerprint, model) if value(r) is not None and not skip(r)]
         for i, (label, series) in enumerate(_series(rows).items()):
-            color, marker = backend_style(series[0].backend, i)
+            color, marker = series_style(series[0].backend, series[0].precision)
             xs = [r.batch for r in series]
             ys = [value(r) for r in series]
             if yerr is not None:

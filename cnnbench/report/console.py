@@ -69,6 +69,11 @@ class TableRow:
         """Why a non-eager backend's counts differ from eager's (`CaseRow.accuracy_vs_eager`)."""
         return self.case.accuracy_vs_eager if self.accuracy else None
 
+    def tail_ms(self, name: str) -> float | None:
+        """The p90 or p99 latency of a valid case (--wide), from the record's summary of its samples."""
+        lat = self.case.record.latency_ms if self.case.valid else None
+        return lat.get(name) if lat else None
+
     @property
     def struck(self) -> bool:
         """Timed, but invalid (a failed parity check): its latency is shown struck through."""
@@ -121,10 +126,10 @@ def grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # The compact table: what a reader needs to compare backends, readable at 80 columns.
 COMPACT_COLUMNS = ("model", "batch", "backend", "prec.", "status", "median ms ± IQR", "images/s", "speedup")
 # --wide adds these (the report's card and CSV hold them all).
-WIDE_COLUMNS = ("cold start ms", "params", "MACs", "peak mem", "act. mem")
+WIDE_COLUMNS = ("p90 ms", "p99 ms", "cold start ms", "params", "MACs", "peak mem", "act. mem")
 # Columns whose text may wrap at spaces; every other column keeps its text on one line.
 _WRAPS = {"batch", "backend", "cold start ms", "peak mem", "act. mem", "top-1 (n/total)"}
-_RIGHT = {"batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak mem", "act. mem", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
+_RIGHT = {"p90 ms", "p99 ms", "batch", "median ms ± IQR", "images/s", "speedup", "cold start ms", "params", "MACs", "peak mem", "act. mem", "top-1 (n/total)", "energy/img @ W", "images/J", "idle W"}
 _GAP = 2  # columns apart (padding collapsed, a blank divider)
 
 
@@ -160,6 +165,8 @@ def _cells(t: TableRow, columns: tuple[str, ...]) -> list[str]:
         "median ms ± IQR": latency,
         "images/s": fmt_rate(r.throughput_per_s),
         "speedup": fmt_speedup(r.speedup_vs_eager) if r.speedup_vs_eager is not None else "",
+        "p90 ms": fmt_ms(t.tail_ms("p90")),
+        "p99 ms": fmt_ms(t.tail_ms("p99")),
         "cold start ms": fmt_ms(r.cold_start_ms if r.valid else None),  # an invalid case's is no result
         "params": fmt_count(r.params),
         "MACs": fmt_macs(r.gmacs),
@@ -180,11 +187,13 @@ def _min_width(text: str, wraps: bool) -> int:
 
 
 def table_width(rows: list[list[str]], columns: tuple[str, ...]) -> int:
-    """The narrowest the table can be with no cell cut: each column as wide as its longest
-    unbreakable text (headers included), plus the gaps between columns."""
-    widths = [
-        max([_min_width(col, True)] + [_min_width(r[i], col in _WRAPS) for r in rows]) for i, col in enumerate(columns)
-    ]
+    """The width of the table with every cell on one line (headers included), plus the gaps
+    between columns. A table that fits this way is drawn as it is; one that does not is made
+    narrower by the rules of `render_table`, never by letting the terminal library squeeze or
+    crop a column (rich's own narrowing can cut a cell's last characters)."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(col)] + [cell_len(r[i]) for r in rows]) for i, col in enumerate(columns)]
     return sum(widths) + _GAP * (len(columns) - 1)
 
 
@@ -273,6 +282,7 @@ def _caption(*, wide: bool, top1: bool, energy: bool = False) -> str:
     if not wide:
         return text + "; more columns: --wide"
     text += (
+        "; p90/p99 ms = the 90th/99th percentile per call over every timed sample (tail latency)"
         "; cold start ms = time before the first warmup call: the first call (torch.compile compiles in it), "
         "plus for onnxrt the ONNX export (made once and cached; the export's own time is counted) and session "
         "creation; MACs = multiply-accumulates per batch (fvcore; torchvision's \"GFLOPS\"), FLOPs = 2 × MACs; "

@@ -1,7 +1,8 @@
 """The deployment table: per model, every backend x precision a deployment engineer could ship.
 
 One row per (backend with its options, precision) of a model's inference cases in one
-environment, with: latency at batch 1 (the median of the valid batch-1 case), throughput at the
+environment, with: latency at batch 1 (the median of the valid batch-1 case, and every other
+row's speedup over the same model's fp32 eager batch-1 case, int8 included), throughput at the
 best batch (the highest of the valid cases, with that batch), the artefact's size on disk
 (`backend_info.artifact_bytes`: the `.onnx`, OpenVINO `.xml`+`.bin`, AOTInductor `.pt2`),
 setup time (`CaseRow.setup`: export/convert/quantize/AOT compile + session or engine, or
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.core.units import DASH, fmt_bytes, fmt_ms, fmt_pct, fmt_rate
+from cnnbench.core.units import DASH, fmt_bytes, fmt_ms, fmt_pct, fmt_rate, fmt_speedup
 from cnnbench.report.model import CaseRow, ReportData, backend_sort_key, published_figure
 from cnnbench.report.blocks import Heading, P, Table, anchor
 
@@ -124,12 +125,16 @@ def deployment_rows(data: ReportData, env: str, model: str) -> list[tuple[tuple[
         if not r.is_train:
             groups.setdefault((r.backend, r.precision), []).append(r)
     out = []
+    eager_b1 = [r.median_ms for r in groups.get(("eager", "fp32"), []) if r.valid and r.batch == 1 and r.median_ms]
+    reference = min(eager_b1) if eager_b1 else None  # the same model's fp32 eager latency at batch 1
     order = sorted(groups, key=lambda k: (backend_sort_key(k[0]), _PRECISION_ORDER.get(k[1], 9), k[1]))
     for backend, precision in order:
         rows = groups[(backend, precision)]
         valid = [r for r in rows if r.valid]
         b1 = [r for r in valid if r.batch == 1 and r.median_ms is not None]
         latency = f"{fmt_ms(min(r.median_ms for r in b1))} ms" if b1 else (DASH if not valid else "no batch-1 case")  # type: ignore[type-var]
+        if b1 and reference and (backend, precision) != ("eager", "fp32"):
+            latency += f" ({fmt_speedup(reference / min(r.median_ms for r in b1))} vs fp32 eager)"  # type: ignore[type-var]
         best = max(valid, key=lambda r: r.throughput_per_s or 0.0, default=None)
         tput = f"{fmt_rate(best.throughput_per_s)}/s (batch {best.batch_label})" if best and best.throughput_per_s else DASH
         size = _artifact(rows)

@@ -33,6 +33,7 @@ from cnnbench.report.model import (
     backend_sort_key,
     measured_figure,
     reference_row,
+    unreliable_row,
 )
 from cnnbench.report.deployment import deployment_section
 from cnnbench.report.energy import ENERGY_HEADER, energy_text, has_energy
@@ -67,7 +68,8 @@ CONVENTIONS: tuple[tuple[str, str], ...] = (
     (
         "Achieved GFLOP/s",
         "2 × MACs of the whole batch / median latency; % of peak divides it by the machine's peak, "
-        "measured once per run with a large matrix multiply in the same worker settings.",
+        "measured once per run with a large fp32 matrix multiply in the same worker settings, so it is "
+        "given for fp32 cases only (an fp32 peak is not the ceiling of an int8 or fp16 case).",
     ),
     (
         "Parameters",
@@ -186,14 +188,21 @@ def _acc_text(acc: AccuracyFigure | None) -> str:
 
 
 def _best(rows: list[CaseRow], key: str) -> CaseRow | None:
-    """The fastest valid inference case at the smallest batch measured, or the highest throughput."""
-    valid = [r for r in rows if r.valid and not r.is_train]
+    """The fastest valid, reliable inference case at the smallest batch measured, or the highest
+    throughput (a case flagged unreliable never drives the summary: `unreliable_row`)."""
+    valid = [r for r in rows if r.valid and not r.is_train and not unreliable_row(r)]
     if not valid:
         return None
     if key == "latency":
         smallest = min(r.batch for r in valid)
         return min((r for r in valid if r.batch == smallest), key=lambda r: r.median_ms)  # type: ignore[arg-type,return-value]
     return max(valid, key=lambda r: r.throughput_per_s or 0.0)
+
+
+def _no_best(rows: list[CaseRow]) -> str:
+    if any(r.valid and not r.is_train for r in rows):
+        return "none reliable (every valid case is flagged unreliable: see its warnings)"
+    return DASH
 
 
 def _summary_table(data: ReportData, env: EnvGroup) -> Table:
@@ -211,8 +220,8 @@ def _summary_table(data: ReportData, env: EnvGroup) -> Table:
                 fmt_count(m.params),
                 fmt_gmacs(m.gmacs_per_image),
                 _acc_text(m.accuracy),
-                f"{fmt_ms(fast.median_ms)} ms ({fast.backend}, batch {fast.batch_label})" if fast else DASH,
-                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend}, batch {tput.batch_label})" if tput else DASH,
+                f"{fmt_ms(fast.median_ms)} ms ({fast.backend} {fast.precision}, batch {fast.batch_label})" if fast else _no_best(mrows),
+                f"{fmt_rate(tput.throughput_per_s)}/s ({tput.backend} {tput.precision}, batch {tput.batch_label})" if tput else _no_best(mrows),
                 f"{sum(r.valid for r in mrows)}/{len(mrows)}",
             )
         )
@@ -332,6 +341,7 @@ DETAIL_HEADERS = (
     "Latency ms (median ± IQR)",
     "Throughput (img/s)",
     "Speedup vs eager",
+    "Tail ms (p90 / p99)",
     "First call ms",
     "Compile/export ms",
     "Peak memory (measured)",
@@ -353,6 +363,15 @@ def _setup_text(r: CaseRow) -> str:
     return fmt_ms(ms) + (" (cached)" if r.backend_info.get("export_cached") else "")
 
 
+def _tail_text(r: CaseRow) -> str:
+    """p90 / p99 per call over every timed sample (the tail a latency bound is about)."""
+    lat = r.latency_ms or {}
+    p90, p99 = lat.get("p90"), lat.get("p99")
+    if not isinstance(p90, (int, float)) or not isinstance(p99, (int, float)):
+        return DASH
+    return f"{fmt_ms(p90)} / {fmt_ms(p99)}"
+
+
 def detail_row(r: CaseRow, *, top1: bool = False, energy: bool = False) -> tuple[str, ...]:
     """One case as the cells of a detail table; invalid rows carry no timing number."""
     ok = r.valid
@@ -363,6 +382,7 @@ def detail_row(r: CaseRow, *, top1: bool = False, energy: bool = False) -> tuple
         fmt_latency(r.median_ms, r.iqr_ms) if ok else DASH,
         fmt_rate(r.throughput_per_s) if ok else DASH,
         fmt_speedup(r.speedup_vs_eager) if ok else DASH,
+        _tail_text(r) if ok else DASH,
         fmt_ms(r.first_call_ms) if ok else DASH,
         _setup_text(r),
         _memory_text(r) if ok else DASH,
@@ -506,7 +526,7 @@ def _model_card(data: ReportData, name: str) -> list[Block]:
 
             energy = has_energy(infer)  # a column only when some case measured energy
             headers = DETAIL_HEADERS[:-1] + ((TOP1_HEADER,) if top1 else ()) + ((ENERGY_HEADER,) if energy else ()) + DETAIL_HEADERS[-1:]
-            numeric = (False, True, False, True, True, True, True, True, True, False, False, False)
+            numeric = (False, True, False, True, True, True, True, True, True, True, False, False, False)
             blocks.append(
                 Table(
                     headers=headers,
@@ -626,6 +646,8 @@ def _alternatives(data: ReportData, env: EnvGroup, name: str) -> list[Block]:
     if ref is None:
         return [P(B("Closest alternatives:"), " none (no valid case of this model).")]
     config = f"{ref.backend}, batch {ref.batch}, {ref.precision}, {ref.device} t{ref.threads}"
+    if unreliable_row(ref):
+        return [P(B("Closest alternatives:"), f" not compared: this model's case at {config} is unreliable ({unreliable_row(ref)}).")]
     mine = data.models[(env.fingerprint, name)].accuracy
     if not alts:
         if mine is not None:

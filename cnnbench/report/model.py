@@ -35,6 +35,7 @@ from cnnbench.results.schema import SCHEMA_VERSION
 from cnnbench.core.text import natural_key
 from cnnbench.accuracy import accuracy_difference
 from cnnbench.models.catalog import MODELS
+from cnnbench.select.figures import median_value, unreliable_reason
 
 __all__ = [
     "COMPARABLE_KEYS",
@@ -120,6 +121,11 @@ class EnvGroup:
         xs = sorted(self.peak_gflops)
         mid = len(xs) // 2
         return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
+
+
+# Below this share of top-1 predictions equal to fp32 eager's, a parity that passes its error
+# tolerance still carries a visible note (an int8 case at 75% agreement is not plainly "ok").
+LOW_TOP1_AGREEMENT = 0.99
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,8 +414,10 @@ class CaseRow:
 
     @property
     def pct_of_peak(self) -> float | None:
+        """Achieved GFLOP/s as a share of the measured fp32 GEMM peak: fp32 cases only (an int8
+        or fp16 case runs other instructions, so an fp32 peak is not its ceiling)."""
         achieved = self.achieved_gflops_per_s
-        if achieved is None or not self.peak_gflops:
+        if achieved is None or not self.peak_gflops or self.precision != "fp32":
             return None
         return 100.0 * achieved / self.peak_gflops
 
@@ -447,6 +455,8 @@ class CaseRow:
             parts.append(f"rel err {rel:.2g}" + (f" ≤ {tol:g}" if tol is not None else ""))
         if agree is not None:
             parts.append(f"top-1 {fmt_pct(100.0 * agree)}")
+            if agree < LOW_TOP1_AGREEMENT:
+                parts.append(f"⚠ low top-1 agreement with fp32 eager (< {fmt_pct(100 * LOW_TOP1_AGREEMENT)}): check its accuracy")
         return "ok" + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -980,18 +990,36 @@ def comparable_accuracy(
     return None
 
 
+def unreliable_row(row: CaseRow) -> str | None:
+    """Why a row's timing must not drive a headline, a summary line or an alternative (the rule
+    of `bench.py select`: few samples, processes split), None when it may."""
+    return unreliable_reason(row.record) if row.record is not None else None
+
+
+def separately_faster(row: CaseRow, ref: CaseRow) -> bool:
+    """`row` is faster than `ref` beyond both latency intervals (docs/select.md); without
+    intervals, by the medians."""
+    a = median_value(row.record) if row.record is not None else None
+    b = median_value(ref.record) if ref.record is not None else None
+    if a is not None and b is not None:
+        return a.high < b.low
+    return row.median_ms is not None and ref.median_ms is not None and row.median_ms < ref.median_ms
+
+
 def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int = 3) -> list[Alternative]:
     """Other models of the same environment, compared at this model's reference configuration.
 
     Lists (a) models that are faster at equal or better top-1 (fastest first), (b) the fastest
     model that is more accurate, or, when this model has no accuracy figure, (c) faster models.
-    Only the same backend, batch size, precision, device, threads and mode are compared, and
+    Only the same backend, batch size, precision, device, threads and mode are compared, a model
+    counts as faster only when its latency interval separates from this one's, a case flagged
+    unreliable (few samples, processes split) is never used (nor as the reference), and
     top-1 only on the same footing (`comparable_accuracy`: both measured on one dataset, or both
     published).
     """
     ref = reference_row(data.rows_of(env, model))
-    if ref is None or ref.median_ms is None:
-        return []
+    if ref is None or ref.median_ms is None or unreliable_row(ref):
+        return []  # an unreliable reference decides nothing (the document says so)
     me = data.models[(env, model)]
     config = f"{ref.backend}, batch {ref.batch}, {ref.precision}, {ref.device} t{ref.threads}"
     candidates: list[tuple[CaseRow, tuple[AccuracyFigure, AccuracyFigure] | None]] = []
@@ -1004,6 +1032,7 @@ def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int =
             if (r.backend, r.batch, r.precision, r.device, r.threads, r.channels_last, r.mode)
             == (ref.backend, ref.batch, ref.precision, ref.device, ref.threads, ref.channels_last, ref.mode)
         ]
+        match = [r for r in match if not unreliable_row(r)]
         if match:
             candidates.append((match[0], comparable_accuracy(me, data.models[(env, other)])))
 
@@ -1022,7 +1051,7 @@ def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int =
 
     out: list[Alternative] = []
     if me.accuracy is not None:
-        better = [(r, p) for r, p in candidates if p is not None and p[1].top1 >= p[0].top1 and r.median_ms < ref.median_ms]  # type: ignore[operator]
+        better = [(r, p) for r, p in candidates if p is not None and p[1].top1 >= p[0].top1 and separately_faster(r, ref)]
         better.sort(key=lambda rp: rp[0].median_ms)  # type: ignore[arg-type,return-value]
         out += [alt("faster, at least as accurate", r, p) for r, p in better[:limit]]
         more = [(r, p) for r, p in candidates if p is not None and p[1].top1 > p[0].top1 and (r, p) not in better]
@@ -1030,6 +1059,6 @@ def closest_alternatives(data: ReportData, env: str, model: str, *, limit: int =
             r, p = min(more, key=lambda rp: rp[0].median_ms)  # type: ignore[arg-type,return-value]
             out.append(alt("more accurate (the fastest such)", r, p))
     else:
-        faster = sorted((rp for rp in candidates if rp[0].median_ms < ref.median_ms), key=lambda rp: rp[0].median_ms)  # type: ignore[operator]
+        faster = sorted((rp for rp in candidates if separately_faster(rp[0], ref)), key=lambda rp: rp[0].median_ms)  # type: ignore[arg-type,return-value]
         out += [alt("faster (accuracy unknown here)", r, p) for r, p in faster[:limit]]
     return out

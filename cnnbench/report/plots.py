@@ -21,7 +21,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from cnnbench.core.errors import UserError
-from cnnbench.report.charts import PlotSpec, backend_style, inference_rows, nice_sizes, per_model_chart, plain_log_axis
+from cnnbench.report.charts import PlotSpec, inference_rows, nice_sizes, per_model_chart, plain_log_axis, series_style
 from cnnbench.core.units import fmt_duration, fmt_gflops, fmt_ms
 from cnnbench.report.model import CaseRow, EnvGroup, ReportData
 from cnnbench.core.inert import MPL_RC
@@ -282,7 +282,7 @@ def _draw_training(data: ReportData, spec: PlotSpec):
     ax = fig.subplots()
     ys = list(range(len(rows)))[::-1]
     for i, (y, r) in enumerate(zip(ys, rows)):
-        color, _ = backend_style(r.backend, i)
+        color, _ = series_style(r.backend, r.precision)
         ax.barh([y], [r.throughput_per_s], color=color, alpha=0.85, height=0.6)
         ax.text(
             r.throughput_per_s, y, f"  {fmt_ms(r.median_ms)} ms/step; {label} epoch {fmt_duration(r.epoch_seconds(images))}",  # type: ignore[arg-type]
