@@ -283,7 +283,9 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
 
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
-        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
+        reporter: Any = getattr(args, "reporter", None)  # the Python API's (cnnbench.api), else the terminal's
+        if reporter is None:
+            reporter = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
         from cnnbench.run import server as worker_server
         from cnnbench.commands import warn
 
