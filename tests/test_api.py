@@ -214,3 +214,17 @@ def redirect_stdout_null():
     from contextlib import redirect_stdout
 
     return redirect_stdout(io.StringIO())
+
+
+@pytest.mark.slow
+def test_the_notebook_example_runs_end_to_end(tmp_path):
+    pytest.importorskip("pandas")
+    env = {**ENV, "CNNBENCH_EXAMPLE_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "notebook.py")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = cnnbench.load(tmp_path / "tinycnn.json")
+    assert sorted((c.spec.backend, c.spec.batch_size) for c in results) == [("eager", 1), ("eager", 8), ("onnxrt", 1), ("onnxrt", 8)]
+    assert [c.status for c in results] == ["ok"] * 4, [(c.key, c.error) for c in results]
+    assert (tmp_path / "throughput.png").stat().st_size > 0
+    assert "onnxrt" in proc.stdout and "median_ms" in proc.stdout
