@@ -91,6 +91,7 @@ def test_a_suites_own_repeats_are_kept_with_its_times(tmp_path, asked):
         (("--timeout", "nan"), "argument --timeout: must be a finite number"),
         (("--backends", "tvm"), "unknown backend 'tvm'"),
         (("--models", "vgg*"), "no case left"),
+        (("--models", "vgg*"), "; the suite has models: lenet5, mnist_cnn_bn; backends: eager, onnxrt"),
     ],
 )
 def test_bad_overrides_are_usage_errors_before_anything_runs(tmp_path, asked, capsys, flags, words):

@@ -91,6 +91,7 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
 
     for name in ("repeats", "timeout", "max_time"):
         _positive(name.replace("_", "-"), getattr(args, name))
+    all_cases = cases
     if args.backends:
         unknown = sorted(set(args.backends) - set(BACKENDS))
         if unknown:
@@ -99,7 +100,7 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
     if args.models:
         cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in args.models)]
     if not cases:
-        raise UserError("no case left after --models/--backends filters")
+        raise UserError(f"no case left after --models/--backends filters; {_what_the_suite_has(all_cases)}")
     out = []
     for c in cases:
         m = c.measure
@@ -117,6 +118,15 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
     from cnnbench.run.shard import apply_shard
 
     return apply_shard(out, args.shard)
+
+
+def _what_the_suite_has(cases: list) -> str:
+    """"the suite has models: a, b; backends: eager, onnxrt" (a filter that left nothing)."""
+    if not cases:
+        return "the suite has no case"
+    models = ", ".join(dict.fromkeys(c.model for c in cases))
+    backends = ", ".join(dict.fromkeys(c.backend for c in cases))
+    return f"the suite has models: {models}; backends: {backends}"
 
 
 def _resolve_suite_path(path: str) -> Path:
