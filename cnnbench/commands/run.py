@@ -12,6 +12,8 @@ from typing import Any
 from cnnbench.core.errors import ResultsFileError, UserError
 from cnnbench.results.lock import results_lock
 from cnnbench.core.options import positive_float, positive_int
+from cnnbench.core.safeio import atomic_write
+from cnnbench.commands.quick import QUICK_NAME, add_quick_arguments, quick_suite, split_list, suite_yaml, wants_quick_matrix
 
 HELP = "run a suite: measure every case, print the table, write a results file"
 ORDER = 10
@@ -25,7 +27,8 @@ DEFAULT_SUITE = "suites/smoke.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help=f"suite YAML file (default: {DEFAULT_SUITE})")
+    p.add_argument("suite", nargs="?", default=None,
+                   help=f"suite YAML file (default: {DEFAULT_SUITE}; without it, --models ... builds a quick matrix)")  # fmt: skip
     p.add_argument("--out", "-o", metavar="FILE", help="results file (default: results/<suite>-<time>.json)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="overwrite FILE if it exists")
@@ -36,8 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --resume/--replace: accept a FILE written for another suite (another name, or the "
         "suite file edited since: its sha256 differs); without it such a file is refused",
     )
-    p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
-    p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
+    p.add_argument("--models", metavar="GLOB", action="append",
+                   help="only models matching GLOB (repeatable, or a,b); without SUITE: the quick matrix's models")  # fmt: skip
+    p.add_argument("--backends", metavar="NAME", action="append",
+                   help="only these backends (repeatable, or a,b); without SUITE: the quick matrix's (default eager)")  # fmt: skip
+    add_quick_arguments(p)
     from cnnbench.stats.processes import DEFAULT_PROCESSES
 
     p.add_argument("--repeats", type=positive_int, metavar="N",
@@ -92,13 +98,14 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
     for name in ("repeats", "timeout", "max_time"):
         _positive(name.replace("_", "-"), getattr(args, name))
     all_cases = cases
-    if args.backends:
-        unknown = sorted(set(args.backends) - set(BACKENDS))
+    backends, models = split_list(args.backends), split_list(args.models)
+    if backends:
+        unknown = sorted(set(backends) - set(BACKENDS))
         if unknown:
             raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(BACKENDS)})")
-        cases = [c for c in cases if c.backend in args.backends]
-    if args.models:
-        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in args.models)]
+        cases = [c for c in cases if c.backend in backends]
+    if models:
+        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in models)]
     if not cases:
         raise UserError(f"no case left after --models/--backends filters; {_what_the_suite_has(all_cases)}")
     out = []
@@ -129,7 +136,9 @@ def _what_the_suite_has(cases: list) -> str:
     return f"the suite has models: {models}; backends: {backends}"
 
 
-def _resolve_suite_path(path: str) -> Path:
+def _resolve_suite_path(path: str | None) -> Path:
+    if path is None:
+        path = DEFAULT_SUITE
     p = Path(path)
     if not p.exists() and path == DEFAULT_SUITE:
         from cnnbench.core.environment import PROJECT_ROOT
@@ -229,6 +238,19 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.suite.schema import load_suite
 
     args.shard, args.shard_source = resolve_shard(args.shard)  # `auto`: K/N from the scheduler
+    if wants_quick_matrix(args):
+        text = suite_yaml(quick_suite(args))
+        if args.print_suite:
+            print(text, end="")
+            return 0
+        out = Path(args.out) if args.out else _default_out(QUICK_NAME)
+        args.out, args.models, args.backends = str(out), None, None  # the flags are the matrix, not filters
+        suite_file = out.with_name(out.name + ".suite.yaml")  # beside the results: they name it, it reproduces them
+        atomic_write(suite_file, text)
+        args.suite = str(suite_file)
+    elif args.print_suite:
+        print(_resolve_suite_path(args.suite).read_text(encoding="utf-8"), end="")
+        return 0
     suite_path = _resolve_suite_path(args.suite)
     # Validate fully before anything heavy: torch is imported only once the suite is known good.
     suite = load_suite(suite_path, cuda_available=False, default_repeats=_default_repeats(args))
