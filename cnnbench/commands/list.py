@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnnbench.backends.support import render_support
+from cnnbench.backends.supportcache import cached_support
+
 HELP = "list models (with an optional glob), suites, or backends (what runs on this machine, and why not)"
 ORDER = 60
 
@@ -42,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
         for path in sorted(Path(PROJECT_ROOT, "suites").glob("*.yaml")):
             print(path.relative_to(PROJECT_ROOT))
     else:  # which backend x device x precision runs here, and why not (cnnbench.backends.support)
-        from cnnbench.backends.support import render_support
-        from cnnbench.backends.supportcache import cached_support
-
         rows, cached = cached_support(refresh=args.refresh, say=lambda line: print(line, file=sys.stderr, flush=True))
         for line in render_support(rows):
             print(line)

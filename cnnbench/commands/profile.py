@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from cnnbench.core.errors import UserError
+from cnnbench.models.catalog import get_info
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -59,7 +60,6 @@ def parse_input_size(text: str, *, model: str | None = None, source: str | None 
     """An input size in the suites' grammar (one grammar everywhere: `cnnbench.suite.sections.
     InputSizes`): 224, "224x160", "3x224x224", train/test; a size without channels takes the
     model's (a user model has none: give CxHxW). Anything else is a one-line UserError."""
-    from cnnbench.models.catalog import get_info
     from cnnbench.suite.reader import from_python
     from cnnbench.suite.sections import Context, InputSizes, ModelEntry
 
@@ -84,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.source is not None:
         raise UserError(f"--input-size is required with --source (the size {args.source!r} takes)")
     else:
-        from cnnbench.models.catalog import get_info
-
         size = get_info(args.model).input_size  # unknown model: UnknownModelError, did you mean
 
     import dataclasses
