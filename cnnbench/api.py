@@ -28,6 +28,7 @@ from cnnbench import compare as comparing
 from cnnbench.compare.verdicts import Comparison
 from cnnbench.core.errors import UserError
 from cnnbench.core.safeio import atomic_write
+from cnnbench.models.catalog import MODELS
 from cnnbench.models.pickled import ModelPickleError, dump_model, module_text
 from cnnbench.results.records import ResultsFile
 from cnnbench.results.records import load as load_results
@@ -104,7 +105,7 @@ def _label(model: Any, name: str | None) -> str:
         return name
     base = model.__name__ if inspect.isclass(model) or inspect.isfunction(model) else type(model).__name__
     base = _LABEL_RE.sub("_", str(base)).strip("._-") or "model"
-    return base if base.lower() != base else f"{base}_user"  # lower-case names are the registry's
+    return f"{base}_user" if base in MODELS else base  # a registry name would be refused by the suite
 
 
 def _check_builder(model: Any) -> None:
@@ -180,8 +181,8 @@ def measure(
         ...                        measure={"repeats": 1, "max_time_s": 0.5})
         >>> res.to_pandas()[["backend", "batch_size", "median_ms"]]
     """
-    if isinstance(model, (str, os.PathLike)):
-        label = Path(str(model)).name.replace(":", "_")
+    if isinstance(model, str):
+        label = _LABEL_RE.sub("_", model.replace(":", "_")).strip("._-") or "model"
     else:
         _check_builder(model)
         label = _label(model, name)
@@ -192,12 +193,10 @@ def measure(
     run_dir.mkdir(parents=True, exist_ok=True)
     size = _size(input_size) if input_size is not None else None
     if isinstance(model, str):
-        entry: Any = model if size is None and name is None else {"name": name or model, "input_size": size}
-        if isinstance(entry, dict):
-            if ":" in model and not model.startswith("timm:"):
-                entry = {"name": name or label, "import": model}
-            else:
-                entry = {"name": model}
+        entry: Any = model  # a registry name, a glob, or "package.module:callable", as a suite writes it
+        if size is not None or name is not None:
+            is_import = ":" in model and not model.startswith("timm:")
+            entry = {"name": name or label, "import": model} if is_import else {"name": model}
             if size is not None:
                 entry["input_size"] = size
     else:
