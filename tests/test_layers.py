@@ -44,7 +44,8 @@ LAYERS: dict[str, int] = {
     "select": 9,
     "commands": 10,
     "cli": 11,
-    "": 12,  # cnnbench/__init__.py: the public API, above everything it exposes
+    "api": 12,  # cnnbench/api.py: the Python API (measure, run, load, compare, profile)
+    "": 13,  # cnnbench/__init__.py: the public API, above everything it exposes
 }
 
 # Third-party packages whose import costs what a CLI call must not pay up front: a function may

@@ -374,13 +374,25 @@ def test_cli_table_has_units_in_headers(capsys):
     assert "FLOPs = 2 x MACs" in out and "61,706" in out
 
 
+@pytest.mark.parametrize("size", ["32", "32x32", "1x32x32", [1, 32, 32]])
+def test_cli_input_size_takes_the_suites_grammar(capsys, size):
+    """One grammar for sizes everywhere: `--input-size 32` as a suite's `input_size: 32`, the
+    channels from the model's default (lenet5: 1)."""
+    text = "x".join(map(str, size)) if isinstance(size, list) else size
+    assert main(["profile", "lenet5", "--input-size", text, "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [1, 1, 32, 32]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["profile", "lenett"], "did you mean: lenet5"),
         (["profile", "lenet5", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["profile", "lenet5", "--batch-size", "two"], "--batch-size must be a whole number"),
-        (["profile", "lenet5", "--input-size", "32x32"], "--input-size must be CxHxW"),
+        (["profile", "lenet5", "--input-size", "thirty"], "--input-size: malformed input size 'thirty'"),
+        (["profile", "lenet5", "--input-size", "1x0x32"], "--input-size: height and width must be between 1"),
+        (["profile", "lenet5", "--input-size", "train"], "train is only known for timm models"),
+        (["profile", "mine", "--source", "x.y:z", "--input-size", "32"], "user model 'mine' has none; give CxHxW"),
         (["profile", "lenet5", "--input-size", "1x28x28"], "layer 'c5' (Linear) got input 1x256"),
         (["profile", "mine", "--source", "x.y:z"], "--input-size is required with --source"),
     ],

@@ -91,6 +91,7 @@ def test_a_suites_own_repeats_are_kept_with_its_times(tmp_path, asked):
         (("--timeout", "nan"), "argument --timeout: must be a finite number"),
         (("--backends", "tvm"), "unknown backend 'tvm'"),
         (("--models", "vgg*"), "no case left"),
+        (("--models", "vgg*"), "; the suite has models: lenet5, mnist_cnn_bn; backends: eager, onnxrt"),
     ],
 )
 def test_bad_overrides_are_usage_errors_before_anything_runs(tmp_path, asked, capsys, flags, words):
@@ -102,3 +103,34 @@ def test_bad_overrides_are_usage_errors_before_anything_runs(tmp_path, asked, ca
     err = capsys.readouterr().err
     assert words in err.strip().splitlines()[-1] and "Traceback" not in err
     assert asked == [] and not (tmp_path / "r.json").exists()
+
+
+def test_a_quick_matrix_from_flags_runs_the_suite_it_prints(tmp_path, asked, capsys):
+    flags = ["--models", "lenet5,mnist_cnn_bn", "--batch-sizes", "1,4", "--backends", "eager", "--backends", "onnxrt"]
+    assert main(["run", *flags, "--print-suite"]) == 0
+    printed = capsys.readouterr().out
+    assert asked == [] and "models: [lenet5, mnist_cnn_bn]" in printed and "batch_sizes: [1, 4]" in printed
+    out = tmp_path / "q.json"
+    assert main(["run", *flags, "--out", str(out), "--quiet", "--no-peak", "--repeats", "1"]) == 0
+    assert sorted({(s.model, s.batch_size, s.backend) for s in asked}) == [
+        (m, b, k) for m in ("lenet5", "mnist_cnn_bn") for b in (1, 4) for k in ("eager", "onnxrt")
+    ]
+    suite_file = tmp_path / "q.json.suite.yaml"
+    assert suite_file.read_text() == printed  # the results name the file that reproduces them
+    assert load_results(out)["suite"]["path"] == str(suite_file)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--models", "lenet5", "--batch-sizes", "1,-8"], "batch_sizes[1]: batch size must be at least 1, got -8"),
+        (["--models", "lenet5", "--backends", "warp"], "backends[0]: unknown backend 'warp'"),
+        (["--batch-sizes", "1"], "a quick matrix needs --models"),
+        (["SUITE", "--batch-sizes", "1"], "--batch-sizes builds a quick matrix without a SUITE"),
+    ],
+)
+def test_quick_matrix_errors_are_usage_errors(tmp_path, asked, capsys, argv, words):
+    argv = [str(tmp_path / "s.yaml") if a == "SUITE" else a for a in argv]
+    (tmp_path / "s.yaml").write_text(textwrap.dedent(SUITE))
+    assert main(["run", *argv, "--out", str(tmp_path / "r.json")]) == 2
+    assert words in capsys.readouterr().err and asked == [] and not (tmp_path / "r.json").exists()

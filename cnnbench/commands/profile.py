@@ -39,8 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="registry name (see `bench.py list models`), timm:<arch>[.<tag>], or a label with --source")
     p.add_argument("--batch-size", "-b", default="1", metavar="N", help="batch size (default 1)")
     p.add_argument(
-        "--input-size", metavar="CxHxW", help="input size per image, e.g. 3x224x224 (default: the model's own)"
-    )
+        "--input-size", metavar="SIZE",
+        help="input size per image, as in a suite: 224, 224x160, 3x224x224, or train/test for a timm model "
+        "(default: the model's own; the channels of a size without them are the model's)",
+    )  # fmt: skip
     p.add_argument("--precision", choices=_PRECISIONS, default="fp32", help="element size for bytes (default fp32)")
     p.add_argument("--json", metavar="FILE", help="write the profile as JSON to FILE ('-' for stdout)")
     p.add_argument("--csv", metavar="FILE", help="write the rows as CSV to FILE ('-' for stdout)")
@@ -59,16 +61,22 @@ def parse_positive_int(text: str, what: str) -> int:
     return value
 
 
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    """'3x224x224' -> (3, 224, 224); anything else is a one-line UserError."""
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or any(d <= 0 for d in dims):
-        raise UserError(f"--input-size must be CxHxW with positive integers, e.g. 3x224x224; got {text!r}")
-    return dims  # type: ignore[return-value]
+def parse_input_size(text: str, *, model: str | None = None, source: str | None = None) -> tuple[int, int, int]:
+    """An input size in the suites' grammar (one grammar everywhere: `cnnbench.suite.sections.
+    InputSizes`): 224, "224x160", "3x224x224", train/test; a size without channels takes the
+    model's (a user model has none: give CxHxW). Anything else is a one-line UserError."""
+    from cnnbench.suite.reader import from_python
+    from cnnbench.suite.sections import Context, InputSizes, ModelEntry
+
+    text = str(text).strip().replace("×", "x")
+    node = from_python(int(text) if text.isdigit() else text, "")
+    ctx = Context("--input-size", cuda_available=False, check_imports=False, python_path=(), default_threads=lambda: 1)
+    sizes = InputSizes(ctx)
+    size = sizes.one(node)
+    if model is None:
+        model, source = "model", "user:model"
+    default = None if source is not None else get_info(model).input_size  # unknown model: UnknownModelError
+    return sizes.resolve(ModelEntry(model, source, default, (), node), size, node)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,11 +85,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-" and args.csv == "-":
         raise UserError("--json - and --csv - cannot both write to stdout; give one of them a file")
     if args.input_size is not None:
-        size = parse_input_size(args.input_size)
+        size = parse_input_size(args.input_size, model=args.model, source=args.source)
     elif args.source is not None:
         raise UserError(f"--input-size is required with --source (the size {args.source!r} takes)")
     else:
-
         size = get_info(args.model).input_size  # unknown model: UnknownModelError, did you mean
 
     import dataclasses

@@ -26,6 +26,8 @@ from cnnbench.run.peak import measure_peak
 from cnnbench.run.runner import StopFlag, run_cases
 from cnnbench.run.shard import SHARD_HELP, apply_shard, format_shard, parse_shard, resolve_shard
 from cnnbench.stats.processes import DEFAULT_PROCESSES
+from cnnbench.core.safeio import atomic_write
+from cnnbench.commands.quick import QUICK_NAME, add_quick_arguments, quick_suite, split_list, suite_yaml, wants_quick_matrix
 
 HELP = "run a suite: measure every case, print the table, write a results file"
 ORDER = 10
@@ -39,7 +41,8 @@ DEFAULT_SUITE = "suites/smoke.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help=f"suite YAML file (default: {DEFAULT_SUITE})")
+    p.add_argument("suite", nargs="?", default=None,
+                   help=f"suite YAML file (default: {DEFAULT_SUITE}; without it, --models ... builds a quick matrix)")  # fmt: skip
     p.add_argument("--out", "-o", metavar="FILE", help="results file (default: results/<suite>-<time>.json)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="overwrite FILE if it exists")
@@ -50,8 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --resume/--replace: accept a FILE written for another suite (another name, or the "
         "suite file edited since: its sha256 differs); without it such a file is refused",
     )
-    p.add_argument("--models", metavar="GLOB", action="append", help="only models matching GLOB (repeatable)")
-    p.add_argument("--backends", metavar="NAME", action="append", help="only these backends (repeatable)")
+    p.add_argument("--models", metavar="GLOB", action="append",
+                   help="only models matching GLOB (repeatable, or a,b); without SUITE: the quick matrix's models")  # fmt: skip
+    p.add_argument("--backends", metavar="NAME", action="append",
+                   help="only these backends (repeatable, or a,b); without SUITE: the quick matrix's (default eager)")  # fmt: skip
+    add_quick_arguments(p)
 
     p.add_argument("--repeats", type=positive_int, metavar="N",
                    help=f"worker processes per case (overrides the suite; default: the suite's measure.repeats, else "
@@ -97,15 +103,17 @@ def _default_repeats(args: argparse.Namespace) -> int:
 def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
     for name in ("repeats", "timeout", "max_time"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    if args.backends:
-        unknown = sorted(set(args.backends) - set(BACKENDS))
+    all_cases = cases
+    backends, models = split_list(args.backends), split_list(args.models)
+    if backends:
+        unknown = sorted(set(backends) - set(BACKENDS))
         if unknown:
             raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(BACKENDS)})")
-        cases = [c for c in cases if c.backend in args.backends]
-    if args.models:
-        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in args.models)]
+        cases = [c for c in cases if c.backend in backends]
+    if models:
+        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.model, g) for g in models)]
     if not cases:
-        raise UserError("no case left after --models/--backends filters")
+        raise UserError(f"no case left after --models/--backends filters; {_what_the_suite_has(all_cases)}")
     out = []
     for c in cases:
         m = c.measure
@@ -124,7 +132,18 @@ def _apply_overrides(cases: list, args: argparse.Namespace) -> list:
     return apply_shard(out, args.shard)
 
 
-def _resolve_suite_path(path: str) -> Path:
+def _what_the_suite_has(cases: list) -> str:
+    """"the suite has models: a, b; backends: eager, onnxrt" (a filter that left nothing)."""
+    if not cases:
+        return "the suite has no case"
+    models = ", ".join(dict.fromkeys(c.model for c in cases))
+    backends = ", ".join(dict.fromkeys(c.backend for c in cases))
+    return f"the suite has models: {models}; backends: {backends}"
+
+
+def _resolve_suite_path(path: str | None) -> Path:
+    if path is None:
+        path = DEFAULT_SUITE
     p = Path(path)
     if not p.exists() and path == DEFAULT_SUITE:
 
@@ -220,6 +239,19 @@ def run(args: argparse.Namespace) -> int:
     from cnnbench.suite.schema import load_suite
 
     args.shard, args.shard_source = resolve_shard(args.shard)  # `auto`: K/N from the scheduler
+    if wants_quick_matrix(args):
+        text = suite_yaml(quick_suite(args))
+        if args.print_suite:
+            print(text, end="")
+            return 0
+        out = Path(args.out) if args.out else _default_out(QUICK_NAME)
+        args.out, args.models, args.backends = str(out), None, None  # the flags are the matrix, not filters
+        suite_file = out.with_name(out.name + ".suite.yaml")  # beside the results: they name it, it reproduces them
+        atomic_write(suite_file, text)
+        args.suite = str(suite_file)
+    elif args.print_suite:
+        print(_resolve_suite_path(args.suite).read_text(encoding="utf-8"), end="")
+        return 0
     suite_path = _resolve_suite_path(args.suite)
     # Validate fully before anything heavy: torch is imported only once the suite is known good.
     suite = load_suite(suite_path, cuda_available=False, default_repeats=_default_repeats(args))
@@ -276,7 +308,9 @@ def _run_locked(args, suite_path: Path, suite, cases: list, out: Path, previous:
 
         if cases and not args.no_peak and results["environment"].get("peak_gflops") is None:
             _measure_peak(results, cases, out=out, stop=stop, quiet=args.quiet)
-        reporter: Any = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
+        reporter: Any = getattr(args, "reporter", None)  # the Python API's (cnnbench.api), else the terminal's
+        if reporter is None:
+            reporter = QuietReporter() if args.quiet else ConsoleReporter(title=suite.name, wide=args.wide)
 
         try:
             with worker_server.session(enabled=not args.spawn, warn=warn):  # fork each worker from a server

@@ -36,6 +36,8 @@ from cnnbench.core.text import last_line
 from cnnbench.core.units import fmt_change, fmt_pct
 from cnnbench.compare.energy import energy_note, energy_verdict
 from cnnbench.results.records import from_dict, thaw
+from cnnbench.core.errors import EXIT_NOT_OK, EXIT_OK
+from cnnbench.results import frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnbench.results.records import CaseRecord, ResultsFile
@@ -171,6 +173,61 @@ class Comparison:
             out[r.verdict] += 1
         return out
 
+    @property
+    def exit_code(self) -> int:
+        """What `bench.py compare` exits with: 1 when a row gates (a regression), else 0."""
+        return EXIT_NOT_OK if self.has_regression else EXIT_OK
+
+    def rows_as_dicts(self) -> list[dict[str, Any]]:
+        """One flat dict per case: the key's fields, verdict, medians (ms), ratio and its interval,
+        p-value, repeats, memory figures (bytes) and whether it gates."""
+        out = []
+        for r in self.rows:
+            spec = r.spec or {}
+            out.append({
+                "key": r.key, "model": spec.get("model"), "backend": spec.get("backend"),
+                "precision": spec.get("precision"), "batch_size": spec.get("batch_size"),
+                "verdict": r.verdict, "section": r.section, "gating": r.gating, "reason": r.reason,
+                "base_status": r.base_status, "current_status": r.current_status,
+                "statistic": r.statistic, "base_median_ms": r.base_median_ms, "current_median_ms": r.current_median_ms,
+                "ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high, "confidence": r.confidence,
+                "p_value": r.p_value, "method": r.method, "base_repeats": r.base_repeats,
+                "current_repeats": r.current_repeats, "repeats_needed": r.repeats_needed,
+                "memory_metric": r.memory_metric, "base_memory_bytes": r.base_memory_bytes,
+                "current_memory_bytes": r.current_memory_bytes, "memory_ratio": r.memory_ratio,
+                "memory_verdict": r.memory_verdict, "energy_verdict": r.energy_verdict,
+            })  # fmt: skip
+        return out
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame, one row per case (`rows_as_dicts`); pandas is an optional extra.
+
+        Example:
+            >>> cmp = cnnbench.compare("base.json", "current.json")
+            >>> cmp.to_pandas().query("verdict == 'regressed'")
+        """
+        return frame.to_pandas(self.rows_as_dicts())
+
+    def _repr_html_(self) -> str:
+        """The comparison's table, its reasons and warnings, for a notebook."""
+        headline = "Performance regression" if self.has_regression else "No performance regression"
+        header = ["case", "verdict", f"base {self.statistic} ms", f"current {self.statistic} ms", "current/base",
+                  f"{self.confidence:.0%} CI", "p", "repeats"]  # fmt: skip
+        body = []
+        notes = []
+        for name in VERDICTS:
+            for r in self.section(name):
+                ci = f"{r.ci_low:.3f}-{r.ci_high:.3f}" if r.ci_low is not None and r.ci_high is not None else ""
+                body.append([
+                    r.label, r.section, _ms(r.base_median_ms), _ms(r.current_median_ms),
+                    f"{r.ratio:.3f}" if r.ratio is not None else "", ci,
+                    f"{r.p_value:.3g}" if r.p_value is not None else "", f"{r.base_repeats}/{r.current_repeats}",
+                ])  # fmt: skip
+                if r.verdict != UNCHANGED and r.reason:
+                    notes.append(f"{r.label}: {r.reason}")
+        notes += [f"⚠ {w}" for w in self.warnings] + list(self.notes)
+        return frame.html_table(header, body, title=f"cnnbench compare: {headline} (exit {self.exit_code})", notes=notes)
+
     def section(self, name: str) -> list[CaseComparison]:
         """Rows of one report section, the worst first where there is an order."""
         rows = [r for r in self.rows if r.section == name]
@@ -179,6 +236,10 @@ class Comparison:
         elif name == IMPROVED:
             rows.sort(key=lambda r: r.ratio or 0.0)
         return rows
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "-"
 
 
 # -- the comparison -----------------------------------------------------------------------------

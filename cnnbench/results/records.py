@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cnnbench.core.errors import ResultsFileError
+from cnnbench.results import frame
 from cnnbench.results.schema import SCHEMA_VERSION, migrate
 from cnnbench.core.spec import CaseSpec
 from cnnbench.stats import basic as stats
@@ -791,6 +792,26 @@ class ResultsFile:
         if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(envs):
             return envs[index]
         return self.environment
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per case, the columns of `to_pandas` (`cnnbench.results.frame`)."""
+        return frame.case_rows(self.cases, speedups_over_eager(self.cases))
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame, one row per case: the key's fields, status, latency statistics
+        (`latency_<stat>_ms`), throughput, counts, memory, accuracy, energy and scenario figures
+        when present; units in the column names. pandas is an optional extra (`cnnbench[pandas]`).
+
+        Example:
+            >>> df = cnnbench.load("results/smoke.json").to_pandas()
+            >>> df[["model", "backend", "batch_size", "median_ms"]]
+        """
+        return frame.to_pandas(self.rows())
+
+    def _repr_html_(self) -> str:
+        """The terminal's table and notes, for a notebook."""
+        title = f"cnnbench: {self.suite.get('name') or self.path}"
+        return frame.results_html(self.cases, speedups_over_eager(self.cases), title=title)
 
     def to_json(self) -> dict[str, Any]:
         """The file as JSON, exactly as it was read (after migration)."""

@@ -81,6 +81,8 @@ from cnnbench.suite.sections import (
 
 __all__ = [
     "Suite",
+    "SuiteErrors",
+    "MAX_REPORTED_ERRORS",
     "Option",
     "BACKEND_OPTIONS",
     "THRESHOLD_METRICS",
@@ -98,6 +100,47 @@ __all__ = [
 # on one value (MAX_BATCH_SIZE, MAX_THREADS, MAX_CHANNELS, MAX_SIDE) are cnnbench.suite.sections',
 # where they are checked, imported above.
 MAX_CASES = 20_000  # cases the whole suite may expand to (summed over matrices, before include/exclude)
+MAX_REPORTED_ERRORS = 20  # a suite's errors reported at once; validation stops at this many
+
+
+class SuiteErrors(SuiteError):
+    """Several independent errors of one suite, reported at once (a suite with three mistakes
+    takes one run to fix, not three), each on its own line with its field and line. `errors` holds
+    each `SuiteError`; `line` and `field` are the first's."""
+
+    def __init__(self, errors: Sequence[SuiteError], *, capped: bool = False):
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        more = f" (validation stopped at the first {len(self.errors)})" if capped else ""
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        super().__init__(first.path, f"{len(self.errors)} errors{more}:\n{lines}")
+        self.field, self.line = first.field, first.line
+
+
+class _Errors:
+    """Collects the errors of independent parts of a suite (an axis item, a matrix's key, a
+    top-level key), so validation goes on after one; a part that failed yields its default.
+    Parts that depend on a failed one (the cases of a matrix) are not built."""
+
+    def __init__(self) -> None:
+        self.errors: list[SuiteError] = []
+
+    def attempt(self, fn: Callable[..., Any], *args: Any, default: Any = None) -> Any:
+        try:
+            return fn(*args)
+        except SuiteErrors as exc:
+            self.errors.extend(exc.errors)
+        except SuiteError as exc:
+            self.errors.append(exc)
+        if len(self.errors) >= MAX_REPORTED_ERRORS:
+            raise SuiteErrors(self.errors[:MAX_REPORTED_ERRORS], capped=True)
+        return default
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise SuiteErrors(self.errors)
 
 
 def _check_cache(value: str) -> str | None:
@@ -315,14 +358,17 @@ class _Matrix(Section):
         self._fields = fields
         self._defaults = defaults
         self._resolve = top.sizes.resolve
+        self._errors = errors = top.errors
         if "name" in fields:
-            self.str_(fields["name"])
+            errors.attempt(self.str_, fields["name"])
         models = self._get("models")
+        self.models: list[ModelEntry] = []
         if models is None:
             where = f"{node.path}.models" if node.path else "models"
             message = "required key is missing (give it in the matrix or in `defaults`)"
-            raise SuiteError(self.ctx.path, message, field=where, line=node.line)
-        self.models: list[ModelEntry] = top.models.parse(models)
+            errors.attempt(self._raise, SuiteError(self.ctx.path, message, field=where, line=node.line))
+        else:
+            self.models = errors.attempt(top.models.parse, models, default=[])
         scalars = top.scalars
         self.batch_sizes = self._axis("batch_sizes", scalars.batch_size, [1])
         self.backends = self._axis("backends", top.backends.parse, [("eager", ())])
@@ -330,15 +376,16 @@ class _Matrix(Section):
         sizes = self._get("input_size")  # (None, None): each model's default size
         self.sizes: list[tuple[Size | None, Node | None]] = [(None, None)]
         if sizes is not None:
-            self.sizes = top.sizes.axis(sizes)  # type: ignore[assignment]
+            self.sizes = errors.attempt(top.sizes.axis, sizes, default=[(None, None)])
         self.channels_last = self._axis("channels_last", self.bool_, [False])
         self.threads = self._axis("threads", scalars.threads, [self.ctx.default_threads()])
         self.devices = self._axis("device", scalars.device, [scalars.device(None)])
         self.modes = self._axis("mode", scalars.mode, ["inference"])
-        self.measure = top.measure.parse([n for n in (defaults.get("measure"), fields.get("measure")) if n is not None])
-        self.evaluation = top.accuracy.parse(self._get("accuracy"))
-        self.include = top.rules.parse(fields["include"]) if "include" in fields else None
-        self.exclude = top.rules.parse(fields["exclude"]) if "exclude" in fields else []
+        measures = [n for n in (defaults.get("measure"), fields.get("measure")) if n is not None]
+        self.measure = errors.attempt(top.measure.parse, measures, default=None)
+        self.evaluation = errors.attempt(top.accuracy.parse, self._get("accuracy"))
+        self.include = errors.attempt(top.rules.parse, fields["include"]) if "include" in fields else None
+        self.exclude = errors.attempt(top.rules.parse, fields["exclude"], default=[]) if "exclude" in fields else []
 
         axes = (self.models, self.batch_sizes, self.backends, self.precisions, self.sizes,
                 self.channels_last, self.threads, self.devices, self.modes)  # fmt: skip
@@ -355,7 +402,14 @@ class _Matrix(Section):
             return default
         if key == "threads" and node.value is None:  # `threads: null` means the default
             return [self.ctx.default_threads()]
-        return [parse(n) for n in self.items(node)]
+        items = self._errors.attempt(self.items, node, default=[])
+        missing = object()
+        values = [self._errors.attempt(parse, n, default=missing) for n in items]
+        return [v for v in values if v is not missing] or default
+
+    @staticmethod
+    def _raise(exc: SuiteError) -> None:
+        raise exc
 
     def cases(self) -> list[CaseSpec]:
         out = []
@@ -401,6 +455,7 @@ class _TopLevel(Section):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
+        self.errors = _Errors()
         self.thresholds = _Thresholds(ctx)
         self.scalars = ScalarAxes(ctx)
         self.sizes = InputSizes(ctx)
@@ -413,11 +468,15 @@ class _TopLevel(Section):
     def read(self, root: Node, *, require_name: bool) -> tuple[str, str, dict[str, Any], list[CaseSpec]]:
         """The suite's name, description, thresholds and expanded cases."""
         top = self.mapping(root, (*_TOP_KEYS, *(k for k in _MATRIX_KEYS if k != "name")), "a suite")
-        name = self._name(root, top, require_name=require_name)
-        description = self.str_(top["description"]) if "description" in top else ""
-        thresholds = self.thresholds.parse(top["thresholds"]) if "thresholds" in top else {}
-        defaults = self.mapping(top["defaults"], _DEFAULTS_KEYS, "defaults") if "defaults" in top else {}
+        errors = self.errors
+        name = errors.attempt(lambda: self._name(root, top, require_name=require_name), default="")
+        description = errors.attempt(self.str_, top["description"], default="") if "description" in top else ""
+        thresholds = errors.attempt(self.thresholds.parse, top["thresholds"], default={}) if "thresholds" in top else {}
+        defaults = {}
+        if "defaults" in top:
+            defaults = errors.attempt(self.mapping, top["defaults"], _DEFAULTS_KEYS, "defaults", default={})
         matrices = self._matrices(root, top, defaults)
+        errors.raise_any()  # every independent error at once, before any case is built
         cases: dict[str, CaseSpec] = {}
         for matrix in matrices:
             for case in matrix.cases():
@@ -451,7 +510,11 @@ class _TopLevel(Section):
                     "move it into a matrix or into `defaults`",
                     at_key=True,
                 )
-            fields = [(m, self.mapping(m, _MATRIX_KEYS, "a matrix")) for m in self.items(top["matrices"], axis=False)]
+            fields = []
+            for m in self.items(top["matrices"], axis=False):
+                mapping = self.errors.attempt(self.mapping, m, _MATRIX_KEYS, "a matrix")
+                if mapping is not None:
+                    fields.append((m, mapping))
         else:
             fields = [(root, top_matrix)]
         matrices = []
