@@ -29,7 +29,7 @@ So the figures come from two sources, and the table says which is which:
    with their ABBA position). A simulated comparison draws `--repeats` pairs (as many
    base-first ones as the real ABBA design has: 5 of 9, 3 of 5) and applies `compare`'s regression rule (ratio of the
    medians of the per-repeat medians > 1 + threshold AND one-sided exact Mann-Whitney p <= alpha;
-   the rule of `cnnbench.compare._latency_verdict`, cross-checked against `compare_results` on
+   the rule of `cnnbench.compare.verdicts._latency_verdict`, cross-checked against `compare_results` on
    the first draws). Drawing whole pairs keeps whatever systematically differs between the two
    sides (order, import path, which process came first) while mixing the times they ran at.
    For (b) and (c) the current side of each drawn pair is multiplied by 1 + delta: a *shift
@@ -145,7 +145,7 @@ def run_ab(out: Path, aa_cases: int, repeats: int, modal_cases: int = 0, extra: 
 
 
 def regressed(base: list[float], current: list[float], thr: compare.Threshold, alpha: float) -> bool:
-    """compare's rule for `regressed` on the rank path (see cnnbench.compare._latency_verdict)."""
+    """compare's rule for `regressed` on the rank path (see cnnbench.compare.verdicts._latency_verdict)."""
     ratio = statistics.median(current) / statistics.median(base)
     return thr.exceeded(ratio) and compare.mann_whitney_greater(current, base)[1] <= alpha
 
