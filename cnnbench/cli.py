@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import signal
 import sys
 
+from cnnbench.core import terminal
 from cnnbench.core.errors import EXIT_USAGE, UserError
 
 __all__ = ["main", "entry"]
@@ -43,7 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A command whose stdout was closed early (`bench.py history | head`) ends quietly with
+# 128 + SIGPIPE, as `git log | head` does: no traceback, no "Exception ignored" at exit.
+EXIT_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
+
+
+def _stdout_closed() -> int:
+    """Point stdout at /dev/null (so the interpreter's last flush cannot fail again) and say
+    the command ended on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every byte it prints passes `core.terminal.guard` (data never reaches
+    the terminal raw), and a closed stdout ends it quietly (EXIT_PIPE)."""
+    unguard = terminal.guard(sys)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+    finally:
+        unguard()
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -56,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args._run(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal.message_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
         return signals.exit_code(getattr(exc, "signum", None) or signals.received())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnbench.core.spec import CaseSpec
+from cnnbench.core.terminal import message_line, visible
 
 __all__ = ["make_console", "table_rows", "render_table", "render_notes", "grouped", "ProgressReporter", "ConsoleReporter", "QuietReporter"]
 
@@ -164,7 +165,7 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
     from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
 
     every.update(zip(ENERGY_COLUMNS, row.get("energy_cells") or ["-"] * len(ENERGY_COLUMNS)))
-    return [every[c] for c in columns]
+    return [visible(every[c]) for c in columns]  # a value from a file is one cell on one line
 
 
 def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
@@ -307,14 +308,14 @@ def render_notes(records: list[dict[str, Any]]) -> list[str]:
             lines.append(f"⚠ {rec['key']}: measured accuracy differs from eager: {flags[id(rec)]}")
         if rec["status"] != "ok":
             lines.append(f"✗ {rec['key']}: {rec['status']}: {rec.get('error') or ''}")
-    return lines
+    return [message_line(line) for line in lines]
 
 
 def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
     from rich.markup import escape
 
     spec = CaseSpec.from_dict(record["spec"])
-    key = escape(spec.key)  # backend options look like markup: compile[mode=max-autotune]
+    key = escape(visible(spec.key))  # backend options look like markup: compile[mode=max-autotune]
     lat = record.get("latency_ms")
     rep = f" (repeat {run.get('repeat', 0) + 1}/{record['repeats_planned']})" if record["repeats_planned"] > 1 else ""
     if run.get("status") == "ok" and lat:
@@ -323,7 +324,7 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
         shown = f" at batch {batch} (of {spec.batch_size})" if batch != spec.batch_size else ""
         extra = " [yellow]⚠[/yellow]" if record["warnings"] else ""
         return f"[green]✓[/green] {key}{rep}: {med:.3f} ms median{shown}, {batch / (med / 1000.0):,.1f} images/s{extra}"
-    return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(str(run.get('error') or ''))}"
+    return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(message_line(run.get('error') or ''))}"
 
 
 class ProgressReporter:

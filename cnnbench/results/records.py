@@ -38,6 +38,8 @@ __all__ = [
     "read_json",
     "parse_results",
     "parse_record",
+    "loads_strict",
+    "checked_record",
     "from_dict",
     "thaw",
     "speedups_over_eager",
@@ -154,6 +156,35 @@ def _bounded_int(text: str) -> int:
     if digits > MAX_INT_DIGITS:
         raise _Bad("", f"an integer of {digits} digits (at most {MAX_INT_DIGITS})")
     return int(text)
+
+
+def loads_strict(text: str | bytes, *, where: str) -> Any:
+    """JSON text from elsewhere than a file (a row of the history store), parsed with the rules
+    of `read_json`: no duplicate keys, no NaN or overflowing number, bounded integers and depth.
+
+    Raises:
+        ResultsFileError: one line naming `where` and what is wrong.
+    """
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        data = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
+        _check_depth(data)
+    except UnicodeDecodeError as exc:
+        raise ResultsFileError(where, f"not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(where, f"not valid JSON (truncated or corrupted?): {exc.msg}") from None
+    except _Bad as exc:
+        raise ResultsFileError(where, f"{exc.where}: {exc.message}" if exc.where else exc.message) from None
+    except RecursionError:
+        raise ResultsFileError(where, f"nested more than {MAX_DEPTH} levels deep") from None
+    return data
 
 
 def _finite_float(text: str) -> float:
@@ -814,6 +845,15 @@ def parse_record(value: Any, *, index: int = 0) -> CaseRecord:
         raise _Bad(f"{where}: {exc.where}", exc.message) from None
     extra = {k: freeze(v) for k, v in value.items() if k not in _CASE_FIELDS}
     return CaseRecord(**fields, extra=MappingProxyType(extra), present=tuple(value))
+
+
+def checked_record(value: Any, *, where: str) -> CaseRecord:
+    """`parse_record` for a record that comes from elsewhere than a results file (the history
+    store): a field that fails its check is a ResultsFileError naming `where` and the field."""
+    try:
+        return parse_record(value)
+    except _Bad as exc:
+        raise ResultsFileError(where, f"{exc.where}: {exc.message}") from None
 
 
 def parse_results(data: Any, *, path: str = "results file") -> ResultsFile:
