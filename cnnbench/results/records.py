@@ -426,9 +426,97 @@ def _parity(where: str, value: Any) -> Mapping[str, Any] | None:
     parity = _mapping(where, value)
     if parity is not None:
         _boolean(f"{where}.ok", parity.get("ok"))
+        _section_text(f"{where}.reason", parity.get("reason"))
         for name in ("max_abs_err", "max_rel_err", "tolerance", "top1_agreement"):
             _number(f"{where}.{name}", parity.get(name), low=None)
     return parity
+
+
+# -- the sections added by later features: declared keys typed, ranged, and sized -----------------
+# Each section is a mapping whose declared keys have a kind; keys this version does not declare
+# are kept as written (a newer writer's), but the section as a whole is bounded in size.
+MAX_SECTION_KEYS = 256
+MAX_SECTION_TEXT = 4096  # characters of one string in a section (a reason, a method, a name)
+
+
+def _section_text(where: str, value: Any) -> str | None:
+    text = _string(where, value)
+    if text is not None and len(text) > MAX_SECTION_TEXT:
+        raise _Bad(where, f"a string of {len(text):,} characters (at most {MAX_SECTION_TEXT:,})")
+    return text
+
+
+def _section_number(where: str, value: Any, low: float | None = 0.0, high: float | None = None) -> Any:
+    number = _number(where, value, low=low)
+    if number is not None and high is not None and number > high:
+        raise _Bad(where, f"expected a number <= {high:g}, got {number!r}")
+    return number
+
+
+_KINDS: dict[str, Callable[[str, Any], Any]] = {
+    "bool": lambda w, v: _boolean(w, v),
+    "text": _section_text,
+    "num": lambda w, v: _section_number(w, v, low=None),
+    "num+": lambda w, v: _section_number(w, v),
+    "share": lambda w, v: _section_number(w, v, high=1.0),
+    "percent": lambda w, v: _section_number(w, v, high=100.0),
+    "int+": lambda w, v: _integer(w, v),
+    "map": lambda w, v: _mapping(w, v),
+    "texts": lambda w, v: None if v is None else _list(w, v, _section_text),
+    "nums+": lambda w, v: None if v is None else _list(w, v, lambda w2, v2: _section_number(w2, v2, low=0.0) if v2 is not None else None),
+    "maps": lambda w, v: None if v is None else _list(w, v, lambda w2, v2: _mapping(w2, v2, optional=False)),
+    "summary": lambda w, v: _section(w, v, {"median": "num+", "min": "num+", "max": "num+"}),
+    "shares": lambda w, v: _section(w, v, {"h2d": "share", "compute": "share", "d2h": "share"}),
+    "label": lambda w, v: _section(w, v, {"label": "text"}),
+}
+
+_SECTIONS: dict[str, dict[str, str]] = {
+    "energy": {
+        "available": "bool", "method": "text", "scope": "text", "reason": "text", "joules": "num+",
+        "window_s": "num+", "seconds": "num+", "images": "int+", "j_per_image": "num+", "avg_w": "num+",
+        "images_per_j": "num+", "interval_s": "num+", "idle_w": "num+", "idle_s": "num+", "reliable": "bool",
+        "unreliable_reason": "text", "idle_reason": "text", "above_idle_j_per_image": "num+",
+        "repeat_j_per_image": "nums+", "samples": "int+", "achieved_interval_s": "num+", "domains": "map",
+    },
+    "device_state": {
+        "cpu": "map", "gpu": "map", "throttled": "bool", "throttle_reasons": "texts",
+        "other_gpu_processes": "maps", "repeats": "int+",
+    },
+    "transfer": {
+        "applicable": "bool", "reason": "text", "h2d_ms": "summary", "compute_ms": "summary", "d2h_ms": "summary",
+        "total_ms": "summary", "share": "shares", "calls": "int+", "timer": "text", "seconds": "num+",
+    },
+    "processes": {
+        "statistic": "text", "n": "int+", "figures_ms": "nums+", "median_ms": "num+", "min_ms": "num+",
+        "max_ms": "num+", "cv": "num+", "ci_low_ms": "num+", "ci_high_ms": "num+", "ci_coverage": "share",
+        "modes": "maps",
+    },
+    "published": {
+        "acc@1": "percent", "acc@5": "percent", "dataset": "text", "weights": "text", "source": "text",
+        "accuracy_img_size": "int+",
+    },
+    "backend_info": {"calibration": "label"},
+    "measured_on": {
+        "hostname": "text", "machine_fingerprint": "text", "source": "text", "environment": "int+",
+    },
+}  # fmt: skip
+
+
+def _section(where: str, value: Any, schema: Mapping[str, str]) -> Mapping[str, Any] | None:
+    """A mapping whose declared keys are checked by kind; undeclared keys are kept as written."""
+    section = _mapping(where, value)
+    if section is None:
+        return None
+    if len(section) > MAX_SECTION_KEYS:
+        raise _Bad(where, f"a mapping of {len(section):,} keys (at most {MAX_SECTION_KEYS})")
+    for name, kind in schema.items():
+        if name in section:
+            _KINDS[kind](f"{where}.{name}", thaw(section[name]))
+    return section
+
+
+def _typed_section(name: str) -> Callable[[str, Any], Any]:
+    return lambda where, value: _section(where, value, _SECTIONS[name])
 
 
 # Run fields with a declared type; a run's other fields are kept as written.
@@ -474,8 +562,8 @@ _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "counter": (lambda w, v: _string(w, v), None),
     "counts": (_mapping, None),
     "aux_heads_included": (lambda w, v: _boolean(w, v), None),
-    "backend_info": (_mapping, None),
-    "published": (_mapping, None),
+    "backend_info": (_typed_section("backend_info"), None),
+    "published": (_typed_section("published"), None),
     "parity": (_parity, None),
     "memory": (_memory, None),
     "accuracy": (_mapping, None),
@@ -494,12 +582,12 @@ _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "latency_ms": (_latency_summary, None),
     "throughput_per_s": (lambda w, v: _number(w, v, strict=True), None),
     "warnings": (lambda w, v: _scalars(w, v) if v is not None else (), ()),
-    "measured_on": (_mapping, None),
+    "measured_on": (_typed_section("measured_on"), None),
     # Optional sections of later features, absent from files that predate them.
-    "processes": (_mapping, None),  # between-process figures and modes (cnnbench.stats.processes)
-    "energy": (_mapping, None),  # over the timed window (cnnbench.measure.energy)
-    "device_state": (_mapping, None),  # GPU clocks, throttling; CPU governor (cnnbench.measure.devicestate)
-    "transfer": (_mapping, None),  # H2D / compute / D2H split (cnnbench.backends.transfer)
+    "processes": (_typed_section("processes"), None),  # between-process figures and modes (cnnbench.stats.processes)
+    "energy": (_typed_section("energy"), None),  # over the timed window (cnnbench.measure.energy)
+    "device_state": (_typed_section("device_state"), None),  # GPU clocks, throttling; CPU governor (cnnbench.measure.devicestate)
+    "transfer": (_typed_section("transfer"), None),  # H2D / compute / D2H split (cnnbench.backends.transfer)
 }
 
 
