@@ -54,6 +54,8 @@ EXIT_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
 def _stdout_closed() -> int:
     """Point stdout at /dev/null (so the interpreter's last flush cannot fail again) and say
     the command ended on a closed pipe."""
+    if getattr(sys.stdout, "wrapped", sys.stdout) is not sys.__stdout__:
+        return EXIT_PIPE  # a stream of the caller's (a test's): its file descriptor is not ours
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.__stdout__.fileno())
@@ -73,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _stdout_closed()
+    except (Exception, SystemExit):
+        # A library that met the closed pipe first and ended its own way (rich's console exits
+        # 1 after pointing stdout at /dev/null): the same quiet end.
+        if getattr(sys.stdout, "broken", False):
+            return _stdout_closed()
+        raise
     finally:
         unguard()
 

@@ -71,6 +71,7 @@ class GuardedStream:
 
     def __init__(self, stream: TextIO):
         self._stream = stream
+        self.broken = False
         try:
             self._tty = bool(stream.isatty())
         except (AttributeError, ValueError, OSError):
@@ -94,8 +95,19 @@ class GuardedStream:
         return "".join(parts)
 
     def write(self, text: str) -> int:
-        self._stream.write(self._clean(text))
+        try:
+            self._stream.write(self._clean(text))
+        except BrokenPipeError:
+            self.broken = True  # the reader went away (`| head`): cnnbench.cli ends quietly
+            raise
         return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self.broken = True
+            raise
 
     def writelines(self, lines: Any) -> None:
         for line in lines:

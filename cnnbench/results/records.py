@@ -87,6 +87,8 @@ def read_json(path: str | os.PathLike[str], *, what: str = "results file", max_b
         raise ResultsFileError(name, f"no such {what}") from None
     except OSError as exc:
         raise ResultsFileError(name, f"cannot read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path
+        raise ResultsFileError(name, f"no such {what} (the path holds a NUL byte)") from None
     if stat.S_ISDIR(st.st_mode):
         raise ResultsFileError(name, f"is a directory, not a {what}")
     if not stat.S_ISREG(st.st_mode):
