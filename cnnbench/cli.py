@@ -19,8 +19,11 @@ import ast
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+import os
+import signal
 import sys
 
+from cnnbench.core import terminal
 from cnnbench.core.errors import EXIT_USAGE, UserError
 from cnnbench.run import signals
 import cnnbench.commands as pkg
@@ -83,7 +86,46 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# A command whose stdout was closed early (`bench.py history | head`) ends quietly with
+# 128 + SIGPIPE, as `git log | head` does: no traceback, no "Exception ignored" at exit.
+EXIT_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
+
+
+def _stdout_closed() -> int:
+    """Point stdout at /dev/null (so the interpreter's last flush cannot fail again) and say
+    the command ended on a closed pipe."""
+    if getattr(sys.stdout, "wrapped", sys.stdout) is not sys.__stdout__:
+        return EXIT_PIPE  # a stream of the caller's (a test's): its file descriptor is not ours
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every byte it prints passes `core.terminal.guard` (data never reaches
+    the terminal raw), and a closed stdout ends it quietly (EXIT_PIPE)."""
+    unguard = terminal.guard(sys)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (Exception, SystemExit):
+        # A library that met the closed pipe first and ended its own way (rich's console exits
+        # 1 after pointing stdout at /dev/null): the same quiet end.
+        if getattr(sys.stdout, "broken", False):
+            return _stdout_closed()
+        raise
+    finally:
+        unguard()
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -96,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args._run(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal.message_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
         return signals.exit_code(getattr(exc, "signum", None) or signals.received())

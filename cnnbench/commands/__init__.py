@@ -2,9 +2,12 @@
 
 import sys
 
+from cnnbench.core.terminal import message_line
+
 __all__ = ["warn"]
 
 
 def warn(message: str) -> None:
-    """One `warning: ...` line on stderr, flushed (the commands' one way to warn)."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """One `warning: ...` line on stderr, flushed (the commands' one way to warn); its line breaks
+    and hidden characters made visible (cnnbench.core.terminal)."""
+    print(f"warning: {message_line(message)}", file=sys.stderr, flush=True)

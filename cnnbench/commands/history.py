@@ -15,6 +15,7 @@ from cnnbench.commands.compare import add_statistic_argument
 from cnnbench.commands.store import add_db_argument, db_url
 from cnnbench.core.errors import UserError
 from cnnbench.history.series import build_series
+from cnnbench.core.terminal import message_line, visible
 
 HELP = "trends over commits from the history store: change points, JSON, static trend page"
 ORDER = 36
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         from cnnbench.history.trend_html import write_page
 
         path = write_page(trends, args.html, store=shown, statistic=args.statistic, branch=args.branch)
-        print(f"{path} ({len(trends)} series)")
+        print(visible(f"{path} ({len(trends)} series)"))
         return 0
     _render_terminal(trends, statistic=args.statistic, store=shown)
     return 0
@@ -72,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _render_terminal(trends, *, statistic: str, store: str) -> None:
     """One line per series, then one indented line per change point (fits any width)."""
-    print(f"history: {store} ({statistic} of each process, median per commit)")
+    print(message_line(f"history: {store} ({statistic} of each process, median per commit)"))
     for t in trends:
         s = t.series
         pts = s.points
         label = " ".join(p for p in s.key.split("|") if p != "inference")
-        print(f"{label}  [machine {s.machine[:8]}]  {len(pts)} commit(s), latest {fmt_ms(pts[-1].value_ms)} ms: {t.verdict}")
+        print(visible(f"{label}  [machine {s.machine[:8]}]  {len(pts)} commit(s), latest {fmt_ms(pts[-1].value_ms)} ms: {t.verdict}"))
         for c in t.analysis.change_points:
-            print(
+            print(visible(
                 f"  {pts[c.index - 1].commit[:8]}..{pts[c.index].commit[:8]}  {fmt_change(c.ratio)} {c.direction} "
                 f"(ratio {c.ratio:.3f}, 95% {c.ratio_low:.3f}-{c.ratio_high:.3f}, confidence {c.confidence_text})"
-            )
+            ))

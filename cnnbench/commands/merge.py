@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from cnnbench.commands import warn
 from cnnbench.core.errors import UserError
 from cnnbench.results.format import load_results, write_results
 from cnnbench.results.lock import results_lock
 from cnnbench.run.merge import merge_results
+from cnnbench.core.terminal import message_line
 
 HELP = "join the results files of a sharded run (one per machine) into one results file"
 ORDER = 25
@@ -91,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
     with results_lock(out):  # never two writers on one file, as for `run`
         write_results(out, merged)
     for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
+        warn(note)
     hosts = sorted({str(r["measured_on"].get("hostname")) for r in merged["cases"]})
     shards = merged["suite"].get("shards") or []
     what = f" (shards {', '.join(shards)})" if shards else ""
-    print(
+    print(message_line(
         f"{args.out}: {len(merged['cases'])} cases from {len(paths)} files{what}, "
         f"measured on {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(hosts)}"
-    )
+    ))
     return 0

@@ -12,6 +12,8 @@ from cnnbench.core.errors import UserError
 from cnnbench.history import DEFAULT_STORE_URL
 from cnnbench.results.format import load_results
 
+from cnnbench.core.terminal import message_line
+
 HELP = "append results files to the performance history (SQLite by default, or PostgreSQL)"
 ORDER = 35
 DESCRIPTION = """\
@@ -66,6 +68,11 @@ def store_files(paths: list[str], *, url: str, commit: str | None = None, branch
 
 
 def describe(path: str, result: Any, url: str) -> str:
+    """One line per stored file; its values (commit, branch, fingerprint) shown, never obeyed."""
+    return message_line(_describe(path, result, url))
+
+
+def _describe(path: str, result: Any, url: str) -> str:
     where = f"commit {result.commit[:10]}" + (f" ({result.branch})" if result.branch else "")
     if not result.stored:
         return f"{path}: already stored (run {result.run_id}, {where}): nothing changed"
@@ -105,7 +112,7 @@ def store_after_run(args: argparse.Namespace, out: Any, code: int) -> int:
         shown = parse_url(url).render_as_string(hide_password=True)
         [(path, result)] = store_files([str(out)], url=url)
     except UserError as exc:
-        print(f"error: not stored: {exc} (the results file {out} is kept)", file=sys.stderr)
+        print(message_line(f"error: not stored: {exc} (the results file {out} is kept)"), file=sys.stderr)
         return 2
     print(describe(path, result, shown))
     return code

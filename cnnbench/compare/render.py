@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from cnnbench.core.inert import Markdown, md_code, md_text  # data never becomes HTML, a link or a mention
+from cnnbench.core.terminal import message_line, visible
 from cnnbench.core.units import DASH, fmt_bytes, fmt_change, fmt_ms, fmt_pct
 from cnnbench.stats.processes import process_stats
 from cnnbench.compare.verdicts import (
@@ -279,7 +280,7 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         for r in comp.section(name):
             verdict = r.verdict if r.section == r.verdict else "regressed (energy)" if r.energy_verdict == REGRESSED and r.memory_verdict != REGRESSED else "regressed (memory)"
             entries.append((r, verdict, {
-                "Case": r.label, "Verdict": verdict, "Base": fmt_ms(r.base_median_ms),
+                "Case": visible(r.label), "Verdict": verdict, "Base": fmt_ms(r.base_median_ms),
                 "Cur": fmt_ms(r.current_median_ms), "Change": fmt_change(r.ratio), "CI": _fmt_ci(r),
                 "p": _fmt_p(r.p_value),
                 "Reps": f"{r.base_repeats}/{r.current_repeats}" if r.base_repeats or r.current_repeats else DASH,
@@ -305,9 +306,9 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
         table.add_row(*[styled.get(col, Text(cells[col])) for col in columns])
         if r.verdict != UNCHANGED or r.memory_verdict == REGRESSED or r.energy_verdict == REGRESSED:
             line = Text("  ")
-            line.append(r.label, style="bold")
+            line.append(visible(r.label), style="bold")
             line.append(f" {verdict}: ", style=style)
-            line.append(r.reason + (f": {r.error}" if r.error else ""))
+            line.append(message_line(r.reason + (f": {r.error}" if r.error else "")))
             if r.memory_verdict == REGRESSED:
                 line.append(f"; memory {_fmt_memory(r).replace(' ❌', '')} > +{comp.thresholds['memory']}", style="red")
             details.append(line)
@@ -315,11 +316,11 @@ def render_terminal(comparison: Comparison, console: "Console") -> None:
     for line in details:
         console.print(line)
     for w in comp.warnings:
-        console.print(Text(f"warning: {w}", style="yellow"))
+        console.print(Text(f"warning: {message_line(w)}", style="yellow"))
     for line in split_lines(comp.rows):
-        console.print(Text(f"warning: {line}", style="yellow"))
+        console.print(Text(f"warning: {message_line(line)}", style="yellow"))
     for n in comp.notes:
-        console.print(Text(f"note: {n}"))
+        console.print(Text(f"note: {message_line(n)}"))
     if comp.rows:
         console.print(Text(f"{_summary_line(comp)}. {_geomean_line(comp)}."))
     console.print(Text(_rules_line(comp), style="dim"))

@@ -35,6 +35,8 @@ from sqlalchemy import exc as sa_exc
 
 from cnnbench.core import VERSION
 from cnnbench.core.errors import UserError
+from cnnbench.core.safeio import WriteError, check_target
+from cnnbench.results.records import checked_record, loads_strict
 from cnnbench.history import DEFAULT_STORE_URL
 from cnnbench.history.series import process_figures, record_is_valid
 
@@ -155,6 +157,14 @@ class StoredRun(NamedTuple):
     figures: tuple[float, ...]
 
 
+# The years a stored time may have: anything else is a typo or a forged row, and would sort
+# (as text) or subtract (as a time) wrongly.
+_YEARS = (1970, 9999)
+# The figures a store row may hold, in ms: positive, and far from where arithmetic on them
+# (ratios, means of logarithms in a change-point fit) overflows or underflows.
+_FIGURE_RANGE_MS = (1e-9, 1e12)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -163,11 +173,17 @@ def utc_iso(text: str, *, what: str = "time") -> str:
     """An ISO 8601 time as UTC text (so stored times sort as text); naive times are UTC."""
     try:
         when = _dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise StoreError(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-12-01T17:36:01+00:00)") from exc
+    except ValueError:
+        raise StoreError(f"{what} {_quoted(text)} is not an ISO 8601 time (e.g. 2026-12-01T17:36:01+00:00)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.timezone.utc)
-    return when.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        utc = when.astimezone(_dt.timezone.utc)
+    except (OverflowError, ValueError):  # year 1 at +01:00 is before the first representable UTC time
+        utc = None
+    if utc is None or not _YEARS[0] <= utc.year <= _YEARS[1]:
+        raise StoreError(f"{what} {_quoted(text)} is out of range (a time between the years {_YEARS[0]} and {_YEARS[1]})")
+    return utc.isoformat(timespec="seconds")
 
 
 def content_hash(results: dict[str, Any]) -> str:
@@ -188,9 +204,10 @@ def parse_url(text: str) -> sa.engine.URL:
     """
     try:
         url = sa.engine.make_url(text)
-    except sa_exc.ArgumentError:
+        _ = url.port  # a port that is not a number fails here, not at connect
+    except (sa_exc.ArgumentError, ValueError, TypeError):
         raise StoreError(
-            f"--db {text!r} is not a database URL (use sqlite:///PATH or postgresql://USER@HOST/DB)"
+            f"--db {_quoted(text)} is not a database URL (use sqlite:///PATH or postgresql://USER@HOST/DB)"
         ) from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
@@ -200,12 +217,19 @@ def parse_url(text: str) -> sa.engine.URL:
     if backend == "sqlite":
         if url.get_driver_name() not in ("pysqlite", "sqlite"):
             raise StoreError(f"--db {_shown(url)}: only Python's sqlite3 driver is supported (sqlite:///PATH)")
+        if url.query or url.host or url.port or url.username or url.password:
+            raise StoreError(f"--db {_quoted(text)}: an SQLite URL names a file and nothing else (sqlite:///PATH)")
         if not url.database:
-            raise StoreError(f"--db {text!r} names no file (use sqlite:///PATH, e.g. {DEFAULT_STORE_URL})")
+            raise StoreError(f"--db {_quoted(text)} names no file (use sqlite:///PATH, e.g. {DEFAULT_STORE_URL})")
         return url
     raise StoreError(
         f"--db {_shown(url)}: unknown database kind {backend!r} (use sqlite:///PATH or postgresql://USER@HOST/DB)"
     )
+
+
+def _quoted(text: str, limit: int = 120) -> str:
+    shown = repr(str(text))
+    return shown if len(shown) <= limit else shown[: limit - 2] + "…" + shown[-1]
 
 
 def _db_error(url: sa.engine.URL, exc: BaseException) -> StoreError:
@@ -256,8 +280,15 @@ def open_store(url_text: str = DEFAULT_STORE_URL, *, create: bool) -> "Store":
 
 
 def _check_sqlite_file(url: sa.engine.URL, path: Path, *, create: bool) -> None:
-    if path.is_dir():
-        raise StoreError(f"{_shown(url)}: {path} is a directory, not an SQLite file")
+    """The store's file gets the rules of every file cnnbench writes (core.safeio.check_target):
+    a directory, FIFO, device, socket or symlink (dangling or not) at the path, or a name too
+    long for the file system, is refused before SQLite opens anything (a FIFO never hangs)."""
+    if "\x00" in str(path):
+        raise StoreError(f"{_shown(url)}: the path holds a NUL byte")
+    try:
+        check_target(path)
+    except WriteError as exc:
+        raise StoreError(f"{_shown(url)}: {exc}") from None
     if path.exists():
         try:
             with path.open("rb") as fh:
@@ -540,7 +571,7 @@ class Store:
             stmt = stmt.where(runs.c.branch == branch)
         return [
             StoredRun(run_id, key, model, backend, device, precision, commit, branch_, when, stored, machine_,
-                      tuple(map(float, figs.split(","))))
+                      _figures(figs, key=key, commit=commit))
             for run_id, key, model, backend, device, precision, figs, commit, branch_, when, stored, machine_
             in self._tuples(stmt)
             if figs
@@ -574,16 +605,21 @@ class Store:
                                     "commit_time": when, "suite_name": suite}  # fmt: skip
         for chunk in _chunks(list(info), _IN_CHUNK):
             for run_id, env in self._tuples(sa.select(runs.c.id, runs.c.environment).where(runs.c.id.in_(chunk))):
-                info[run_id]["environment"] = json.loads(env)
+                where = _row_name(self.shown_url, f"run {run_id}", info[run_id]["commit"])
+                environment = _stored_json(env, where=f"{where}: environment")
+                if not isinstance(environment, dict):
+                    raise StoreError(f"{where}: environment is not a mapping (edited or corrupted row)")
+                info[run_id]["environment"] = environment
         blobs: dict[int, bytes] = {}
         mids = [mid for kept in chosen.values() for mid, _ in kept]
         for chunk in _chunks(mids, _IN_CHUNK):
             stmt = sa.select(records.c.measurement_id, records.c.record).where(records.c.measurement_id.in_(chunk))
             blobs.update(dict(self._tuples(stmt)))
         return {
-            key: [(info[run_id], json.loads(zlib.decompress(blobs[mid]).decode("utf-8"))) for mid, run_id in kept]
+            key: [(info[run_id], _stored_record(blobs.get(mid), where=_row_name(self.shown_url, key, info[run_id]["commit"])))
+                  for mid, run_id in kept]
             for key, kept in chosen.items()
-        }
+        }  # fmt: skip
 
     def _tuples(self, statement: Any) -> list[tuple[Any, ...]]:
         try:
@@ -591,6 +627,53 @@ class Store:
                 return conn.execute(statement).all()  # Rows unpack as tuples
         except sa_exc.SQLAlchemyError as exc:
             raise _db_error(self.url, exc) from None
+
+
+def _row_name(store: str, case: Any, commit: Any) -> str:
+    return f"{store}: case {_quoted(str(case), 80)} at commit {_quoted(str(commit), 48)}"
+
+
+def _figures(text: Any, *, key: Any, commit: Any) -> tuple[float, ...]:
+    """A row's per-process figures, parsed as strictly as a results file's: each a finite
+    number of ms in _FIGURE_RANGE_MS (a row edited by hand or written by another version is
+    refused by name, never a traceback or an overflow in a change-point fit)."""
+    lo, hi = _FIGURE_RANGE_MS
+    try:
+        parts = str(text).split(",")
+        if len(parts) > 1_000_000:
+            raise ValueError("too many figures")
+        values = tuple(float(p) for p in parts)
+    except (ValueError, OverflowError):
+        values = ()
+    if not values or not all(lo <= v <= hi for v in values):  # NaN fails both comparisons
+        raise StoreError(
+            f"case {_quoted(str(key), 80)} at commit {_quoted(str(commit), 48)}: its stored figures are not "
+            f"numbers of ms between {lo:g} and {hi:g} (a row edited by hand, truncated or from another version)"
+        )
+    return values
+
+
+def _stored_json(blob: Any, *, where: str) -> Any:
+    try:
+        return loads_strict(blob, where=where)
+    except UserError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _stored_record(blob: Any, *, where: str) -> dict[str, Any]:
+    """A stored case record: zlib-compressed JSON, parsed and checked as a results file's record."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise StoreError(f"{where}: the stored record is missing or not a compressed blob")
+    try:
+        text = zlib.decompressobj().decompress(bytes(blob), 64 * 2**20)
+    except zlib.error:
+        raise StoreError(f"{where}: the stored record does not decompress (truncated or corrupted)") from None
+    record = _stored_json(text, where=where)
+    try:
+        checked_record(record, where=where)
+    except UserError as exc:
+        raise StoreError(str(exc)) from None
+    return record
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:

@@ -17,6 +17,7 @@ from cnnbench.report.energy import WIDE_COLUMNS as ENERGY_COLUMNS
 from cnnbench.report.energy import wide_cells
 from cnnbench.report.model import CaseRow, rows_of_records
 from cnnbench.results.records import CaseRecord
+from cnnbench.core.terminal import message_line, visible
 
 __all__ = [
     "make_console", "TableRow", "table_rows", "render_table", "render_notes", "grouped", "ProgressReporter",
@@ -175,7 +176,7 @@ def _cells(t: TableRow, columns: tuple[str, ...]) -> list[str]:
         "top-1 (n/total)": top1,
     }
     every.update(zip(ENERGY_COLUMNS, t.energy_cells))
-    return [every[c] for c in columns]
+    return [visible(every[c]) for c in columns]  # a value from a file is one cell on one line
 
 
 def _min_width(text: str, wraps: bool) -> int:
@@ -311,14 +312,14 @@ def render_notes(records: Sequence[CaseRecord | dict[str, Any]]) -> list[str]:
             lines.append(f"⚠ {r.key}: measured accuracy differs from eager: {t.accuracy_flag}")
         if r.status != "ok":
             lines.append(f"✗ {r.key}: {r.status}: {r.error or ''}")
-    return lines
+    return [message_line(line) for line in lines]
 
 
 def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
     from rich.markup import escape
 
     spec = CaseSpec.from_dict(record["spec"])
-    key = escape(spec.key)  # backend options look like markup: compile[mode=max-autotune]
+    key = escape(visible(spec.key))  # backend options look like markup: compile[mode=max-autotune]
     lat = record.get("latency_ms")
     rep = f" (repeat {run.get('repeat', 0) + 1}/{record['repeats_planned']})" if record["repeats_planned"] > 1 else ""
     if run.get("status") == "ok" and lat:
@@ -327,7 +328,7 @@ def _row_line(record: dict[str, Any], run: dict[str, Any]) -> str:
         shown = f" at batch {batch} (of {spec.batch_size})" if batch != spec.batch_size else ""
         extra = " [yellow]⚠[/yellow]" if record["warnings"] else ""
         return f"[green]✓[/green] {key}{rep}: {fmt_ms(med)} ms median{shown}, {fmt_rate(batch / (med / 1000.0))} images/s{extra}"
-    return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(str(run.get('error') or ''))}"
+    return f"[red]✗[/red] {key}{rep}: [red]{run.get('status')}[/red]: {escape(message_line(run.get('error') or ''))}"
 
 
 class ProgressReporter:

@@ -42,6 +42,8 @@ __all__ = [
     "read_json",
     "parse_results",
     "parse_record",
+    "loads_strict",
+    "checked_record",
     "from_dict",
     "thaw",
     "speedups_over_eager",
@@ -89,6 +91,8 @@ def read_json(path: str | os.PathLike[str], *, what: str = "results file", max_b
         raise ResultsFileError(name, f"no such {what}") from None
     except OSError as exc:
         raise ResultsFileError(name, f"cannot read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path
+        raise ResultsFileError(name, f"no such {what} (the path holds a NUL byte)") from None
     if stat.S_ISDIR(st.st_mode):
         raise ResultsFileError(name, f"is a directory, not a {what}")
     if not stat.S_ISREG(st.st_mode):
@@ -158,6 +162,35 @@ def _bounded_int(text: str) -> int:
     if digits > MAX_INT_DIGITS:
         raise _Bad("", f"an integer of {digits} digits (at most {MAX_INT_DIGITS})")
     return int(text)
+
+
+def loads_strict(text: str | bytes, *, where: str) -> Any:
+    """JSON text from elsewhere than a file (a row of the history store), parsed with the rules
+    of `read_json`: no duplicate keys, no NaN or overflowing number, bounded integers and depth.
+
+    Raises:
+        ResultsFileError: one line naming `where` and what is wrong.
+    """
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        data = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
+        _check_depth(data)
+    except UnicodeDecodeError as exc:
+        raise ResultsFileError(where, f"not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(where, f"not valid JSON (truncated or corrupted?): {exc.msg}") from None
+    except _Bad as exc:
+        raise ResultsFileError(where, f"{exc.where}: {exc.message}" if exc.where else exc.message) from None
+    except RecursionError:
+        raise ResultsFileError(where, f"nested more than {MAX_DEPTH} levels deep") from None
+    return data
 
 
 def _finite_float(text: str) -> float:
@@ -398,9 +431,97 @@ def _parity(where: str, value: Any) -> Mapping[str, Any] | None:
     parity = _mapping(where, value)
     if parity is not None:
         _boolean(f"{where}.ok", parity.get("ok"))
+        _section_text(f"{where}.reason", parity.get("reason"))
         for name in ("max_abs_err", "max_rel_err", "tolerance", "top1_agreement"):
             _number(f"{where}.{name}", parity.get(name), low=None)
     return parity
+
+
+# -- the sections added by later features: declared keys typed, ranged, and sized -----------------
+# Each section is a mapping whose declared keys have a kind; keys this version does not declare
+# are kept as written (a newer writer's), but the section as a whole is bounded in size.
+MAX_SECTION_KEYS = 256
+MAX_SECTION_TEXT = 4096  # characters of one string in a section (a reason, a method, a name)
+
+
+def _section_text(where: str, value: Any) -> str | None:
+    text = _string(where, value)
+    if text is not None and len(text) > MAX_SECTION_TEXT:
+        raise _Bad(where, f"a string of {len(text):,} characters (at most {MAX_SECTION_TEXT:,})")
+    return text
+
+
+def _section_number(where: str, value: Any, low: float | None = 0.0, high: float | None = None) -> Any:
+    number = _number(where, value, low=low)
+    if number is not None and high is not None and number > high:
+        raise _Bad(where, f"expected a number <= {high:g}, got {number!r}")
+    return number
+
+
+_KINDS: dict[str, Callable[[str, Any], Any]] = {
+    "bool": lambda w, v: _boolean(w, v),
+    "text": _section_text,
+    "num": lambda w, v: _section_number(w, v, low=None),
+    "num+": lambda w, v: _section_number(w, v),
+    "share": lambda w, v: _section_number(w, v, high=1.0),
+    "percent": lambda w, v: _section_number(w, v, high=100.0),
+    "int+": lambda w, v: _integer(w, v),
+    "map": lambda w, v: _mapping(w, v),
+    "texts": lambda w, v: None if v is None else _list(w, v, _section_text),
+    "nums+": lambda w, v: None if v is None else _list(w, v, lambda w2, v2: _section_number(w2, v2, low=0.0) if v2 is not None else None),
+    "maps": lambda w, v: None if v is None else _list(w, v, lambda w2, v2: _mapping(w2, v2, optional=False)),
+    "summary": lambda w, v: _section(w, v, {"median": "num+", "min": "num+", "max": "num+"}),
+    "shares": lambda w, v: _section(w, v, {"h2d": "share", "compute": "share", "d2h": "share"}),
+    "label": lambda w, v: _section(w, v, {"label": "text"}),
+}
+
+_SECTIONS: dict[str, dict[str, str]] = {
+    "energy": {
+        "available": "bool", "method": "text", "scope": "text", "reason": "text", "joules": "num+",
+        "window_s": "num+", "seconds": "num+", "images": "int+", "j_per_image": "num+", "avg_w": "num+",
+        "images_per_j": "num+", "interval_s": "num+", "idle_w": "num+", "idle_s": "num+", "reliable": "bool",
+        "unreliable_reason": "text", "idle_reason": "text", "above_idle_j_per_image": "num+",
+        "repeat_j_per_image": "nums+", "samples": "int+", "achieved_interval_s": "num+", "domains": "map",
+    },
+    "device_state": {
+        "cpu": "map", "gpu": "map", "throttled": "bool", "throttle_reasons": "texts",
+        "other_gpu_processes": "maps", "repeats": "int+",
+    },
+    "transfer": {
+        "applicable": "bool", "reason": "text", "h2d_ms": "summary", "compute_ms": "summary", "d2h_ms": "summary",
+        "total_ms": "summary", "share": "shares", "calls": "int+", "timer": "text", "seconds": "num+",
+    },
+    "processes": {
+        "statistic": "text", "n": "int+", "figures_ms": "nums+", "median_ms": "num+", "min_ms": "num+",
+        "max_ms": "num+", "cv": "num+", "ci_low_ms": "num+", "ci_high_ms": "num+", "ci_coverage": "share",
+        "modes": "maps",
+    },
+    "published": {
+        "acc@1": "percent", "acc@5": "percent", "dataset": "text", "weights": "text", "source": "text",
+        "accuracy_img_size": "int+",
+    },
+    "backend_info": {"calibration": "label"},
+    "measured_on": {
+        "hostname": "text", "machine_fingerprint": "text", "source": "text", "environment": "int+",
+    },
+}  # fmt: skip
+
+
+def _section(where: str, value: Any, schema: Mapping[str, str]) -> Mapping[str, Any] | None:
+    """A mapping whose declared keys are checked by kind; undeclared keys are kept as written."""
+    section = _mapping(where, value)
+    if section is None:
+        return None
+    if len(section) > MAX_SECTION_KEYS:
+        raise _Bad(where, f"a mapping of {len(section):,} keys (at most {MAX_SECTION_KEYS})")
+    for name, kind in schema.items():
+        if name in section:
+            _KINDS[kind](f"{where}.{name}", thaw(section[name]))
+    return section
+
+
+def _typed_section(name: str) -> Callable[[str, Any], Any]:
+    return lambda where, value: _section(where, value, _SECTIONS[name])
 
 
 # Run fields with a declared type; a run's other fields are kept as written.
@@ -446,8 +567,8 @@ _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "counter": (lambda w, v: _string(w, v), None),
     "counts": (_mapping, None),
     "aux_heads_included": (lambda w, v: _boolean(w, v), None),
-    "backend_info": (_mapping, None),
-    "published": (_mapping, None),
+    "backend_info": (_typed_section("backend_info"), None),
+    "published": (_typed_section("published"), None),
     "parity": (_parity, None),
     "memory": (_memory, None),
     "accuracy": (_mapping, None),
@@ -464,15 +585,15 @@ _CASE_FIELDS: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "repeats_planned": (lambda w, v: _integer(w, v), None),
     "runs": (lambda w, v: _list(w, v, _run, optional=True), ()),
     # Optional sections of later features, absent from files that predate them (and from records
-    # that never measured them).
-    "energy": (_mapping, None),  # over the timed window (cnnbench.measure.energy)
-    "device_state": (_mapping, None),  # GPU clocks, throttling; CPU governor (cnnbench.measure.devicestate)
-    "transfer": (_mapping, None),  # H2D / compute / D2H split (cnnbench.backends.transfer)
-    "processes": (_mapping, None),  # between-process figures and modes (cnnbench.stats.processes)
+    # that never measured them); each typed like the older fields (`_typed_section`).
+    "energy": (_typed_section("energy"), None),  # over the timed window (cnnbench.measure.energy)
+    "device_state": (_typed_section("device_state"), None),  # GPU clocks, throttling; CPU governor (cnnbench.measure.devicestate)
+    "transfer": (_typed_section("transfer"), None),  # H2D / compute / D2H split (cnnbench.backends.transfer)
+    "processes": (_typed_section("processes"), None),  # between-process figures and modes (cnnbench.stats.processes)
     "latency_ms": (_latency_summary, None),
     "throughput_per_s": (lambda w, v: _number(w, v, strict=True), None),
     "warnings": (lambda w, v: _scalars(w, v) if v is not None else (), ()),
-    "measured_on": (_mapping, None),  # written by `merge` (cnnbench.run.merge), never by build_record
+    "measured_on": (_typed_section("measured_on"), None),  # written by `merge` (cnnbench.run.merge), never by build_record
 }
 # The record's fields in the order `cnnbench.results.format.build_record` writes them: the writer's
 # dict comes from that one function, and this table mirrors it field for field (a field the writer
@@ -850,6 +971,15 @@ def parse_record(value: Any, *, index: int = 0) -> CaseRecord:
         raise _Bad(f"{where}: {exc.where}", exc.message) from None
     extra = {k: freeze(v) for k, v in value.items() if k not in _CASE_FIELDS}
     return CaseRecord(**fields, extra=MappingProxyType(extra), present=tuple(value))
+
+
+def checked_record(value: Any, *, where: str) -> CaseRecord:
+    """`parse_record` for a record that comes from elsewhere than a results file (the history
+    store): a field that fails its check is a ResultsFileError naming `where` and the field."""
+    try:
+        return parse_record(value)
+    except _Bad as exc:
+        raise ResultsFileError(where, f"{exc.where}: {exc.message}") from None
 
 
 def parse_results(data: Any, *, path: str = "results file") -> ResultsFile:

@@ -65,7 +65,13 @@ def merge_results(
             record = copy.deepcopy(record)
             previous = record.get("measured_on")
             if isinstance(file_envs, list) and file_envs and isinstance(previous, dict):
-                index = offset + int(previous.get("environment") or 0)
+                own = previous.get("environment") or 0  # typed at load: an integer >= 0 or absent
+                if not isinstance(own, int) or own >= len(file_envs):
+                    raise UserError(
+                        f"{name}: case {key!r}: measured_on.environment {own!r} names none of its "
+                        f"{len(file_envs)} environments (an edited or damaged merged file)"
+                    )
+                index = offset + own
                 record["measured_on"] = {**previous, "environment": index}
             else:
                 env = environments[offset]

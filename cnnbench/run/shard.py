@@ -104,7 +104,10 @@ REFERENCE_GMACS: dict[str, float] = {
     "inception_naive": 0.8542, "inception_bottleneck": 0.27135,
 }  # fmt: skip
 
-_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+_SHARD = re.compile(r"^\s*([0-9]+)\s*/\s*([0-9]+)\s*$", re.ASCII)
+# Digits read before any arithmetic: more than this is no shard number (and Python's
+# integer-string limit would end a 5000-digit value in a traceback).
+_MAX_DIGITS = 9
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -115,7 +118,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     """
     m = _SHARD.match(str(text))
     if not m:
-        raise UserError(f"--shard {text!r}: expected K/N, the 1-based shard K of N, e.g. 2/4, or auto")
+        raise UserError(f"--shard {_short(text)}: expected K/N, the 1-based shard K of N, e.g. 2/4, or auto")
+    if max(len(m.group(1).lstrip("0")), len(m.group(2).lstrip("0"))) > _MAX_DIGITS:
+        raise UserError(f"--shard {_short(text)}: a shard number that large is no shard (at most {MAX_SHARDS} shards)")
     k, n = int(m.group(1)), int(m.group(2))
     if n < 1:
         raise UserError(f"--shard {text!r}: the number of shards N must be at least 1")
@@ -229,10 +234,18 @@ SHARD_SOURCES = {
 }
 
 
+def _short(text: object, limit: int = 40) -> str:
+    """`text` quoted, cut to `limit` characters: a 5000-digit value is named, not repeated."""
+    shown = repr(str(text))
+    return shown if len(shown) <= limit else shown[: limit - 2] + "…" + shown[-1]
+
+
 def _int_var(env: dict[str, str], name: str) -> int:
     text = env[name].strip()
-    if not re.fullmatch(r"-?\d+", text):
-        raise UserError(f"--shard auto: {name}={env[name]!r} is not an integer")
+    if not re.fullmatch(r"-?[0-9]+", text, re.ASCII):
+        raise UserError(f"--shard auto: {name}={_short(env[name])} is not an integer")
+    if len(text.lstrip("-").lstrip("0")) > _MAX_DIGITS:
+        raise UserError(f"--shard auto: {name}={_short(env[name])} is too large for a shard index or count")
     return int(text)
 
 
