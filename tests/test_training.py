@@ -251,7 +251,8 @@ def test_compiled_training_step(tmp_path):
     out = _worker(spec, tmp_path, "compile")
     assert out["status"] == "ok", out.get("error")
     assert out["backend_info"]["compile"]["cache"] == "per-run"
-    assert out["first_call_ms"] > 5 * sorted(out["samples_ms"])[len(out["samples_ms"]) // 2]  # compile is in the first call
+    # compile is in the first call: dynamo's time for it lies inside that call's time
+    assert 0 < out["backend_info"]["compile"]["first_call_compile_ms"] <= out["first_call_ms"]
     assert math.isfinite(out["train"]["loss_last"])
     assert not [w for w in out["warnings"] if "recompiled" in w]
 
