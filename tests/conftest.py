@@ -22,13 +22,18 @@ import pytest
 JEMALLOC_NO_DECAY = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
+@pytest.fixture(scope="session")
+def _session_count_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("count-cache")
+
+
 @pytest.fixture
-def warm_counts(tmp_path, monkeypatch):
-    """This test's own count cache, filled before any worker starts: `warm_counts(spec, ...)`
-    counts each case's model here, so every worker the test starts finds its counts cached and
-    does the same work before its memory baseline, whatever other runs did to the shared cache."""
-    cache = tmp_path / "count-cache"
-    monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(cache))
+def warm_counts(_session_count_cache, monkeypatch):
+    """This pytest session's own count cache, filled before any worker starts: `warm_counts(spec,
+    ...)` counts each case's model there, so every worker the test starts finds its counts cached
+    and does the same work before its memory baseline, whatever other runs do to the shared
+    ~/.cache/cnnbench meanwhile (a model counted by an earlier test is a cache hit)."""
+    monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(_session_count_cache))
 
     def warm(*specs, paths=()):
         from cnnbench.counting import counts_for
