@@ -406,12 +406,13 @@ matrices:
 
     comp = recs[("lenet5", "compile")]
     assert comp["status"] == "ok", comp["error"]
-    samples = comp["samples_ms"]
-    median = statistics.median(samples)
-    assert comp["first_call_ms"] > 50 * median, "the first call compiles: far longer than a steady call"
-    assert comp["first_call_ms"] > max(samples) and comp["first_call_ms"] not in samples
     info = comp["backend_info"]
     assert info["compile_in_first_call"] and info["recompiles_in_timed_region"] == 0 and info["freezing"]
+    # the first call compiles: dynamo's own time for that compile lies inside it (a cold compile
+    # takes seconds), and nothing compiled after it, so no sample holds a compile
+    assert info["graphs"] >= 1 and 0 < info["first_call_compile_ms"] <= comp["first_call_ms"]
+    assert comp["first_call_ms"] not in comp["samples_ms"]
+    assert comp["latency_ms"]["median"] == pytest.approx(statistics.median(comp["samples_ms"]))  # the samples alone
     assert comp["parity"]["ok"] and comp["parity"]["max_rel_err"] < 1e-4
 
     ort_rec = recs[("lenet5", "onnxrt")]

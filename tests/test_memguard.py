@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import psutil
 import pytest
 
 from cnnbench.measure import memguard
@@ -127,7 +126,7 @@ def test_a_case_that_cannot_fit_is_refused_before_it_is_built(tmp_path):
     big = CaseSpec(model="vgg16", batch_size=65_536, input_size=(3, 224, 224), measure=FAST)
     run = runner.run_worker(big, workdir=str(tmp_path))
     assert run["status"] == "oom" and run["error"].startswith("pre-flight: needs at least"), run
-    assert run["duration_s"] < 60
+    assert run["error"].endswith("; not built") and "samples_ms" not in run  # refused before building
 
 
 @pytest.mark.slow
@@ -152,15 +151,26 @@ def test_a_worker_killed_by_the_oom_killer_is_oom(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.measured
 def test_a_worker_that_prints_64_mb_is_kept_as_a_short_tail(tmp_path):
+    """The runner's memory is counted in Python allocations (tracemalloc, the log reader's thread
+    included), not in the RSS, which the allocator and the rest of the process move: the reader
+    keeps at most 2 x 64 KiB plus one 64 KiB read; the rest of the peak is the modules
+    run_worker imports on first use (1.5 MB when none was imported yet). Holding an eighth of
+    the log would pass the bound."""
+    import tracemalloc
+
     spec = CaseSpec(model="c", batch_size=1, input_size=(1, 8, 8), source="faultmodels:chatty", measure=FAST)
-    rss_before = psutil.Process().memory_info().rss
-    run = runner.run_worker(spec, workdir=str(tmp_path), extra_paths=[str(FIXTURES)])
-    grown = psutil.Process().memory_info().rss - rss_before
+    tracemalloc.start()
+    try:
+        run = runner.run_worker(spec, workdir=str(tmp_path), extra_paths=[str(FIXTURES)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert run["status"] == "error" and "chatty model gave up" in run["error"]
     tail = run["stderr_tail"]
     assert tail.startswith("[last lines of ") and "the last line before the failure" in tail
-    assert len(tail) < 8 * 1024 and grown < 16 * 1024**2, (len(tail), grown)
+    assert len(tail) < 8 * 1024 and peak < 64 * 10**6 // 8, (len(tail), peak)  # the model prints 64 MB
     assert list(tmp_path.iterdir()) == []  # no log file at all
 
 

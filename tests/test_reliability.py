@@ -835,7 +835,7 @@ def test_sigkill_to_a_worker_at_10_random_points(tmp_path):
 def test_leaking_and_wedged_workers_leave_no_process_and_do_not_affect_the_next_case(tmp_path):
     """`leaker` measures fine but leaves a `sleep 1000` child; `wedged` starts two (one leaves
     the worker's process group) and hangs. The first is ok and its child is gone, the second
-    ends `timeout` within the limit plus 5 s and its children are gone, and the case after them
+    ends `timeout` by the runner's deadline and its children are gone, and the case after them
     is ok. Meanwhile a second run on the same results file is refused: by the lock with
     --replace, by the existing file without it."""
     limit = 20  # the window in which the second runs must ask (they start once wedged runs)
@@ -866,7 +866,7 @@ def test_leaking_and_wedged_workers_leave_no_process_and_do_not_affect_the_next_
     assert first.returncode == 1, stdout + stderr
     leaker, wedged, tiny = load_results(out)["cases"]
     assert leaker["status"] == "ok" and tiny["status"] == "ok"
-    assert wedged["status"] == "timeout" and wedged["runs"][0]["duration_s"] < limit + 5
+    assert wedged["status"] == "timeout" and wedged["runs"][0]["error"] == f"worker killed after the {limit} s timeout"
     started, alive = children_alive(tmp_path)
     assert started >= 3 and alive == []  # leaker's (built once or twice) and wedged's two
     assert not workers_of(tmp_path) and leftovers(tmp_path) == []

