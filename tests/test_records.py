@@ -82,7 +82,7 @@ def test_build_record_writes_exactly_the_declared_fields():
         "published": {"acc@1": 99.0}, "parity": {"ok": True, "max_rel_err": 1e-6}, "memory": {"peak_rss_delta_bytes": 4096},
         "accuracy": {"top1": 98.0}, "train": {"optimizer": {"name": "sgd"}},
         "energy": {"available": True, "method": "rapl", "j_per_image": 0.01, "images_per_j": 100.0, "reliable": True},
-        "device_state": {"throttled": False}, "transfer": {"h2d_ms": 0.1},
+        "device_state": {"throttled": False}, "transfer": {"applicable": True, "calls": 3, "h2d_ms": {"median": 0.1}},
     }  # fmt: skip
     record = build_record(_spec(), [_ok([1.0, 1.1, 1.2, 1.05, 1.3], **static), _ok([1.2, 1.1, 1.0, 1.0, 1.4], **static)])
     written = list(record)
