@@ -138,7 +138,10 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         code = int(args._run(args) or 0)
     except UserError as exc:
-        print(f"error: {terminal.message_line(exc)}", file=sys.stderr)
+        head, *rest = exc.lines()
+        print(f"error: {terminal.message_line(head)}", file=sys.stderr)
+        for line in rest:  # an error that gathers several: each on its own line, each kept on it
+            print(f"  {terminal.message_line(line.strip())}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         return _stdout_closed()

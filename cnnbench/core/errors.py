@@ -40,6 +40,11 @@ class UserError(Exception):
 
     exit_code = EXIT_USAGE
 
+    def lines(self) -> tuple[str, ...]:
+        """What the CLI prints, one output line each (each made visible and kept on its line by
+        `cnnbench.core.terminal`): the message; an error that gathers several says each apart."""
+        return (str(self),)
+
 
 class SuiteError(UserError):
     """A suite that cannot be loaded: names the file, the field path and, when known, the line."""

@@ -115,6 +115,10 @@ class SuiteErrors(SuiteError):
         lines = "\n".join(f"  {e}" for e in self.errors)
         super().__init__(first.path, f"{len(self.errors)} errors{more}:\n{lines}")
         self.field, self.line = first.field, first.line
+        self._head = f"{first.path}: {len(self.errors)} errors{more}:"
+
+    def lines(self) -> tuple[str, ...]:
+        return (self._head, *(f"  {e}" for e in self.errors))
 
 
 class _Errors:
