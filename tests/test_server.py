@@ -159,7 +159,7 @@ def test_a_forked_workers_memory_growth_matches_a_spawned_ones(tmp_path, fault_d
     mapped already, and it grew 0 where the others grew 4.14 MiB. With the same work before the
     baseline the two starts differ by a few pages (<= 8 KiB measured); 2 MiB is 32 fault-around
     windows of 64 KiB, and a child that re-maps the library pages its case touches grows by
-    several MB more (+5 MB for lenet5: cnnbench/server.py)."""
+    several MB more (+5 MB for lenet5: cnnbench/run/server.py)."""
     case = spec("tiny")
     warm_counts(case, paths=[FIXTURES])
     spawned = run_worker(case, workdir=str(tmp_path), extra_paths=[str(FIXTURES)])

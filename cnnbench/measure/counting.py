@@ -156,15 +156,21 @@ def sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
     return batch * length * s * (e + ev)
 
 
-def _fvcore_macs(model: "nn.Module", example: "torch.Tensor") -> tuple[int, dict[str, int], Counter]:
-    analysis_cls = import_fvcore()
-    analysis = (
-        analysis_cls(model, (example,))
+def fvcore_analysis(model: "nn.Module", example: "torch.Tensor") -> Any:
+    """fvcore's FlopCountAnalysis configured as cnnbench counts: the op handles for
+    `padding='same'` convolutions and attention, its warnings off (the case's GMACs and the
+    per-layer profile both use this one configuration, so their totals agree)."""
+    return (
+        import_fvcore()(model, (example,))
         .set_op_handle(**{"aten::_convolution_mode": conv_mode_macs, "aten::scaled_dot_product_attention": sdpa_macs})
         .unsupported_ops_warnings(False)
         .uncalled_modules_warnings(False)
         .tracer_warnings("none")
     )
+
+
+def _fvcore_macs(model: "nn.Module", example: "torch.Tensor") -> tuple[int, dict[str, int], Counter]:
+    analysis = fvcore_analysis(model, example)
     total = int(analysis.total())
     by_op = {k: int(v) for k, v in analysis.by_operator().items()}
     return total, by_op, Counter(analysis.unsupported_ops())

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cnnbench.measure.parity import output_tensors
 from cnnbench.core.errors import UserError
-from cnnbench.measure.counting import conv_mode_macs, counting_context, import_fvcore, sdpa_macs
+from cnnbench.measure.counting import counting_context, fvcore_analysis, import_fvcore
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -605,18 +605,10 @@ def fvcore_by_module(model: "nn.Module", example: "torch.Tensor") -> dict[str, i
     totals agree.
     """
 
-    analysis_cls = import_fvcore()
-    if analysis_cls is None:
+    if import_fvcore() is None:
         raise UserError("the per-layer profile needs fvcore for MACs: pip install fvcore")
     with counting_context():
-        analysis = (
-            analysis_cls(model, (example,))
-            .set_op_handle(**{"aten::_convolution_mode": conv_mode_macs, "aten::scaled_dot_product_attention": sdpa_macs})
-            .unsupported_ops_warnings(False)
-            .uncalled_modules_warnings(False)
-            .tracer_warnings("none")
-        )
-        return {k: int(v) for k, v in analysis.by_module().items()}
+        return {k: int(v) for k, v in fvcore_analysis(model, example).by_module().items()}
 
 
 def _split(total: int, weights: list[int]) -> list[int]:

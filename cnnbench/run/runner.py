@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from cnnbench.core.environment import PROJECT_ROOT
+from cnnbench.core.procgroup import exited, kill_group
 from cnnbench.run import server as worker_server, signals
 from cnnbench.core.errors import ResultsFileError
 from cnnbench.results.format import build_record, upsert_record, write_results
@@ -127,45 +128,6 @@ def _deferred(stop: StopFlag | None) -> Iterator[None]:
     else:
         with stop.deferred():
             yield
-
-
-def _exited(proc: subprocess.Popen) -> bool:
-    """Whether the worker has exited, without reaping it: until it is reaped its pid (which is
-    also its process group's id) cannot be reused, so killing the group stays safe."""
-    if hasattr(proc, "has_exited"):  # forked by a worker server: not our child (server.py)
-        return proc.has_exited()
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # already reaped
-        return True
-
-
-def _descendants(pid: int) -> list[Any]:
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:  # noqa: BLE001 - gone already, or psutil missing: the group kill remains
-        return []
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the worker, everything in its process group, and any descendant of a still-running
-    worker that left the group (setsid); then reap the worker."""
-    strays = _descendants(proc.pid)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for child in strays:
-        try:
-            child.kill()
-        except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: already gone with the group
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie that will not be reaped
-        pass
 
 
 class LogTail:
@@ -260,7 +222,7 @@ def run_worker(
             log.close()
         raise
     with _deferred(stop):  # also after a normal exit: reaps what the worker left in its group
-        _kill_group(proc)
+        kill_group(proc)
     assert log is not None
     log.close()
 
@@ -328,7 +290,7 @@ def _wait_for_exit(proc: subprocess.Popen, spec: CaseSpec, stop: StopFlag | None
     """Poll until the worker exits (None), or the outcome that ends the wait first: a stop
     request (`interrupted`) or the case's timeout (`timeout`)."""
     deadline = time.monotonic() + spec.measure.timeout_s
-    while not _exited(proc):
+    while not exited(proc):
         if stop is not None and stop.requested:
             return {"status": "interrupted", "error": stop.reason}
         if time.monotonic() > deadline:
@@ -369,7 +331,7 @@ def _read_result(path: Path) -> dict[str, Any] | None:
 def _cleanup(case_dir: Path, proc: subprocess.Popen | None = None) -> None:
     """Remove a case's scratch directory; on the way out of an exception, kill its worker first."""
     if proc is not None:
-        _kill_group(proc)
+        kill_group(proc)
     shutil.rmtree(case_dir, ignore_errors=True)
 
 

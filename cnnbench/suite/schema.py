@@ -29,7 +29,7 @@ Schema (unknown keys anywhere are errors)::
         measure: {warmup: 5, ...}   # merged over Measure() and defaults.measure
         include: [{model: "resnet*", batch_size: 1}]   # keep cases matching any rule
         exclude: [{backend: onnxrt, precision: bf16}]  # drop cases matching any rule
-        accuracy:                   # measured top-1/top-5 after timing (see cnnbench/accuracy.py)
+        accuracy:                   # measured top-1/top-5 after timing (see cnnbench/accuracy/)
           dataset: {kind: imagefolder, path: val/, limit: 1000, strict: false,
                     transforms: {resize: 256, crop: 224, mean: [...], std: [...],
                                  interpolation: bilinear, grayscale: false}}
