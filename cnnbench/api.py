@@ -295,7 +295,7 @@ def run(
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = cli.build_parser()
+    parser = cli.build_parser(argv)  # only the command being run is imported
     try:
         return parser.parse_args(argv)
     except SystemExit as exc:  # argparse's usage error: already printed to stderr
