@@ -219,6 +219,8 @@ def test_report_select_writes_the_model_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / "report.md").exists() and (out / "frontier.png").exists()
     assert "## Selected: lenet5 onnxrt fp32 b1" in (out / "select.md").read_text()
+    section = (out / "report.md").read_text().split("## Model selection", 1)[1].split("\n## ", 1)[0]
+    assert "**Selected:** lenet5 onnxrt fp32 b1" in section and "select.md" in section  # the report points at it
 
 
 def test_report_headlines_follow_the_select_rules(tmp_path):

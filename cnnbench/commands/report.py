@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 from cnnbench.core.errors import UserError
 from cnnbench.report import parse_formats, write_report
 
 from cnnbench.results import records
+from cnnbench.report.blocks import B, Heading, P
 from cnnbench.select import configs_of, parse_constraint, parse_objective, select
 
 HELP = "write a report (Markdown, self-contained HTML, CSV, PNG/SVG plots) from results files"
@@ -74,7 +76,9 @@ def _epoch_images(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     formats = args.formats if isinstance(args.formats, tuple) else parse_formats(args.formats)
     chosen = _parse_select(args)  # a constraint that cannot be read fails before anything is written
-    out = write_report(args.results, args.out, formats=formats, title=args.title, epoch_images=args.epoch_images)
+    selection = _selection(args, *chosen) if chosen is not None else None
+    extra = _selection_section(args, selection) if selection is not None else ()
+    out = write_report(args.results, args.out, formats=formats, title=args.title, epoch_images=args.epoch_images, extra=extra)
     for path in out.files:
         if path.parent == out.out_dir:
             print(path)
@@ -87,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if len(out.environments) > 1:
         summary += f"; {len(out.environments)} environments reported separately: {', '.join(out.environments)}"
     print(summary)
-    if chosen is not None:
-        for path in _write_select(args, *chosen):
+    if selection is not None:
+        for path in _write_select(args, selection):
             print(path)
     return 0
 
@@ -101,9 +105,29 @@ def _parse_select(args: argparse.Namespace):
     return constraints, objectives
 
 
-def _write_select(args: argparse.Namespace, constraints, objectives):
-    from cnnbench.select.modelreport import write_report as write_model_report  # matplotlib
-
+def _selection(args: argparse.Namespace, constraints, objectives):
     files = [records.load(p) for p in args.results]
     configs, left = configs_of(files)
-    return write_model_report(select(configs, constraints, objectives, left), files, args.out)
+    return files, select(configs, constraints, objectives, left)
+
+
+def _selection_section(args: argparse.Namespace, chosen) -> list[Any]:
+    """The report's "Model selection" section: what `--select` picked and why, and where the
+    model report that answers the course's questions is (select.md, select.html, frontier.png)."""
+    _, sel = chosen
+    picked = sel.recommended.label if sel.recommended is not None else "nothing is feasible"
+    return [
+        Heading(2, "Model selection", "model-selection"),
+        P(B("Constraints:"), " ", args.select, ". ", B("Selected:"), " ", picked, ". ", sel.reason),
+        P("The model report (the model and its configuration, the alternatives and why each was rejected, "
+          "parameters, MACs, latency and throughput with their intervals, memory, accuracy and its dataset, "
+          "the hardware, and what was not measured) is select.md / select.html, with the frontier chart "
+          "frontier.png, beside this report (docs/select.md)."),  # fmt: skip
+    ]
+
+
+def _write_select(args: argparse.Namespace, chosen):
+    from cnnbench.select.modelreport import write_report as write_model_report  # matplotlib
+
+    files, sel = chosen
+    return write_model_report(sel, files, args.out)

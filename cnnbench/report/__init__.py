@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from cnnbench.core.errors import UserError
 from cnnbench.core.safeio import atomic_write
@@ -78,12 +78,15 @@ def write_report(
     formats: str | Iterable[str] = FORMATS,
     title: str | None = None,
     epoch_images: Sequence[tuple[str, int]] = (),
+    extra: Sequence[Any] = (),
 ) -> ReportOutput:
     """Load and merge `results`, then write the requested formats into `out_dir`.
 
     Args:
         results: results files (shards, machines, days); merged, grouped by environment.
         out_dir: created if missing; existing report files in it are overwritten.
+        extra: blocks (`cnnbench.report.blocks`) placed after the summary, such as the section
+            that points at the model report of `--select`.
         formats: any of "md", "html", "csv", "png", "svg" (a comma list or an iterable).
         title: the report's title (default "cnnbench report").
         epoch_images: (label, images) training-set sizes to give each training case's time per
@@ -141,12 +144,12 @@ def write_report(
     figures = [Figure(s.name, s.title, s.caption) for s in specs]
     doc_title = title or "cnnbench report"
     if "md" in fmts:
-        blocks = document.build_document(data, [f for f in figures if f.name in figure_links], title=doc_title)
+        blocks = document.build_document(data, [f for f in figures if f.name in figure_links], title=doc_title, extra=extra)
         path = out / MARKDOWN_NAME
         _write(path, markdown.render_markdown(blocks, figure_links=figure_links).encode("utf-8"))
         written.append(path)
     if "html" in fmts:
-        blocks = document.build_document(data, figures, title=doc_title)
+        blocks = document.build_document(data, figures, title=doc_title, extra=extra)
         embedded = {name: ("image/png", imgs["png"]) for name, imgs in images.items()}
         path = out / HTML_NAME
         _write(path, html_out.render_html(blocks, images=embedded, title=doc_title).encode("utf-8"))

@@ -126,7 +126,10 @@ CONVENTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def build_document(data: ReportData, figures: Sequence[Figure] = (), *, title: str | None = None) -> list[Block]:
+def build_document(
+    data: ReportData, figures: Sequence[Figure] = (), *, title: str | None = None, extra: Sequence[Block] = ()
+) -> list[Block]:
+    """The report's blocks; `extra` (e.g. the model selection's section) follows the summary."""
     blocks: list[Block] = [Heading(1, title or "cnnbench report", "top")]
     blocks += _intro(data)
     blocks.append(Heading(2, "Summary", "summary"))
@@ -138,6 +141,7 @@ def build_document(data: ReportData, figures: Sequence[Figure] = (), *, title: s
         if any(r.is_train for r in data.rows_of(env.fingerprint)):
             blocks.append(_training_summary(data, env))
 
+    blocks += list(extra)
     blocks += deployment_section(data)
     if figures:
         blocks.append(Heading(2, "Plots", "plots"))
