@@ -60,7 +60,7 @@ def test_cpu_peak_counts_what_is_allocated_during_the_run_not_before():
         resident(during).close()  # touched while measuring
         mem = tracker.stop()
     assert mem["cpu_method"].startswith("VmHWM reset")
-    assert during - slack <= mem["peak_rss_delta_bytes"] < before, mem
+    assert during - slack <= mem["peak_rss_delta_bytes"] < before - slack, mem
 
 
 @pytest.mark.measured
